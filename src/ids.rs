@@ -1,0 +1,247 @@
+//! LoRaWAN identifiers: EUIs and addresses.
+//!
+//! Each identifier is a newtype over the integer the LoRaWAN specification defines, so a
+//! `DevEui` cannot be passed where a `JoinEui` is expected. They print and parse as the
+//! API's lower-case, zero-padded hex (`7abe1b8c93d7174f`, `627bb8bb`) and convert from and
+//! to the plain integers the Python client uses:
+//!
+//! ```
+//! use ran_routing::{DevAddr, DevEui};
+//!
+//! let dev_eui = DevEui::new(0x7ABE1B8C93D7174F);
+//! assert_eq!(dev_eui.to_string(), "7abe1b8c93d7174f");
+//! assert_eq!("7ABE1B8C93D7174F".parse::<DevEui>().unwrap(), dev_eui);
+//! assert_eq!(u64::from(dev_eui), 0x7ABE1B8C93D7174F);
+//!
+//! let addr: DevAddr = 0x627bb8bb.into();
+//! assert_eq!(format!("{addr:?}"), "DevAddr(627bb8bb)");
+//! ```
+//!
+//! With serde they serialize as the REST API's hex strings and deserialize from either a hex
+//! string or a JSON number, the form the stream frames use.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Why a string is not a valid identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind} {input:?}: expected 1 to {digits} hex digits")]
+pub struct ParseIdError {
+    kind: &'static str,
+    digits: usize,
+    input: String,
+}
+
+impl ParseIdError {
+    /// The identifier type that failed to parse, e.g. `"DevEUI"`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+}
+
+/// Parses up to `digits` hex digits, with an optional `0x` prefix, in either case.
+fn parse_hex(kind: &'static str, digits: usize, input: &str) -> Result<u64, ParseIdError> {
+    let err = || ParseIdError {
+        kind,
+        digits,
+        input: input.chars().take(40).collect(),
+    };
+    let hex = input
+        .strip_prefix("0x")
+        .or_else(|| input.strip_prefix("0X"))
+        .unwrap_or(input);
+    if hex.is_empty() || hex.len() > digits || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(err());
+    }
+    u64::from_str_radix(hex, 16).map_err(|_| err())
+}
+
+macro_rules! identifier {
+    ($(#[$doc:meta])* $name:ident($int:ty), $kind:literal, $digits:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        pub struct $name(pub $int);
+
+        impl $name {
+            /// Wraps the integer value.
+            pub const fn new(value: $int) -> Self {
+                Self(value)
+            }
+
+            /// The integer value.
+            pub const fn get(self) -> $int {
+                self.0
+            }
+
+            /// The value as big-endian bytes, the order LoRaWAN documents print them in.
+            pub const fn to_be_bytes(self) -> [u8; $digits / 2] {
+                self.0.to_be_bytes()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!("{:0", $digits, "x}"), self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({:0", $digits, "x})"), self.0)
+            }
+        }
+
+        impl fmt::LowerHex for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::LowerHex::fmt(&self.0, f)
+            }
+        }
+
+        impl fmt::UpperHex for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::UpperHex::fmt(&self.0, f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseIdError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                // The digit check bounds the value, so the cast cannot truncate.
+                parse_hex($kind, $digits, s).map(|v| Self(v as $int))
+            }
+        }
+
+        impl From<$int> for $name {
+            fn from(value: $int) -> Self {
+                Self(value)
+            }
+        }
+
+        impl From<$name> for $int {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct IdVisitor;
+
+                impl Visitor<'_> for IdVisitor {
+                    type Value = $name;
+
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str(concat!("a ", $kind, " as a hex string or an integer"))
+                    }
+
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$name, E> {
+                        v.parse().map_err(E::custom)
+                    }
+
+                    fn visit_u64<E: de::Error>(self, v: u64) -> Result<$name, E> {
+                        <$int>::try_from(v)
+                            .map($name)
+                            .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+                    }
+
+                    fn visit_i64<E: de::Error>(self, v: i64) -> Result<$name, E> {
+                        <$int>::try_from(v)
+                            .map($name)
+                            .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+                    }
+                }
+
+                deserializer.deserialize_any(IdVisitor)
+            }
+        }
+
+        impl crate::wire::AsWireInt for $name {
+            fn wire_int(&self) -> u64 {
+                u64::from(self.0)
+            }
+        }
+    };
+}
+
+identifier!(
+    /// A device's 64-bit extended unique identifier (DevEUI).
+    DevEui(u64), "DevEUI", 16
+);
+identifier!(
+    /// A 64-bit join server identifier (JoinEUI, AppEUI in LoRaWAN 1.0).
+    JoinEui(u64), "JoinEUI", 16
+);
+identifier!(
+    /// A 32-bit device address (DevAddr).
+    DevAddr(u32), "DevAddr", 8
+);
+identifier!(
+    /// A multicast group's 32-bit address (`McAddr`), which devices hear as a DevAddr.
+    MulticastAddr(u32), "multicast address", 8
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prints_zero_padded_lower_hex() {
+        assert_eq!(DevEui::new(0).to_string(), "0000000000000000");
+        assert_eq!(DevEui::new(u64::MAX).to_string(), "ffffffffffffffff");
+        assert_eq!(DevAddr::new(0xab).to_string(), "000000ab");
+        assert_eq!(
+            format!("{:?}", JoinEui::new(1)),
+            "JoinEui(0000000000000001)"
+        );
+        assert_eq!(format!("{:#x}", DevAddr::new(0xab)), "0xab");
+    }
+
+    #[test]
+    fn parses_hex_in_any_case_with_optional_prefix() {
+        assert_eq!(
+            "FFFFFFFFFFFFFFFF".parse::<DevEui>(),
+            Ok(DevEui::new(u64::MAX))
+        );
+        assert_eq!(
+            "0x627bb8bb".parse::<DevAddr>(),
+            Ok(DevAddr::new(0x627bb8bb))
+        );
+        assert_eq!("1".parse::<MulticastAddr>(), Ok(MulticastAddr::new(1)));
+    }
+
+    #[test]
+    fn rejects_bad_hex() {
+        for bad in ["", "0x", "xyz", "1ffffffff", "-1", " 1", "+1"] {
+            let err = bad.parse::<DevAddr>().unwrap_err();
+            assert_eq!(err.kind(), "DevAddr", "{bad:?}");
+        }
+        assert!("10000000000000000".parse::<DevEui>().is_err());
+    }
+
+    #[test]
+    fn serde_hex_out_hex_or_number_in() {
+        let eui = DevEui::new(0x7abe1b8c93d7174f);
+        assert_eq!(serde_json::to_string(&eui).unwrap(), "\"7abe1b8c93d7174f\"");
+        assert_eq!(
+            serde_json::from_str::<DevEui>("\"7abe1b8c93d7174f\"").unwrap(),
+            eui
+        );
+        assert_eq!(
+            serde_json::from_str::<DevEui>("18446744073709551615").unwrap(),
+            DevEui::new(u64::MAX)
+        );
+        assert!(serde_json::from_str::<DevAddr>("4294967296").is_err());
+        assert!(serde_json::from_str::<DevAddr>("-1").is_err());
+        assert!(serde_json::from_str::<DevAddr>("1.5").is_err());
+    }
+}

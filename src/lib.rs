@@ -1,0 +1,38 @@
+//! # ran-routing
+//!
+//! A blocking, thread-based client for the Everynet RAN Routing API.
+//!
+//! Everynet runs a neutral-host LoRaWAN radio access network (RAN). A LoRaWAN Network
+//! Server (LNS) uses this API to subscribe devices in the RAN's *routing table*, manage
+//! *multicast groups*, receive *upstream* messages (uplinks and join requests) over one
+//! WebSocket and send *downstream* messages (downlinks and join accepts) over another.
+//!
+//! The crate mirrors the official asyncio Python client, made idiomatic Rust for plain
+//! synchronous programs: no async runtime, just threads, channels and iterators.
+//!
+//! Modules, one concern each:
+//! - [`ids`]: `DevEui`, `JoinEui`, `DevAddr`, `MulticastAddr`, printed as hex;
+//! - [`model`]: devices, groups, radios, transmission windows and stream messages;
+//! - [`config`]: endpoints derived from a base URL, and the access token;
+//! - [`wire`]: the exact JSON the service speaks;
+//! - [`error`]: one error type with variants to match on.
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod wire;
+
+pub use config::{AccessToken, Endpoints};
+pub use error::{ApiError, Error, FieldError, InvalidInput, Result};
+pub use ids::{DevAddr, DevEui, JoinEui, MulticastAddr, ParseIdError};
+pub use model::{
+    Device, DeviceIdentity, DownstreamAck, DownstreamMessage, DownstreamRadio, DownstreamReply,
+    DownstreamRequest, DownstreamResult, DownstreamResultCode, FhssModulation, FskModulation, Gps,
+    LoRaModulation, Modulation, MulticastDownstreamMessage, MulticastGroup, TransmissionWindow,
+    TxTiming, UpstreamAck, UpstreamMessage, UpstreamRadio, UpstreamReject,
+    UpstreamRejectResultCode, UpstreamReply,
+};

@@ -1,0 +1,128 @@
+//! The wire format: how values travel in REST bodies and stream frames.
+//!
+//! The domain types in [`crate::model`] serialize with serde straight into the exact JSON the
+//! service speaks, so `serde_json::to_string(&message)` *is* the encoder. This module holds
+//! the pieces that differ between the two encodings and the request/response bodies that
+//! only REST uses:
+//!
+//! - REST carries EUIs and addresses as hex strings, streams as JSON numbers (the
+//!   identifiers serialize as hex; stream fields opt into numbers with the helpers below);
+//! - REST timestamps are naive ISO-8601 with microseconds, no zone;
+//! - error bodies (`{"detail": {"error_code", ...}}`).
+//!
+//! Decoding never goes through `f64` for integers, so the full `u64` range survives.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::PrimitiveDateTime;
+
+/// Largest stream frame the client accepts by default (1 MiB). A MIC challenge of 4096
+/// candidates is about 45 KiB of JSON, so this leaves wide room.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 1 << 20;
+
+/// The protocol version this crate speaks and stamps on every frame it sends.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Values that stream frames carry as a plain JSON integer.
+pub trait AsWireInt {
+    /// The integer sent on the wire.
+    fn wire_int(&self) -> u64;
+}
+
+/// `serialize_with` helper: an identifier as a JSON number.
+pub(crate) fn num<T: AsWireInt, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(v.wire_int())
+}
+
+/// `serialize_with` helper: an optional identifier as a JSON number (use with
+/// `skip_serializing_if = "Option::is_none"`).
+pub(crate) fn num_opt<T: AsWireInt, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.serialize_u64(v.wire_int()),
+        None => s.serialize_none(),
+    }
+}
+
+/// `serialize_with` helper: a list of identifiers as JSON numbers.
+pub(crate) fn num_vec<T: AsWireInt, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(AsWireInt::wire_int))
+}
+
+time::serde::format_description!(
+    rest_timestamp_out,
+    PrimitiveDateTime,
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]"
+);
+
+const TIMESTAMP_IN: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]"
+);
+
+/// Serde helpers for REST timestamps: written with exactly six fractional digits like the
+/// service, read with any number of them (or none).
+pub(crate) mod timestamp {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(v: &PrimitiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+        rest_timestamp_out::serialize(v, s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<PrimitiveDateTime, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    /// Parses a naive ISO-8601 timestamp as the service writes it.
+    pub(crate) fn parse(text: &str) -> Result<PrimitiveDateTime, time::error::Parse> {
+        PrimitiveDateTime::parse(text, TIMESTAMP_IN)
+    }
+
+    /// Formats a timestamp as the service writes it.
+    pub(crate) fn format(v: &PrimitiveDateTime) -> String {
+        let mut out = Vec::with_capacity(26);
+        // Writing into a Vec cannot fail and the format only holds valid components.
+        let _ = rest_timestamp_out::serialize(v, &mut serde_json::Serializer::new(&mut out));
+        String::from_utf8_lossy(&out).trim_matches('"').to_owned()
+    }
+}
+
+/// The body of a 4xx error answer:
+/// `{"detail": {"error_code", "error_description", "error_detail"?}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ErrorBody {
+    pub(crate) detail: ErrorDetail,
+}
+
+/// The `detail` object of an [`ErrorBody`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ErrorDetail {
+    pub(crate) error_code: String,
+    #[serde(default)]
+    pub(crate) error_description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error_detail: Option<Vec<crate::error::FieldError>>,
+}
+
+/// `{"deleted": n}`, the answer to the delete calls.
+#[derive(Debug, Deserialize, Serialize)]
+pub(crate) struct Deleted {
+    pub(crate) deleted: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_with_microseconds() {
+        let t = timestamp::parse("2022-05-31T07:12:02.875460").unwrap();
+        assert_eq!(timestamp::format(&t), "2022-05-31T07:12:02.875460");
+        let t = timestamp::parse("2022-05-31T07:12:02").unwrap();
+        assert_eq!(timestamp::format(&t), "2022-05-31T07:12:02.000000");
+        let t = timestamp::parse("2022-05-31T07:12:02.5").unwrap();
+        assert_eq!(timestamp::format(&t), "2022-05-31T07:12:02.500000");
+        assert!(timestamp::parse("2022-05-31 07:12:02").is_err());
+        assert!(timestamp::parse("yesterday").is_err());
+    }
+}
