@@ -36,3 +36,6 @@ pub use model::{
     TxTiming, UpstreamAck, UpstreamMessage, UpstreamRadio, UpstreamReject,
     UpstreamRejectResultCode, UpstreamReply,
 };
+pub mod stream;
+
+pub use stream::{CloseReason, Connection, StreamFrame, StreamOptions};
