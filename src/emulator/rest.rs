@@ -212,7 +212,12 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, Response> {
 
 /// Dispatches `{base}/{route}` (no leading slash) to its handler; `None` when no such
 /// route exists.
-pub(crate) fn handle(store: &std::sync::Mutex<Store>, route: &str, req: &Request) -> Option<Response> {
+pub(crate) fn handle(
+    store: &std::sync::Mutex<Store>,
+    route: &str,
+    req: &Request,
+    authorize: impl FnOnce(&Request) -> Result<(), Response>,
+) -> Option<Response> {
     type Handler = fn(&mut Store, &Request) -> Result<Response, Response>;
     let (method, handler): (&str, Handler) = match route {
         "devices/select" => ("GET", select),
@@ -228,6 +233,9 @@ pub(crate) fn handle(store: &std::sync::Mutex<Store>, route: &str, req: &Request
         "multicast/multicast-groups/remove-device" => ("POST", remove_device),
         _ => return None,
     };
+    if let Err(refusal) = authorize(req) {
+        return Some(refusal);
+    }
     if req.method != method {
         return Some(
             Response::error(
@@ -258,7 +266,7 @@ fn select(store: &mut Store, req: &Request) -> Result<Response, Response> {
         }
         filter = Some(ids);
     }
-    let mut count = |f: &mut Fields, key: &str| -> Option<usize> {
+    let count = |f: &mut Fields, key: &str| -> Option<usize> {
         let values = req.query_values(key);
         let text = values.last()?;
         match text.parse::<usize>() {
@@ -341,7 +349,7 @@ fn update(store: &mut Store, req: &Request) -> Result<Response, Response> {
     f.only(&obj, &["DevEUI", "JoinEUI", "ActiveDevAddr", "TargetDevAddr"]);
     let dev_eui = f.required_id::<DevEui>(&obj, "DevEUI");
     let join_eui = f.required_id::<JoinEui>(&obj, "JoinEUI");
-    let mut addr = |f: &mut Fields, key: &str| -> Option<DevAddr> {
+    let addr = |f: &mut Fields, key: &str| -> Option<DevAddr> {
         // Omitted means "unchanged"; null is refused, as the service documents.
         obj.get(key).and_then(|v| {
             if v.is_null() {

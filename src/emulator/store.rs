@@ -29,11 +29,21 @@ impl Refusal {
 
 /// Rows keep their insertion order, as the service lists them in the order they were
 /// created.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Ordered<K, V> {
     next: u64,
     index: HashMap<K, u64>,
     rows: BTreeMap<u64, V>,
+}
+
+impl<K, V> Default for Ordered<K, V> {
+    fn default() -> Self {
+        Self {
+            next: 0,
+            index: HashMap::new(),
+            rows: BTreeMap::new(),
+        }
+    }
 }
 
 impl<K: std::hash::Hash + Eq + Copy, V> Ordered<K, V> {
