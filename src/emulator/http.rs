@@ -217,6 +217,9 @@ impl<S: Read + Write> HttpConn<S> {
         let mut head = loop {
             if !self.buf.is_empty() {
                 match parse_head(&self.buf) {
+                    Ok(Some((_, len))) if len > self.limits.max_head => {
+                        return reject(431, "request head too large");
+                    }
                     Ok(Some((head, len))) => {
                         self.buf.drain(..len);
                         break head;

@@ -83,11 +83,14 @@ fn base_url(shared: &Shared) -> String {
 ///
 /// let emu = Emulator::start()?;
 /// // Any HTTP client works; the emulator checks the token like the service does.
-/// let device: Value = ureq::post(format!("{}/devices/insert", emu.base_url()))
+/// let body = json!({"DevEUI": "7abe1b8c93d7174f", "JoinEUI": "3cedcf624f8b68f4"});
+/// let text = ureq::post(format!("{}/devices/insert", emu.base_url()))
 ///     .header("Authorization", format!("Bearer {}", emu.token()))
-///     .send_json(json!({"DevEUI": "7abe1b8c93d7174f", "JoinEUI": "3cedcf624f8b68f4"}))?
+///     .header("Content-Type", "application/json")
+///     .send(body.to_string())?
 ///     .body_mut()
-///     .read_json()?;
+///     .read_to_string()?;
+/// let device: Value = serde_json::from_str(&text)?;
 /// assert_eq!(device["DevEUI"], "7abe1b8c93d7174f");
 /// assert_eq!(device["ActiveDevAddr"], Value::Null);
 /// assert_eq!(emu.devices().len(), 1);

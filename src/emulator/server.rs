@@ -267,7 +267,11 @@ fn not_found(req: &Request) -> Response {
     Response::error(
         404,
         "Unknown",
-        format!("no such endpoint: {} {}", req.method, req.path),
+        format!(
+            "no such endpoint: {} {}",
+            req.method,
+            req.path.chars().take(200).collect::<String>()
+        ),
         None,
     )
 }
