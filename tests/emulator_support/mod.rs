@@ -141,6 +141,7 @@ pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// A stream client's socket: TCP or TLS over TCP.
+#[derive(Debug)]
 pub enum Socket {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
@@ -174,9 +175,7 @@ pub type Ws = WebSocket<Socket>;
 
 /// The `ws(s)://` URL of a stream (`"upstream"` or `"downstream"`) with a token.
 pub fn stream_url(emu: &Emulator, stream: &str, token: &str) -> String {
-    let base = emu
-        .base_url()
-        .replacen("http", "ws", 1);
+    let base = emu.base_url().replacen("http", "ws", 1);
     format!("{base}/stream/{stream}/?access_token={token}")
 }
 
@@ -215,10 +214,12 @@ pub fn try_connect(emu: &Emulator, url: &str) -> Result<Ws, tungstenite::Error> 
             Socket::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
         }
     };
-    tungstenite::client::client(url, socket).map(|(ws, _)| ws).map_err(|e| match e {
-        tungstenite::HandshakeError::Failure(e) => e,
-        tungstenite::HandshakeError::Interrupted(_) => panic!("handshake timed out"),
-    })
+    tungstenite::client::client(url, socket)
+        .map(|(ws, _)| ws)
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => panic!("handshake timed out"),
+        })
 }
 
 /// Opens a stream connection with the emulator's token.
@@ -295,4 +296,25 @@ pub fn downstream_frame(transaction_id: u64, dev_eui: u64) -> Value {
                      "Delay": 1},
         "PHYPayload": [104, 105]
     })
+}
+
+/// Reads until the server ends the connection (close frame, EOF or reset): `true`, or
+/// `false` if it is still open after [`TIMEOUT`] or sends data.
+pub fn ends(ws: &mut Ws) -> bool {
+    loop {
+        match ws.read() {
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
+            Ok(Message::Close(_)) => continue,
+            Ok(_) => return false,
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
 }
