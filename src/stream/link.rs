@@ -286,7 +286,8 @@ fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(
     stop: &Receiver<()>,
 ) {
     let mut batch: Vec<Bytes> = Vec::with_capacity(READ_BATCH);
-    let mut more = false;
+    // The handshake may have read frames past its response: look before waiting.
+    let mut more = true;
     let mut stopped = false;
     let end = loop {
         if !more {
