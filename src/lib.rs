@@ -46,3 +46,6 @@ pub use model::{
 };
 pub use multicast::MulticastGroups;
 pub use routing_table::{RoutingTable, Select};
+pub mod stream;
+
+pub use stream::{CloseReason, Connection, StreamFrame, StreamOptions};
