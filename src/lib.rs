@@ -11,6 +11,8 @@
 //! synchronous programs: no async runtime, just threads, channels and iterators.
 //!
 //! Modules, one concern each:
+//! - [`core`]: the client, [`Core`], and its builder;
+//! - [`routing_table`] and [`multicast`]: the REST calls, reached from a `Core`;
 //! - [`ids`]: `DevEui`, `JoinEui`, `DevAddr`, `MulticastAddr`, printed as hex;
 //! - [`model`]: devices, groups, radios, transmission windows and stream messages;
 //! - [`config`]: endpoints derived from a base URL, and the access token;
@@ -21,11 +23,17 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod config;
+pub mod core;
 pub mod error;
 pub mod ids;
 pub mod model;
+pub mod multicast;
+mod rest;
+pub mod routing_table;
+mod tls;
 pub mod wire;
 
+pub use crate::core::{Core, CoreBuilder};
 pub use config::{AccessToken, Endpoints};
 pub use error::{ApiError, Error, FieldError, InvalidInput, Result};
 pub use ids::{DevAddr, DevEui, JoinEui, MulticastAddr, ParseIdError};
@@ -36,6 +44,8 @@ pub use model::{
     TxTiming, UpstreamAck, UpstreamMessage, UpstreamRadio, UpstreamReject,
     UpstreamRejectResultCode, UpstreamReply,
 };
+pub use multicast::MulticastGroups;
+pub use routing_table::{RoutingTable, Select};
 pub mod stream;
 
 pub use stream::{CloseReason, Connection, StreamFrame, StreamOptions};
