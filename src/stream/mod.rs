@@ -104,6 +104,12 @@ pub struct StreamOptions {
     pub close_timeout: Duration,
     /// How long a send may wait for the server to take data. Default 30 s.
     pub write_timeout: Duration,
+    /// Keepalive: how often the client pings the server. `None` turns keepalive off.
+    /// Default 30 s.
+    pub ping_interval: Option<Duration>,
+    /// Keepalive: how long after a ping the connection may stay silent before it is
+    /// declared dead (half-open TCP, a dropped NAT mapping). Default 10 s.
+    pub pong_timeout: Duration,
 }
 
 impl Default for StreamOptions {
@@ -113,7 +119,108 @@ impl Default for StreamOptions {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             close_timeout: Duration::from_secs(1),
             write_timeout: Duration::from_secs(30),
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// Opens connections to one stream; from [`Core::upstream`](crate::Core::upstream) or
+/// [`Core::downstream`](crate::Core::downstream).
+///
+/// One builder can open several connections: the service shares a stream's traffic
+/// between them round-robin. Every connection uses the `Core`'s TLS settings and is
+/// closed by [`Core::close`](crate::Core::close).
+#[must_use = "a builder does nothing until connect() is called"]
+pub struct StreamBuilder<'a, In, Out> {
+    core: &'a crate::Core,
+    name: &'static str,
+    url: String,
+    options: StreamOptions,
+    _types: PhantomData<fn(In, Out)>,
+}
+
+impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
+    pub(crate) fn new(core: &'a crate::Core, name: &'static str, url: &str) -> Self {
+        Self {
+            core,
+            name,
+            url: url.to_owned(),
+            options: StreamOptions::default(),
+            _types: PhantomData,
+        }
+    }
+
+    /// How many received messages may wait for the consumer before the connection
+    /// stops reading from the socket. Default 1024.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.options.capacity = capacity;
+        self
+    }
+
+    /// The largest frame accepted from the server, in bytes. Default 1 MiB.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.options.max_frame_size = bytes;
+        self
+    }
+
+    /// How long closing waits for the server's close reply. Default 1 s.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.options.close_timeout = timeout;
+        self
+    }
+
+    /// How long a send may wait for the server to take data. Default 30 s.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.options.write_timeout = timeout;
+        self
+    }
+
+    /// Keepalive: ping every `interval`, and declare the connection dead when nothing
+    /// arrives within `pong_timeout` of a ping. Default 30 s and 10 s.
+    pub fn keepalive(mut self, interval: Duration, pong_timeout: Duration) -> Self {
+        self.options.ping_interval = Some(interval);
+        self.options.pong_timeout = pong_timeout;
+        self
+    }
+
+    /// Turns keepalive pings off (the server's own pings are still answered).
+    pub fn no_keepalive(mut self) -> Self {
+        self.options.ping_interval = None;
+        self
+    }
+
+    /// Replaces every option at once.
+    pub fn options(mut self, options: StreamOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Opens a connection; blocks until the WebSocket handshake is done.
+    ///
+    /// A refused token is [`ApiError::Unauthorized`](crate::ApiError::Unauthorized).
+    pub fn connect(&self) -> Result<Connection<In, Out>> {
+        if self.core.is_closed() {
+            return Err(crate::Error::Closed("the Core is closed".into()));
+        }
+        let params = ConnectParams {
+            url: self.url.clone(),
+            token: self.core.token().clone(),
+            tls: self.core.tls_client_config(),
+            connect_timeout: self.core.connect_timeout(),
+            user_agent: self.core.user_agent().to_owned(),
+            max_frame_size: self.options.max_frame_size,
+        };
+        let connection = Connection::open(&params, self.name, &self.options)?;
+        let closer: std::sync::Weak<dyn crate::core::StreamCloser> = connection.closer();
+        self.core.track_stream(closer);
+        Ok(connection)
+    }
+}
+
+impl crate::core::StreamCloser for Link {
+    fn close_stream(&self) {
+        self.close();
     }
 }
 
@@ -125,7 +232,7 @@ struct Inbox<T> {
 }
 
 impl<T> Inbox<T> {
-    fn from_stash(&self) -> Option<T> {
+    fn take_stashed(&self) -> Option<T> {
         self.stash
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -159,6 +266,8 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             name: name.to_owned(),
             close_timeout: options.close_timeout,
             write_timeout: options.write_timeout,
+            ping_interval: options.ping_interval,
+            pong_timeout: options.pong_timeout,
         };
         let log_name = name.to_owned();
         let decode = move |frame: tungstenite::Bytes| match serde_json::from_slice::<In>(&frame) {
@@ -199,7 +308,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     pub fn recv(&self) -> Result<In, RecvError> {
         match self.inbox.rx.recv() {
             Ok(m) => Ok(m),
-            Err(RecvError) => self.inbox.from_stash().ok_or(RecvError),
+            Err(RecvError) => self.inbox.take_stashed().ok_or(RecvError),
         }
     }
 
@@ -208,7 +317,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         match self.inbox.rx.recv_timeout(timeout) {
             Err(RecvTimeoutError::Disconnected) => self
                 .inbox
-                .from_stash()
+                .take_stashed()
                 .ok_or(RecvTimeoutError::Disconnected),
             other => other,
         }
@@ -218,7 +327,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     pub fn try_recv(&self) -> Result<In, TryRecvError> {
         match self.inbox.rx.try_recv() {
             Err(TryRecvError::Disconnected) => {
-                self.inbox.from_stash().ok_or(TryRecvError::Disconnected)
+                self.inbox.take_stashed().ok_or(TryRecvError::Disconnected)
             }
             other => other,
         }

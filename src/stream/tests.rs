@@ -285,6 +285,7 @@ fn frame_over_the_limit_ends_the_connection() {
 }
 
 #[test]
+#[allow(clippy::result_large_err)]
 fn unauthorized_handshake_is_an_api_error() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -373,4 +374,46 @@ fn open_close_cycles_leak_no_threads() {
         after < before + 20,
         "threads before {before}, after {after}"
     );
+}
+
+#[test]
+fn keepalive_detects_a_silent_peer() {
+    let (params, server) = serve(|ws| {
+        // Holds the connection open but never reads, so never answers a ping.
+        thread::sleep(Duration::from_secs(3));
+        drop(ws);
+    });
+    let options = StreamOptions {
+        ping_interval: Some(Duration::from_millis(100)),
+        pong_timeout: Duration::from_millis(200),
+        ..StreamOptions::default()
+    };
+    let up = Up::open(&params, "test-upstream", &options).unwrap();
+    let reason = up
+        .wait_closed_timeout(WAIT)
+        .expect("dead peer not detected");
+    let CloseReason::Error(why) = reason else {
+        panic!("{reason:?}")
+    };
+    assert!(why.contains("ping"), "{why}");
+    server.join().unwrap();
+}
+
+#[test]
+fn keepalive_keeps_a_live_peer() {
+    let (params, server) = serve(|mut ws| {
+        // tungstenite answers pings while reading.
+        read_until_close(&mut ws);
+    });
+    let options = StreamOptions {
+        ping_interval: Some(Duration::from_millis(50)),
+        pong_timeout: Duration::from_millis(500),
+        ..StreamOptions::default()
+    };
+    let up = Up::open(&params, "test-upstream", &options).unwrap();
+    thread::sleep(Duration::from_millis(600));
+    assert!(!up.is_closed(), "{:?}", up.close_reason());
+    up.close();
+    assert_eq!(up.wait_closed(), CloseReason::Local);
+    server.join().unwrap();
 }
