@@ -17,6 +17,7 @@
 
 pub(crate) mod connect;
 pub(crate) mod link;
+mod session;
 pub(crate) mod socket;
 
 use std::collections::VecDeque;
@@ -33,7 +34,9 @@ use serde::Serialize;
 use crate::error::{InvalidInput, Result};
 use crate::wire::DEFAULT_MAX_FRAME_SIZE;
 use connect::ConnectParams;
-use link::{Link, LinkOptions, Outbox};
+use link::{LinkOptions, Outbox};
+pub use session::{ConnectionEvent, Reconnect};
+use session::{EventHandler, Session};
 
 /// A message type that travels on a stream, with the value rules checked before it is
 /// sent.
@@ -110,6 +113,9 @@ pub struct StreamOptions {
     /// Keepalive: how long after a ping the connection may stay silent before it is
     /// declared dead (half-open TCP, a dropped NAT mapping). Default 10 s.
     pub pong_timeout: Duration,
+    /// Automatic reconnection after a failure; `None` (the default) ends the connection
+    /// instead.
+    pub reconnect: Option<Reconnect>,
 }
 
 impl Default for StreamOptions {
@@ -121,6 +127,7 @@ impl Default for StreamOptions {
             write_timeout: Duration::from_secs(30),
             ping_interval: Some(Duration::from_secs(30)),
             pong_timeout: Duration::from_secs(10),
+            reconnect: None,
         }
     }
 }
@@ -137,6 +144,7 @@ pub struct StreamBuilder<'a, In, Out> {
     name: &'static str,
     url: String,
     options: StreamOptions,
+    events: Option<EventHandler>,
     _types: PhantomData<fn(In, Out)>,
 }
 
@@ -147,6 +155,7 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
             name,
             url: url.to_owned(),
             options: StreamOptions::default(),
+            events: None,
             _types: PhantomData,
         }
     }
@@ -190,6 +199,21 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
         self
     }
 
+    /// Reconnects automatically after a failure, with this backoff policy. While
+    /// reconnecting, [`iter`](Connection::iter) keeps waiting and sends fail at once with
+    /// [`Error::NotConnected`](crate::Error::NotConnected).
+    pub fn reconnect(mut self, policy: Reconnect) -> Self {
+        self.options.reconnect = Some(policy);
+        self
+    }
+
+    /// Calls `handler` on every state change (connected, disconnected, reconnecting,
+    /// gave up), from the connection's own threads: keep it short.
+    pub fn on_event(mut self, handler: impl Fn(&ConnectionEvent) + Send + Sync + 'static) -> Self {
+        self.events = Some(Arc::new(handler));
+        self
+    }
+
     /// Replaces every option at once.
     pub fn options(mut self, options: StreamOptions) -> Self {
         self.options = options;
@@ -211,16 +235,10 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
             user_agent: self.core.user_agent().to_owned(),
             max_frame_size: self.options.max_frame_size,
         };
-        let connection = Connection::open(&params, self.name, &self.options)?;
+        let connection = Connection::open(&params, self.name, &self.options, self.events.clone())?;
         let closer: std::sync::Weak<dyn crate::core::StreamCloser> = connection.closer();
         self.core.track_stream(closer);
         Ok(connection)
-    }
-}
-
-impl crate::core::StreamCloser for Link {
-    fn close_stream(&self) {
-        self.close();
     }
 }
 
@@ -245,7 +263,7 @@ impl<T> Inbox<T> {
 /// Use it through its two typed forms, [`UpstreamConnection`](crate::UpstreamConnection)
 /// and [`DownstreamConnection`](crate::DownstreamConnection).
 pub struct Connection<In, Out> {
-    link: Arc<Link>,
+    session: Arc<Session>,
     inbox: Inbox<In>,
     _out: PhantomData<fn(Out)>,
 }
@@ -255,6 +273,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         params: &ConnectParams,
         name: &str,
         options: &StreamOptions,
+        events: Option<EventHandler>,
     ) -> Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded(options.capacity.max(1));
         let stash = Arc::new(Mutex::new(VecDeque::new()));
@@ -269,21 +288,28 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             ping_interval: options.ping_interval,
             pong_timeout: options.pong_timeout,
         };
+        let params = params.clone();
         let log_name = name.to_owned();
-        let decode = move |frame: tungstenite::Bytes| match serde_json::from_slice::<In>(&frame) {
-            Ok(message) => Some(message),
-            Err(e) => {
-                log::warn!(
-                    "{log_name}: skipping a frame that is not a valid message ({e}): {}",
-                    preview(&frame)
-                );
-                None
-            }
+        let open = move || {
+            let log_name = log_name.clone();
+            let decode = move |frame: tungstenite::Bytes| match serde_json::from_slice::<In>(&frame)
+            {
+                Ok(message) => Some(message),
+                Err(e) => {
+                    log::warn!(
+                        "{log_name}: skipping a frame that is not a valid message ({e}): {}",
+                        preview(&frame)
+                    );
+                    None
+                }
+            };
+            let link = connect::open_link(&params, link_options.clone(), decode, outbox.clone())?;
+            log::debug!("{}: connected to {}", link_options.name, params.url);
+            Ok(link)
         };
-        let link = connect::open_link(params, link_options, decode, outbox)?;
-        log::debug!("{name}: connected to {}", params.url);
+        let session = Session::start(name, Box::new(open), options.reconnect.clone(), events)?;
         Ok(Self {
-            link: Arc::new(link),
+            session,
             inbox: Inbox { rx, stash },
             _out: PhantomData,
         })
@@ -300,7 +326,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         message.validate()?;
         let text = serde_json::to_string(&message)
             .map_err(|e| crate::Error::Invalid(InvalidInput::Other(e.to_string())))?;
-        self.link.send_text(text)
+        self.session.send_text(text)
     }
 
     /// Blocks until a message arrives. Fails once the connection has ended and every
@@ -359,39 +385,47 @@ impl<In, Out> Connection<In, Out> {
     /// Starts closing the connection and returns at once. Messages already received are
     /// still handed out by the receiving methods; sends fail from now on.
     pub fn close(&self) {
-        self.link.close();
+        self.session.close();
     }
 
-    /// Blocks until the connection's threads have exited, and says why it ended.
+    /// Blocks until the connection's threads have exited, and says why it ended. With
+    /// reconnection on, that is after [`close`](Self::close) or once reconnection gave
+    /// up.
     pub fn wait_closed(&self) -> CloseReason {
-        self.link.wait_closed()
+        self.session.wait_closed()
     }
 
     /// Like [`wait_closed`](Self::wait_closed), waiting at most `timeout`; `None` if
     /// the connection is still running.
     pub fn wait_closed_timeout(&self, timeout: Duration) -> Option<CloseReason> {
-        self.link.wait_closed_timeout(timeout)
+        self.session.wait_closed_timeout(timeout)
     }
 
-    /// Whether the connection is closed or closing.
+    /// Whether the connection is closed or closing for good (a connection that is
+    /// reconnecting is not closed).
     pub fn is_closed(&self) -> bool {
-        self.link.is_closed()
+        self.session.is_closed()
+    }
+
+    /// Whether the WebSocket is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.session.is_connected()
     }
 
     /// Why the connection ended, once it has.
     pub fn close_reason(&self) -> Option<CloseReason> {
-        self.link.reason()
+        self.session.reason()
     }
 
-    pub(crate) fn closer(&self) -> std::sync::Weak<Link> {
-        Arc::downgrade(&self.link)
+    pub(crate) fn closer(&self) -> std::sync::Weak<Session> {
+        Arc::downgrade(&self.session)
     }
 }
 
 impl<In, Out> fmt::Debug for Connection<In, Out> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
-            .field("closed", &self.link.is_closed())
+            .field("closed", &self.session.is_closed())
             .field("waiting", &self.inbox.rx.len())
             .finish()
     }

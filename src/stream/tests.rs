@@ -65,7 +65,7 @@ fn open(params: &ConnectParams, capacity: usize) -> Up {
         capacity,
         ..StreamOptions::default()
     };
-    Up::open(params, "test-upstream", &options).unwrap()
+    Up::open(params, "test-upstream", &options, None).unwrap()
 }
 
 /// Reads until the client's close frame, answering it.
@@ -314,7 +314,7 @@ fn unauthorized_handshake_is_an_api_error() {
         },
         (),
     );
-    let err = Up::open(&params, "test", &StreamOptions::default()).unwrap_err();
+    let err = Up::open(&params, "test", &StreamOptions::default(), None).unwrap_err();
     assert!(
         matches!(err, crate::Error::Api(crate::ApiError::Unauthorized { .. })),
         "{err:?}"
@@ -323,7 +323,7 @@ fn unauthorized_handshake_is_an_api_error() {
     server.join().unwrap();
     // Nobody listens now: a clear, fast I/O error.
     params.url = format!("ws://127.0.0.1:{port}/stream/upstream/");
-    let err = Up::open(&params, "test", &StreamOptions::default()).unwrap_err();
+    let err = Up::open(&params, "test", &StreamOptions::default(), None).unwrap_err();
     assert!(matches!(err, crate::Error::Io(_)), "{err:?}");
 }
 
@@ -388,7 +388,7 @@ fn keepalive_detects_a_silent_peer() {
         pong_timeout: Duration::from_millis(200),
         ..StreamOptions::default()
     };
-    let up = Up::open(&params, "test-upstream", &options).unwrap();
+    let up = Up::open(&params, "test-upstream", &options, None).unwrap();
     let reason = up
         .wait_closed_timeout(WAIT)
         .expect("dead peer not detected");
@@ -410,10 +410,132 @@ fn keepalive_keeps_a_live_peer() {
         pong_timeout: Duration::from_millis(500),
         ..StreamOptions::default()
     };
-    let up = Up::open(&params, "test-upstream", &options).unwrap();
+    let up = Up::open(&params, "test-upstream", &options, None).unwrap();
     thread::sleep(Duration::from_millis(600));
     assert!(!up.is_closed(), "{:?}", up.close_reason());
     up.close();
     assert_eq!(up.wait_closed(), CloseReason::Local);
+    server.join().unwrap();
+}
+
+#[test]
+fn reconnects_and_keeps_the_order_across_drops() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        for round in 0..3u64 {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(WAIT)).unwrap();
+            let mut ws = tungstenite::accept(tcp).unwrap();
+            for id in 1..=5 {
+                ws.send(Message::text(upstream_frame(round * 5 + id)))
+                    .unwrap();
+            }
+            if round < 2 {
+                // An abrupt drop, as a restarting server does.
+                drop(ws);
+            } else {
+                read_until_close(&mut ws);
+            }
+        }
+    });
+    let params = ConnectParams {
+        url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
+        token: crate::AccessToken::new("t").unwrap(),
+        tls: client_tls(),
+        connect_timeout: WAIT,
+        user_agent: "test".into(),
+        max_frame_size: 64 * 1024,
+    };
+    let options = StreamOptions {
+        capacity: 2,
+        reconnect: Some(Reconnect {
+            initial_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+            ..Reconnect::default()
+        }),
+        ..StreamOptions::default()
+    };
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler: session::EventHandler = {
+        let events = events.clone();
+        Arc::new(move |e: &ConnectionEvent| events.lock().unwrap().push(e.clone()))
+    };
+    let up = Up::open(&params, "test-upstream", &options, Some(handler)).unwrap();
+    let ids: Vec<u64> = (0..15)
+        .map(|_| up.recv_timeout(WAIT).unwrap().transaction_id)
+        .collect();
+    assert_eq!(ids, (1..=15).collect::<Vec<_>>());
+    assert!(!up.is_closed());
+    up.close();
+    assert_eq!(up.wait_closed(), CloseReason::Local);
+    server.join().unwrap();
+    let events = events.lock().unwrap();
+    let connects = events
+        .iter()
+        .filter(|e| **e == ConnectionEvent::Connected)
+        .count();
+    assert_eq!(connects, 3, "{events:?}");
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, ConnectionEvent::Disconnected(CloseReason::Error(_)))));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, ConnectionEvent::Reconnecting { attempt: 1, .. })));
+}
+
+#[test]
+fn gives_up_when_the_token_is_refused_and_fails_sends_meanwhile() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let ws = tungstenite::accept(tcp).unwrap();
+        drop(ws);
+        // Hold the reconnect attempt until the test has tried a send.
+        let _ = release_rx.recv_timeout(WAIT);
+        let (tcp, _) = listener.accept().unwrap();
+        #[allow(clippy::result_large_err)]
+        let refuse = |_: &tungstenite::handshake::server::Request,
+                      _: tungstenite::handshake::server::Response| {
+            Err(http::Response::builder().status(401).body(None).unwrap())
+        };
+        let _ = tungstenite::accept_hdr(tcp, refuse);
+    });
+    let params = ConnectParams {
+        url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
+        token: crate::AccessToken::new("t").unwrap(),
+        tls: client_tls(),
+        connect_timeout: WAIT,
+        user_agent: "test".into(),
+        max_frame_size: 64 * 1024,
+    };
+    let options = StreamOptions {
+        reconnect: Some(Reconnect {
+            initial_delay: Duration::from_millis(10),
+            ..Reconnect::default()
+        }),
+        ..StreamOptions::default()
+    };
+    let up = Up::open(&params, "test-upstream", &options, None).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while up.is_connected() {
+        assert!(Instant::now() < deadline);
+        thread::sleep(Duration::from_millis(5));
+    }
+    let err = up
+        .send(crate::UpstreamAck::new(1, DevEui::new(1), 1))
+        .unwrap_err();
+    assert!(matches!(err, crate::Error::NotConnected(_)), "{err:?}");
+    assert!(err.nothing_sent());
+    release_tx.send(()).unwrap();
+    let reason = up.wait_closed_timeout(WAIT).expect("never gave up");
+    assert!(
+        matches!(&reason, CloseReason::Error(why) if why.contains("refused")),
+        "{reason:?}"
+    );
+    assert!(up.is_closed());
+    assert!(up.recv_timeout(WAIT).is_err());
     server.join().unwrap();
 }
