@@ -17,13 +17,16 @@
 //! - [`model`]: devices, groups, radios, transmission windows and stream messages;
 //! - [`config`]: endpoints derived from a base URL, and the access token;
 //! - [`wire`]: the exact JSON the service speaks;
-//! - [`error`]: one error type with variants to match on.
+//! - [`error`]: one error type with variants to match on;
+//! - `emulator` (feature `emulator`): a local RAN Routing API server for tests.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod config;
 pub mod core;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod error;
 pub mod ids;
 pub mod model;
