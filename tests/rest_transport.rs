@@ -96,6 +96,7 @@ fn a_server_that_never_answers_times_out() {
         .unwrap_err();
     assert!(matches!(err, Error::Timeout(_)), "{err:?}");
     assert!(err.to_string().contains("devices/insert"), "{err}");
+    assert!(err.to_string().contains("request timeout (300ms)"), "{err}");
     assert!(started.elapsed() >= timeout);
     assert!(
         started.elapsed() < common::CALL_TIMEOUT,
