@@ -243,6 +243,9 @@ fn wrong_token_is_unauthorized_and_never_shown() {
         table.select().unwrap_err(),
         table.insert(DEV_EUI, JOIN_EUI).unwrap_err(),
         table.delete_all().unwrap_err(),
+        ran.multicast_groups()
+            .get_multicast_groups(&[])
+            .unwrap_err(),
     ];
     for err in &errors {
         assert!(

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ran_routing::emulator::Emulator;
-use ran_routing::{ApiError, Core, DevAddr, DevEui, Error, JoinEui, MulticastAddr};
+use ran_routing::{ApiError, Core, DevAddr, DevEui, Endpoints, Error, JoinEui, MulticastAddr};
 
 fn client(addr: SocketAddr, timeout: Duration) -> Core {
     Core::builder("token")
@@ -153,6 +153,34 @@ fn one_connection_for_a_burst_of_calls() {
         }
     }
     assert_eq!(emu.accepted_connections(), 1);
+}
+
+#[test]
+fn explicit_endpoints_instead_of_a_base_url() {
+    let emu = common::emulator();
+    let base = emu.base_url();
+    let ws = base.replacen("http", "ws", 1);
+    let endpoints = Endpoints::new(
+        &base,
+        &format!("{base}/multicast"),
+        &format!("{ws}/stream/upstream/"),
+        &format!("{ws}/stream/downstream/"),
+    )
+    .unwrap();
+    let ran = Core::builder(emu.token())
+        .endpoints(endpoints)
+        .request_timeout(common::CALL_TIMEOUT)
+        .build()
+        .unwrap();
+    assert_eq!(ran.endpoints().routing(), format!("{base}/"));
+    ran.routing_table()
+        .insert(DevEui::new(1), DevAddr::new(2))
+        .unwrap();
+    ran.multicast_groups()
+        .create_multicast_group("g", MulticastAddr::new(3))
+        .unwrap();
+    assert_eq!(emu.devices().len(), 1);
+    assert_eq!(emu.multicast_groups().len(), 1);
 }
 
 #[test]
