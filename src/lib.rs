@@ -25,6 +25,7 @@
 
 pub mod config;
 pub mod core;
+pub mod downstream;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod error;
@@ -33,11 +34,14 @@ pub mod model;
 pub mod multicast;
 mod rest;
 pub mod routing_table;
+pub mod stream;
 mod tls;
+pub mod upstream;
 pub mod wire;
 
 pub use crate::core::{Core, CoreBuilder};
 pub use config::{AccessToken, Endpoints};
+pub use downstream::{DownstreamBuilder, DownstreamConnection};
 pub use error::{ApiError, Error, FieldError, InvalidInput, Result};
 pub use ids::{DevAddr, DevEui, JoinEui, MulticastAddr, ParseIdError};
 pub use model::{
@@ -49,6 +53,5 @@ pub use model::{
 };
 pub use multicast::MulticastGroups;
 pub use routing_table::{RoutingTable, Select};
-pub mod stream;
-
-pub use stream::{CloseReason, Connection, StreamFrame, StreamOptions};
+pub use stream::{CloseReason, Connection, StreamBuilder, StreamFrame, StreamOptions};
+pub use upstream::{UpstreamBuilder, UpstreamConnection};
