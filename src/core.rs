@@ -19,6 +19,14 @@
 //!
 //! There is no `connect()`: a `Core` is usable once built and opens connections as it
 //! needs them. [`Core::close`] (or dropping the last clone) ends them, streams included.
+//!
+//! # Logging
+//!
+//! Each REST call is logged through the `log` facade at DEBUG: method, URL, status, size
+//! and duration, never the token. The HTTP client underneath, ureq, keeps headers
+//! redacted up to DEBUG too, but its TRACE level (targets `ureq` and `ureq_proto`) dumps
+//! raw wire bytes, `Authorization` header included: keep those targets below TRACE
+//! wherever logs are kept.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};

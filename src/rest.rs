@@ -149,10 +149,15 @@ fn transport_error(e: ureq::Error, method: &str, url: &str, core: &Core) -> Erro
         Error::Io(io::Error::new(kind, format!("{method} {url}: {what}")))
     };
     match e {
-        ureq::Error::Timeout(which) => Error::Timeout(format!(
-            "{method} {url}: {which} (request timeout {:?}, connect timeout {:?})",
-            core.request_timeout(),
-            core.connect_timeout(),
+        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
+            Error::Timeout(format!(
+                "{method} {url}: no connection within the connect timeout ({:?})",
+                core.connect_timeout()
+            ))
+        }
+        ureq::Error::Timeout(_) => Error::Timeout(format!(
+            "{method} {url}: no complete answer within the request timeout ({:?})",
+            core.request_timeout()
         )),
         ureq::Error::Io(e) => {
             if let Some(tls) = e
