@@ -15,7 +15,8 @@
 //! - [`model`]: devices, groups, radios, transmission windows and stream messages;
 //! - [`config`]: endpoints derived from a base URL, and the access token;
 //! - [`wire`]: the exact JSON the service speaks;
-//! - [`error`]: one error type with variants to match on.
+//! - [`error`]: one error type with variants to match on;
+//! - `mic` (feature `mic`): the MIC challenge solver and LoRaWAN 1.0.x MICs.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -23,6 +24,8 @@
 pub mod config;
 pub mod error;
 pub mod ids;
+#[cfg(feature = "mic")]
+pub mod mic;
 pub mod model;
 pub mod wire;
 
