@@ -187,8 +187,8 @@ impl Default for Solver {
 
 impl Solver {
     /// How many 32-bit counters the solver tries per device unless told otherwise: the
-    /// expected one, one rollover back (a retransmission) and two forward (uplinks lost
-    /// across a 65536 boundary).
+    /// four nearest the expected one, which covers a retransmission of the last uplink
+    /// and over 65536 lost ones.
     pub const DEFAULT_FCNT_WINDOW: usize = 4;
 
     /// A solver with the default counter window.
