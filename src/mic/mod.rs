@@ -32,7 +32,8 @@
 //! let solved = mic::solve(&keys, &msg)?;
 //! assert_eq!(solved.dev_eui, dev_eui);
 //! assert!(msg.mic_challenge.contains(&solved.mic));
-//! // `upstream.send(msg.ack(solved.dev_eui, solved.mic))`, or in one step:
+//! // `upstream.send_upstream_ack(msg.transaction_id, solved.dev_eui, solved.mic)`, or the
+//! // whole reply in one step, for `upstream.send(reply)`:
 //! assert_eq!(mic::Solver::new().reply(&keys, &msg), UpstreamReply::Ack(msg.ack(dev_eui, solved.mic)));
 //!
 //! // A device the LNS has the wrong key for gets a MICFailed reject.
