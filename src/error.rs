@@ -8,7 +8,8 @@
 //! - [`Error::Io`], [`Error::Timeout`], [`Error::Tls`], [`Error::WebSocket`]: the transport
 //!   failed.
 //! - [`Error::Decode`]: the service answered something this crate cannot read.
-//! - [`Error::Closed`]: the stream connection is closed; nothing was sent.
+//! - [`Error::Closed`], [`Error::NotConnected`]: the stream connection is closed or
+//!   reconnecting; nothing was sent.
 //!
 //! No error text ever contains the access token.
 
@@ -53,9 +54,12 @@ pub enum Error {
         /// What was wrong with it.
         message: String,
     },
-    /// The stream connection is closed (or not connected); nothing was sent.
+    /// The stream connection is closed; nothing was sent.
     #[error("connection closed: {0}")]
     Closed(String),
+    /// The stream connection is down and reconnecting; nothing was sent.
+    #[error("not connected: {0}")]
+    NotConnected(String),
 }
 
 impl Error {
@@ -71,7 +75,7 @@ impl Error {
     pub fn nothing_sent(&self) -> bool {
         matches!(
             self,
-            Error::Invalid(_) | Error::Config(_) | Error::Closed(_)
+            Error::Invalid(_) | Error::Config(_) | Error::Closed(_) | Error::NotConnected(_)
         )
     }
 

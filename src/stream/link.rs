@@ -13,10 +13,10 @@
 
 use std::collections::VecDeque;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 use tungstenite::protocol::CloseFrame;
@@ -41,6 +41,10 @@ pub(crate) struct LinkOptions {
     /// How long one write may wait for the peer to take data before the connection is
     /// declared dead.
     pub(crate) write_timeout: Duration,
+    /// Keepalive: ping the peer this often, and declare it dead when nothing at all
+    /// arrives within `pong_timeout` of a ping. `None` disables it.
+    pub(crate) ping_interval: Option<Duration>,
+    pub(crate) pong_timeout: Duration,
 }
 
 impl Default for LinkOptions {
@@ -49,6 +53,8 @@ impl Default for LinkOptions {
             name: "stream".into(),
             close_timeout: Duration::from_secs(1),
             write_timeout: Duration::from_secs(30),
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -105,18 +111,73 @@ enum Command {
     Send(Message, Sender<Result<()>>),
     /// The reader saw a ping or a close: write the automatic reply.
     Flush,
+    /// Keepalive: ping the peer.
+    Ping,
     Close,
+}
+
+/// The writer's keepalive clock.
+struct Keepalive {
+    interval: Duration,
+    pong_timeout: Duration,
+    next_ping: Instant,
+    /// When the unanswered ping was sent.
+    awaiting: Option<Instant>,
+}
+
+enum Tick {
+    Idle,
+    Ping,
+    Dead(String),
+}
+
+impl Keepalive {
+    fn due(&self) -> Instant {
+        match self.awaiting {
+            Some(sent) => self.next_ping.min(sent + self.pong_timeout),
+            None => self.next_ping,
+        }
+    }
+
+    fn tick(&mut self, shared: &Shared) -> Tick {
+        let now = Instant::now();
+        if let Some(sent) = self.awaiting {
+            // Any frame counts as a sign of life, not only the pong.
+            let seen =
+                shared.epoch + Duration::from_micros(shared.last_seen.load(Ordering::Acquire));
+            if seen >= sent {
+                self.awaiting = None;
+            } else if now >= sent + self.pong_timeout {
+                return Tick::Dead(format!(
+                    "no answer to a ping within {:?}; the peer is gone",
+                    self.pong_timeout
+                ));
+            }
+        }
+        if now >= self.next_ping {
+            self.next_ping = now + self.interval;
+            self.awaiting.get_or_insert(now);
+            return Tick::Ping;
+        }
+        Tick::Idle
+    }
 }
 
 struct Shared {
     closing: AtomicBool,
     reason: Mutex<Option<CloseReason>>,
     stop_tx: Mutex<Option<Sender<()>>>,
-    tcp: TcpStream,
     name: String,
+    /// When anything last arrived from the peer, in microseconds since `epoch`.
+    last_seen: AtomicU64,
+    epoch: Instant,
 }
 
 impl Shared {
+    fn now_micros(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
     /// Records why the link ended; the first reason wins.
     fn end(&self, reason: CloseReason) {
         let mut slot = lock(&self.reason);
@@ -165,8 +226,9 @@ impl Link {
             closing: AtomicBool::new(false),
             reason: Mutex::new(None),
             stop_tx: Mutex::new(Some(stop_tx)),
-            tcp: tcp.try_clone().map_err(Error::Io)?,
             name: options.name.clone(),
+            last_seen: AtomicU64::new(0),
+            epoch: Instant::now(),
         });
         let ws = Arc::new(Mutex::new(ws));
 
@@ -286,7 +348,8 @@ fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(
     stop: &Receiver<()>,
 ) {
     let mut batch: Vec<Bytes> = Vec::with_capacity(READ_BATCH);
-    let mut more = false;
+    // The handshake may have read frames past its response: look before waiting.
+    let mut more = true;
     let mut stopped = false;
     let end = loop {
         if !more {
@@ -329,6 +392,9 @@ fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(
             }
             more |= end.is_none() && ws.get_ref().has_buffered_input();
         }
+        shared
+            .last_seen
+            .store(shared.now_micros(), Ordering::Release);
         if reply {
             let _ = cmd.send(Command::Flush);
         }
@@ -373,13 +439,35 @@ fn write_loop<S: Socket>(
     options: &LinkOptions,
 ) {
     let mut pending: Vec<Sender<Result<()>>> = Vec::with_capacity(WRITE_BATCH);
+    let mut keepalive = options.ping_interval.map(|interval| Keepalive {
+        interval,
+        pong_timeout: options.pong_timeout,
+        next_ping: Instant::now() + interval,
+        awaiting: None,
+    });
     loop {
+        let wait = keepalive.as_ref().map_or(Duration::MAX, |k| {
+            k.due().saturating_duration_since(Instant::now())
+        });
         let first = select! {
             recv(cmds) -> cmd => match cmd {
                 Ok(cmd) => cmd,
                 Err(_) => Command::Close,
             },
             recv(reader_done) -> _ => return,
+            default(wait) => {
+                let Some(k) = keepalive.as_mut() else { continue };
+                match k.tick(shared) {
+                    Tick::Idle => continue,
+                    Tick::Ping => Command::Ping,
+                    Tick::Dead(why) => {
+                        shared.end(CloseReason::Error(why));
+                        shared.closing.store(true, Ordering::Release);
+                        let _ = tcp.shutdown(Shutdown::Both);
+                        return;
+                    }
+                }
+            }
         };
         let mut close = false;
         let mut failure = None;
@@ -397,6 +485,11 @@ fn write_loop<S: Socket>(
                         }
                     },
                     Command::Flush => {}
+                    Command::Ping => match guard.write(Message::Ping(Bytes::new())) {
+                        Ok(()) => {}
+                        Err(tungstenite::Error::Io(e)) if would_block(&e) => {}
+                        Err(e) => log::debug!("{}: cannot ping: {e}", shared.name),
+                    },
                     Command::Close => {
                         close = true;
                         match guard.close(None) {

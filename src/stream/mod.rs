@@ -17,6 +17,7 @@
 
 pub(crate) mod connect;
 pub(crate) mod link;
+mod session;
 pub(crate) mod socket;
 
 use std::collections::VecDeque;
@@ -33,7 +34,9 @@ use serde::Serialize;
 use crate::error::{InvalidInput, Result};
 use crate::wire::DEFAULT_MAX_FRAME_SIZE;
 use connect::ConnectParams;
-use link::{Link, LinkOptions, Outbox};
+use link::{LinkOptions, Outbox};
+pub use session::{ConnectionEvent, Reconnect};
+use session::{EventHandler, Session};
 
 /// A message type that travels on a stream, with the value rules checked before it is
 /// sent.
@@ -104,6 +107,15 @@ pub struct StreamOptions {
     pub close_timeout: Duration,
     /// How long a send may wait for the server to take data. Default 30 s.
     pub write_timeout: Duration,
+    /// Keepalive: how often the client pings the server. `None` turns keepalive off.
+    /// Default 30 s.
+    pub ping_interval: Option<Duration>,
+    /// Keepalive: how long after a ping the connection may stay silent before it is
+    /// declared dead (half-open TCP, a dropped NAT mapping). Default 10 s.
+    pub pong_timeout: Duration,
+    /// Automatic reconnection after a failure; `None` (the default) ends the connection
+    /// instead.
+    pub reconnect: Option<Reconnect>,
 }
 
 impl Default for StreamOptions {
@@ -113,7 +125,120 @@ impl Default for StreamOptions {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             close_timeout: Duration::from_secs(1),
             write_timeout: Duration::from_secs(30),
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(10),
+            reconnect: None,
         }
+    }
+}
+
+/// Opens connections to one stream; from [`Core::upstream`](crate::Core::upstream) or
+/// [`Core::downstream`](crate::Core::downstream).
+///
+/// One builder can open several connections: the service shares a stream's traffic
+/// between them round-robin. Every connection uses the `Core`'s TLS settings and is
+/// closed by [`Core::close`](crate::Core::close).
+#[must_use = "a builder does nothing until connect() is called"]
+pub struct StreamBuilder<'a, In, Out> {
+    core: &'a crate::Core,
+    name: &'static str,
+    url: String,
+    options: StreamOptions,
+    events: Option<EventHandler>,
+    _types: PhantomData<fn(In, Out)>,
+}
+
+impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
+    pub(crate) fn new(core: &'a crate::Core, name: &'static str, url: &str) -> Self {
+        Self {
+            core,
+            name,
+            url: url.to_owned(),
+            options: StreamOptions::default(),
+            events: None,
+            _types: PhantomData,
+        }
+    }
+
+    /// How many received messages may wait for the consumer before the connection
+    /// stops reading from the socket. Default 1024.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.options.capacity = capacity;
+        self
+    }
+
+    /// The largest frame accepted from the server, in bytes. Default 1 MiB.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.options.max_frame_size = bytes;
+        self
+    }
+
+    /// How long closing waits for the server's close reply. Default 1 s.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.options.close_timeout = timeout;
+        self
+    }
+
+    /// How long a send may wait for the server to take data. Default 30 s.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.options.write_timeout = timeout;
+        self
+    }
+
+    /// Keepalive: ping every `interval`, and declare the connection dead when nothing
+    /// arrives within `pong_timeout` of a ping. Default 30 s and 10 s.
+    pub fn keepalive(mut self, interval: Duration, pong_timeout: Duration) -> Self {
+        self.options.ping_interval = Some(interval);
+        self.options.pong_timeout = pong_timeout;
+        self
+    }
+
+    /// Turns keepalive pings off (the server's own pings are still answered).
+    pub fn no_keepalive(mut self) -> Self {
+        self.options.ping_interval = None;
+        self
+    }
+
+    /// Reconnects automatically after a failure, with this backoff policy. While
+    /// reconnecting, [`iter`](Connection::iter) keeps waiting and sends fail at once with
+    /// [`Error::NotConnected`](crate::Error::NotConnected).
+    pub fn reconnect(mut self, policy: Reconnect) -> Self {
+        self.options.reconnect = Some(policy);
+        self
+    }
+
+    /// Calls `handler` on every state change (connected, disconnected, reconnecting,
+    /// gave up), from the connection's own threads: keep it short.
+    pub fn on_event(mut self, handler: impl Fn(&ConnectionEvent) + Send + Sync + 'static) -> Self {
+        self.events = Some(Arc::new(handler));
+        self
+    }
+
+    /// Replaces every option at once.
+    pub fn options(mut self, options: StreamOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Opens a connection; blocks until the WebSocket handshake is done.
+    ///
+    /// A refused token is [`ApiError::Unauthorized`](crate::ApiError::Unauthorized).
+    pub fn connect(&self) -> Result<Connection<In, Out>> {
+        if self.core.is_closed() {
+            return Err(crate::Error::Closed("the Core is closed".into()));
+        }
+        let params = ConnectParams {
+            url: self.url.clone(),
+            token: self.core.token().clone(),
+            tls: self.core.tls_client_config(),
+            connect_timeout: self.core.connect_timeout(),
+            user_agent: self.core.user_agent().to_owned(),
+            max_frame_size: self.options.max_frame_size,
+        };
+        let connection = Connection::open(&params, self.name, &self.options, self.events.clone())?;
+        let closer: std::sync::Weak<dyn crate::core::StreamCloser> = connection.closer();
+        self.core.track_stream(closer);
+        Ok(connection)
     }
 }
 
@@ -125,7 +250,7 @@ struct Inbox<T> {
 }
 
 impl<T> Inbox<T> {
-    fn from_stash(&self) -> Option<T> {
+    fn take_stashed(&self) -> Option<T> {
         self.stash
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -138,7 +263,7 @@ impl<T> Inbox<T> {
 /// Use it through its two typed forms, [`UpstreamConnection`](crate::UpstreamConnection)
 /// and [`DownstreamConnection`](crate::DownstreamConnection).
 pub struct Connection<In, Out> {
-    link: Arc<Link>,
+    session: Arc<Session>,
     inbox: Inbox<In>,
     _out: PhantomData<fn(Out)>,
 }
@@ -148,6 +273,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         params: &ConnectParams,
         name: &str,
         options: &StreamOptions,
+        events: Option<EventHandler>,
     ) -> Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded(options.capacity.max(1));
         let stash = Arc::new(Mutex::new(VecDeque::new()));
@@ -159,22 +285,31 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             name: name.to_owned(),
             close_timeout: options.close_timeout,
             write_timeout: options.write_timeout,
+            ping_interval: options.ping_interval,
+            pong_timeout: options.pong_timeout,
         };
+        let params = params.clone();
         let log_name = name.to_owned();
-        let decode = move |frame: tungstenite::Bytes| match serde_json::from_slice::<In>(&frame) {
-            Ok(message) => Some(message),
-            Err(e) => {
-                log::warn!(
-                    "{log_name}: skipping a frame that is not a valid message ({e}): {}",
-                    preview(&frame)
-                );
-                None
-            }
+        let open = move || {
+            let log_name = log_name.clone();
+            let decode = move |frame: tungstenite::Bytes| match serde_json::from_slice::<In>(&frame)
+            {
+                Ok(message) => Some(message),
+                Err(e) => {
+                    log::warn!(
+                        "{log_name}: skipping a frame that is not a valid message ({e}): {}",
+                        preview(&frame)
+                    );
+                    None
+                }
+            };
+            let link = connect::open_link(&params, link_options.clone(), decode, outbox.clone())?;
+            log::debug!("{}: connected to {}", link_options.name, params.url);
+            Ok(link)
         };
-        let link = connect::open_link(params, link_options, decode, outbox)?;
-        log::debug!("{name}: connected to {}", params.url);
+        let session = Session::start(name, Box::new(open), options.reconnect.clone(), events)?;
         Ok(Self {
-            link: Arc::new(link),
+            session,
             inbox: Inbox { rx, stash },
             _out: PhantomData,
         })
@@ -191,7 +326,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         message.validate()?;
         let text = serde_json::to_string(&message)
             .map_err(|e| crate::Error::Invalid(InvalidInput::Other(e.to_string())))?;
-        self.link.send_text(text)
+        self.session.send_text(text)
     }
 
     /// Blocks until a message arrives. Fails once the connection has ended and every
@@ -199,7 +334,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     pub fn recv(&self) -> Result<In, RecvError> {
         match self.inbox.rx.recv() {
             Ok(m) => Ok(m),
-            Err(RecvError) => self.inbox.from_stash().ok_or(RecvError),
+            Err(RecvError) => self.inbox.take_stashed().ok_or(RecvError),
         }
     }
 
@@ -208,7 +343,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         match self.inbox.rx.recv_timeout(timeout) {
             Err(RecvTimeoutError::Disconnected) => self
                 .inbox
-                .from_stash()
+                .take_stashed()
                 .ok_or(RecvTimeoutError::Disconnected),
             other => other,
         }
@@ -218,7 +353,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     pub fn try_recv(&self) -> Result<In, TryRecvError> {
         match self.inbox.rx.try_recv() {
             Err(TryRecvError::Disconnected) => {
-                self.inbox.from_stash().ok_or(TryRecvError::Disconnected)
+                self.inbox.take_stashed().ok_or(TryRecvError::Disconnected)
             }
             other => other,
         }
@@ -250,39 +385,47 @@ impl<In, Out> Connection<In, Out> {
     /// Starts closing the connection and returns at once. Messages already received are
     /// still handed out by the receiving methods; sends fail from now on.
     pub fn close(&self) {
-        self.link.close();
+        self.session.close();
     }
 
-    /// Blocks until the connection's threads have exited, and says why it ended.
+    /// Blocks until the connection's threads have exited, and says why it ended. With
+    /// reconnection on, that is after [`close`](Self::close) or once reconnection gave
+    /// up.
     pub fn wait_closed(&self) -> CloseReason {
-        self.link.wait_closed()
+        self.session.wait_closed()
     }
 
     /// Like [`wait_closed`](Self::wait_closed), waiting at most `timeout`; `None` if
     /// the connection is still running.
     pub fn wait_closed_timeout(&self, timeout: Duration) -> Option<CloseReason> {
-        self.link.wait_closed_timeout(timeout)
+        self.session.wait_closed_timeout(timeout)
     }
 
-    /// Whether the connection is closed or closing.
+    /// Whether the connection is closed or closing for good (a connection that is
+    /// reconnecting is not closed).
     pub fn is_closed(&self) -> bool {
-        self.link.is_closed()
+        self.session.is_closed()
+    }
+
+    /// Whether the WebSocket is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.session.is_connected()
     }
 
     /// Why the connection ended, once it has.
     pub fn close_reason(&self) -> Option<CloseReason> {
-        self.link.reason()
+        self.session.reason()
     }
 
-    pub(crate) fn closer(&self) -> std::sync::Weak<Link> {
-        Arc::downgrade(&self.link)
+    pub(crate) fn closer(&self) -> std::sync::Weak<Session> {
+        Arc::downgrade(&self.session)
     }
 }
 
 impl<In, Out> fmt::Debug for Connection<In, Out> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
-            .field("closed", &self.link.is_closed())
+            .field("closed", &self.session.is_closed())
             .field("waiting", &self.inbox.rx.len())
             .finish()
     }
