@@ -368,3 +368,17 @@ fn shutdown_ends_stream_connections() {
     emu.shutdown();
     assert!(ends(&mut ws));
 }
+
+#[test]
+fn silent_peers_are_dropped() {
+    let emu = Emulator::builder()
+        .ping_interval(std::time::Duration::from_millis(30))
+        .pong_timeout(std::time::Duration::from_millis(100))
+        .start()
+        .unwrap();
+    // This client never reads, so it never answers the server's pings.
+    let mut ws = connect(&emu, "downstream");
+    assert!(emu.wait_downstream_connections(1, TIMEOUT));
+    assert!(eventually(|| emu.downstream_connections() == 0));
+    assert!(ends(&mut ws));
+}
