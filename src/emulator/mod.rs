@@ -53,7 +53,9 @@ use std::time::Duration;
 use crate::config::AccessToken;
 use crate::error::{Error, Result};
 use crate::ids::DevEui;
-use crate::model::{Device, DownstreamRequest, DownstreamResultCode, MulticastGroup, UpstreamMessage, UpstreamReply};
+use crate::model::{
+    Device, DownstreamRequest, DownstreamResultCode, MulticastGroup, UpstreamMessage, UpstreamReply,
+};
 use server::{Config, Server, Shared};
 use streams::Kind;
 
@@ -71,7 +73,11 @@ fn base_url(shared: &Shared) -> String {
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
         ip => ip.to_string(),
     };
-    format!("{scheme}://{host}:{}{}", addr.port(), shared.config.base_path)
+    format!(
+        "{scheme}://{host}:{}{}",
+        addr.port(),
+        shared.config.base_path
+    )
 }
 
 /// A running RAN Routing API emulator. It stops, closing every connection, when dropped
@@ -83,11 +89,14 @@ fn base_url(shared: &Shared) -> String {
 ///
 /// let emu = Emulator::start()?;
 /// // Any HTTP client works; the emulator checks the token like the service does.
-/// let device: Value = ureq::post(format!("{}/devices/insert", emu.base_url()))
+/// let body = json!({"DevEUI": "7abe1b8c93d7174f", "JoinEUI": "3cedcf624f8b68f4"});
+/// let text = ureq::post(format!("{}/devices/insert", emu.base_url()))
 ///     .header("Authorization", format!("Bearer {}", emu.token()))
-///     .send_json(json!({"DevEUI": "7abe1b8c93d7174f", "JoinEUI": "3cedcf624f8b68f4"}))?
+///     .header("Content-Type", "application/json")
+///     .send(body.to_string())?
 ///     .body_mut()
-///     .read_json()?;
+///     .read_to_string()?;
+/// let device: Value = serde_json::from_str(&text)?;
 /// assert_eq!(device["DevEUI"], "7abe1b8c93d7174f");
 /// assert_eq!(device["ActiveDevAddr"], Value::Null);
 /// assert_eq!(emu.devices().len(), 1);
@@ -241,7 +250,9 @@ impl Emulator {
 
     /// Waits up to `timeout` until at least `n` downstream connections are open.
     pub fn wait_downstream_connections(&self, n: usize, timeout: Duration) -> bool {
-        self.shared.hub.wait_connections(Kind::Downstream, n, timeout)
+        self.shared
+            .hub
+            .wait_connections(Kind::Downstream, n, timeout)
     }
 
     // --- both streams --------------------------------------------------------------

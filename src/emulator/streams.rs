@@ -317,9 +317,9 @@ fn check_handshake(shared: &Shared, req: &Request) -> std::result::Result<String
         return Err(upgrade_required("unsupported WebSocket version"));
     }
     match req.header("Sec-WebSocket-Key") {
-        Some(key) if !key.is_empty() => Ok(tungstenite::handshake::derive_accept_key(
-            key.as_bytes(),
-        )),
+        Some(key) if !key.is_empty() => {
+            Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
+        }
         _ => Err(Response::error(
             400,
             "Unknown",
@@ -331,7 +331,12 @@ fn check_handshake(shared: &Shared, req: &Request) -> std::result::Result<String
 
 /// Serves one stream connection until it ends: the handshake on the parsed upgrade
 /// request, then frames.
-pub(crate) fn serve<S: Socket>(shared: &Arc<Shared>, kind: Kind, mut conn: HttpConn<S>, req: &Request) {
+pub(crate) fn serve<S: Socket>(
+    shared: &Arc<Shared>,
+    kind: Kind,
+    mut conn: HttpConn<S>,
+    req: &Request,
+) {
     let accept = match check_handshake(shared, req) {
         Ok(accept) => accept,
         Err(response) => {
@@ -419,8 +424,12 @@ fn handle_frame(shared: &Shared, kind: Kind, link: &Link, frame: &[u8]) {
             Err(e) => invalid(shared, kind, frame, &e.to_string()),
         },
         Kind::Downstream => {
-            let request = serde_json::from_slice::<DownstreamRequest>(frame)
+            let request = serde_json::from_slice::<serde_json::Value>(frame)
                 .map_err(|e| e.to_string())
+                .and_then(|v| exactly_one_of_each(&v).map(|()| v))
+                .and_then(|v| {
+                    serde_json::from_value::<DownstreamRequest>(v).map_err(|e| e.to_string())
+                })
                 .and_then(|r| r.validate().map(|()| r).map_err(|e| e.to_string()));
             match request {
                 Ok(request) => answer_downstream(shared, link, request),
@@ -428,6 +437,22 @@ fn handle_frame(shared: &Shared, kind: Kind, link: &Link, frame: &[u8]) {
             }
         }
     }
+}
+
+/// The "exactly one of" rules of a transmission window, which decoding into the model
+/// alone would not enforce (it takes the first key it recognises).
+fn exactly_one_of_each(frame: &serde_json::Value) -> std::result::Result<(), String> {
+    let window = &frame["TxWindow"];
+    let count =
+        |v: &serde_json::Value, keys: &[&str]| keys.iter().filter(|k| v.get(**k).is_some()).count();
+    if window.is_object() && count(window, &["Delay", "TMMS", "Deadline"]) != 1 {
+        return Err("TxWindow needs exactly one of Delay, TMMS and Deadline".into());
+    }
+    let radio = &window["Radio"];
+    if radio.is_object() && count(radio, &["LoRa", "FSK", "FHSS"]) != 1 {
+        return Err("Radio needs exactly one of LoRa, FSK and FHSS".into());
+    }
+    Ok(())
 }
 
 fn invalid(shared: &Shared, kind: Kind, frame: &[u8], why: &str) {
