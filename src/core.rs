@@ -173,26 +173,22 @@ impl Core {
     }
 
     /// TLS settings for the stream connections, trusting exactly what ureq trusts.
-    #[allow(dead_code)] // Used by the stream layer.
     pub(crate) fn tls_client_config(&self) -> Arc<rustls::ClientConfig> {
         Arc::clone(&self.inner.tls)
     }
 
     /// How long to wait for a TCP connection (and TLS handshake) to be set up.
-    #[allow(dead_code)] // Used by the stream layer.
     pub(crate) fn connect_timeout(&self) -> Duration {
         self.inner.connect_timeout
     }
 
     /// The `User-Agent` sent with every request and stream upgrade.
-    #[allow(dead_code)] // Used by the stream layer.
     pub(crate) fn user_agent(&self) -> &str {
         &self.inner.user_agent
     }
 
     /// Registers a stream so that [`Core::close`] closes it. A stream registered after
     /// the close is closed at once.
-    #[allow(dead_code)] // Used by the stream layer.
     pub(crate) fn track_stream(&self, closer: Weak<dyn StreamCloser>) {
         {
             let mut streams = lock(&self.inner.streams);
