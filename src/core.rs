@@ -404,8 +404,8 @@ impl CoreBuilder {
 
     /// Checks the settings and builds the client. Nothing is sent yet.
     ///
-    /// Fails with [`Error::Config`] on a bad token, URL, certificate or proxy, or when
-    /// no URL was given.
+    /// Fails with [`Error::Config`] on a bad token, URL, certificate, proxy or user agent,
+    /// a zero timeout, or when no URL was given.
     pub fn build(self) -> Result<Core> {
         let token = AccessToken::new(self.token)?;
         let endpoints = self.endpoints.ok_or_else(|| {
@@ -416,6 +416,9 @@ impl CoreBuilder {
             roots.extend(pem?);
         }
         let tls = tls::setup(&roots)?;
+        if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::Config("timeouts must be longer than zero".into()));
+        }
         if self.user_agent.is_empty()
             || !self
                 .user_agent
@@ -533,6 +536,10 @@ mod tests {
             Core::builder(TOKEN)
                 .base_url("http://host/")
                 .proxy("http://[::1")
+                .build(),
+            Core::builder(TOKEN)
+                .base_url("http://host/")
+                .request_timeout(Duration::ZERO)
                 .build(),
         ];
         for (i, case) in cases.into_iter().enumerate() {
