@@ -18,6 +18,7 @@
 //! - [`config`]: endpoints derived from a base URL, and the access token;
 //! - [`wire`]: the exact JSON the service speaks;
 //! - [`error`]: one error type with variants to match on;
+//! - `mic` (feature `mic`): the MIC challenge solver and LoRaWAN 1.0.x MICs.
 //! - `emulator` (feature `emulator`): a local RAN Routing API server for tests.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
@@ -30,6 +31,8 @@ pub mod downstream;
 pub mod emulator;
 pub mod error;
 pub mod ids;
+#[cfg(feature = "mic")]
+pub mod mic;
 pub mod model;
 pub mod multicast;
 mod rest;

@@ -378,7 +378,9 @@ fn run<S: Socket>(shared: &Arc<Shared>, kind: Kind, conn: HttpConn<S>) -> Result
         name: format!("emulator-{}", kind.name()),
         close_timeout: Duration::from_secs(1),
         write_timeout: Duration::from_secs(10),
-        ..LinkOptions::default()
+        // The loop below sends the emulator's own pings on its configured interval.
+        ping_interval: None,
+        pong_timeout: Duration::from_secs(10),
     };
     let link = Arc::new(Link::spawn(ws, options, Some, outbox)?);
     let id = shared.hub.next_id.fetch_add(1, Ordering::Relaxed);
