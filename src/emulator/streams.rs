@@ -426,8 +426,12 @@ fn handle_frame(shared: &Shared, kind: Kind, link: &Link, frame: &[u8]) {
             Err(e) => invalid(shared, kind, frame, &e.to_string()),
         },
         Kind::Downstream => {
-            let request = serde_json::from_slice::<DownstreamRequest>(frame)
+            let request = serde_json::from_slice::<serde_json::Value>(frame)
                 .map_err(|e| e.to_string())
+                .and_then(|v| exactly_one_of_each(&v).map(|()| v))
+                .and_then(|v| {
+                    serde_json::from_value::<DownstreamRequest>(v).map_err(|e| e.to_string())
+                })
                 .and_then(|r| r.validate().map(|()| r).map_err(|e| e.to_string()));
             match request {
                 Ok(request) => answer_downstream(shared, link, request),
@@ -435,6 +439,22 @@ fn handle_frame(shared: &Shared, kind: Kind, link: &Link, frame: &[u8]) {
             }
         }
     }
+}
+
+/// The "exactly one of" rules of a transmission window, which decoding into the model
+/// alone would not enforce (it takes the first key it recognises).
+fn exactly_one_of_each(frame: &serde_json::Value) -> std::result::Result<(), String> {
+    let window = &frame["TxWindow"];
+    let count =
+        |v: &serde_json::Value, keys: &[&str]| keys.iter().filter(|k| v.get(**k).is_some()).count();
+    if window.is_object() && count(window, &["Delay", "TMMS", "Deadline"]) != 1 {
+        return Err("TxWindow needs exactly one of Delay, TMMS and Deadline".into());
+    }
+    let radio = &window["Radio"];
+    if radio.is_object() && count(radio, &["LoRa", "FSK", "FHSS"]) != 1 {
+        return Err("Radio needs exactly one of LoRa, FSK and FHSS".into());
+    }
+    Ok(())
 }
 
 fn invalid(shared: &Shared, kind: Kind, frame: &[u8], why: &str) {

@@ -141,6 +141,7 @@ pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
 }
 
 /// A stream client's socket: TCP or TLS over TCP.
+#[derive(Debug)]
 pub enum Socket {
     Plain(TcpStream),
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
@@ -295,4 +296,25 @@ pub fn downstream_frame(transaction_id: u64, dev_eui: u64) -> Value {
                      "Delay": 1},
         "PHYPayload": [104, 105]
     })
+}
+
+/// Reads until the server ends the connection (close frame, EOF or reset): `true`, or
+/// `false` if it is still open after [`TIMEOUT`] or sends data.
+pub fn ends(ws: &mut Ws) -> bool {
+    loop {
+        match ws.read() {
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
+            Ok(Message::Close(_)) => continue,
+            Ok(_) => return false,
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
 }
