@@ -183,8 +183,23 @@ pub(crate) struct HttpConn<S> {
     limits: Limits,
 }
 
-fn reject(status: u16, description: &str) -> Next {
-    Next::Reject(Response::error(status, "Unknown", description, None))
+/// Why a request could not be read to its end.
+enum Abort {
+    Closed,
+    Reject(Response),
+}
+
+impl From<Abort> for Next {
+    fn from(a: Abort) -> Next {
+        match a {
+            Abort::Closed => Next::Closed,
+            Abort::Reject(r) => Next::Reject(r),
+        }
+    }
+}
+
+fn reject(status: u16, description: &str) -> Abort {
+    Abort::Reject(Response::error(status, "Unknown", description, None))
 }
 
 impl<S: Read + Write> HttpConn<S> {
@@ -218,26 +233,26 @@ impl<S: Read + Write> HttpConn<S> {
             if !self.buf.is_empty() {
                 match parse_head(&self.buf) {
                     Ok(Some((_, len))) if len > self.limits.max_head => {
-                        return reject(431, "request head too large");
+                        return reject(431, "request head too large").into();
                     }
                     Ok(Some((head, len))) => {
                         self.buf.drain(..len);
                         break head;
                     }
                     Ok(None) if self.buf.len() > self.limits.max_head => {
-                        return reject(431, "request head too large");
+                        return reject(431, "request head too large").into();
                     }
                     Ok(None) => {}
                     Err(httparse::Error::TooManyHeaders) => {
-                        return reject(431, "too many headers");
+                        return reject(431, "too many headers").into();
                     }
-                    Err(e) => return reject(400, &format!("malformed request: {e}")),
+                    Err(e) => return reject(400, &format!("malformed request: {e}")).into(),
                 }
             }
             match self.fill() {
                 Ok(true) => {}
                 Ok(false) if self.buf.is_empty() => return Next::Closed,
-                Ok(false) => return reject(400, "connection closed mid-request"),
+                Ok(false) => return reject(400, "connection closed mid-request").into(),
                 Err(e) => {
                     log::debug!("emulator: read failed: {e}");
                     return Next::Closed;
@@ -249,11 +264,11 @@ impl<S: Read + Write> HttpConn<S> {
                 head.body = body;
                 Next::Request(head)
             }
-            Err(next) => next,
+            Err(abort) => abort.into(),
         }
     }
 
-    fn read_body(&mut self, req: &Request) -> Result<Vec<u8>, Next> {
+    fn read_body(&mut self, req: &Request) -> Result<Vec<u8>, Abort> {
         if let Some(te) = req.header("Transfer-Encoding") {
             let last = te.rsplit(',').next().unwrap_or("").trim();
             if !last.eq_ignore_ascii_case("chunked") {
@@ -287,14 +302,14 @@ impl<S: Read + Write> HttpConn<S> {
         while self.buf.len() < len {
             match self.fill() {
                 Ok(true) => {}
-                _ => return Err(Next::Closed),
+                _ => return Err(Abort::Closed),
             }
         }
         Ok(self.buf.drain(..len).collect())
     }
 
     /// Answers `Expect: 100-continue` so clients that wait for it send their body.
-    fn send_continue(&mut self, req: &Request) -> Result<(), Next> {
+    fn send_continue(&mut self, req: &Request) -> Result<(), Abort> {
         if req
             .header("Expect")
             .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
@@ -303,12 +318,12 @@ impl<S: Read + Write> HttpConn<S> {
             self.stream
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
                 .and_then(|()| self.stream.flush())
-                .map_err(|_| Next::Closed)?;
+                .map_err(|_| Abort::Closed)?;
         }
         Ok(())
     }
 
-    fn read_chunked(&mut self) -> Result<Vec<u8>, Next> {
+    fn read_chunked(&mut self) -> Result<Vec<u8>, Abort> {
         let mut body = Vec::new();
         loop {
             let size = loop {
@@ -342,7 +357,7 @@ impl<S: Read + Write> HttpConn<S> {
         }
     }
 
-    fn skip_trailers(&mut self) -> Result<(), Next> {
+    fn skip_trailers(&mut self) -> Result<(), Abort> {
         loop {
             if self.buf.starts_with(b"\r\n") {
                 self.buf.drain(..2);
@@ -359,10 +374,10 @@ impl<S: Read + Write> HttpConn<S> {
         }
     }
 
-    fn fill_or_closed(&mut self) -> Result<(), Next> {
+    fn fill_or_closed(&mut self) -> Result<(), Abort> {
         match self.fill() {
             Ok(true) => Ok(()),
-            _ => Err(Next::Closed),
+            _ => Err(Abort::Closed),
         }
     }
 }

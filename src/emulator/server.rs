@@ -180,8 +180,12 @@ fn connection(shared: &Arc<Shared>, tcp: TcpStream) {
                 }
             };
             if let Some(mut stream) = serve(shared, rustls::StreamOwned::new(conn, tcp), peer) {
-                stream.conn.send_close_notify();
-                let _ = std::io::Write::flush(&mut stream);
+                // Mid-handshake, a flush would try to finish the handshake and wait for
+                // a peer that already failed it.
+                if !stream.conn.is_handshaking() {
+                    stream.conn.send_close_notify();
+                    let _ = std::io::Write::flush(&mut stream);
+                }
             }
         }
     }
