@@ -173,26 +173,22 @@ impl Core {
     }
 
     /// TLS settings for the stream connections, trusting exactly what ureq trusts.
-    #[allow(dead_code)] // Used by the stream layer.
     pub(crate) fn tls_client_config(&self) -> Arc<rustls::ClientConfig> {
         Arc::clone(&self.inner.tls)
     }
 
     /// How long to wait for a TCP connection (and TLS handshake) to be set up.
-    #[allow(dead_code)] // Used by the stream layer.
     pub(crate) fn connect_timeout(&self) -> Duration {
         self.inner.connect_timeout
     }
 
     /// The `User-Agent` sent with every request and stream upgrade.
-    #[allow(dead_code)] // Used by the stream layer.
     pub(crate) fn user_agent(&self) -> &str {
         &self.inner.user_agent
     }
 
     /// Registers a stream so that [`Core::close`] closes it. A stream registered after
     /// the close is closed at once.
-    #[allow(dead_code)] // Used by the stream layer.
     pub(crate) fn track_stream(&self, closer: Weak<dyn StreamCloser>) {
         {
             let mut streams = lock(&self.inner.streams);
@@ -408,8 +404,8 @@ impl CoreBuilder {
 
     /// Checks the settings and builds the client. Nothing is sent yet.
     ///
-    /// Fails with [`Error::Config`] on a bad token, URL, certificate or proxy, or when
-    /// no URL was given.
+    /// Fails with [`Error::Config`] on a bad token, URL, certificate, proxy or user agent,
+    /// a zero timeout, or when no URL was given.
     pub fn build(self) -> Result<Core> {
         let token = AccessToken::new(self.token)?;
         let endpoints = self.endpoints.ok_or_else(|| {
@@ -420,6 +416,9 @@ impl CoreBuilder {
             roots.extend(pem?);
         }
         let tls = tls::setup(&roots)?;
+        if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::Config("timeouts must be longer than zero".into()));
+        }
         if self.user_agent.is_empty()
             || !self
                 .user_agent
@@ -537,6 +536,10 @@ mod tests {
             Core::builder(TOKEN)
                 .base_url("http://host/")
                 .proxy("http://[::1")
+                .build(),
+            Core::builder(TOKEN)
+                .base_url("http://host/")
+                .request_timeout(Duration::ZERO)
                 .build(),
         ];
         for (i, case) in cases.into_iter().enumerate() {

@@ -67,3 +67,34 @@ macro_rules! ensure {
         }
     };
 }
+
+/// How long the stream examples wait for an uplink from a real network:
+/// `RAN_WAIT_SECS`, default 30.
+pub fn wait_for_uplink() -> std::time::Duration {
+    let secs = std::env::var("RAN_WAIT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    std::time::Duration::from_secs(secs)
+}
+
+/// On the emulator, plays the radio side: waits for the example's upstream connection
+/// and injects `message` as if a gateway had heard it. On a real network, does nothing:
+/// the uplink comes from a device.
+pub fn play_uplink(
+    ran: &Ran,
+    message: &ran_routing::UpstreamMessage,
+) -> Result<(), Box<dyn Error>> {
+    if let Some(emulator) = &ran.emulator {
+        if !emulator.wait_upstream_connections(1, std::time::Duration::from_secs(10)) {
+            return Err("the upstream connection never reached the emulator".into());
+        }
+        emulator.send_upstream(message)?;
+    } else {
+        println!(
+            "Waiting up to {:?} for an uplink from one of your devices...",
+            wait_for_uplink()
+        );
+    }
+    Ok(())
+}
