@@ -640,3 +640,112 @@ fn shutdown_closes_connections() {
     let err = api.agent.get(format!("{}/devices/select", api.base)).call();
     assert!(err.is_err(), "served after shutdown");
 }
+
+#[test]
+fn connection_limit() {
+    let emu = Emulator::builder().max_connections(2).start().unwrap();
+    let api = Api::new(&emu);
+    let a = agent();
+    let b = agent();
+    // Two agents hold one kept-alive connection each.
+    let url = format!("{}/devices/select", api.base);
+    let auth = format!("Bearer {}", api.token);
+    for agent in [&a, &b] {
+        let resp = agent
+            .get(&url)
+            .header("Authorization", &auth)
+            .call()
+            .unwrap();
+        assert_eq!(read(resp).0, 200);
+    }
+    let answer = raw_exchange(&emu, b"GET /api/v1/devices/select HTTP/1.1\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    // Once one is free, a third client is served again.
+    drop(a);
+    assert!(eventually(|| {
+        let answer = raw_exchange(
+            &emu,
+            format!("GET /api/v1/devices/select HTTP/1.1\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        answer.starts_with("HTTP/1.1 200 ")
+    }));
+}
+
+mod hostile_bodies {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    fn shared() -> &'static (Emulator, Api) {
+        static EMU: OnceLock<(Emulator, Api)> = OnceLock::new();
+        EMU.get_or_init(emulator)
+    }
+
+    const POST_ROUTES: [&str; 10] = [
+        "devices/insert",
+        "devices/update",
+        "devices/drop",
+        "devices/drop-all",
+        "multicast/multicast-groups/create",
+        "multicast/multicast-groups/update",
+        "multicast/multicast-groups/get",
+        "multicast/multicast-groups/delete",
+        "multicast/multicast-groups/add-device",
+        "multicast/multicast-groups/remove-device",
+    ];
+
+    /// JSON values shaped like requests: the API's keys with values of any type.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            "[0-9a-fA-F]{0,18}".prop_map(Value::from),
+            ".{0,20}".prop_map(Value::from),
+        ];
+        let key = prop_oneof![
+            Just("DevEUI"),
+            Just("JoinEUI"),
+            Just("DevAddr"),
+            Just("Details"),
+            Just("DevEUIs"),
+            Just("ActiveDevAddr"),
+            Just("TargetDevAddr"),
+            Just("name"),
+            Just("addr"),
+            Just("addrs"),
+            Just("update"),
+            Just("dev_eui"),
+            Just("other"),
+        ];
+        leaf.prop_recursive(3, 24, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(key.clone(), inner, 0..5).prop_map(|m| json!(m)),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_json_body_gets_a_documented_answer(route in 0..POST_ROUTES.len(), body in json_value()) {
+            let (_emu, api) = shared();
+            let (status, answer) = api.post(POST_ROUTES[route], body);
+            prop_assert!(status == 200 || (400..500).contains(&status), "{status} {answer}");
+            if status != 200 {
+                prop_assert!(answer["detail"]["error_code"].is_string(), "{answer}");
+            }
+        }
+
+        #[test]
+        fn any_bytes_get_a_documented_answer(route in 0..POST_ROUTES.len(), body in prop::collection::vec(any::<u8>(), 0..64)) {
+            let (_emu, api) = shared();
+            let (status, answer) = api.post_raw(POST_ROUTES[route], &body);
+            prop_assert!(status == 200 || (400..500).contains(&status), "{status} {answer}");
+        }
+    }
+}

@@ -323,6 +323,7 @@ pub struct EmulatorBuilder {
     pong_timeout: Duration,
     idle_timeout: Duration,
     max_body_size: usize,
+    max_connections: usize,
 }
 
 impl Default for EmulatorBuilder {
@@ -337,6 +338,7 @@ impl Default for EmulatorBuilder {
             pong_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             max_body_size: http::Limits::default().max_body,
+            max_connections: 1024,
         }
     }
 }
@@ -400,6 +402,13 @@ impl EmulatorBuilder {
         self
     }
 
+    /// The most connections served at once (each has a thread); one more is answered
+    /// 503 and closed. Default 1024.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
     /// Binds the socket and starts serving.
     pub fn start(self) -> Result<Emulator> {
         let token = match self.token {
@@ -435,6 +444,7 @@ impl EmulatorBuilder {
             ping_interval: self.ping_interval,
             pong_timeout: self.pong_timeout,
             idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
         };
         let server = Server::start(config, self.bind, store::Store::new(self.device_limit))?;
         let shared = server.shared.clone();

@@ -27,6 +27,8 @@ pub(crate) struct Config {
     pub(crate) pong_timeout: Duration,
     /// How long a connection may sit idle between requests (or mid-request).
     pub(crate) idle_timeout: Duration,
+    /// Most connections served at once; one more is answered 503 and closed.
+    pub(crate) max_connections: usize,
 }
 
 /// What every connection thread shares.
@@ -138,6 +140,11 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             continue;
         };
         let mut conns = lock(&shared.conns);
+        if conns.len() >= shared.config.max_connections {
+            drop(conns);
+            refuse_busy(tcp);
+            continue;
+        }
         let thread = {
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -160,6 +167,15 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             Err(e) => log::warn!("emulator: cannot start a connection thread: {e}"),
         }
     }
+}
+
+/// Answers a connection over the limit without reading it (TLS clients see a failed
+/// handshake, which is as clear).
+fn refuse_busy(mut tcp: TcpStream) {
+    log::warn!("emulator: too many connections; refusing one");
+    let _ = tcp.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = Response::error(503, "Unknown", "too many connections", None).write_to(&mut tcp, true);
+    let _ = tcp.shutdown(Shutdown::Both);
 }
 
 fn connection(shared: &Arc<Shared>, tcp: TcpStream) {

@@ -33,6 +33,9 @@ use crate::stream::link::{Link, LinkOptions, Outbox};
 use crate::stream::socket::Socket;
 use crate::wire::{DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION};
 
+/// How long a send waits for upstream connections still finishing their handshake.
+const HANDSHAKE_GRACE: Duration = Duration::from_secs(2);
+
 /// Which stream a connection is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -78,6 +81,9 @@ struct Records {
 
 struct HubState {
     peers: Vec<Peer>,
+    /// Upstream connections between their 101 answer and their registration: a client
+    /// may already see itself connected, so a send waits for them instead of failing.
+    upstream_handshakes: usize,
     next_upstream: usize,
     records: Records,
     codes: ResultCodes,
@@ -101,6 +107,7 @@ impl Default for Hub {
         Self {
             state: Mutex::new(HubState {
                 peers: Vec::new(),
+                upstream_handshakes: 0,
                 next_upstream: 0,
                 records: Records::default(),
                 codes: ResultCodes {
@@ -150,8 +157,7 @@ impl Hub {
     /// Sends one upstream frame to the next live upstream connection in turn.
     pub(crate) fn send_upstream(&self, text: &str) -> Result<()> {
         loop {
-            let next = {
-                let mut state = lock(&self.state);
+            let next = self.wait_for(HANDSHAKE_GRACE, |state| {
                 let upstream: Vec<(u64, Arc<Link>)> = state
                     .peers
                     .iter()
@@ -159,16 +165,19 @@ impl Hub {
                     .map(|p| (p.id, p.link.clone()))
                     .collect();
                 if upstream.is_empty() {
-                    return Err(Error::Closed("no upstream connection is open".into()));
+                    return (state.upstream_handshakes == 0).then_some(None);
                 }
                 let i = state.next_upstream % upstream.len();
                 state.next_upstream = state.next_upstream.wrapping_add(1);
-                upstream[i].clone()
+                Some(Some(upstream[i].clone()))
+            });
+            let Some(Some((id, link))) = next else {
+                return Err(Error::Closed("no upstream connection is open".into()));
             };
-            match next.1.send_text(text.to_owned()) {
+            match link.send_text(text.to_owned()) {
                 Ok(()) => return Ok(()),
                 // That connection just died: the next one gets the message.
-                Err(e) => log::debug!("emulator: upstream connection {} failed: {e}", next.0),
+                Err(e) => log::debug!("emulator: upstream connection {id} failed: {e}"),
             }
         }
     }
@@ -285,6 +294,30 @@ impl Hub {
     }
 }
 
+/// An upstream handshake in progress, counted until dropped.
+struct Handshake<'a> {
+    hub: &'a Hub,
+    counted: bool,
+}
+
+impl<'a> Handshake<'a> {
+    fn start(hub: &'a Hub, kind: Kind) -> Self {
+        let counted = kind == Kind::Upstream;
+        if counted {
+            hub.update(|s| s.upstream_handshakes += 1);
+        }
+        Self { hub, counted }
+    }
+}
+
+impl Drop for Handshake<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            self.hub.update(|s| s.upstream_handshakes -= 1);
+        }
+    }
+}
+
 /// Refuses a handshake with a response, or returns the key to accept it with.
 fn check_handshake(shared: &Shared, req: &Request) -> std::result::Result<String, Response> {
     if req.method != "GET" {
@@ -344,6 +377,7 @@ pub(crate) fn serve<S: Socket>(
             return;
         }
     };
+    let pending = Handshake::start(&shared.hub, kind);
     let head = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\nServer: ran-emulator\r\n\r\n"
@@ -354,12 +388,17 @@ pub(crate) fn serve<S: Socket>(
         log::debug!("emulator: {} handshake failed: {e}", kind.name());
         return;
     }
-    if let Err(e) = run(shared, kind, conn) {
+    if let Err(e) = run(shared, kind, conn, pending) {
         log::debug!("emulator: {} connection failed: {e}", kind.name());
     }
 }
 
-fn run<S: Socket>(shared: &Arc<Shared>, kind: Kind, conn: HttpConn<S>) -> Result<()> {
+fn run<S: Socket>(
+    shared: &Arc<Shared>,
+    kind: Kind,
+    conn: HttpConn<S>,
+    pending: Handshake<'_>,
+) -> Result<()> {
     let tcp = conn.stream.tcp().try_clone().map_err(Error::Io)?;
     tcp.set_read_timeout(None).map_err(Error::Io)?;
     tcp.set_write_timeout(None).map_err(Error::Io)?;
@@ -390,6 +429,7 @@ fn run<S: Socket>(shared: &Arc<Shared>, kind: Kind, conn: HttpConn<S>) -> Result
         link: link.clone(),
         tcp,
     });
+    drop(pending);
     log::debug!("emulator: {} connection {id} open", kind.name());
 
     // Ends when the link's reader exits and drops the channel's sender.
