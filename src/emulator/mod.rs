@@ -170,7 +170,9 @@ impl Emulator {
     // --- upstream ------------------------------------------------------------------
 
     /// Sends an upstream message to the next open upstream connection (round-robin
-    /// over them, like the service's load balancing). Fails with
+    /// over them, like the service's load balancing); returns once it is written to the
+    /// socket. A connection whose handshake is still finishing on the server side is
+    /// waited for (up to 2 s), so a client may send right after connecting. Fails with
     /// [`Error::Closed`] when no upstream connection is open.
     pub fn send_upstream(&self, message: &UpstreamMessage) -> Result<()> {
         let text = serde_json::to_string(message)
@@ -481,6 +483,13 @@ fn normalize_base_path(path: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handle_is_shareable() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Emulator>();
+        send_sync::<EmulatorBuilder>();
+    }
 
     #[test]
     fn base_paths() {
