@@ -60,6 +60,17 @@ pub enum Error {
     /// The stream connection is down and reconnecting; nothing was sent.
     #[error("not connected: {0}")]
     NotConnected(String),
+    /// A downlink was sent but its result did not arrive in time.
+    #[error(
+        "no result for downlink {transaction_id} in time ({})",
+        if ack.is_some() { "the RAN acknowledged it" } else { "not even acknowledged" }
+    )]
+    DownstreamTimeout {
+        /// The downlink's transaction id.
+        transaction_id: u64,
+        /// The RAN's ack, if it came.
+        ack: Option<crate::model::DownstreamAck>,
+    },
 }
 
 impl Error {
