@@ -505,6 +505,15 @@ impl fmt::Debug for CoreBuilder {
     }
 }
 
+/// The first transaction id of a `Core`: microseconds since the epoch, far below
+/// `u64::MAX` for the next half million years, and never zero.
+fn first_transaction_id() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64)
+        .max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicUsize;
@@ -636,13 +645,4 @@ mod tests {
         drop(other);
         assert_eq!(stream.0.load(Ordering::SeqCst), 1);
     }
-}
-
-/// The first transaction id of a `Core`: microseconds since the epoch, far below
-/// `u64::MAX` for the next half million years, and never zero.
-fn first_transaction_id() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_micros() as u64)
-        .max(1)
 }
