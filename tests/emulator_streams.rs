@@ -310,12 +310,8 @@ fn pings_both_ways() {
         .unwrap();
     let mut ws = connect(&emu, "upstream");
     // The server pings on its interval.
-    loop {
-        match ws.read().expect("a ping before the timeout") {
-            Message::Ping(_) => break,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    let first = ws.read().expect("a ping before the timeout");
+    assert!(matches!(first, Message::Ping(_)), "unexpected {first:?}");
     // And answers ours.
     ws.send(Message::Ping(b"hello"[..].into())).unwrap();
     loop {
@@ -366,5 +362,19 @@ fn shutdown_ends_stream_connections() {
     let mut ws = connect(&emu, "upstream");
     assert!(emu.wait_upstream_connections(1, TIMEOUT));
     emu.shutdown();
+    assert!(ends(&mut ws));
+}
+
+#[test]
+fn silent_peers_are_dropped() {
+    let emu = Emulator::builder()
+        .ping_interval(std::time::Duration::from_millis(30))
+        .pong_timeout(std::time::Duration::from_millis(100))
+        .start()
+        .unwrap();
+    // This client never reads, so it never answers the server's pings.
+    let mut ws = connect(&emu, "downstream");
+    assert!(emu.wait_downstream_connections(1, TIMEOUT));
+    assert!(eventually(|| emu.downstream_connections() == 0));
     assert!(ends(&mut ws));
 }

@@ -320,6 +320,7 @@ pub struct EmulatorBuilder {
     device_limit: Option<usize>,
     base_path: String,
     ping_interval: Duration,
+    pong_timeout: Duration,
     idle_timeout: Duration,
     max_body_size: usize,
 }
@@ -333,6 +334,7 @@ impl Default for EmulatorBuilder {
             device_limit: None,
             base_path: "/api/v1".into(),
             ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             max_body_size: http::Limits::default().max_body,
         }
@@ -378,6 +380,13 @@ impl EmulatorBuilder {
         self
     }
 
+    /// How long a stream connection may stay silent after a ping before the server
+    /// drops it as dead. Default 10 s.
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.pong_timeout = timeout;
+        self
+    }
+
     /// How long an HTTP connection may stay idle before the server closes it.
     /// Default 120 s.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
@@ -401,9 +410,12 @@ impl EmulatorBuilder {
             None => tls::random_token(),
         };
         let base_path = normalize_base_path(&self.base_path)?;
-        if self.ping_interval.is_zero() || self.idle_timeout.is_zero() {
+        if self.ping_interval.is_zero()
+            || self.pong_timeout.is_zero()
+            || self.idle_timeout.is_zero()
+        {
             return Err(Error::Config(
-                "the ping interval and idle timeout must be positive".into(),
+                "the ping interval, pong timeout and idle timeout must be positive".into(),
             ));
         }
         let tls = if self.tls {
@@ -421,6 +433,7 @@ impl EmulatorBuilder {
                 ..http::Limits::default()
             },
             ping_interval: self.ping_interval,
+            pong_timeout: self.pong_timeout,
             idle_timeout: self.idle_timeout,
         };
         let server = Server::start(config, self.bind, store::Store::new(self.device_limit))?;

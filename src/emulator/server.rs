@@ -23,6 +23,8 @@ pub(crate) struct Config {
     pub(crate) tls: Option<Tls>,
     pub(crate) limits: Limits,
     pub(crate) ping_interval: Duration,
+    /// How long a stream peer may stay silent after a ping before it is dropped.
+    pub(crate) pong_timeout: Duration,
     /// How long a connection may sit idle between requests (or mid-request).
     pub(crate) idle_timeout: Duration,
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::{Bytes, Message, WebSocket};
+use tungstenite::{Bytes, WebSocket};
 
 use super::http::{HttpConn, Request, Response};
 use super::server::Shared;
@@ -378,9 +378,9 @@ fn run<S: Socket>(shared: &Arc<Shared>, kind: Kind, conn: HttpConn<S>) -> Result
         name: format!("emulator-{}", kind.name()),
         close_timeout: Duration::from_secs(1),
         write_timeout: Duration::from_secs(10),
-        // The loop below sends the emulator's own pings on its configured interval.
-        ping_interval: None,
-        pong_timeout: Duration::from_secs(10),
+        // The service pings its clients; one that stops answering is dropped.
+        ping_interval: Some(shared.config.ping_interval),
+        pong_timeout: shared.config.pong_timeout,
     };
     let link = Arc::new(Link::spawn(ws, options, Some, outbox)?);
     let id = shared.hub.next_id.fetch_add(1, Ordering::Relaxed);
@@ -392,20 +392,9 @@ fn run<S: Socket>(shared: &Arc<Shared>, kind: Kind, conn: HttpConn<S>) -> Result
     });
     log::debug!("emulator: {} connection {id} open", kind.name());
 
-    let interval = shared.config.ping_interval;
-    let mut next_ping = Instant::now() + interval;
-    loop {
-        let wait = next_ping.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(frame) => handle_frame(shared, kind, &link, &frame),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                next_ping = Instant::now() + interval;
-                if link.send_message(Message::Ping(Bytes::new())).is_err() {
-                    break;
-                }
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
-        }
+    // Ends when the link's reader exits and drops the channel's sender.
+    for frame in rx.iter() {
+        handle_frame(shared, kind, &link, &frame);
     }
     // Frames read after a local close still count as received.
     let rest: Vec<Bytes> = lock(&stash).drain(..).collect();
