@@ -170,6 +170,10 @@ macro_rules! identifier {
                 u64::from(self.0)
             }
         }
+
+        impl crate::wire::FromWireInt for $name {
+            type Int = $int;
+        }
     };
 }
 

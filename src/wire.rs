@@ -47,6 +47,39 @@ pub(crate) fn num_vec<T: AsWireInt, S: Serializer>(v: &[T], s: S) -> Result<S::O
     s.collect_seq(v.iter().map(AsWireInt::wire_int))
 }
 
+/// Identifiers that stream frames carry as a plain JSON integer, read back.
+///
+/// The identifiers' own `Deserialize` also takes hex strings (the REST form); stream
+/// fields read with the helpers below take only integers, so a hex string where the
+/// protocol puts a number is a type error instead of being read as hex.
+pub(crate) trait FromWireInt: From<Self::Int> {
+    /// The integer type on the wire; its range check rejects wider values.
+    type Int: for<'de> Deserialize<'de>;
+}
+
+/// `deserialize_with` helper: an identifier from a JSON number.
+pub(crate) fn num_in<'de, T: FromWireInt, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    T::Int::deserialize(d).map(T::from)
+}
+
+/// `deserialize_with` helper: an optional identifier from a JSON number or `null` (use
+/// with `default`).
+pub(crate) fn num_in_opt<'de, T: FromWireInt, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Ok(Option::<T::Int>::deserialize(d)?.map(T::from))
+}
+
+/// `deserialize_with` helper: a list of identifiers from JSON numbers.
+pub(crate) fn num_in_vec<'de, T: FromWireInt, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    Ok(Vec::<T::Int>::deserialize(d)?
+        .into_iter()
+        .map(T::from)
+        .collect())
+}
+
 time::serde::format_description!(
     rest_timestamp_out,
     PrimitiveDateTime,
