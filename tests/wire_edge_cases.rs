@@ -1174,6 +1174,22 @@ fn error_bodies() {
         }
     );
 
+    // An undocumented code keeps the code; its description is bounded like any body.
+    let long =
+        json!({"detail": {"error_code": "Shiny.New", "error_description": "é".repeat(5000)}});
+    let err = ApiError::from_response(409, &long.to_string());
+    let ApiError::Unknown {
+        status: 409,
+        code: Some(code),
+        body,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(code, "Shiny.New");
+    assert!(body.len() <= 2048 + '…'.len_utf8(), "{}", body.len());
+    assert!(body.starts_with("ééé"));
+
     // Bodies that are not the documented shape keep status and text.
     for (status, text) in [
         (404, r#"{"detail": "Not Found"}"#),
