@@ -806,7 +806,7 @@ fn wrong_types_are_rejected() {
     );
     rejects::<DownstreamRequest>(&down, "/PHYPayload", &[json!("aGk="), json!([1, "2"])]);
     let mc = multicast();
-    rejects::<DownstreamRequest>(&mc, "/Addr", &[json!("ef05a71e"), json!(-1)]);
+    rejects::<DownstreamRequest>(&mc, "/Addr", &[json!("ef046a1e"), json!(-1)]);
     rejects::<DownstreamRequest>(
         &mc,
         "/TxWindow/TMMS",
