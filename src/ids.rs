@@ -18,7 +18,8 @@
 //! ```
 //!
 //! With serde they serialize as the REST API's hex strings and deserialize from either a hex
-//! string or a JSON number, the form the stream frames use.
+//! string or a JSON number. (Stream frames, where the protocol puts numbers, read their
+//! identifier fields as numbers only.)
 
 use std::fmt;
 use std::str::FromStr;

@@ -6,11 +6,15 @@
 //! only REST uses:
 //!
 //! - REST carries EUIs and addresses as hex strings, streams as JSON numbers (the
-//!   identifiers serialize as hex; stream fields opt into numbers with the helpers below);
+//!   identifiers serialize as hex; stream fields opt into numbers with the helpers below,
+//!   and read back only numbers: a hex string in a stream frame is a type error);
 //! - REST timestamps are naive ISO-8601 with microseconds, no zone;
 //! - error bodies (`{"detail": {"error_code", ...}}`).
 //!
-//! Decoding never goes through `f64` for integers, so the full `u64` range survives.
+//! Decoding never goes through `f64` for integers, so the full `u64` range survives; an
+//! integer field given a float (`1.0`, `1e3`) or a number out of its type's range is a
+//! decode error, never rounded or truncated. Floats (RSSI, SNR, GPS) read back bit-exact
+//! what was written (serde_json's `float_roundtrip`).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::PrimitiveDateTime;

@@ -1473,3 +1473,54 @@ fn id_parse_errors() {
     assert!("000000000000000001".parse::<DevEui>().is_err());
     assert_eq!("0X00000000000000FF".parse::<DevEui>(), Ok(DevEui::new(255)));
 }
+
+#[test]
+fn deeply_nested_input() {
+    let frame = |depth: usize| {
+        let text = upstream().to_string();
+        let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        format!("{{\"Deep\":{nested},{}", &text[1..])
+    };
+    // Unknown fields are skipped without recursion, however deep.
+    for depth in [100, 200, 100_000] {
+        let m: UpstreamMessage = serde_json::from_str(&frame(depth)).unwrap();
+        assert_eq!(serde_json::to_value(&m).unwrap(), upstream());
+    }
+    let deep_in_radio = format!(
+        "{{\"Frequency\":1,\"LoRa\":{{\"Spreading\":7,\"Bandwidth\":1}},\"X\":{}1{}}}",
+        "{\"a\":".repeat(100_000),
+        "}".repeat(100_000)
+    );
+    assert!(serde_json::from_str::<DownstreamRadio>(&deep_in_radio).is_ok());
+    // Unclosed nesting is an error, not a hang.
+    let unclosed = format!("{{\"Deep\":{}", "[".repeat(100_000));
+    assert!(serde_json::from_str::<UpstreamMessage>(&unclosed).is_err());
+    // Where a decoder does recurse (the loc list of an error body), serde_json's
+    // recursion limit turns deep nesting into an unknown error, not a stack overflow.
+    for depth in [120, 200, 100_000] {
+        let loc = format!("{}\"x\"{}", "[".repeat(depth), "]".repeat(depth));
+        let body = format!(
+            r#"{{"detail": {{"error_code": "ValidationFailed", "error_description": "d",
+                "error_detail": [{{"loc": {loc}, "msg": "m", "type": "t"}}]}}}}"#
+        );
+        let err = ApiError::from_response(422, &body);
+        assert!(
+            matches!(err, ApiError::Unknown { status: 422, .. }),
+            "{depth}"
+        );
+    }
+}
+
+#[test]
+fn standalone_modulation_and_timing_take_exactly_one_key() {
+    assert!(serde_json::from_value::<Modulation>(json!({"LoRa": lora(), "FSK": fsk()})).is_err());
+    assert!(serde_json::from_str::<Modulation>(
+        r#"{"LoRa": {"Spreading": 7, "Bandwidth": 1}, "FSK": {"FrequencyDeviation": 1, "BitRate": 1}}"#
+    )
+    .is_err());
+    assert!(serde_json::from_str::<TxTiming>(r#"{"Delay": 1, "TMMS": [1]}"#).is_err());
+    assert_eq!(
+        serde_json::from_str::<TxTiming>(r#"{"TMMS": [1]}"#).unwrap(),
+        TxTiming::Tmms(vec![1])
+    );
+}
