@@ -80,6 +80,7 @@ struct Inner {
     max_response_size: u64,
     closed: AtomicBool,
     streams: Mutex<Vec<Weak<dyn StreamCloser>>>,
+    transaction_ids: std::sync::atomic::AtomicU64,
 }
 
 impl Core {
@@ -165,6 +166,22 @@ impl Core {
     /// Whether [`Core::close`] was called (on this or any clone).
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// A fresh downlink transaction id, unique for this `Core` and shared by unicast and
+    /// multicast downlinks as the service requires. Ids start from the clock (so a
+    /// restarted LNS does not reuse the previous run's) and count up from there.
+    ///
+    /// ```
+    /// let ran = ran_routing::Core::new("token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// let (a, b) = (ran.next_transaction_id(), ran.next_transaction_id());
+    /// assert!(a > 0 && b > a);
+    /// # Ok::<(), ran_routing::Error>(())
+    /// ```
+    pub fn next_transaction_id(&self) -> u64 {
+        self.inner
+            .transaction_ids
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The access token, for the `Authorization` header and the stream query string.
@@ -465,6 +482,7 @@ impl CoreBuilder {
                 max_response_size: self.max_response_size,
                 closed: AtomicBool::new(false),
                 streams: Mutex::new(Vec::new()),
+                transaction_ids: std::sync::atomic::AtomicU64::new(first_transaction_id()),
             }),
         })
     }
@@ -485,6 +503,15 @@ impl fmt::Debug for CoreBuilder {
             .field("max_response_size", &self.max_response_size)
             .finish()
     }
+}
+
+/// The first transaction id of a `Core`: microseconds since the epoch, far below
+/// `u64::MAX` for the next half million years, and never zero.
+fn first_transaction_id() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_micros() as u64)
+        .max(1)
 }
 
 #[cfg(test)]

@@ -60,6 +60,17 @@ pub enum Error {
     /// The stream connection is down and reconnecting; nothing was sent.
     #[error("not connected: {0}")]
     NotConnected(String),
+    /// A downlink was sent but its result did not arrive in time.
+    #[error(
+        "no result for downlink {transaction_id} in time ({})",
+        if ack.is_some() { "the RAN acknowledged it" } else { "not even acknowledged" }
+    )]
+    DownstreamTimeout {
+        /// The downlink's transaction id.
+        transaction_id: u64,
+        /// The RAN's ack, if it came.
+        ack: Option<crate::model::DownstreamAck>,
+    },
 }
 
 impl Error {
@@ -219,29 +230,23 @@ impl ApiError {
     /// Maps an error answer to its variant: by the documented `error_code` when the body
     /// has one, otherwise [`ApiError::Unknown`] keeping the status and body text.
     pub fn from_response(status: u16, body: &str) -> Self {
-        const MAX_BODY: usize = 2048;
         let parsed = if (400..500).contains(&status) {
             serde_json::from_str::<crate::wire::ErrorBody>(body).ok()
         } else {
             None
         };
         let Some(crate::wire::ErrorBody { detail }) = parsed else {
-            let mut body = body.to_owned();
-            if body.len() > MAX_BODY {
-                let mut cut = MAX_BODY;
-                while !body.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                body.truncate(cut);
-                body.push('…');
-            }
             return ApiError::Unknown {
                 status,
                 code: None,
-                body,
+                body: bounded(body),
             };
         };
-        let description = detail.error_description;
+        let description = if detail.error_description.len() > MAX_TEXT {
+            bounded(&detail.error_description)
+        } else {
+            detail.error_description
+        };
         match detail.error_code.as_str() {
             "Unauthorized" => ApiError::Unauthorized { description },
             "ValidationFailed" => ApiError::ValidationFailed {
@@ -263,6 +268,21 @@ impl ApiError {
             },
         }
     }
+}
+
+/// How much of a server-chosen text an error keeps (bodies, descriptions).
+const MAX_TEXT: usize = 2048;
+
+/// Cuts a server-chosen text to a length that is safe to keep in an error and log.
+fn bounded(text: &str) -> String {
+    if text.len() <= MAX_TEXT {
+        return text.to_owned();
+    }
+    let mut cut = MAX_TEXT;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &text[..cut])
 }
 
 /// One failed field of a `ValidationFailed` answer.

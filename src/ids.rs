@@ -18,7 +18,8 @@
 //! ```
 //!
 //! With serde they serialize as the REST API's hex strings and deserialize from either a hex
-//! string or a JSON number, the form the stream frames use.
+//! string or a JSON number. (Stream frames, where the protocol puts numbers, read their
+//! identifier fields as numbers only.)
 
 use std::fmt;
 use std::str::FromStr;
@@ -169,6 +170,10 @@ macro_rules! identifier {
             fn wire_int(&self) -> u64 {
                 u64::from(self.0)
             }
+        }
+
+        impl crate::wire::FromWireInt for $name {
+            type Int = $int;
         }
     };
 }

@@ -32,6 +32,8 @@ use crate::error::InvalidInput;
 use crate::ids::{DevAddr, DevEui, JoinEui, MulticastAddr};
 use crate::wire::{self, PROTOCOL_VERSION};
 
+mod decode;
+
 // ---------------------------------------------------------------------------------------
 // Routing table and multicast groups (REST)
 // ---------------------------------------------------------------------------------------
@@ -251,7 +253,9 @@ impl From<FhssModulation> for Modulation {
 }
 
 /// How an uplink was heard.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Decoding rejects a radio with no modulation key or with more than one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UpstreamRadio {
     /// Centre frequency in Hz.
     #[serde(rename = "Frequency")]
@@ -268,7 +272,9 @@ pub struct UpstreamRadio {
 }
 
 /// How a downlink is to be sent.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Decoding rejects a radio with no modulation key or with more than one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct DownstreamRadio {
     /// Centre frequency in Hz.
     #[serde(rename = "Frequency")]
@@ -355,7 +361,9 @@ impl TxTiming {
 }
 
 /// When and how a downlink is transmitted.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Decoding rejects a window with no timing key or with more than one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct TransmissionWindow {
     /// Radio parameters for the transmission.
     #[serde(rename = "Radio")]
@@ -515,7 +523,11 @@ pub struct UpstreamMessage {
     #[serde(rename = "Outdated", default, skip_serializing_if = "Option::is_none")]
     pub outdated: Option<bool>,
     /// The subscribed devices the frame may belong to (several may share a DevAddr).
-    #[serde(rename = "DevEUIs", serialize_with = "wire::num_vec")]
+    #[serde(
+        rename = "DevEUIs",
+        serialize_with = "wire::num_vec",
+        deserialize_with = "wire::num_in_vec"
+    )]
     pub dev_euis: Vec<DevEui>,
     /// How the frame was heard.
     #[serde(rename = "Radio")]
@@ -567,7 +579,11 @@ pub struct UpstreamAck {
     #[serde(rename = "TransactionID")]
     pub transaction_id: u64,
     /// The device the frame belongs to, one of the message's `dev_euis`.
-    #[serde(rename = "DevEUI", serialize_with = "wire::num")]
+    #[serde(
+        rename = "DevEUI",
+        serialize_with = "wire::num",
+        deserialize_with = "wire::num_in"
+    )]
     pub dev_eui: DevEui,
     /// The true MIC, one of the message's `mic_challenge`.
     #[serde(rename = "MIC")]
@@ -681,7 +697,7 @@ impl<'de> Deserialize<'de> for UpstreamReply {
             result_code: Option<UpstreamRejectResultCode>,
             #[serde(rename = "ResultMessage")]
             result_message: Option<String>,
-            #[serde(rename = "DevEUI")]
+            #[serde(rename = "DevEUI", default, deserialize_with = "wire::num_in_opt")]
             dev_eui: Option<DevEui>,
             #[serde(rename = "MIC")]
             mic: Option<u32>,
@@ -733,14 +749,19 @@ pub struct DownstreamMessage {
     #[serde(rename = "TransactionID")]
     pub transaction_id: u64,
     /// The device.
-    #[serde(rename = "DevEUI", serialize_with = "wire::num")]
+    #[serde(
+        rename = "DevEUI",
+        serialize_with = "wire::num",
+        deserialize_with = "wire::num_in"
+    )]
     pub dev_eui: DevEui,
     /// For join accepts: the address the device will use after the join.
     #[serde(
         rename = "TargetDevAddr",
         default,
         skip_serializing_if = "Option::is_none",
-        serialize_with = "wire::num_opt"
+        serialize_with = "wire::num_opt",
+        deserialize_with = "wire::num_in_opt"
     )]
     pub target_dev_addr: Option<DevAddr>,
     /// When and how to transmit.
@@ -792,7 +813,11 @@ pub struct MulticastDownstreamMessage {
     #[serde(rename = "TransactionID")]
     pub transaction_id: u64,
     /// The group's address.
-    #[serde(rename = "Addr", serialize_with = "wire::num")]
+    #[serde(
+        rename = "Addr",
+        serialize_with = "wire::num",
+        deserialize_with = "wire::num_in"
+    )]
     pub addr: MulticastAddr,
     /// When and how to transmit.
     #[serde(rename = "TxWindow")]
@@ -856,14 +881,49 @@ impl DownstreamRequest {
 
 impl<'de> Deserialize<'de> for DownstreamRequest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // A frame with `Addr` is multicast; decoding twice keeps each type's own rules.
-        let value = serde_json::Value::deserialize(d)?;
-        let result = if value.get("Addr").is_some() {
-            MulticastDownstreamMessage::deserialize(value).map(Self::Multicast)
-        } else {
-            DownstreamMessage::deserialize(value).map(Self::Unicast)
-        };
-        result.map_err(serde::de::Error::custom)
+        // A frame with `Addr` is multicast (any DevEUI or TargetDevAddr is then ignored),
+        // otherwise unicast. One pass over the frame, no intermediate JSON tree.
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(rename = "ProtocolVersion", default = "protocol_version")]
+            protocol_version: u32,
+            #[serde(rename = "TransactionID")]
+            transaction_id: u64,
+            #[serde(rename = "Addr", default, deserialize_with = "wire::num_in_opt")]
+            addr: Option<MulticastAddr>,
+            #[serde(rename = "DevEUI", default, deserialize_with = "wire::num_in_opt")]
+            dev_eui: Option<DevEui>,
+            #[serde(
+                rename = "TargetDevAddr",
+                default,
+                deserialize_with = "wire::num_in_opt"
+            )]
+            target_dev_addr: Option<DevAddr>,
+            #[serde(rename = "TxWindow")]
+            tx_window: TransmissionWindow,
+            #[serde(rename = "PHYPayload")]
+            phy_payload: Vec<u8>,
+        }
+        let raw = Raw::deserialize(d)?;
+        if let Some(addr) = raw.addr {
+            return Ok(Self::Multicast(MulticastDownstreamMessage {
+                protocol_version: raw.protocol_version,
+                transaction_id: raw.transaction_id,
+                addr,
+                tx_window: raw.tx_window,
+                phy_payload: raw.phy_payload,
+            }));
+        }
+        Ok(Self::Unicast(DownstreamMessage {
+            protocol_version: raw.protocol_version,
+            transaction_id: raw.transaction_id,
+            dev_eui: raw
+                .dev_eui
+                .ok_or_else(|| serde::de::Error::missing_field("DevEUI"))?,
+            target_dev_addr: raw.target_dev_addr,
+            tx_window: raw.tx_window,
+            phy_payload: raw.phy_payload,
+        }))
     }
 }
 

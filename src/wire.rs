@@ -6,11 +6,15 @@
 //! only REST uses:
 //!
 //! - REST carries EUIs and addresses as hex strings, streams as JSON numbers (the
-//!   identifiers serialize as hex; stream fields opt into numbers with the helpers below);
+//!   identifiers serialize as hex; stream fields opt into numbers with the helpers below,
+//!   and read back only numbers: a hex string in a stream frame is a type error);
 //! - REST timestamps are naive ISO-8601 with microseconds, no zone;
 //! - error bodies (`{"detail": {"error_code", ...}}`).
 //!
-//! Decoding never goes through `f64` for integers, so the full `u64` range survives.
+//! Decoding never goes through `f64` for integers, so the full `u64` range survives; an
+//! integer field given a float (`1.0`, `1e3`) or a number out of its type's range is a
+//! decode error, never rounded or truncated. Floats (RSSI, SNR, GPS) read back bit-exact
+//! what was written (serde_json's `float_roundtrip`).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use time::PrimitiveDateTime;
@@ -45,6 +49,39 @@ pub(crate) fn num_opt<T: AsWireInt, S: Serializer>(v: &Option<T>, s: S) -> Resul
 /// `serialize_with` helper: a list of identifiers as JSON numbers.
 pub(crate) fn num_vec<T: AsWireInt, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(v.iter().map(AsWireInt::wire_int))
+}
+
+/// Identifiers that stream frames carry as a plain JSON integer, read back.
+///
+/// The identifiers' own `Deserialize` also takes hex strings (the REST form); stream
+/// fields read with the helpers below take only integers, so a hex string where the
+/// protocol puts a number is a type error instead of being read as hex.
+pub(crate) trait FromWireInt: From<Self::Int> {
+    /// The integer type on the wire; its range check rejects wider values.
+    type Int: for<'de> Deserialize<'de>;
+}
+
+/// `deserialize_with` helper: an identifier from a JSON number.
+pub(crate) fn num_in<'de, T: FromWireInt, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    T::Int::deserialize(d).map(T::from)
+}
+
+/// `deserialize_with` helper: an optional identifier from a JSON number or `null` (use
+/// with `default`).
+pub(crate) fn num_in_opt<'de, T: FromWireInt, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    Ok(Option::<T::Int>::deserialize(d)?.map(T::from))
+}
+
+/// `deserialize_with` helper: a list of identifiers from JSON numbers.
+pub(crate) fn num_in_vec<'de, T: FromWireInt, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<T>, D::Error> {
+    Ok(Vec::<T::Int>::deserialize(d)?
+        .into_iter()
+        .map(T::from)
+        .collect())
 }
 
 time::serde::format_description!(

@@ -16,6 +16,7 @@
 //! [`DownstreamReply`]: crate::DownstreamReply
 
 pub(crate) mod connect;
+mod correlate;
 pub(crate) mod link;
 mod session;
 pub(crate) mod socket;
@@ -45,10 +46,24 @@ pub trait StreamFrame: Serialize + DeserializeOwned + Send + 'static {
     fn validate(&self) -> Result<(), InvalidInput> {
         Ok(())
     }
+
+    /// For replies a sender can wait for: the transaction id they answer, and whether
+    /// this is the last reply for it. The default: not a reply.
+    fn correlation(&self) -> Option<(u64, bool)> {
+        None
+    }
 }
 
 impl StreamFrame for crate::UpstreamMessage {}
-impl StreamFrame for crate::DownstreamReply {}
+
+impl StreamFrame for crate::DownstreamReply {
+    fn correlation(&self) -> Option<(u64, bool)> {
+        Some((
+            self.transaction_id(),
+            matches!(self, crate::DownstreamReply::Result(_)),
+        ))
+    }
+}
 
 impl StreamFrame for crate::UpstreamReply {
     fn validate(&self) -> Result<(), InvalidInput> {
@@ -264,6 +279,7 @@ impl<T> Inbox<T> {
 /// and [`DownstreamConnection`](crate::DownstreamConnection).
 pub struct Connection<In, Out> {
     session: Arc<Session>,
+    correlator: Arc<correlate::Correlator<In>>,
     inbox: Inbox<In>,
     _out: PhantomData<fn(Out)>,
 }
@@ -290,11 +306,14 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         };
         let params = params.clone();
         let log_name = name.to_owned();
+        let correlator = correlate::Correlator::new();
+        let link_correlator = correlator.clone();
         let open = move || {
             let log_name = log_name.clone();
+            let waiters = correlate::FailOnDrop(link_correlator.clone());
             let decode = move |frame: tungstenite::Bytes| match serde_json::from_slice::<In>(&frame)
             {
-                Ok(message) => Some(message),
+                Ok(message) => waiters.0.route(message),
                 Err(e) => {
                     log::warn!(
                         "{log_name}: skipping a frame that is not a valid message ({e}): {}",
@@ -310,6 +329,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         let session = Session::start(name, Box::new(open), options.reconnect.clone(), events)?;
         Ok(Self {
             session,
+            correlator,
             inbox: Inbox { rx, stash },
             _out: PhantomData,
         })
@@ -327,6 +347,50 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         let text = serde_json::to_string(&message)
             .map_err(|e| crate::Error::Invalid(InvalidInput::Other(e.to_string())))?;
         self.session.send_text(text)
+    }
+
+    /// Sends `message` and collects the replies correlated with `id` until the last one
+    /// or the timeout; the replies go to this caller only, never to `iter()`. Returns
+    /// them and whether the last one came.
+    pub(crate) fn send_and_collect(
+        &self,
+        id: u64,
+        message: Out,
+        timeout: Duration,
+    ) -> Result<(Vec<In>, bool)> {
+        message.validate()?;
+        // Registered before sending, so a fast reply cannot slip past to iter().
+        let replies = self.correlator.register(id)?;
+        if let Err(e) = self.send(message) {
+            self.correlator.unregister(id);
+            return Err(e);
+        }
+        let is_last = |m: &In| m.correlation().is_some_and(|(_, last)| last);
+        let deadline = std::time::Instant::now() + timeout;
+        let mut got = Vec::new();
+        loop {
+            match replies.recv_deadline(deadline) {
+                Ok(reply) => {
+                    let last = is_last(&reply);
+                    got.push(reply);
+                    if last {
+                        return Ok((got, true));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.correlator.unregister(id);
+                    // Whatever raced in before unregistering is ours, not iter()'s.
+                    got.extend(replies.try_iter());
+                    let done = got.last().is_some_and(is_last);
+                    return Ok((got, done));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(crate::Error::Closed(format!(
+                        "the connection ended before the last reply to {id} arrived"
+                    )));
+                }
+            }
+        }
     }
 
     /// Blocks until a message arrives. Fails once the connection has ended and every

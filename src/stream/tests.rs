@@ -539,3 +539,71 @@ fn gives_up_when_the_token_is_refused_and_fails_sends_meanwhile() {
     assert!(up.recv_timeout(WAIT).is_err());
     server.join().unwrap();
 }
+
+type Down = Connection<crate::DownstreamReply, crate::DownstreamRequest>;
+
+fn downlink(id: u64) -> crate::DownstreamMessage {
+    let radio = crate::DownstreamRadio::new(868_300_000, crate::LoRaModulation::new(12, 125_000));
+    crate::DownstreamMessage::new(
+        id,
+        DevEui::new(1),
+        crate::TransmissionWindow::class_a(radio, 1),
+        vec![1],
+    )
+}
+
+#[test]
+fn wait_timeout_reports_the_ack_and_a_late_result_goes_to_iter() {
+    let (params, server) = serve(|mut ws| {
+        // Ack the downlink at once, answer its result only after the caller gave up.
+        let Message::Text(text) = ws.read().unwrap() else {
+            panic!("expected a downlink")
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let id = v["TransactionID"].as_u64().unwrap();
+        ws.send(Message::text(format!(
+            r#"{{"ProtocolVersion":1,"TransactionID":{id},"MailboxID":3}}"#
+        )))
+        .unwrap();
+        thread::sleep(Duration::from_millis(400));
+        ws.send(Message::text(format!(
+            r#"{{"ProtocolVersion":1,"TransactionID":{id},"ResultCode":"Success","ResultMessage":"ok","MailboxID":3}}"#
+        )))
+        .unwrap();
+        read_until_close(&mut ws);
+    });
+    let down = Down::open(&params, "test-downstream", &StreamOptions::default(), None).unwrap();
+    let err = down
+        .send_and_wait(downlink(77), Duration::from_millis(150))
+        .unwrap_err();
+    let crate::Error::DownstreamTimeout {
+        transaction_id,
+        ack,
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(transaction_id, 77);
+    assert_eq!(ack.map(|a| a.mailbox_id), Some(3));
+    // Nobody waits any more: the late result is the iterator's, and nothing else is.
+    let late = down.recv_timeout(WAIT).unwrap();
+    assert!(matches!(late, crate::DownstreamReply::Result(ref r) if r.transaction_id == 77));
+    assert!(down.try_recv().is_err());
+    down.close();
+    down.wait_closed();
+    server.join().unwrap();
+}
+
+#[test]
+fn waiters_fail_fast_when_the_connection_drops() {
+    let (params, server) = serve(|mut ws| {
+        let _ = ws.read();
+        drop(ws);
+    });
+    let down = Down::open(&params, "test-downstream", &StreamOptions::default(), None).unwrap();
+    let start = Instant::now();
+    let err = down.send_and_wait(downlink(5), WAIT).unwrap_err();
+    assert!(matches!(err, crate::Error::Closed(_)), "{err:?}");
+    assert!(start.elapsed() < WAIT / 2, "{:?}", start.elapsed());
+    server.join().unwrap();
+}
