@@ -80,6 +80,16 @@ fn base_url(shared: &Shared) -> String {
     )
 }
 
+/// A WebSocket frame for [`Emulator::send_upstream_frame`], sent exactly as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RawFrame {
+    /// A text frame carrying these bytes, valid UTF-8 or not.
+    Text(Vec<u8>),
+    /// A binary frame.
+    Binary(Vec<u8>),
+}
+
 /// A running RAN Routing API emulator. It stops, closing every connection, when dropped
 /// or on [`shutdown`](Self::shutdown).
 ///
@@ -186,6 +196,23 @@ impl Emulator {
         self.shared.hub.send_upstream(text)
     }
 
+    /// Sends one WebSocket frame as it is (a text frame need not even be UTF-8) to the
+    /// next open upstream connection: for testing how a client copes with hostile input.
+    /// Unlike the other sends, a connection that fails on it is not replaced by the next
+    /// one: the error is returned.
+    pub fn send_upstream_frame(&self, frame: RawFrame) -> Result<()> {
+        use tungstenite::protocol::frame::coding::{Data, OpCode};
+        use tungstenite::protocol::frame::Frame;
+        let (data, opcode) = match frame {
+            RawFrame::Text(data) => (data, Data::Text),
+            RawFrame::Binary(data) => (data, Data::Binary),
+        };
+        let frame = Frame::message(data, OpCode::Data(opcode), true);
+        self.shared
+            .hub
+            .send_upstream_message(tungstenite::Message::Frame(frame), false)
+    }
+
     /// Every UpstreamAck and UpstreamReject received so far, in order.
     pub fn upstream_replies(&self) -> Vec<UpstreamReply> {
         self.shared.hub.replies()
@@ -269,6 +296,13 @@ impl Emulator {
     /// would.
     pub fn close_stream_connections(&self) {
         self.shared.hub.close_connections();
+    }
+
+    /// How many stream connections (upstream and downstream) have been opened so far,
+    /// closed ones included: with [`upstream_connections`](Self::upstream_connections),
+    /// tells a test that a client has reconnected and its old connection is gone.
+    pub fn stream_connections_opened(&self) -> u64 {
+        self.shared.hub.opened()
     }
 
     /// How many stream frames were not valid messages (logged and ignored).

@@ -19,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::{Bytes, WebSocket};
+use tungstenite::{Bytes, Message, WebSocket};
 
 use super::http::{HttpConn, Request, Response};
 use super::server::Shared;
@@ -84,6 +84,8 @@ struct HubState {
     /// Upstream connections between their 101 answer and their registration: a client
     /// may already see itself connected, so a send waits for them instead of failing.
     upstream_handshakes: usize,
+    /// Stream connections registered so far, of both kinds.
+    opened: u64,
     next_upstream: usize,
     records: Records,
     codes: ResultCodes,
@@ -108,6 +110,7 @@ impl Default for Hub {
             state: Mutex::new(HubState {
                 peers: Vec::new(),
                 upstream_handshakes: 0,
+                opened: 0,
                 next_upstream: 0,
                 records: Records::default(),
                 codes: ResultCodes {
@@ -156,6 +159,13 @@ impl Hub {
 
     /// Sends one upstream frame to the next live upstream connection in turn.
     pub(crate) fn send_upstream(&self, text: &str) -> Result<()> {
+        self.send_upstream_message(Message::text(text), true)
+    }
+
+    /// Sends any WebSocket message to the next live upstream connection in turn. With
+    /// `retry`, a connection that fails is skipped for the next one; a hostile frame must
+    /// not be, or it would go on to kill every reconnecting client in turn.
+    pub(crate) fn send_upstream_message(&self, message: Message, retry: bool) -> Result<()> {
         loop {
             let next = self.wait_for(HANDSHAKE_GRACE, |state| {
                 let upstream: Vec<(u64, Arc<Link>)> = state
@@ -174,8 +184,9 @@ impl Hub {
             let Some(Some((id, link))) = next else {
                 return Err(Error::Closed("no upstream connection is open".into()));
             };
-            match link.send_text(text.to_owned()) {
+            match link.send_message(message.clone()) {
                 Ok(()) => return Ok(()),
+                Err(e) if !retry => return Err(e),
                 // That connection just died: the next one gets the message.
                 Err(e) => log::debug!("emulator: upstream connection {id} failed: {e}"),
             }
@@ -247,6 +258,11 @@ impl Hub {
         })
     }
 
+    /// How many stream connections were ever registered, of both kinds.
+    pub(crate) fn opened(&self) -> u64 {
+        lock(&self.state).opened
+    }
+
     pub(crate) fn invalid_frames(&self) -> u64 {
         lock(&self.state).records.invalid_frames
     }
@@ -282,7 +298,10 @@ impl Hub {
     }
 
     fn add(&self, peer: Peer) {
-        self.update(|s| s.peers.push(peer));
+        self.update(|s| {
+            s.peers.push(peer);
+            s.opened += 1;
+        });
     }
 
     fn remove(&self, id: u64) {

@@ -142,10 +142,12 @@ impl Keepalive {
     fn tick(&mut self, shared: &Shared) -> Tick {
         let now = Instant::now();
         if let Some(sent) = self.awaiting {
-            // Any frame counts as a sign of life, not only the pong.
+            // Any frame counts as a sign of life, not only the pong. A reader held by a
+            // slow consumer cannot see the pong: the clock starts again once it reads.
+            let delivering = shared.delivering.load(Ordering::SeqCst);
             let seen =
-                shared.epoch + Duration::from_micros(shared.last_seen.load(Ordering::Acquire));
-            if seen >= sent {
+                shared.epoch + Duration::from_micros(shared.last_seen.load(Ordering::SeqCst));
+            if delivering || seen >= sent {
                 self.awaiting = None;
             } else if now >= sent + self.pong_timeout {
                 return Tick::Dead(format!(
@@ -170,6 +172,9 @@ struct Shared {
     name: String,
     /// When anything last arrived from the peer, in microseconds since `epoch`.
     last_seen: AtomicU64,
+    /// The reader is handing frames over and may be waiting for room in the channel:
+    /// meanwhile it reads nothing, pongs included, so silence proves nothing.
+    delivering: AtomicBool,
     epoch: Instant,
 }
 
@@ -228,6 +233,7 @@ impl Link {
             stop_tx: Mutex::new(Some(stop_tx)),
             name: options.name.clone(),
             last_seen: AtomicU64::new(0),
+            delivering: AtomicBool::new(false),
             epoch: Instant::now(),
         });
         let ws = Arc::new(Mutex::new(ws));
@@ -398,6 +404,7 @@ fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(
         if reply {
             let _ = cmd.send(Command::Flush);
         }
+        shared.delivering.store(true, Ordering::SeqCst);
         for frame in batch.drain(..) {
             if let Some(item) = decode(frame) {
                 if !outbox.deliver(item, stop, &mut stopped) {
@@ -407,6 +414,11 @@ fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(
                 }
             }
         }
+        // Whatever the peer sent while we were not reading counts from now.
+        shared
+            .last_seen
+            .store(shared.now_micros(), Ordering::SeqCst);
+        shared.delivering.store(false, Ordering::SeqCst);
         if let Some(end) = end {
             break end;
         }

@@ -127,16 +127,18 @@ impl Session {
             reconnects: reconnect.is_some(),
         });
         session.emit(ConnectionEvent::Connected);
-        if let Some(policy) = reconnect {
-            // The supervisor holds only a weak reference: dropping the connection
-            // must still drop the session.
-            let weak = Arc::downgrade(&session);
-            let handle = std::thread::Builder::new()
+        // The supervisor holds only a weak reference: dropping the connection must still
+        // drop the session. Without reconnection it only reports the end.
+        let weak = Arc::downgrade(&session);
+        let handle = match reconnect {
+            Some(policy) => std::thread::Builder::new()
                 .name(format!("ran-{name}-reconnect"))
-                .spawn(move || supervise(weak, link, open, policy, wake_rx))
-                .map_err(Error::Io)?;
-            *lock(&session.supervisor) = Some(handle);
-        }
+                .spawn(move || supervise(weak, link, open, policy, wake_rx)),
+            None => std::thread::Builder::new()
+                .name(format!("ran-{name}-watch"))
+                .spawn(move || watch(&weak, &link)),
+        };
+        *lock(&session.supervisor) = Some(handle.map_err(Error::Io)?);
         Ok(session)
     }
 
@@ -186,7 +188,7 @@ impl Session {
         if self.closing.load(Ordering::Acquire) || lock(&self.gave_up).is_some() {
             return true;
         }
-        let reconnecting = lock(&self.supervisor).is_some();
+        let reconnecting = self.reconnects && lock(&self.supervisor).is_some();
         match self.link() {
             Some(link) => !reconnecting && link.is_closed(),
             None => false,
@@ -244,7 +246,7 @@ impl Session {
         if self.closing.load(Ordering::Acquire) {
             return Some(CloseReason::Local);
         }
-        if lock(&self.supervisor).is_some() {
+        if self.reconnects && lock(&self.supervisor).is_some() {
             return None;
         }
         self.link().and_then(|l| l.reason())
@@ -323,6 +325,15 @@ fn supervise(
                 }
             }
         };
+    }
+}
+
+/// Without reconnection: reports the link's end, unless we closed it.
+fn watch(session: &std::sync::Weak<Session>, link: &Link) {
+    let reason = link.wait_closed();
+    let Some(s) = session.upgrade() else { return };
+    if !s.closing.load(Ordering::Acquire) {
+        s.emit(ConnectionEvent::Disconnected(reason));
     }
 }
 
