@@ -113,13 +113,19 @@ fn a_reconnecting_connection_survives_a_server_restart() {
         up.send_upstream_ack(id, DevEui::new(DEV_EUI), 7).unwrap();
     }
     for id in 6..=10 {
-        let reply = emu.wait_upstream_reply(WAIT).expect("ack after the restart");
+        let reply = emu
+            .wait_upstream_reply(WAIT)
+            .expect("ack after the restart");
         assert_eq!(reply.transaction_id(), id);
     }
     up.close();
     assert_eq!(up.wait_closed_timeout(WAIT), Some(CloseReason::Local));
     let events = events.all();
-    assert_eq!(events.first(), Some(&ConnectionEvent::Connected), "{events:?}");
+    assert_eq!(
+        events.first(),
+        Some(&ConnectionEvent::Connected),
+        "{events:?}"
+    );
     assert!(
         matches!(
             events.get(1),
@@ -170,7 +176,11 @@ fn a_silent_peer_is_detected_within_ping_interval_plus_timeout() {
     let emu = Emulator::start().unwrap();
     let proxy = Proxy::start(emu.local_addr());
     let core = core_at(emu.token(), &proxy.base_url());
-    let up = core.upstream().keepalive(interval, timeout).connect().unwrap();
+    let up = core
+        .upstream()
+        .keepalive(interval, timeout)
+        .connect()
+        .unwrap();
     assert!(emu.wait_upstream_connections(1, WAIT));
     emu.send_upstream(&uplink(1)).unwrap();
     expect_ids(&up, [1]);
@@ -257,7 +267,10 @@ fn messages_read_before_a_disconnect_are_all_delivered() {
         thread::sleep(Duration::from_millis(100));
         for id in 1..=200 {
             let m = up.recv_timeout(WAIT).unwrap_or_else(|e| {
-                panic!("reconnect {reconnect}: {id} lost ({e:?}); {:?}", events.all())
+                panic!(
+                    "reconnect {reconnect}: {id} lost ({e:?}); {:?}",
+                    events.all()
+                )
             });
             assert_eq!(m.transaction_id, id, "reconnect {reconnect}");
             if id % 50 == 0 {
@@ -370,7 +383,11 @@ fn hostile_frames() -> Vec<(&'static str, RawFrame, bool)> {
             false,
         ),
         ("binary garbage", RawFrame::Binary(noise), false),
-        ("just under the size limit", RawFrame::Text(under_limit), false),
+        (
+            "just under the size limit",
+            RawFrame::Text(under_limit),
+            false,
+        ),
         ("10 MB", RawFrame::Text(ten_mb), true),
     ]
 }

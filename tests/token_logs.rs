@@ -72,11 +72,7 @@ fn ureq_proto_dump(lines: &[(String, String)]) -> Vec<u8> {
         if !target.starts_with("ureq_proto") {
             continue;
         }
-        let hex: String = message
-            .split(' ')
-            .take(8)
-            .collect::<Vec<_>>()
-            .concat();
+        let hex: String = message.split(' ').take(8).collect::<Vec<_>>().concat();
         if hex.len() != 32 {
             continue;
         }
@@ -125,9 +121,7 @@ fn session() -> Vec<String> {
     let core = core(&emu);
     show!(&core);
     let table = core.routing_table();
-    table
-        .insert(DevEui::new(DEV_EUI), JoinEui::new(2))
-        .unwrap();
+    table.insert(DevEui::new(DEV_EUI), JoinEui::new(2)).unwrap();
     show!(&table.select().unwrap());
     for err in [
         table
@@ -163,7 +157,10 @@ fn session() -> Vec<String> {
     let opened = emu.stream_connections_opened();
     let _ = emu.send_upstream_frame(RawFrame::Text(vec![b'{', 0xff, b'}']));
     assert!(wait_replaced(&emu, opened));
-    for cut in [Emulator::drop_stream_connections, Emulator::close_stream_connections] {
+    for cut in [
+        Emulator::drop_stream_connections,
+        Emulator::close_stream_connections,
+    ] {
         let opened = emu.stream_connections_opened();
         cut(&emu);
         assert!(wait_replaced(&emu, opened));
@@ -177,7 +174,9 @@ fn session() -> Vec<String> {
     let addr = emu.local_addr();
     emu.shutdown();
     assert!(events.wait(2, |e| matches!(e, ConnectionEvent::Reconnecting { .. })));
-    show!(&up.send_upstream_ack(2, DevEui::new(DEV_EUI), 1).unwrap_err());
+    show!(&up
+        .send_upstream_ack(2, DevEui::new(DEV_EUI), 1)
+        .unwrap_err());
     show!(&core.routing_table().select().unwrap_err());
     show!(&core.upstream().connect().unwrap_err());
     let limited = core

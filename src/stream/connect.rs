@@ -3,10 +3,9 @@
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tungstenite::client::IntoClientRequest;
-use tungstenite::protocol::WebSocketConfig;
+use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Bytes, WebSocket};
 
 use super::link::{Link, LinkOptions, Outbox};
@@ -72,10 +71,10 @@ where
                 .complete_io(&mut stream.sock)
                 .map_err(|e| tls_error(e, params.connect_timeout))?;
         }
-        let ws = handshake(params, stream)?;
+        let ws = handshake(params, &uri, stream)?;
         Link::spawn(ws, options, decode, outbox)
     } else {
-        let ws = handshake(params, tcp)?;
+        let ws = handshake(params, &uri, tcp)?;
         Link::spawn(ws, options, decode, outbox)
     }
 }
@@ -119,29 +118,131 @@ fn tls_error(e: std::io::Error, timeout: Duration) -> Error {
     }
 }
 
-fn handshake<S: Socket>(params: &ConnectParams, stream: S) -> Result<WebSocket<S>> {
-    let separator = if params.url.contains('?') { '&' } else { '?' };
-    let url = format!(
-        "{}{separator}access_token={}",
-        params.url,
+/// Most bytes of a handshake response head, and of the body of a refusal.
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+const MAX_REFUSAL_BODY: usize = 64 * 1024;
+
+/// The WebSocket upgrade, written and read here: tungstenite's client would log the whole
+/// request at TRACE, and the request line carries the token in its query string.
+fn handshake<S: Socket>(
+    params: &ConnectParams,
+    uri: &http::Uri,
+    mut stream: S,
+) -> Result<WebSocket<S>> {
+    let deadline = Instant::now() + params.connect_timeout;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let separator = if path.contains('?') { '&' } else { '?' };
+    // Only host and port: any userinfo in the URL is not for the Host header.
+    let host = uri
+        .authority()
+        .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or(""));
+    let key = tungstenite::handshake::client::generate_key();
+    let mut request = format!(
+        "GET {path}{separator}access_token={} HTTP/1.1\r\nHost: {host}\r\n\
+         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: {key}\r\n",
         percent_encode(params.token.expose())
     );
-    let mut request = url
-        .into_client_request()
-        // The error text could quote the URL, which now holds the token.
-        .map_err(|_| Error::Config(format!("bad stream URL {:?}", params.url)))?;
-    if let Ok(agent) = params.user_agent.parse() {
-        request
-            .headers_mut()
-            .insert(http::header::USER_AGENT, agent);
+    if http::HeaderValue::from_str(&params.user_agent).is_ok() {
+        request.push_str(&format!("User-Agent: {}\r\n", params.user_agent));
     }
+    request.push_str("\r\n");
+    let timeout = || {
+        Error::Timeout(format!(
+            "WebSocket handshake took longer than {:?}",
+            params.connect_timeout
+        ))
+    };
+    let io = |e: std::io::Error| {
+        if super::socket::would_block(&e) || e.kind() == std::io::ErrorKind::TimedOut {
+            timeout()
+        } else {
+            Error::Io(e)
+        }
+    };
+    stream.write_all(request.as_bytes()).map_err(io)?;
+    stream.flush().map_err(io)?;
+
+    // Each read is bounded by the socket's timeout, the whole exchange by the deadline,
+    // so a server that drips bytes cannot hold us either.
+    let mut buf = Vec::with_capacity(1024);
+    let mut read_more = |buf: &mut Vec<u8>| -> Result<bool> {
+        if Instant::now() >= deadline {
+            return Err(timeout());
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).map_err(io)?;
+        buf.extend_from_slice(&chunk[..n]);
+        Ok(n > 0)
+    };
+    let head_len = loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        if buf.len() > MAX_RESPONSE_HEAD {
+            return Err(Error::WebSocket(
+                "handshake failed: response head too large".into(),
+            ));
+        }
+        if !read_more(&mut buf)? {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection during the WebSocket handshake",
+            )));
+        }
+    };
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    if !matches!(
+        response.parse(&buf[..head_len]),
+        Ok(httparse::Status::Complete(_))
+    ) {
+        return Err(Error::WebSocket("handshake failed: malformed HTTP".into()));
+    }
+    let status = response.code.unwrap_or(0);
+    let header = |name: &str| {
+        response
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .and_then(|h| std::str::from_utf8(h.value).ok())
+            .map(str::trim)
+    };
+    if status != 101 {
+        let length = header("Content-Length").and_then(|v| v.parse::<usize>().ok());
+        let limit = length.unwrap_or(MAX_REFUSAL_BODY).min(MAX_REFUSAL_BODY);
+        let mut body = buf.split_off(head_len);
+        // Without a length the body ends with the connection; either way, bounded.
+        while body.len() < limit {
+            match read_more(&mut body) {
+                Ok(true) => {}
+                Ok(false) | Err(_) => break,
+            }
+        }
+        body.truncate(limit);
+        let body = String::from_utf8_lossy(&body);
+        return Err(refusal(status, &body));
+    }
+    let has_token = |name: &str, token: &str| {
+        header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    if !has_token("Upgrade", "websocket")
+        || !has_token("Connection", "upgrade")
+        || header("Sec-WebSocket-Accept") != Some(accept.as_str())
+    {
+        return Err(Error::WebSocket(
+            "handshake failed: the server did not accept the upgrade".into(),
+        ));
+    }
+    // Frames the server sent right after its answer are the WebSocket's to read.
+    let rest = buf.split_off(head_len);
     let config = WebSocketConfig::default()
         .max_message_size(Some(params.max_frame_size))
         .max_frame_size(Some(params.max_frame_size))
         // Each send is flushed at once; buffering would only delay acks.
         .write_buffer_size(0);
-    let (ws, _response) = tungstenite::client::client_with_config(request, stream, Some(config))
-        .map_err(|e| handshake_error(e, params))?;
+    let ws = WebSocket::from_partially_read(stream, rest, Role::Client, Some(config));
     ws.get_ref()
         .tcp()
         .set_read_timeout(None)
@@ -153,60 +254,17 @@ fn handshake<S: Socket>(params: &ConnectParams, stream: S) -> Result<WebSocket<S
     Ok(ws)
 }
 
-fn handshake_error<S: std::io::Read + std::io::Write>(
-    e: tungstenite::HandshakeError<tungstenite::ClientHandshake<S>>,
-    params: &ConnectParams,
-) -> Error {
-    let e = match e {
-        tungstenite::HandshakeError::Failure(e) => e,
-        tungstenite::HandshakeError::Interrupted(_) => {
-            return Error::Timeout(format!(
-                "WebSocket handshake took longer than {:?}",
-                params.connect_timeout
-            ))
-        }
-    };
-    match e {
-        tungstenite::Error::Http(response) => {
-            let status = response.status().as_u16();
-            let body = response
-                .body()
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            if status == 401 || status == 403 {
-                let description = match ApiError::from_response(status, &body) {
-                    ApiError::Unauthorized { description } => description,
-                    _ => format!("the stream handshake was refused with HTTP {status}"),
-                };
-                Error::Api(ApiError::Unauthorized { description })
-            } else {
-                Error::Api(ApiError::from_response(status, &body))
-            }
-        }
-        tungstenite::Error::Io(e)
-            if super::socket::would_block(&e) || e.kind() == std::io::ErrorKind::TimedOut =>
-        {
-            Error::Timeout(format!(
-                "WebSocket handshake took longer than {:?}",
-                params.connect_timeout
-            ))
-        }
-        tungstenite::Error::Io(e) => Error::Io(e),
-        // Only the kind: some variants quote the request URL, which holds the token.
-        other => Error::WebSocket(format!("handshake failed: {}", describe(&other))),
-    }
-}
-
-fn describe(e: &tungstenite::Error) -> &'static str {
-    match e {
-        tungstenite::Error::Url(_) => "bad URL",
-        tungstenite::Error::Protocol(_) => "protocol error",
-        tungstenite::Error::Capacity(_) => "response too large",
-        tungstenite::Error::Tls(_) => "TLS error",
-        tungstenite::Error::Utf8(_) => "invalid UTF-8",
-        tungstenite::Error::HttpFormat(_) => "malformed HTTP",
-        _ => "unexpected answer",
+/// The error for a refused upgrade: a refused token is always `Unauthorized`, so that
+/// reconnection knows to stop.
+fn refusal(status: u16, body: &str) -> Error {
+    if status == 401 || status == 403 {
+        let description = match ApiError::from_response(status, body) {
+            ApiError::Unauthorized { description } => description,
+            _ => format!("the stream handshake was refused with HTTP {status}"),
+        };
+        Error::Api(ApiError::Unauthorized { description })
+    } else {
+        Error::Api(ApiError::from_response(status, body))
     }
 }
 

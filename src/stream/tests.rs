@@ -327,6 +327,156 @@ fn unauthorized_handshake_is_an_api_error() {
     assert!(matches!(err, crate::Error::Io(_)), "{err:?}");
 }
 
+/// A one-connection server that reads the request head and hands it to `script` with
+/// the socket, for handshakes tungstenite's server would not produce.
+fn raw_server<F>(connect_timeout: Duration, script: F) -> (ConnectParams, thread::JoinHandle<()>)
+where
+    F: FnOnce(TcpStream, String) + Send + 'static,
+{
+    use std::io::Read;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && tcp.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        script(tcp, String::from_utf8(head).unwrap());
+    });
+    let params = ConnectParams {
+        url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
+        token: crate::AccessToken::new("t0k/en").unwrap(),
+        tls: client_tls(),
+        connect_timeout,
+        user_agent: "test".into(),
+        max_frame_size: 64 * 1024,
+    };
+    (params, server)
+}
+
+fn accept_key(head: &str) -> String {
+    let key = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+        .unwrap();
+    tungstenite::handshake::derive_accept_key(key.trim().as_bytes())
+}
+
+#[test]
+fn handshake_carries_the_token_and_keeps_frames_sent_with_the_answer() {
+    use std::io::Write;
+    let (params, server) = raw_server(WAIT, |mut tcp, head| {
+        assert!(
+            head.starts_with("GET /stream/upstream/?access_token=t0k%2Fen HTTP/1.1\r\n"),
+            "{head}"
+        );
+        assert!(head.contains(&format!("\r\nHost: {}\r\n", tcp.local_addr().unwrap())));
+        assert!(head.contains("\r\nUser-Agent: test\r\n"), "{head}");
+        // The answer and a first frame in one write: the frame must not be lost.
+        let frame = upstream_frame(1);
+        let mut out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            accept_key(&head)
+        )
+        .into_bytes();
+        out.extend_from_slice(&[0x81, 126, (frame.len() >> 8) as u8, frame.len() as u8]);
+        out.extend_from_slice(frame.as_bytes());
+        tcp.write_all(&out).unwrap();
+        let mut ws = WebSocket::from_raw_socket(tcp, tungstenite::protocol::Role::Server, None);
+        read_until_close(&mut ws);
+    });
+    let up = open(&params, 8);
+    assert_eq!(up.recv_timeout(WAIT).unwrap().transaction_id, 1);
+    up.close();
+    assert_eq!(up.wait_closed(), CloseReason::Local);
+    server.join().unwrap();
+}
+
+#[test]
+fn handshake_answers_are_checked_and_bounded() {
+    use std::io::Write;
+    let open_err = |params: &ConnectParams| {
+        Up::open(params, "test", &StreamOptions::default(), None).unwrap_err()
+    };
+    // An upgrade accepted with the wrong key.
+    let (params, server) = raw_server(WAIT, |mut tcp, _| {
+        let answer = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                      Connection: Upgrade\r\nSec-WebSocket-Accept: bm90IHRoZSBrZXk=\r\n\r\n";
+        tcp.write_all(answer.as_bytes()).unwrap();
+    });
+    let err = open_err(&params);
+    assert!(matches!(err, crate::Error::WebSocket(_)), "{err:?}");
+    server.join().unwrap();
+
+    // A plain HTTP answer with a body larger than the client keeps.
+    let (params, server) = raw_server(WAIT, |mut tcp, _| {
+        let body = "x".repeat(1024 * 1024);
+        let answer = format!(
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = tcp.write_all(answer.as_bytes());
+    });
+    let err = open_err(&params);
+    let crate::Error::Api(crate::ApiError::Unknown { status, .. }) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*status, 502);
+    assert!(err.to_string().len() < 16 * 1024);
+    server.join().unwrap();
+
+    // A response head that never ends.
+    let (params, server) = raw_server(WAIT, |mut tcp, _| {
+        let _ = tcp.write_all(b"HTTP/1.1 101 Switching Protocols\r\n");
+        for _ in 0..2000 {
+            if tcp
+                .write_all(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaa\r\n")
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let err = open_err(&params);
+    assert!(matches!(err, crate::Error::WebSocket(_)), "{err:?}");
+    server.join().unwrap();
+
+    // A server that says nothing, and one that drips a byte at a time: both are bounded
+    // by the connect timeout.
+    let timeout = Duration::from_millis(300);
+    let (release, released) = crossbeam_channel::bounded::<()>(0);
+    let (params, server) = raw_server(timeout, move |_tcp, _| {
+        let _ = released.recv_timeout(WAIT);
+    });
+    let started = Instant::now();
+    let err = open_err(&params);
+    assert!(matches!(err, crate::Error::Timeout(_)), "{err:?}");
+    assert!(started.elapsed() < WAIT);
+    drop(release);
+    server.join().unwrap();
+    let (params, server) = raw_server(timeout, |mut tcp, _| {
+        for b in b"HTTP/1.1 101 Switching Protocols\r\n"
+            .iter()
+            .cycle()
+            .take(400)
+        {
+            if tcp.write_all(&[*b]).is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let started = Instant::now();
+    let err = open_err(&params);
+    assert!(matches!(err, crate::Error::Timeout(_)), "{err:?}");
+    assert!(started.elapsed() < WAIT);
+    server.join().unwrap();
+}
+
 fn thread_count() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()

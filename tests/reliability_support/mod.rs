@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ran_routing::emulator::Emulator;
 use ran_routing::{
-    Core, ConnectionEvent, DevEui, LoRaModulation, Reconnect, UpstreamMessage, UpstreamRadio,
+    ConnectionEvent, Core, DevEui, LoRaModulation, Reconnect, UpstreamMessage, UpstreamRadio,
 };
 
 /// Every blocking wait of these tests ends after this long, so a bug fails instead of
