@@ -137,9 +137,11 @@
 //! ([`Error::Invalid`]), the service's error codes ([`Error::Api`] with an [`ApiError`]
 //! per code), transport failures (`Io`, `Timeout`, `Tls`, `WebSocket`), answers that
 //! cannot be decoded, and closed connections. The access token never appears in any
-//! error, `Debug` output or log line of this crate. (One caveat outside this crate's
-//! control: `ureq`'s own `TRACE` log dumps raw request bytes, the `Authorization`
-//! header included, as hex; keep the `ureq_proto` target below `TRACE` in production.)
+//! error, `Debug` output or log line of this crate, nor in `tungstenite`'s (the crate
+//! writes the stream handshake, whose URL carries the token, itself). One caveat outside
+//! this crate's control: `ureq`'s own `TRACE` log dumps raw request bytes, the
+//! `Authorization` header included, as hex; keep the `ureq_proto` target below `TRACE`
+//! in production.
 //!
 //! ## Modules
 //!

@@ -136,6 +136,37 @@ fn a_reconnecting_connection_survives_a_server_restart() {
 }
 
 #[test]
+fn a_reconnecting_tls_connection_resumes_after_each_cut() {
+    let _g = shared();
+    let emu = Emulator::builder().tls(true).start().unwrap();
+    let core = Core::builder(emu.token())
+        .base_url(&emu.base_url())
+        .add_root_certificate_pem(emu.certificate_pem().unwrap().as_bytes())
+        .request_timeout(WAIT)
+        .build()
+        .unwrap();
+    let up = core
+        .upstream()
+        .reconnect(fast_reconnect())
+        .connect()
+        .unwrap();
+    assert!(emu.wait_upstream_connections(1, WAIT));
+    for round in 0..4u64 {
+        emu.send_upstream(&uplink(round + 1)).unwrap();
+        expect_ids(&up, [round + 1]);
+        let opened = emu.stream_connections_opened();
+        if round % 2 == 0 {
+            emu.drop_stream_connections();
+        } else {
+            emu.close_stream_connections();
+        }
+        assert!(wait_replaced(&emu, opened), "round {round}");
+    }
+    emu.send_upstream(&uplink(5)).unwrap();
+    expect_ids(&up, [5]);
+}
+
+#[test]
 fn without_reconnection_a_server_restart_ends_the_connection_with_the_reason() {
     let _g = shared();
     // Cut without a close frame, as a crash or a network failure does.

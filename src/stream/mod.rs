@@ -126,7 +126,8 @@ pub struct StreamOptions {
     /// Default 30 s.
     pub ping_interval: Option<Duration>,
     /// Keepalive: how long after a ping the connection may stay silent before it is
-    /// declared dead (half-open TCP, a dropped NAT mapping). Default 10 s.
+    /// declared dead (half-open TCP, a dropped NAT mapping). Default 10 s. While a slow
+    /// consumer holds the reader back, nothing is read, so that silence does not count.
     pub pong_timeout: Duration,
     /// Automatic reconnection after a failure; `None` (the default) ends the connection
     /// instead.

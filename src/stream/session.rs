@@ -64,7 +64,8 @@ impl Reconnect {
 pub enum ConnectionEvent {
     /// The connection is up (first connect or a reconnect).
     Connected,
-    /// The connection went down.
+    /// The connection went down, with or without reconnection on (not reported after a
+    /// local close).
     Disconnected(CloseReason),
     /// A reconnect attempt will start after `delay`.
     Reconnecting {
