@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -19,7 +19,9 @@ use crate::error::{ApiError, Error, Result};
 
 /// Automatic reconnection after a connection fails: exponential backoff with jitter.
 ///
-/// A refused token is final: the connection gives up at once instead of retrying.
+/// A refused token is final: the connection gives up at once instead of retrying. The
+/// backoff starts over only after a connection stayed up for `max_delay`: one that the
+/// server drops as soon as it opens does not reset it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reconnect {
     /// Delay before the first retry. Default 500 ms.
@@ -275,6 +277,12 @@ fn supervise(
     wake: Receiver<()>,
 ) {
     let mut rng = Jitter::new();
+    // The backoff step outlives a connection that did not last: a server that accepts
+    // and at once drops every connection is retried with growing delays, not hammered
+    // at the initial delay forever. One that stayed up longer than the longest delay
+    // starts the backoff over.
+    let mut step = 0u32;
+    let mut up_since = Instant::now();
     loop {
         let reason = link.wait_closed();
         let Some(s) = session.upgrade() else { return };
@@ -284,10 +292,14 @@ fn supervise(
         s.emit(ConnectionEvent::Disconnected(reason));
         *lock(&s.current) = None;
         drop(s);
+        if up_since.elapsed() >= policy.max_delay {
+            step = 0;
+        }
         let mut attempt = 0u32;
         link = loop {
             attempt += 1;
-            let delay = rng.spread(policy.base_delay(attempt));
+            step = step.saturating_add(1);
+            let delay = rng.spread(policy.base_delay(step));
             {
                 let Some(s) = session.upgrade() else { return };
                 s.emit(ConnectionEvent::Reconnecting { attempt, delay });
@@ -310,6 +322,7 @@ fn supervise(
                         new.close();
                         return;
                     }
+                    up_since = Instant::now();
                     break new;
                 }
                 Err(Error::Api(ApiError::Unauthorized { description })) => {

@@ -635,6 +635,77 @@ fn reconnects_and_keeps_the_order_across_drops() {
 }
 
 #[test]
+fn a_server_that_drops_every_connection_at_once_is_retried_with_growing_delays() {
+    const DROPS: usize = 6;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        for _ in 0..DROPS {
+            let (tcp, _) = listener.accept().unwrap();
+            // Accepted, then closed at once: an overloaded or misconfigured server.
+            let mut ws = tungstenite::accept(tcp).unwrap();
+            let _ = ws.close(None);
+            let _ = ws.flush();
+        }
+        // The last one stays up, so the client stops retrying.
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        read_until_close(&mut tungstenite::accept(tcp).unwrap());
+    });
+    let params = ConnectParams {
+        url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
+        token: crate::AccessToken::new("t").unwrap(),
+        tls: client_tls(),
+        connect_timeout: WAIT,
+        user_agent: "test".into(),
+        max_frame_size: 64 * 1024,
+    };
+    let initial = Duration::from_millis(5);
+    let options = StreamOptions {
+        reconnect: Some(Reconnect {
+            initial_delay: initial,
+            max_delay: Duration::from_secs(2),
+            ..Reconnect::default()
+        }),
+        ..StreamOptions::default()
+    };
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler: session::EventHandler = {
+        let events = events.clone();
+        Arc::new(move |e: &ConnectionEvent| events.lock().unwrap().push(e.clone()))
+    };
+    let up = Up::open(&params, "test-upstream", &options, Some(handler)).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let connects = || {
+        let events = events.lock().unwrap();
+        events
+            .iter()
+            .filter(|e| **e == ConnectionEvent::Connected)
+            .count()
+    };
+    while connects() < DROPS + 1 {
+        assert!(Instant::now() < deadline, "{:?}", events.lock().unwrap());
+        thread::sleep(Duration::from_millis(5));
+    }
+    up.close();
+    up.wait_closed();
+    server.join().unwrap();
+    let delays: Vec<Duration> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            ConnectionEvent::Reconnecting { delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays.len(), DROPS, "{delays:?}");
+    // With jitter a delay is half to all of its base, and the base doubles each time a
+    // connection ends as soon as it opened: the sixth is at least 5 ms * 2^5 / 2.
+    assert!(delays[DROPS - 1] >= initial * 16, "{delays:?}");
+}
+
+#[test]
 fn gives_up_when_the_token_is_refused_and_fails_sends_meanwhile() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
