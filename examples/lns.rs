@@ -346,6 +346,9 @@ fn wait_until_stopped() {
 /// On the emulator: the file's devices go on the air and send join requests and
 /// uplinks, twice, with a network failure in between. Then every verdict must be right.
 fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
+    // Small challenges: a wrong key's MIC could collide with one of thousands of decoys
+    // (odds candidates / 2^32 per guess), which would make the demo's check flaky.
+    emu.set_mic_challenge_size(2, 64)?;
     for device in devices {
         emu.add_radio_device(match device {
             Device::Otaa {
