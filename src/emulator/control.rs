@@ -74,6 +74,9 @@ pub(crate) fn handle(
             None,
         );
     }
+    if let Some(radio_route) = route.strip_prefix("radio/") {
+        return super::radio::handle(shared, radio_route, req);
+    }
     let hub = &shared.hub;
     match (req.method.as_str(), route) {
         ("POST", "upstream") => {

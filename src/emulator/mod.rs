@@ -23,6 +23,18 @@
 //! | `GET /emulator/status` | base URL, open stream connections, accepted TCP connections, invalid frames |
 //! | `POST /emulator/streams/drop`, `POST /emulator/streams/close` | cut every stream connection (TCP) or close it (WebSocket close frame) |
 //! | `POST /emulator/records/clear` | forget recorded replies and downlinks |
+//! | `POST /emulator/radio/devices` | puts a device with keys on the air: `{"dev_eui", "join_eui", "app_key"}` (OTAA) and/or `{"dev_eui", "dev_addr", "nwk_s_key", "fcnt"}` (a session), keys as 32 hex digits |
+//! | `GET /emulator/radio/devices`, `DELETE /emulator/radio/devices/{dev_eui}` | the devices on the air (no keys); take one off |
+//! | `POST /emulator/radio/join-request` | `{"dev_eui"}`: the device sends its next join request; answers the played upstream |
+//! | `POST /emulator/radio/uplink` | `{"dev_eui", "fport", "payload_hex", "confirmed"}`: the device sends its next data uplink |
+//! | `GET /emulator/radio/upstreams/{transaction_id}` | a played upstream: true DevEUI and MIC, verdict on the LNS's answer |
+//! | `GET /emulator/radio/stats` | played upstreams counted by verdict |
+//! | `POST /emulator/radio/challenge-size` | `{"min", "max"}`: MIC candidates per challenge (2 to 4096) |
+//!
+//! Devices with real keys ([`RadioDevice`], [`Emulator::add_radio_device`]) make the
+//! upstreams realistic: [`Emulator::play_join_request`] and [`Emulator::play_uplink`]
+//! send a correctly signed frame whose true MIC hides among decoys, and the LNS's ack is
+//! checked against it ([`Emulator::upstream_verdict`], [`Emulator::mic_stats`]).
 //!
 //! Behaviour the service leaves open, and what the emulator does:
 //! - HTTP statuses: `Unauthorized` 401, `ValidationFailed` 422, `*.AlreadyExists` and
@@ -38,6 +50,7 @@
 
 mod control;
 mod http;
+mod radio;
 mod rest;
 mod server;
 mod store;
@@ -58,6 +71,8 @@ use crate::model::{
 };
 use server::{Config, Server, Shared};
 use streams::Kind;
+
+pub use radio::{MicStats, PlayedUpstream, RadioDevice, UpstreamVerdict};
 
 /// The base URL of the API an emulator serves.
 fn base_url(shared: &Shared) -> String {

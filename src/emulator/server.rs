@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::http::{HttpConn, Limits, Next, Request, Response};
+use super::radio::Radio;
 use super::store::Store;
 use super::streams::{self, Hub, Kind};
 use super::tls::Tls;
@@ -36,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) store: Mutex<Store>,
     pub(crate) hub: Hub,
+    /// Emulated devices with keys, and the verdicts on the answers to their upstreams.
+    pub(crate) radio: Radio,
     pub(crate) accepted: AtomicU64,
     pub(crate) local_addr: SocketAddr,
     stopping: AtomicBool,
@@ -66,6 +69,7 @@ impl Server {
             config,
             store: Mutex::new(store),
             hub: Hub::default(),
+            radio: Radio::default(),
             accepted: AtomicU64::new(0),
             local_addr,
             stopping: AtomicBool::new(false),

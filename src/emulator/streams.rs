@@ -470,7 +470,10 @@ fn run<S: Socket>(
 fn handle_frame(shared: &Shared, kind: Kind, link: &Link, frame: &[u8]) {
     match kind {
         Kind::Upstream => match serde_json::from_slice::<UpstreamReply>(frame) {
-            Ok(reply) => shared.hub.update(|s| s.records.replies.push(reply)),
+            Ok(reply) => {
+                shared.radio.check(&reply);
+                shared.hub.update(|s| s.records.replies.push(reply));
+            }
             Err(e) => invalid(shared, kind, frame, &e.to_string()),
         },
         Kind::Downstream => {
