@@ -185,7 +185,17 @@ impl Proxy {
                         pump(&client, &server, &frozen, &inner),
                         pump(&server, &client, &frozen, &inner),
                     ];
-                    inner.conns.lock().unwrap().push(ProxyConn {
+                    let mut conns = inner.conns.lock().unwrap();
+                    // An unjoined thread keeps its stack: reap connections that ended.
+                    conns.retain_mut(|c| {
+                        if c.pumps.iter().all(|p| p.is_finished()) {
+                            c.pumps.drain(..).for_each(|p| p.join().unwrap());
+                            false
+                        } else {
+                            true
+                        }
+                    });
+                    conns.push(ProxyConn {
                         sockets: [client, server],
                         frozen,
                         pumps,
