@@ -282,12 +282,18 @@ fn pump(
                 Err(e)
                     if matches!(
                         e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
                     ) => {}
                 Err(_) => break,
             }
         }
-        let _ = to.shutdown(Shutdown::Write);
+        // One side ended: tear the whole flow down, as a middlebox does. Keeping the
+        // other direction half-open would leave a backpressured peer writing into
+        // buffers nobody reads until its write timeout.
+        let _ = to.shutdown(Shutdown::Both);
+        let _ = from.shutdown(Shutdown::Both);
     })
 }
 
