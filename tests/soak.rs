@@ -1,6 +1,8 @@
 //! A soak: uplinks acked through one reconnecting upstream connection while it keeps
 //! being cut, in turn by the server at the TCP level, by the server with a close frame,
-//! and by a proxy on the way that drops whatever it holds (a middlebox dying).
+//! and by a proxy on the way that drops whatever it holds (a middlebox dying). The
+//! connection runs through that proxy, which tears a flow down once either side ends
+//! it, so every kind of cut can lose what is in flight.
 //!
 //! The guarantee checked, precisely: every uplink the client read from its socket comes
 //! out of `iter()` exactly once and in order, across every reconnection, and resident
