@@ -8,7 +8,8 @@
 //! - [`Error::Io`], [`Error::Timeout`], [`Error::Tls`], [`Error::WebSocket`]: the transport
 //!   failed.
 //! - [`Error::Decode`]: the service answered something this crate cannot read.
-//! - [`Error::Closed`]: the stream connection is closed; nothing was sent.
+//! - [`Error::Closed`], [`Error::NotConnected`]: the stream connection is closed or
+//!   reconnecting; nothing was sent.
 //!
 //! No error text ever contains the access token.
 
@@ -53,9 +54,23 @@ pub enum Error {
         /// What was wrong with it.
         message: String,
     },
-    /// The stream connection is closed (or not connected); nothing was sent.
+    /// The stream connection is closed; nothing was sent.
     #[error("connection closed: {0}")]
     Closed(String),
+    /// The stream connection is down and reconnecting; nothing was sent.
+    #[error("not connected: {0}")]
+    NotConnected(String),
+    /// A downlink was sent but its result did not arrive in time.
+    #[error(
+        "no result for downlink {transaction_id} in time ({})",
+        if ack.is_some() { "the RAN acknowledged it" } else { "not even acknowledged" }
+    )]
+    DownstreamTimeout {
+        /// The downlink's transaction id.
+        transaction_id: u64,
+        /// The RAN's ack, if it came.
+        ack: Option<crate::model::DownstreamAck>,
+    },
 }
 
 impl Error {
@@ -71,7 +86,7 @@ impl Error {
     pub fn nothing_sent(&self) -> bool {
         matches!(
             self,
-            Error::Invalid(_) | Error::Config(_) | Error::Closed(_)
+            Error::Invalid(_) | Error::Config(_) | Error::Closed(_) | Error::NotConnected(_)
         )
     }
 

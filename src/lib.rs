@@ -8,25 +8,176 @@
 //! WebSocket and send *downstream* messages (downlinks and join accepts) over another.
 //!
 //! The crate mirrors the official asyncio Python client, made idiomatic Rust for plain
-//! synchronous programs: no async runtime, just threads, channels and iterators.
+//! synchronous programs: no async runtime, just threads, channels and iterators. Names
+//! follow the API specification and the Python client, so their documentation maps 1:1.
 //!
-//! Modules, one concern each:
+//! ## The client: [`Core`]
+//!
+//! A [`Core`] holds the access token, the endpoints derived from one base URL per
+//! territory, and one shared HTTP agent with connection reuse. It is cheap to clone and
+//! `Send + Sync`: share it between threads. [`Core::close`] (or dropping the last clone)
+//! closes it and every stream it opened.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ran_routing::Core;
+//!
+//! let ran = Core::builder("access-token")
+//!     .base_url("https://eu.cloud.everynet.io/api/v1")
+//!     .request_timeout(Duration::from_secs(10))
+//!     .build()?;
+//! # Ok::<(), ran_routing::Error>(())
+//! ```
+//!
+//! ## The routing table and multicast groups
+//!
+//! The RAN routes a radio frame to its LNS by `DevAddr`, or for join requests by
+//! `(DevEUI, JoinEUI)`. Subscribing a device is inserting a row in the routing table
+//! ([`Core::routing_table`]); [`Core::multicast_groups`] manages groups of devices that
+//! share a multicast address. Identifiers are newtypes ([`DevEui`], [`JoinEui`],
+//! [`DevAddr`], [`MulticastAddr`]) that print as the API's hex, and a new device is OTAA
+//! *or* ABP by type ([`DeviceIdentity`]): passing a `JoinEui` or a `DevAddr` picks one.
+//!
+//! ## Streams: threads, channels, iterators
+//!
+//! [`Core::upstream`] and [`Core::downstream`] open WebSocket connections. Each
+//! connection runs a reader thread, which decodes frames into a bounded channel (a slow
+//! consumer pushes back down to TCP instead of growing memory), and a writer thread that
+//! owns every write. Receiving speaks crossbeam's vocabulary: `recv`, `recv_timeout`,
+//! `try_recv`, `iter`, `try_iter`. A send returns once the frame is written to the
+//! socket. Connections are `Send + Sync`, so worker threads can share one iterator.
+//! Several connections to one stream share its traffic round-robin.
+//!
+//! Every [`UpstreamMessage`] must be answered with an ack or a reject. The ack names the
+//! true MIC among the message's `mic_challenge` candidates: the *MIC challenge*, by which
+//! the RAN, holding no keys, checks that the LNS owns the device. The `mic` feature
+//! solves it (the `mic` module). Downlinks get a [`DownstreamReply::Ack`] ("scheduled") then
+//! a [`DownstreamReply::Result`]; [`DownstreamConnection::send_and_wait`] returns the
+//! result of one downlink while other threads iterate the rest.
+//!
+//! The whole walkthrough, here against the embedded emulator (feature `emulator`), which
+//! plays the RAN and the radio:
+//!
+//! ```
+//! # #[cfg(all(feature = "emulator", feature = "mic"))] {
+//! use std::time::Duration;
+//! use ran_routing::emulator::Emulator;
+//! use ran_routing::mic::{self, AesKey, Keys};
+//! use ran_routing::*;
+//!
+//! let emulator = Emulator::start()?;
+//! let ran = Core::new(emulator.token(), &emulator.base_url())?;
+//! let (dev_eui, join_eui) = (DevEui::new(0x7ABE1B8C93D7174F), JoinEui::new(0x3CEDCF624F8B68F4));
+//! ran.routing_table().insert(dev_eui, join_eui)?;
+//!
+//! let upstream = ran.upstream().connect()?;
+//! let downstream = ran.downstream().connect()?;
+//!
+//! // The radio side: the device sends a join request, its MIC among 64 candidates.
+//! let app_key: AesKey = "2b7e151628aed2a6abf7158809cf4f3c".parse()?;
+//! let frame = mic::join_request(&app_key, join_eui, dev_eui, 1);
+//! emulator.wait_upstream_connections(1, Duration::from_secs(5));
+//! emulator.send_upstream(&mic::upstream_with_challenge(&frame, 1, vec![dev_eui], 63, 7)?)?;
+//!
+//! // The LNS side: solve the challenge and answer.
+//! let mut keys = Keys::new();
+//! keys.set_join_key(dev_eui, app_key);
+//! let uplink = upstream.recv_timeout(Duration::from_secs(5))?;
+//! upstream.send(mic::Solver::new().reply(&keys, &uplink))?;
+//!
+//! // A class A downlink, and its result.
+//! let radio = DownstreamRadio::new(868_300_000, LoRaModulation::new(12, 125_000));
+//! let downlink = DownstreamMessage::new(
+//!     ran.next_transaction_id(),
+//!     dev_eui,
+//!     TransmissionWindow::class_a(radio, 1),
+//!     b"join-accept".to_vec(),
+//! );
+//! let result = downstream.send_and_wait(downlink, Duration::from_secs(5))?;
+//! assert!(result.result_code.is_success());
+//!
+//! ran.routing_table().delete(&[dev_eui])?;
+//! ran.close();
+//! assert_eq!(upstream.wait_closed(), CloseReason::Local);
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Shutdown
+//!
+//! `close()` on a connection returns at once; messages already received are still
+//! handed out by `iter()`, which then ends. `wait_closed()` blocks until the threads have
+//! exited and says why the connection ended ([`CloseReason`]). `Drop` closes and joins.
+//!
+//! ## Staying connected
+//!
+//! An LNS runs for months. [`StreamBuilder::reconnect`] turns on automatic reconnection
+//! with exponential backoff and jitter; meanwhile `iter()` keeps waiting and sends fail
+//! fast with [`Error::NotConnected`]. A refused token is final. Keepalive pings detect a
+//! dead peer (half-open TCP, a dropped NAT mapping); [`StreamBuilder::on_event`] reports
+//! every state change.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use ran_routing::{Core, Reconnect};
+//!
+//! let ran = Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+//! let upstream = ran
+//!     .upstream()
+//!     .reconnect(Reconnect::default())
+//!     .keepalive(Duration::from_secs(30), Duration::from_secs(10))
+//!     .on_event(|event| eprintln!("upstream: {event}"))
+//!     .connect()?;
+//! # Ok::<(), ran_routing::Error>(())
+//! ```
+//!
+//! ## Errors
+//!
+//! One [`Error`] type keeps apart input rejected before anything was sent
+//! ([`Error::Invalid`]), the service's error codes ([`Error::Api`] with an [`ApiError`]
+//! per code), transport failures (`Io`, `Timeout`, `Tls`, `WebSocket`), answers that
+//! cannot be decoded, and closed connections. The access token never appears in any
+//! error, `Debug` output or log line of this crate. (One caveat outside this crate's
+//! control: `ureq`'s own `TRACE` log dumps raw request bytes, the `Authorization`
+//! header included, as hex; keep the `ureq_proto` target below `TRACE` in production.)
+//!
+//! ## Modules
+//!
+//! - [`core`]: the client, [`Core`], and its builder;
+//! - [`routing_table`] and [`multicast`]: the REST calls, reached from a `Core`;
+//! - [`upstream`], [`downstream`] and [`stream`]: the stream connections;
 //! - [`ids`]: `DevEui`, `JoinEui`, `DevAddr`, `MulticastAddr`, printed as hex;
 //! - [`model`]: devices, groups, radios, transmission windows and stream messages;
 //! - [`config`]: endpoints derived from a base URL, and the access token;
 //! - [`wire`]: the exact JSON the service speaks;
-//! - [`error`]: one error type with variants to match on.
+//! - [`error`]: one error type with variants to match on;
+//! - `mic` (feature `mic`): the MIC challenge solver and LoRaWAN 1.0.x MICs;
+//! - `emulator` (feature `emulator`): a local RAN Routing API server for tests.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod config;
+pub mod core;
+pub mod downstream;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod error;
 pub mod ids;
+#[cfg(feature = "mic")]
+pub mod mic;
 pub mod model;
+pub mod multicast;
+mod rest;
+pub mod routing_table;
+pub mod stream;
+mod tls;
+pub mod upstream;
 pub mod wire;
 
+pub use crate::core::{Core, CoreBuilder};
 pub use config::{AccessToken, Endpoints};
+pub use downstream::{DownstreamBuilder, DownstreamConnection};
 pub use error::{ApiError, Error, FieldError, InvalidInput, Result};
 pub use ids::{DevAddr, DevEui, JoinEui, MulticastAddr, ParseIdError};
 pub use model::{
@@ -36,3 +187,9 @@ pub use model::{
     TxTiming, UpstreamAck, UpstreamMessage, UpstreamRadio, UpstreamReject,
     UpstreamRejectResultCode, UpstreamReply,
 };
+pub use multicast::MulticastGroups;
+pub use routing_table::{RoutingTable, Select};
+pub use stream::{
+    CloseReason, Connection, ConnectionEvent, Reconnect, StreamBuilder, StreamFrame, StreamOptions,
+};
+pub use upstream::{UpstreamBuilder, UpstreamConnection};

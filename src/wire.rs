@@ -116,6 +116,7 @@ pub(crate) mod timestamp {
     }
 
     /// Formats a timestamp as the service writes it.
+    #[cfg(test)]
     pub(crate) fn format(v: &PrimitiveDateTime) -> String {
         let mut out = Vec::with_capacity(26);
         // Writing into a Vec cannot fail and the format only holds valid components.

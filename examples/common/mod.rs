@@ -1,0 +1,100 @@
+//! Endpoint selection shared by every example.
+//!
+//! With `RAN_URL` and `RAN_TOKEN` set, the examples talk to that API (and trust the extra
+//! CA in the PEM file `RAN_CA_CERT`, if given). Otherwise they start the embedded
+//! emulator, so `cargo run --example NAME` works with no setup.
+#![allow(dead_code)] // Each example uses its own subset.
+
+use std::error::Error;
+
+use ran_routing::emulator::Emulator;
+use ran_routing::Core;
+
+/// What the examples' `main` returns: any error ends the process with exit code 1.
+pub type Outcome = Result<(), Box<dyn Error>>;
+
+/// A client, and the emulator behind it when no real endpoint was configured (kept
+/// alive as long as this value).
+pub struct Ran {
+    pub core: Core,
+    pub emulator: Option<Emulator>,
+}
+
+impl Ran {
+    /// Whether the examples run against a real deployment, where they must not touch
+    /// what they did not create.
+    pub fn is_remote(&self) -> bool {
+        self.emulator.is_none()
+    }
+}
+
+pub fn connect() -> Result<Ran, Box<dyn Error>> {
+    match (std::env::var("RAN_URL"), std::env::var("RAN_TOKEN")) {
+        (Ok(url), Ok(token)) => {
+            let mut builder = Core::builder(&token).base_url(&url);
+            if let Ok(path) = std::env::var("RAN_CA_CERT") {
+                let pem = std::fs::read(&path)
+                    .map_err(|e| format!("cannot read RAN_CA_CERT {path:?}: {e}"))?;
+                builder = builder.add_root_certificate_pem(&pem);
+            }
+            let core = builder.build()?;
+            println!("Using the RAN Routing API at {url}");
+            Ok(Ran {
+                core,
+                emulator: None,
+            })
+        }
+        _ => {
+            let emulator = Emulator::start()?;
+            let core = Core::new(emulator.token(), &emulator.base_url())?;
+            println!(
+                "RAN_URL/RAN_TOKEN not set: using the embedded emulator at {}",
+                emulator.base_url()
+            );
+            Ok(Ran {
+                core,
+                emulator: Some(emulator),
+            })
+        }
+    }
+}
+
+/// Fails the example (exit code 1, after its cleanup) when a check does not hold.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!("check failed: {}: {}", stringify!($cond), format!($($msg)+)).into());
+        }
+    };
+}
+
+/// How long the stream examples wait for an uplink from a real network:
+/// `RAN_WAIT_SECS`, default 30.
+pub fn wait_for_uplink() -> std::time::Duration {
+    let secs = std::env::var("RAN_WAIT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    std::time::Duration::from_secs(secs)
+}
+
+/// On the emulator, plays the radio side: waits for the example's upstream connection
+/// and injects `message` as if a gateway had heard it. On a real network, does nothing:
+/// the uplink comes from a device.
+pub fn play_uplink(
+    ran: &Ran,
+    message: &ran_routing::UpstreamMessage,
+) -> Result<(), Box<dyn Error>> {
+    if let Some(emulator) = &ran.emulator {
+        if !emulator.wait_upstream_connections(1, std::time::Duration::from_secs(10)) {
+            return Err("the upstream connection never reached the emulator".into());
+        }
+        emulator.send_upstream(message)?;
+    } else {
+        println!(
+            "Waiting up to {:?} for an uplink from one of your devices...",
+            wait_for_uplink()
+        );
+    }
+    Ok(())
+}

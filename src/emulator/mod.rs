@@ -1,0 +1,518 @@
+//! A local RAN Routing API server for tests, examples and users' own test suites
+//! (feature `emulator`).
+//!
+//! [`Emulator`] speaks the service's protocol over real sockets: the REST routing table
+//! and multicast groups with the live service's rules and error codes, and the upstream
+//! and downstream WebSockets. Any client of the API works against it by changing only the
+//! base URL. A test drives the radio side through the handle: it injects upstream
+//! messages, waits for the LNS's acks, looks at the downlinks the LNS sent and chooses
+//! their result codes.
+//!
+//! The same controls are served over HTTP under `/emulator/` (no token, loopback clients
+//! only) for the `ran-emulator` binary:
+//!
+//! | call | does |
+//! |---|---|
+//! | `POST /emulator/upstream` | sends one Upstream frame (stream JSON) to the next upstream connection; 503 `Emulator.NoUpstreamConnection` if none |
+//! | `POST /emulator/upstream/raw` | sends the body as it is, valid or not |
+//! | `GET /emulator/upstream/replies` | the UpstreamAck / UpstreamReject frames received, as a JSON array |
+//! | `GET /emulator/downstream/received` | the Downstream / MulticastDownstream frames received |
+//! | `POST /emulator/downstream/result-code` | `{"code": "TooLate"}`, optionally with `"dev_eui"` or `"transaction_id"`: the result code to answer with |
+//! | `DELETE /emulator/downstream/result-code` | back to `Success` for everything |
+//! | `GET /emulator/devices`, `GET /emulator/multicast-groups` | the stored rows |
+//! | `GET /emulator/status` | base URL, open stream connections, accepted TCP connections, invalid frames |
+//! | `POST /emulator/streams/drop`, `POST /emulator/streams/close` | cut every stream connection (TCP) or close it (WebSocket close frame) |
+//! | `POST /emulator/records/clear` | forget recorded replies and downlinks |
+//! | `POST /emulator/radio/devices` | puts a device with keys on the air: `{"dev_eui", "join_eui", "app_key"}` (OTAA) and/or `{"dev_eui", "dev_addr", "nwk_s_key", "fcnt"}` (a session), keys as 32 hex digits |
+//! | `GET /emulator/radio/devices`, `DELETE /emulator/radio/devices/{dev_eui}` | the devices on the air (no keys); take one off |
+//! | `POST /emulator/radio/join-request` | `{"dev_eui"}`: the device sends its next join request; answers the played upstream |
+//! | `POST /emulator/radio/uplink` | `{"dev_eui", "fport", "payload_hex", "confirmed"}`: the device sends its next data uplink |
+//! | `GET /emulator/radio/upstreams/{transaction_id}` | a played upstream: true DevEUI and MIC, verdict on the LNS's answer |
+//! | `GET /emulator/radio/stats` | played upstreams counted by verdict |
+//! | `POST /emulator/radio/challenge-size` | `{"min", "max"}`: MIC candidates per challenge (2 to 4096) |
+//!
+//! Devices with real keys ([`RadioDevice`], [`Emulator::add_radio_device`]) make the
+//! upstreams realistic: [`Emulator::play_join_request`] and [`Emulator::play_uplink`]
+//! send a correctly signed frame whose true MIC hides among decoys, and the LNS's ack is
+//! checked against it ([`Emulator::upstream_verdict`], [`Emulator::mic_stats`]).
+//!
+//! Behaviour the service leaves open, and what the emulator does:
+//! - HTTP statuses: `Unauthorized` 401, `ValidationFailed` 422, `*.AlreadyExists` and
+//!   `AlreadyContainsTheDevice` 409, `*.NotFound` 404, `Device.LimitExhausted` 403;
+//!   unknown paths 404 with an `Unknown` error body.
+//! - Request bodies are checked strictly: unknown keys are refused with
+//!   `ValidationFailed`, so a misspelt key fails here instead of being ignored.
+//! - Dropping a device removes it from its multicast groups.
+//! - `Details` must be a string of JSON of at most 16 KiB.
+//! - A downlink to a device not in the routing table (or to an unknown multicast group)
+//!   is acknowledged, then discarded: its `DownstreamResult` has `GatewayNotFound` and a
+//!   message saying why.
+
+mod control;
+mod http;
+mod radio;
+mod rest;
+mod server;
+mod store;
+mod streams;
+mod tls;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::config::AccessToken;
+use crate::error::{Error, Result};
+use crate::ids::DevEui;
+use crate::model::{
+    Device, DownstreamRequest, DownstreamResultCode, MulticastGroup, UpstreamMessage, UpstreamReply,
+};
+use server::{Config, Server, Shared};
+use streams::Kind;
+
+pub use radio::{MicStats, PlayedUpstream, RadioDevice, UpstreamVerdict};
+
+/// The base URL of the API an emulator serves.
+fn base_url(shared: &Shared) -> String {
+    let scheme = if shared.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let addr = shared.local_addr;
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!(
+        "{scheme}://{host}:{}{}",
+        addr.port(),
+        shared.config.base_path
+    )
+}
+
+/// A running RAN Routing API emulator. It stops, closing every connection, when dropped
+/// or on [`shutdown`](Self::shutdown).
+///
+/// ```
+/// use ran_routing::emulator::Emulator;
+/// use serde_json::{json, Value};
+///
+/// let emu = Emulator::start()?;
+/// // Any HTTP client works; the emulator checks the token like the service does.
+/// let body = json!({"DevEUI": "7abe1b8c93d7174f", "JoinEUI": "3cedcf624f8b68f4"});
+/// let text = ureq::post(format!("{}/devices/insert", emu.base_url()))
+///     .header("Authorization", format!("Bearer {}", emu.token()))
+///     .header("Content-Type", "application/json")
+///     .send(body.to_string())?
+///     .body_mut()
+///     .read_to_string()?;
+/// let device: Value = serde_json::from_str(&text)?;
+/// assert_eq!(device["DevEUI"], "7abe1b8c93d7174f");
+/// assert_eq!(device["ActiveDevAddr"], Value::Null);
+/// assert_eq!(emu.devices().len(), 1);
+///
+/// // No LNS is connected to the upstream stream yet.
+/// assert_eq!(emu.upstream_connections(), 0);
+/// assert!(emu.wait_upstream_reply(std::time::Duration::from_millis(10)).is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Emulator {
+    server: Mutex<Server>,
+    shared: std::sync::Arc<Shared>,
+    certificate_pem: Option<String>,
+}
+
+impl Emulator {
+    /// Starts an emulator on `127.0.0.1` with an ephemeral port, plain HTTP and a random
+    /// token.
+    pub fn start() -> Result<Emulator> {
+        Self::builder().start()
+    }
+
+    /// A builder to choose TLS, the token, the address, the base path and limits.
+    pub fn builder() -> EmulatorBuilder {
+        EmulatorBuilder::default()
+    }
+
+    /// The API's base URL, e.g. `http://127.0.0.1:41234/api/v1` (`https` with TLS): give
+    /// it to a client as the service's URL.
+    pub fn base_url(&self) -> String {
+        base_url(&self.shared)
+    }
+
+    /// The URL of the control API, e.g. `http://127.0.0.1:41234/emulator/`.
+    pub fn control_url(&self) -> String {
+        let base = self.base_url();
+        let root = base
+            .strip_suffix(&self.shared.config.base_path)
+            .unwrap_or(&base);
+        format!("{root}/emulator/")
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The access token clients must present.
+    pub fn token(&self) -> &str {
+        &self.shared.config.token
+    }
+
+    /// The PEM of the self-signed certificate when TLS is on, for clients to trust. It is
+    /// valid for `127.0.0.1`, `::1` and `localhost`.
+    pub fn certificate_pem(&self) -> Option<String> {
+        self.certificate_pem.clone()
+    }
+
+    /// How many TCP connections the server has accepted so far, of any kind. A client
+    /// that reuses its connections keeps this low.
+    pub fn accepted_connections(&self) -> u64 {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Stops the server: no new connections, every open one closed, every thread
+    /// joined. Dropping the emulator does the same; calling it twice is harmless.
+    pub fn shutdown(&self) {
+        self.server.lock().unwrap_or_else(|e| e.into_inner()).stop();
+    }
+
+    // --- upstream ------------------------------------------------------------------
+
+    /// Sends an upstream message to the next open upstream connection (round-robin
+    /// over them, like the service's load balancing); returns once it is written to the
+    /// socket. A connection whose handshake is still finishing on the server side is
+    /// waited for (up to 2 s), so a client may send right after connecting. Fails with
+    /// [`Error::Closed`] when no upstream connection is open.
+    pub fn send_upstream(&self, message: &UpstreamMessage) -> Result<()> {
+        let text = serde_json::to_string(message)
+            .map_err(|e| Error::Invalid(crate::error::InvalidInput::Other(e.to_string())))?;
+        self.shared.hub.send_upstream(&text)
+    }
+
+    /// Sends any text as an upstream frame, valid or not: for testing how a client copes
+    /// with frames it cannot read.
+    pub fn send_upstream_raw(&self, text: &str) -> Result<()> {
+        self.shared.hub.send_upstream(text)
+    }
+
+    /// Every UpstreamAck and UpstreamReject received so far, in order.
+    pub fn upstream_replies(&self) -> Vec<UpstreamReply> {
+        self.shared.hub.replies()
+    }
+
+    /// Waits up to `timeout` for the next reply not yet returned by this method; `None`
+    /// on timeout.
+    pub fn wait_upstream_reply(&self, timeout: Duration) -> Option<UpstreamReply> {
+        self.shared.hub.wait_reply(timeout)
+    }
+
+    /// How many upstream connections are open.
+    pub fn upstream_connections(&self) -> usize {
+        self.shared.hub.connections(Kind::Upstream)
+    }
+
+    /// Waits up to `timeout` until at least `n` upstream connections are open.
+    pub fn wait_upstream_connections(&self, n: usize, timeout: Duration) -> bool {
+        self.shared.hub.wait_connections(Kind::Upstream, n, timeout)
+    }
+
+    // --- downstream ----------------------------------------------------------------
+
+    /// Every Downstream and MulticastDownstream received so far, in order.
+    pub fn downstream_received(&self) -> Vec<DownstreamRequest> {
+        self.shared.hub.received()
+    }
+
+    /// Waits up to `timeout` for the next downlink not yet returned by this method;
+    /// `None` on timeout.
+    pub fn wait_downstream(&self, timeout: Duration) -> Option<DownstreamRequest> {
+        self.shared.hub.wait_received(timeout)
+    }
+
+    /// The result code for every downlink from now on (default `Success`). Per-device
+    /// and per-transaction codes take precedence.
+    pub fn set_downstream_result(&self, code: DownstreamResultCode) {
+        self.shared.hub.set_result(code, None, None);
+    }
+
+    /// The result code for downlinks to `dev_eui`.
+    pub fn set_downstream_result_for_device(&self, dev_eui: DevEui, code: DownstreamResultCode) {
+        self.shared.hub.set_result(code, Some(dev_eui), None);
+    }
+
+    /// The result code for the downlink with this transaction id.
+    pub fn set_downstream_result_for_transaction(
+        &self,
+        transaction_id: u64,
+        code: DownstreamResultCode,
+    ) {
+        self.shared.hub.set_result(code, None, Some(transaction_id));
+    }
+
+    /// Back to `Success` for every downlink.
+    pub fn reset_downstream_results(&self) {
+        self.shared.hub.reset_results();
+    }
+
+    /// How many downstream connections are open.
+    pub fn downstream_connections(&self) -> usize {
+        self.shared.hub.connections(Kind::Downstream)
+    }
+
+    /// Waits up to `timeout` until at least `n` downstream connections are open.
+    pub fn wait_downstream_connections(&self, n: usize, timeout: Duration) -> bool {
+        self.shared
+            .hub
+            .wait_connections(Kind::Downstream, n, timeout)
+    }
+
+    // --- both streams --------------------------------------------------------------
+
+    /// Cuts every stream connection at the TCP level, without a close frame, as a
+    /// network failure would: for testing reconnection.
+    pub fn drop_stream_connections(&self) {
+        self.shared.hub.drop_connections();
+    }
+
+    /// Closes every stream connection with a WebSocket close frame, as a server restart
+    /// would.
+    pub fn close_stream_connections(&self) {
+        self.shared.hub.close_connections();
+    }
+
+    /// How many stream frames were not valid messages (logged and ignored).
+    pub fn invalid_frames(&self) -> u64 {
+        self.shared.hub.invalid_frames()
+    }
+
+    /// Forgets the recorded upstream replies and downlinks.
+    pub fn clear_records(&self) {
+        self.shared.hub.clear_records();
+    }
+
+    // --- state ---------------------------------------------------------------------
+
+    /// The routing table, in insertion order.
+    pub fn devices(&self) -> Vec<Device> {
+        self.store().select(None, 0, None)
+    }
+
+    /// The multicast groups, in creation order.
+    pub fn multicast_groups(&self) -> Vec<MulticastGroup> {
+        self.store().groups(&[])
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, store::Store> {
+        self.shared.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Emulator")
+            .field("base_url", &self.base_url())
+            .field("tls", &self.certificate_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Configures an [`Emulator`]; see [`Emulator::builder`].
+#[derive(Debug, Clone)]
+pub struct EmulatorBuilder {
+    bind: SocketAddr,
+    token: Option<String>,
+    tls: bool,
+    device_limit: Option<usize>,
+    base_path: String,
+    ping_interval: Duration,
+    pong_timeout: Duration,
+    idle_timeout: Duration,
+    max_body_size: usize,
+    max_connections: usize,
+}
+
+impl Default for EmulatorBuilder {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: None,
+            tls: false,
+            device_limit: None,
+            base_path: "/api/v1".into(),
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_body_size: http::Limits::default().max_body,
+            max_connections: 1024,
+        }
+    }
+}
+
+impl EmulatorBuilder {
+    /// Serves `https` and `wss` with a freshly generated self-signed certificate (see
+    /// [`Emulator::certificate_pem`]). Default: plain `http` and `ws`.
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The access token to accept. Default: 32 random hex digits.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The most devices the routing table takes; one more is refused with
+    /// `Device.LimitExhausted`. Default: no limit.
+    pub fn device_limit(mut self, limit: usize) -> Self {
+        self.device_limit = Some(limit);
+        self
+    }
+
+    /// The address to listen on. Default `127.0.0.1:0` (an ephemeral port).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// The path the API is served under. Default `/api/v1`; `/` serves it at the root.
+    pub fn base_path(mut self, path: impl Into<String>) -> Self {
+        self.base_path = path.into();
+        self
+    }
+
+    /// How often the server pings each stream connection. Default 30 s.
+    pub fn ping_interval(mut self, interval: Duration) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// How long a stream connection may stay silent after a ping before the server
+    /// drops it as dead. Default 10 s.
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.pong_timeout = timeout;
+        self
+    }
+
+    /// How long an HTTP connection may stay idle before the server closes it.
+    /// Default 120 s.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The largest request body accepted, in bytes; larger ones get 413. Default 1 MiB.
+    pub fn max_body_size(mut self, bytes: usize) -> Self {
+        self.max_body_size = bytes;
+        self
+    }
+
+    /// The most connections served at once (each has a thread); one more is answered
+    /// 503 and closed. Default 1024.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Binds the socket and starts serving.
+    pub fn start(self) -> Result<Emulator> {
+        let token = match self.token {
+            Some(token) => {
+                AccessToken::new(token.clone())?;
+                token
+            }
+            None => tls::random_token(),
+        };
+        let base_path = normalize_base_path(&self.base_path)?;
+        if self.ping_interval.is_zero()
+            || self.pong_timeout.is_zero()
+            || self.idle_timeout.is_zero()
+        {
+            return Err(Error::Config(
+                "the ping interval, pong timeout and idle timeout must be positive".into(),
+            ));
+        }
+        let tls = if self.tls {
+            Some(tls::Tls::generate()?)
+        } else {
+            None
+        };
+        let certificate_pem = tls.as_ref().map(|t| t.certificate_pem.clone());
+        let config = Config {
+            token,
+            base_path,
+            tls,
+            limits: http::Limits {
+                max_body: self.max_body_size,
+                ..http::Limits::default()
+            },
+            ping_interval: self.ping_interval,
+            pong_timeout: self.pong_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+        };
+        let server = Server::start(config, self.bind, store::Store::new(self.device_limit))?;
+        let shared = server.shared.clone();
+        log::info!("emulator: serving {}", base_url(&shared));
+        Ok(Emulator {
+            server: Mutex::new(server),
+            shared,
+            certificate_pem,
+        })
+    }
+}
+
+/// `"/api/v1/"` → `"/api/v1"`, `"/"` → `""`; only plain path characters.
+fn normalize_base_path(path: &str) -> Result<String> {
+    let trimmed = path.trim().trim_matches('/');
+    let ok = trimmed
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b));
+    if !ok || trimmed.contains("//") {
+        return Err(Error::Config(format!("bad base path {path:?}")));
+    }
+    if trimmed == "emulator" || trimmed.starts_with("emulator/") {
+        return Err(Error::Config(
+            "the base path cannot be under /emulator, where the control API lives".into(),
+        ));
+    }
+    Ok(if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!("/{trimmed}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_is_shareable() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Emulator>();
+        send_sync::<EmulatorBuilder>();
+    }
+
+    #[test]
+    fn base_paths() {
+        assert_eq!(normalize_base_path("/api/v1/").unwrap(), "/api/v1");
+        assert_eq!(normalize_base_path("api").unwrap(), "/api");
+        assert_eq!(normalize_base_path("/").unwrap(), "");
+        for bad in ["/a b", "/a?x", "/a//b", "/emulator", "/emulator/x"] {
+            assert!(normalize_base_path(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! The engine under every stream connection: one WebSocket, a reader thread and a
+//! writer thread.
+//!
+//! - The reader waits for readability on the TCP descriptor *without* holding the
+//!   WebSocket, then takes it just long enough to read what has arrived, and hands the
+//!   frames (decoded by the caller's function) to a bounded channel. A full channel stops
+//!   the reader, so a slow consumer pushes back down to TCP instead of growing memory.
+//! - The writer owns every write: user messages, pong and close replies (flushed on the
+//!   reader's request) and our close. A write that would block waits for writability
+//!   outside the lock, so reads go on meanwhile.
+//!
+//! Both the client's streams and the emulator's server side run on this engine.
+
+use std::collections::VecDeque;
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender};
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Bytes, Message, WebSocket};
+
+use super::socket::{wait_ready, would_block, Interest, Socket};
+use super::CloseReason;
+use crate::error::{Error, Result};
+
+/// Most frames the reader takes per lock, so writers are not starved by a flood.
+const READ_BATCH: usize = 64;
+/// Most queued sends the writer writes before one flush.
+const WRITE_BATCH: usize = 64;
+
+/// Tuning of a [`Link`].
+#[derive(Debug, Clone)]
+pub(crate) struct LinkOptions {
+    /// Name for log lines, e.g. `"upstream"`.
+    pub(crate) name: String,
+    /// How long our close waits for the peer's close reply before dropping the socket.
+    pub(crate) close_timeout: Duration,
+    /// How long one write may wait for the peer to take data before the connection is
+    /// declared dead.
+    pub(crate) write_timeout: Duration,
+    /// Keepalive: ping the peer this often, and declare it dead when nothing at all
+    /// arrives within `pong_timeout` of a ping. `None` disables it.
+    pub(crate) ping_interval: Option<Duration>,
+    pub(crate) pong_timeout: Duration,
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        Self {
+            name: "stream".into(),
+            close_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(30),
+            ping_interval: None,
+            pong_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where the reader puts decoded frames: the channel, or once the owner has asked to
+/// stop, a stash the receiving side drains after the channel, so nothing read is lost.
+pub(crate) struct Outbox<T> {
+    pub(crate) tx: Sender<T>,
+    pub(crate) stash: Arc<Mutex<VecDeque<T>>>,
+}
+
+impl<T> Clone for Outbox<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            stash: self.stash.clone(),
+        }
+    }
+}
+
+impl<T> Outbox<T> {
+    /// Delivers `item`, waiting for room in the channel unless `stop` fires first.
+    /// Returns `false` when the receiving side is gone.
+    fn deliver(&self, item: T, stop: &Receiver<()>, stopped: &mut bool) -> bool {
+        if !*stopped {
+            let mut sel = crossbeam_channel::Select::new();
+            let send = sel.send(&self.tx);
+            sel.recv(stop);
+            let oper = sel.select();
+            if oper.index() == send {
+                return oper.send(&self.tx, item).is_ok();
+            }
+            let _ = oper.recv(stop);
+            *stopped = true;
+        }
+        // Once anything is stashed, the rest goes after it to keep the order.
+        let mut stash = lock(&self.stash);
+        if !stash.is_empty() {
+            stash.push_back(item);
+            return true;
+        }
+        match self.tx.try_send(item) {
+            Ok(()) => true,
+            Err(crossbeam_channel::TrySendError::Full(item)) => {
+                stash.push_back(item);
+                true
+            }
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+enum Command {
+    Send(Message, Sender<Result<()>>),
+    /// The reader saw a ping or a close: write the automatic reply.
+    Flush,
+    /// Keepalive: ping the peer.
+    Ping,
+    Close,
+}
+
+/// The writer's keepalive clock.
+struct Keepalive {
+    interval: Duration,
+    pong_timeout: Duration,
+    next_ping: Instant,
+    /// When the unanswered ping was sent.
+    awaiting: Option<Instant>,
+}
+
+enum Tick {
+    Idle,
+    Ping,
+    Dead(String),
+}
+
+impl Keepalive {
+    fn due(&self) -> Instant {
+        match self.awaiting {
+            Some(sent) => self.next_ping.min(sent + self.pong_timeout),
+            None => self.next_ping,
+        }
+    }
+
+    fn tick(&mut self, shared: &Shared) -> Tick {
+        let now = Instant::now();
+        if let Some(sent) = self.awaiting {
+            // Any frame counts as a sign of life, not only the pong.
+            let seen =
+                shared.epoch + Duration::from_micros(shared.last_seen.load(Ordering::Acquire));
+            if seen >= sent {
+                self.awaiting = None;
+            } else if now >= sent + self.pong_timeout {
+                return Tick::Dead(format!(
+                    "no answer to a ping within {:?}; the peer is gone",
+                    self.pong_timeout
+                ));
+            }
+        }
+        if now >= self.next_ping {
+            self.next_ping = now + self.interval;
+            self.awaiting.get_or_insert(now);
+            return Tick::Ping;
+        }
+        Tick::Idle
+    }
+}
+
+struct Shared {
+    closing: AtomicBool,
+    reason: Mutex<Option<CloseReason>>,
+    stop_tx: Mutex<Option<Sender<()>>>,
+    name: String,
+    /// When anything last arrived from the peer, in microseconds since `epoch`.
+    last_seen: AtomicU64,
+    epoch: Instant,
+}
+
+impl Shared {
+    fn now_micros(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    /// Records why the link ended; the first reason wins.
+    fn end(&self, reason: CloseReason) {
+        let mut slot = lock(&self.reason);
+        if slot.is_none() {
+            log::debug!("{}: connection ended: {reason}", self.name);
+            *slot = Some(reason);
+        }
+    }
+
+    fn stop_delivery(&self) {
+        lock(&self.stop_tx).take();
+    }
+}
+
+/// A running WebSocket connection. Cheap to share behind an `Arc`; every method takes
+/// `&self`.
+pub(crate) struct Link {
+    cmd: Sender<Command>,
+    shared: Arc<Shared>,
+    done: Receiver<()>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Link {
+    /// Starts the reader and writer threads on an established WebSocket whose socket is
+    /// in non-blocking mode. Every inbound text or binary message goes through `decode`;
+    /// what it returns is delivered to `outbox`.
+    pub(crate) fn spawn<S, T, D>(
+        ws: WebSocket<S>,
+        options: LinkOptions,
+        decode: D,
+        outbox: Outbox<T>,
+    ) -> Result<Link>
+    where
+        S: Socket,
+        T: Send + 'static,
+        D: FnMut(Bytes) -> Option<T> + Send + 'static,
+    {
+        let tcp = ws.get_ref().tcp().try_clone().map_err(Error::Io)?;
+        tcp.set_nonblocking(true).map_err(Error::Io)?;
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let (alive_tx, done) = crossbeam_channel::bounded::<()>(0);
+        let (reader_alive, reader_done) = crossbeam_channel::bounded::<()>(0);
+        let shared = Arc::new(Shared {
+            closing: AtomicBool::new(false),
+            reason: Mutex::new(None),
+            stop_tx: Mutex::new(Some(stop_tx)),
+            name: options.name.clone(),
+            last_seen: AtomicU64::new(0),
+            epoch: Instant::now(),
+        });
+        let ws = Arc::new(Mutex::new(ws));
+
+        let reader = {
+            let (ws, shared, cmd, alive) =
+                (ws.clone(), shared.clone(), cmd_tx.clone(), alive_tx.clone());
+            let tcp = tcp.try_clone().map_err(Error::Io)?;
+            std::thread::Builder::new()
+                .name(format!("ran-{}-reader", options.name))
+                .spawn(move || {
+                    let _alive = (alive, reader_alive);
+                    read_loop(&ws, &tcp, &shared, &cmd, decode, &outbox, &stop_rx);
+                })
+                .map_err(Error::Io)?
+        };
+        let writer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("ran-{}-writer", options.name))
+                .spawn(move || {
+                    let _alive = alive_tx;
+                    write_loop(&ws, &tcp, &shared, &cmd_rx, &reader_done, &options);
+                })
+                .map_err(Error::Io)?
+        };
+        Ok(Link {
+            cmd: cmd_tx,
+            shared,
+            done,
+            threads: Mutex::new(vec![reader, writer]),
+        })
+    }
+
+    /// Sends one text message; returns once it has been written to the socket.
+    pub(crate) fn send_text(&self, text: String) -> Result<()> {
+        self.send_message(Message::text(text))
+    }
+
+    /// Sends any WebSocket message; returns once it has been written to the socket.
+    pub(crate) fn send_message(&self, message: Message) -> Result<()> {
+        if self.shared.closing.load(Ordering::Acquire) {
+            return Err(self.closed_error());
+        }
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        if self.cmd.send(Command::Send(message, reply_tx)).is_err() {
+            return Err(self.closed_error());
+        }
+        // The writer drops the reply sender unanswered only when it never wrote the
+        // message, so "closed" is accurate: nothing was sent.
+        reply_rx.recv().unwrap_or_else(|_| Err(self.closed_error()))
+    }
+
+    /// Starts closing: sends a close frame, lets the reader finish, then drops the
+    /// socket. Returns at once.
+    pub(crate) fn close(&self) {
+        if !self.shared.closing.swap(true, Ordering::AcqRel) {
+            self.shared.end(CloseReason::Local);
+        }
+        self.shared.stop_delivery();
+        let _ = self.cmd.send(Command::Close);
+    }
+
+    /// Whether the link is closed or closing.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closing.load(Ordering::Acquire) || lock(&self.shared.reason).is_some()
+    }
+
+    /// Blocks until both threads have exited, and returns why the link ended.
+    pub(crate) fn wait_closed(&self) -> CloseReason {
+        let _ = self.done.recv();
+        for thread in lock(&self.threads).drain(..) {
+            let _ = thread.join();
+        }
+        self.reason().unwrap_or(CloseReason::Local)
+    }
+
+    /// Waits up to `timeout` for both threads to exit; `None` if they are still running.
+    pub(crate) fn wait_closed_timeout(&self, timeout: Duration) -> Option<CloseReason> {
+        match self.done.recv_timeout(timeout) {
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            _ => Some(self.wait_closed()),
+        }
+    }
+
+    /// Why the link ended, once it has.
+    pub(crate) fn reason(&self) -> Option<CloseReason> {
+        lock(&self.shared.reason).clone()
+    }
+
+    fn closed_error(&self) -> Error {
+        Error::Closed(match self.reason() {
+            Some(reason) => reason.to_string(),
+            None => "the connection is closing".into(),
+        })
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.close();
+        self.wait_closed();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not turn every later call into a panic too.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(
+    ws: &Mutex<WebSocket<S>>,
+    tcp: &TcpStream,
+    shared: &Shared,
+    cmd: &Sender<Command>,
+    mut decode: D,
+    outbox: &Outbox<T>,
+    stop: &Receiver<()>,
+) {
+    let mut batch: Vec<Bytes> = Vec::with_capacity(READ_BATCH);
+    // The handshake may have read frames past its response: look before waiting.
+    let mut more = true;
+    let mut stopped = false;
+    let end = loop {
+        if !more {
+            if let Err(e) = wait_ready(tcp, Interest::Read, None) {
+                break CloseReason::Error(format!("waiting for data: {e}"));
+            }
+        }
+        let mut end = None;
+        let mut reply = false;
+        {
+            let mut ws = lock(ws);
+            more = false;
+            loop {
+                match ws.read() {
+                    Ok(Message::Text(text)) => batch.push(text.into()),
+                    Ok(Message::Binary(data)) => batch.push(data),
+                    Ok(Message::Ping(_)) => reply = true,
+                    Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => {}
+                    Ok(Message::Close(frame)) => {
+                        reply = true;
+                        if !shared.closing.load(Ordering::Acquire) {
+                            shared.end(remote_reason(frame));
+                        }
+                    }
+                    Err(tungstenite::Error::Io(e)) if would_block(&e) => break,
+                    Err(tungstenite::Error::ConnectionClosed)
+                    | Err(tungstenite::Error::AlreadyClosed) => {
+                        end = Some(CloseReason::Local);
+                        break;
+                    }
+                    Err(e) => {
+                        end = Some(CloseReason::Error(e.to_string()));
+                        break;
+                    }
+                }
+                if batch.len() >= READ_BATCH {
+                    more = true;
+                    break;
+                }
+            }
+            more |= end.is_none() && ws.get_ref().has_buffered_input();
+        }
+        shared
+            .last_seen
+            .store(shared.now_micros(), Ordering::Release);
+        if reply {
+            let _ = cmd.send(Command::Flush);
+        }
+        for frame in batch.drain(..) {
+            if let Some(item) = decode(frame) {
+                if !outbox.deliver(item, stop, &mut stopped) {
+                    log::debug!("{}: receiver gone; dropping the connection", shared.name);
+                    end = end.or(Some(CloseReason::Local));
+                    break;
+                }
+            }
+        }
+        if let Some(end) = end {
+            break end;
+        }
+    };
+    shared.end(end);
+    shared.closing.store(true, Ordering::Release);
+    // Wakes a writer waiting for writability on a peer that is gone.
+    let _ = tcp.shutdown(Shutdown::Both);
+}
+
+fn remote_reason(frame: Option<CloseFrame>) -> CloseReason {
+    match frame {
+        Some(f) => CloseReason::Remote {
+            code: f.code.into(),
+            reason: f.reason.to_string(),
+        },
+        None => CloseReason::Remote {
+            code: 1005,
+            reason: String::new(),
+        },
+    }
+}
+
+fn write_loop<S: Socket>(
+    ws: &Mutex<WebSocket<S>>,
+    tcp: &TcpStream,
+    shared: &Shared,
+    cmds: &Receiver<Command>,
+    reader_done: &Receiver<()>,
+    options: &LinkOptions,
+) {
+    let mut pending: Vec<Sender<Result<()>>> = Vec::with_capacity(WRITE_BATCH);
+    let mut keepalive = options.ping_interval.map(|interval| Keepalive {
+        interval,
+        pong_timeout: options.pong_timeout,
+        next_ping: Instant::now() + interval,
+        awaiting: None,
+    });
+    loop {
+        let wait = keepalive.as_ref().map_or(Duration::MAX, |k| {
+            k.due().saturating_duration_since(Instant::now())
+        });
+        let first = select! {
+            recv(cmds) -> cmd => match cmd {
+                Ok(cmd) => cmd,
+                Err(_) => Command::Close,
+            },
+            recv(reader_done) -> _ => return,
+            default(wait) => {
+                let Some(k) = keepalive.as_mut() else { continue };
+                match k.tick(shared) {
+                    Tick::Idle => continue,
+                    Tick::Ping => Command::Ping,
+                    Tick::Dead(why) => {
+                        shared.end(CloseReason::Error(why));
+                        shared.closing.store(true, Ordering::Release);
+                        let _ = tcp.shutdown(Shutdown::Both);
+                        return;
+                    }
+                }
+            }
+        };
+        let mut close = false;
+        let mut failure = None;
+        {
+            let mut next = Some(first);
+            let mut guard = lock(ws);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Send(message, reply) => match guard.write(message) {
+                        Ok(()) => pending.push(reply),
+                        // Buffered by tungstenite; the flush below finishes it.
+                        Err(tungstenite::Error::Io(e)) if would_block(&e) => pending.push(reply),
+                        Err(e) => {
+                            let _ = reply.send(Err(map_ws_error(e)));
+                        }
+                    },
+                    Command::Flush => {}
+                    Command::Ping => match guard.write(Message::Ping(Bytes::new())) {
+                        Ok(()) => {}
+                        Err(tungstenite::Error::Io(e)) if would_block(&e) => {}
+                        Err(e) => log::debug!("{}: cannot ping: {e}", shared.name),
+                    },
+                    Command::Close => {
+                        close = true;
+                        match guard.close(None) {
+                            Ok(()) => {}
+                            Err(tungstenite::Error::Io(e)) if would_block(&e) => {}
+                            Err(_) => {}
+                        }
+                        break;
+                    }
+                }
+                if pending.len() < WRITE_BATCH {
+                    next = cmds.try_recv().ok();
+                }
+            }
+        }
+        if let Err(e) = flush(ws, tcp, options.write_timeout) {
+            failure = Some(e);
+        }
+        match failure {
+            None => {
+                for reply in pending.drain(..) {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Some(e) => {
+                let text = e.to_string();
+                for reply in pending.drain(..) {
+                    let _ = reply.send(Err(Error::Io(std::io::Error::other(text.clone()))));
+                }
+                if !close {
+                    shared.end(CloseReason::Error(format!("write failed: {text}")));
+                    shared.closing.store(true, Ordering::Release);
+                    let _ = tcp.shutdown(Shutdown::Both);
+                    return;
+                }
+            }
+        }
+        if close {
+            // Give the peer a moment to answer our close, then drop the socket so the
+            // reader wakes up whatever the peer does.
+            if let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                reader_done.recv_timeout(options.close_timeout)
+            {
+                log::debug!(
+                    "{}: no close reply in time; dropping the socket",
+                    shared.name
+                );
+                let _ = tcp.shutdown(Shutdown::Both);
+            }
+            return;
+        }
+    }
+}
+
+/// Writes out everything tungstenite has buffered, waiting for writability outside the
+/// lock so the reader can go on.
+fn flush<S: Socket>(ws: &Mutex<WebSocket<S>>, tcp: &TcpStream, timeout: Duration) -> Result<()> {
+    loop {
+        let result = lock(ws).flush();
+        match result {
+            Ok(()) => return Ok(()),
+            Err(tungstenite::Error::Io(e)) if would_block(&e) => {
+                if !wait_ready(tcp, Interest::Write, Some(timeout)).map_err(Error::Io)? {
+                    return Err(Error::Timeout(format!(
+                        "the peer took no data for {timeout:?}"
+                    )));
+                }
+            }
+            // Nothing left to write on a connection that finished closing.
+            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
+                return Ok(())
+            }
+            Err(e) => return Err(map_ws_error(e)),
+        }
+    }
+}
+
+/// Maps a tungstenite error of an established connection.
+pub(crate) fn map_ws_error(e: tungstenite::Error) -> Error {
+    use tungstenite::error::ProtocolError;
+    match e {
+        tungstenite::Error::Io(e) => Error::Io(e),
+        tungstenite::Error::ConnectionClosed
+        | tungstenite::Error::AlreadyClosed
+        | tungstenite::Error::Protocol(ProtocolError::SendAfterClosing) => {
+            Error::Closed("the connection is closed".into())
+        }
+        other => Error::WebSocket(other.to_string()),
+    }
+}

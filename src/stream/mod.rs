@@ -1,0 +1,545 @@
+//! Stream connections: one WebSocket each, a reader and a writer thread, messages
+//! delivered over a bounded crossbeam channel.
+//!
+//! [`Connection`] is the one generic connection under both typed streams:
+//! [`UpstreamConnection`](crate::UpstreamConnection) receives [`UpstreamMessage`]s and
+//! sends acks or rejects; [`DownstreamConnection`](crate::DownstreamConnection) sends
+//! downlinks and receives [`DownstreamReply`]s. Receiving speaks crossbeam's vocabulary:
+//! [`recv`](Connection::recv), [`recv_timeout`](Connection::recv_timeout),
+//! [`try_recv`](Connection::try_recv), [`iter`](Connection::iter) and
+//! [`try_iter`](Connection::try_iter).
+//!
+//! A connection is `Send + Sync`: several worker threads can share one connection's
+//! iterator, and one thread can send while another iterates.
+//!
+//! [`UpstreamMessage`]: crate::UpstreamMessage
+//! [`DownstreamReply`]: crate::DownstreamReply
+
+pub(crate) mod connect;
+mod correlate;
+pub(crate) mod link;
+mod session;
+pub(crate) mod socket;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+pub use crossbeam_channel::{RecvError, RecvTimeoutError, TryRecvError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{InvalidInput, Result};
+use crate::wire::DEFAULT_MAX_FRAME_SIZE;
+use connect::ConnectParams;
+use link::{LinkOptions, Outbox};
+pub use session::{ConnectionEvent, Reconnect};
+use session::{EventHandler, Session};
+
+/// A message type that travels on a stream, with the value rules checked before it is
+/// sent.
+pub trait StreamFrame: Serialize + DeserializeOwned + Send + 'static {
+    /// Checks the value rules; the default has none.
+    fn validate(&self) -> Result<(), InvalidInput> {
+        Ok(())
+    }
+
+    /// For replies a sender can wait for: the transaction id they answer, and whether
+    /// this is the last reply for it. The default: not a reply.
+    fn correlation(&self) -> Option<(u64, bool)> {
+        None
+    }
+}
+
+impl StreamFrame for crate::UpstreamMessage {}
+
+impl StreamFrame for crate::DownstreamReply {
+    fn correlation(&self) -> Option<(u64, bool)> {
+        Some((
+            self.transaction_id(),
+            matches!(self, crate::DownstreamReply::Result(_)),
+        ))
+    }
+}
+
+impl StreamFrame for crate::UpstreamReply {
+    fn validate(&self) -> Result<(), InvalidInput> {
+        crate::UpstreamReply::validate(self)
+    }
+}
+
+impl StreamFrame for crate::DownstreamRequest {
+    fn validate(&self) -> Result<(), InvalidInput> {
+        crate::DownstreamRequest::validate(self)
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// We closed it: [`Connection::close`], `Drop`, or `Core::close`.
+    Local,
+    /// The server closed it with a close frame.
+    Remote {
+        /// The WebSocket close code (1000 is a normal closure; 1005 means none given).
+        code: u16,
+        /// The reason text the server gave.
+        reason: String,
+    },
+    /// The transport or the WebSocket protocol failed.
+    Error(String),
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Local => f.write_str("closed by the client"),
+            CloseReason::Remote { code, reason } if reason.is_empty() => {
+                write!(f, "closed by the server (code {code})")
+            }
+            CloseReason::Remote { code, reason } => {
+                write!(f, "closed by the server (code {code}: {reason})")
+            }
+            CloseReason::Error(e) => write!(f, "connection failed: {e}"),
+        }
+    }
+}
+
+/// Tuning of one stream connection.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// How many received messages may wait for the consumer before the reader stops
+    /// reading from the socket (backpressure). Default 1024.
+    pub capacity: usize,
+    /// Largest frame accepted from the server, in bytes; a larger one ends the
+    /// connection instead of being buffered. Default 1 MiB.
+    pub max_frame_size: usize,
+    /// How long closing waits for the server's close reply. Default 1 s.
+    pub close_timeout: Duration,
+    /// How long a send may wait for the server to take data. Default 30 s.
+    pub write_timeout: Duration,
+    /// Keepalive: how often the client pings the server. `None` turns keepalive off.
+    /// Default 30 s.
+    pub ping_interval: Option<Duration>,
+    /// Keepalive: how long after a ping the connection may stay silent before it is
+    /// declared dead (half-open TCP, a dropped NAT mapping). Default 10 s.
+    pub pong_timeout: Duration,
+    /// Automatic reconnection after a failure; `None` (the default) ends the connection
+    /// instead.
+    pub reconnect: Option<Reconnect>,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        Self {
+            capacity: 1024,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            close_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(30),
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(10),
+            reconnect: None,
+        }
+    }
+}
+
+/// Opens connections to one stream; from [`Core::upstream`](crate::Core::upstream) or
+/// [`Core::downstream`](crate::Core::downstream).
+///
+/// One builder can open several connections: the service shares a stream's traffic
+/// between them round-robin. Every connection uses the `Core`'s TLS settings and is
+/// closed by [`Core::close`](crate::Core::close).
+#[must_use = "a builder does nothing until connect() is called"]
+pub struct StreamBuilder<'a, In, Out> {
+    core: &'a crate::Core,
+    name: &'static str,
+    url: String,
+    options: StreamOptions,
+    events: Option<EventHandler>,
+    _types: PhantomData<fn(In, Out)>,
+}
+
+impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
+    pub(crate) fn new(core: &'a crate::Core, name: &'static str, url: &str) -> Self {
+        Self {
+            core,
+            name,
+            url: url.to_owned(),
+            options: StreamOptions::default(),
+            events: None,
+            _types: PhantomData,
+        }
+    }
+
+    /// How many received messages may wait for the consumer before the connection
+    /// stops reading from the socket. Default 1024.
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.options.capacity = capacity;
+        self
+    }
+
+    /// The largest frame accepted from the server, in bytes. Default 1 MiB.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.options.max_frame_size = bytes;
+        self
+    }
+
+    /// How long closing waits for the server's close reply. Default 1 s.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.options.close_timeout = timeout;
+        self
+    }
+
+    /// How long a send may wait for the server to take data. Default 30 s.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.options.write_timeout = timeout;
+        self
+    }
+
+    /// Keepalive: ping every `interval`, and declare the connection dead when nothing
+    /// arrives within `pong_timeout` of a ping. Default 30 s and 10 s.
+    pub fn keepalive(mut self, interval: Duration, pong_timeout: Duration) -> Self {
+        self.options.ping_interval = Some(interval);
+        self.options.pong_timeout = pong_timeout;
+        self
+    }
+
+    /// Turns keepalive pings off (the server's own pings are still answered).
+    pub fn no_keepalive(mut self) -> Self {
+        self.options.ping_interval = None;
+        self
+    }
+
+    /// Reconnects automatically after a failure, with this backoff policy. While
+    /// reconnecting, [`iter`](Connection::iter) keeps waiting and sends fail at once with
+    /// [`Error::NotConnected`](crate::Error::NotConnected).
+    pub fn reconnect(mut self, policy: Reconnect) -> Self {
+        self.options.reconnect = Some(policy);
+        self
+    }
+
+    /// Calls `handler` on every state change (connected, disconnected, reconnecting,
+    /// gave up), from the connection's own threads: keep it short.
+    pub fn on_event(mut self, handler: impl Fn(&ConnectionEvent) + Send + Sync + 'static) -> Self {
+        self.events = Some(Arc::new(handler));
+        self
+    }
+
+    /// Replaces every option at once.
+    pub fn options(mut self, options: StreamOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Opens a connection; blocks until the WebSocket handshake is done.
+    ///
+    /// A refused token is [`ApiError::Unauthorized`](crate::ApiError::Unauthorized).
+    pub fn connect(&self) -> Result<Connection<In, Out>> {
+        if self.core.is_closed() {
+            return Err(crate::Error::Closed("the Core is closed".into()));
+        }
+        let params = ConnectParams {
+            url: self.url.clone(),
+            token: self.core.token().clone(),
+            tls: self.core.tls_client_config(),
+            connect_timeout: self.core.connect_timeout(),
+            user_agent: self.core.user_agent().to_owned(),
+            max_frame_size: self.options.max_frame_size,
+        };
+        let connection = Connection::open(&params, self.name, &self.options, self.events.clone())?;
+        let closer: std::sync::Weak<dyn crate::core::StreamCloser> = connection.closer();
+        self.core.track_stream(closer);
+        Ok(connection)
+    }
+}
+
+/// The receiving side: the channel, then whatever was read after the owner stopped
+/// waiting for room in it.
+struct Inbox<T> {
+    rx: Receiver<T>,
+    stash: Arc<Mutex<VecDeque<T>>>,
+}
+
+impl<T> Inbox<T> {
+    fn take_stashed(&self) -> Option<T> {
+        self.stash
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop_front()
+    }
+}
+
+/// A stream connection receiving `In` and sending `Out`.
+///
+/// Use it through its two typed forms, [`UpstreamConnection`](crate::UpstreamConnection)
+/// and [`DownstreamConnection`](crate::DownstreamConnection).
+pub struct Connection<In, Out> {
+    session: Arc<Session>,
+    correlator: Arc<correlate::Correlator<In>>,
+    inbox: Inbox<In>,
+    _out: PhantomData<fn(Out)>,
+}
+
+impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
+    pub(crate) fn open(
+        params: &ConnectParams,
+        name: &str,
+        options: &StreamOptions,
+        events: Option<EventHandler>,
+    ) -> Result<Self> {
+        let (tx, rx) = crossbeam_channel::bounded(options.capacity.max(1));
+        let stash = Arc::new(Mutex::new(VecDeque::new()));
+        let outbox = Outbox {
+            tx,
+            stash: stash.clone(),
+        };
+        let link_options = LinkOptions {
+            name: name.to_owned(),
+            close_timeout: options.close_timeout,
+            write_timeout: options.write_timeout,
+            ping_interval: options.ping_interval,
+            pong_timeout: options.pong_timeout,
+        };
+        let params = params.clone();
+        let log_name = name.to_owned();
+        let correlator = correlate::Correlator::new();
+        let link_correlator = correlator.clone();
+        let open = move || {
+            let log_name = log_name.clone();
+            let waiters = correlate::FailOnDrop(link_correlator.clone());
+            let decode = move |frame: tungstenite::Bytes| match serde_json::from_slice::<In>(&frame)
+            {
+                Ok(message) => waiters.0.route(message),
+                Err(e) => {
+                    log::warn!(
+                        "{log_name}: skipping a frame that is not a valid message ({e}): {}",
+                        preview(&frame)
+                    );
+                    None
+                }
+            };
+            let link = connect::open_link(&params, link_options.clone(), decode, outbox.clone())?;
+            log::debug!("{}: connected to {}", link_options.name, params.url);
+            Ok(link)
+        };
+        let session = Session::start(name, Box::new(open), options.reconnect.clone(), events)?;
+        Ok(Self {
+            session,
+            correlator,
+            inbox: Inbox { rx, stash },
+            _out: PhantomData,
+        })
+    }
+
+    /// Sends a message; returns once it has been written to the socket.
+    ///
+    /// The value rules are checked first: an invalid message is an
+    /// [`Error::Invalid`](crate::Error::Invalid) and nothing is sent. After
+    /// [`close`](Self::close) every send fails at once with
+    /// [`Error::Closed`](crate::Error::Closed).
+    pub fn send(&self, message: impl Into<Out>) -> Result<()> {
+        let message = message.into();
+        message.validate()?;
+        let text = serde_json::to_string(&message)
+            .map_err(|e| crate::Error::Invalid(InvalidInput::Other(e.to_string())))?;
+        self.session.send_text(text)
+    }
+
+    /// Sends `message` and collects the replies correlated with `id` until the last one
+    /// or the timeout; the replies go to this caller only, never to `iter()`. Returns
+    /// them and whether the last one came.
+    pub(crate) fn send_and_collect(
+        &self,
+        id: u64,
+        message: Out,
+        timeout: Duration,
+    ) -> Result<(Vec<In>, bool)> {
+        message.validate()?;
+        // Registered before sending, so a fast reply cannot slip past to iter().
+        let replies = self.correlator.register(id)?;
+        if let Err(e) = self.send(message) {
+            self.correlator.unregister(id);
+            return Err(e);
+        }
+        let is_last = |m: &In| m.correlation().is_some_and(|(_, last)| last);
+        let deadline = std::time::Instant::now() + timeout;
+        let mut got = Vec::new();
+        loop {
+            match replies.recv_deadline(deadline) {
+                Ok(reply) => {
+                    let last = is_last(&reply);
+                    got.push(reply);
+                    if last {
+                        return Ok((got, true));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.correlator.unregister(id);
+                    // Whatever raced in before unregistering is ours, not iter()'s.
+                    got.extend(replies.try_iter());
+                    let done = got.last().is_some_and(is_last);
+                    return Ok((got, done));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(crate::Error::Closed(format!(
+                        "the connection ended before the last reply to {id} arrived"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Blocks until a message arrives. Fails once the connection has ended and every
+    /// message received before has been handed out.
+    pub fn recv(&self) -> Result<In, RecvError> {
+        match self.inbox.rx.recv() {
+            Ok(m) => Ok(m),
+            Err(RecvError) => self.inbox.take_stashed().ok_or(RecvError),
+        }
+    }
+
+    /// Like [`recv`](Self::recv), waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<In, RecvTimeoutError> {
+        match self.inbox.rx.recv_timeout(timeout) {
+            Err(RecvTimeoutError::Disconnected) => self
+                .inbox
+                .take_stashed()
+                .ok_or(RecvTimeoutError::Disconnected),
+            other => other,
+        }
+    }
+
+    /// Takes a message if one is waiting, without blocking.
+    pub fn try_recv(&self) -> Result<In, TryRecvError> {
+        match self.inbox.rx.try_recv() {
+            Err(TryRecvError::Disconnected) => {
+                self.inbox.take_stashed().ok_or(TryRecvError::Disconnected)
+            }
+            other => other,
+        }
+    }
+
+    /// A blocking iterator over received messages. It ends when the connection has
+    /// ended and every message received before has been handed out.
+    pub fn iter(&self) -> Iter<'_, In, Out> {
+        Iter { conn: self }
+    }
+
+    /// An iterator over the messages waiting now; it never blocks.
+    pub fn try_iter(&self) -> TryIter<'_, In, Out> {
+        TryIter { conn: self }
+    }
+
+    /// How many received messages are waiting for the consumer.
+    pub fn len(&self) -> usize {
+        self.inbox.rx.len()
+    }
+
+    /// Whether no received message is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<In, Out> Connection<In, Out> {
+    /// Starts closing the connection and returns at once. Messages already received are
+    /// still handed out by the receiving methods; sends fail from now on.
+    pub fn close(&self) {
+        self.session.close();
+    }
+
+    /// Blocks until the connection's threads have exited, and says why it ended. With
+    /// reconnection on, that is after [`close`](Self::close) or once reconnection gave
+    /// up.
+    pub fn wait_closed(&self) -> CloseReason {
+        self.session.wait_closed()
+    }
+
+    /// Like [`wait_closed`](Self::wait_closed), waiting at most `timeout`; `None` if
+    /// the connection is still running.
+    pub fn wait_closed_timeout(&self, timeout: Duration) -> Option<CloseReason> {
+        self.session.wait_closed_timeout(timeout)
+    }
+
+    /// Whether the connection is closed or closing for good (a connection that is
+    /// reconnecting is not closed).
+    pub fn is_closed(&self) -> bool {
+        self.session.is_closed()
+    }
+
+    /// Whether the WebSocket is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.session.is_connected()
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.session.reason()
+    }
+
+    pub(crate) fn closer(&self) -> std::sync::Weak<Session> {
+        Arc::downgrade(&self.session)
+    }
+}
+
+impl<In, Out> fmt::Debug for Connection<In, Out> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("closed", &self.session.is_closed())
+            .field("waiting", &self.inbox.rx.len())
+            .finish()
+    }
+}
+
+/// Blocking iterator over a connection's messages; see [`Connection::iter`].
+pub struct Iter<'a, In, Out> {
+    conn: &'a Connection<In, Out>,
+}
+
+impl<In: StreamFrame, Out: StreamFrame> Iterator for Iter<'_, In, Out> {
+    type Item = In;
+
+    fn next(&mut self) -> Option<In> {
+        self.conn.recv().ok()
+    }
+}
+
+/// Non-blocking iterator over a connection's waiting messages; see
+/// [`Connection::try_iter`].
+pub struct TryIter<'a, In, Out> {
+    conn: &'a Connection<In, Out>,
+}
+
+impl<In: StreamFrame, Out: StreamFrame> Iterator for TryIter<'_, In, Out> {
+    type Item = In;
+
+    fn next(&mut self) -> Option<In> {
+        self.conn.try_recv().ok()
+    }
+}
+
+impl<'a, In: StreamFrame, Out: StreamFrame> IntoIterator for &'a Connection<In, Out> {
+    type Item = In;
+    type IntoIter = Iter<'a, In, Out>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// At most 200 characters of a frame, for log lines.
+fn preview(frame: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&frame[..frame.len().min(200)]);
+    if frame.len() > 200 {
+        format!("{text}… ({} bytes)", frame.len())
+    } else {
+        text.into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,387 @@
+//! A connection's life across links: the current [`Link`], and with reconnection on, a
+//! supervisor thread that replaces it after a failure with exponential backoff.
+//!
+//! Every link of a session delivers into the same channel, and a new link only starts
+//! once the previous one's reader has handed over everything it read, so the consumer
+//! sees one ordered stream with nothing lost at the seams.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::link::Link;
+use super::CloseReason;
+use crate::error::{ApiError, Error, Result};
+
+/// Automatic reconnection after a connection fails: exponential backoff with jitter.
+///
+/// A refused token is final: the connection gives up at once instead of retrying.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reconnect {
+    /// Delay before the first retry. Default 500 ms.
+    pub initial_delay: Duration,
+    /// Upper bound of the delay. Default 30 s.
+    pub max_delay: Duration,
+    /// Factor applied to the delay after each failed attempt. Default 2.
+    pub multiplier: f64,
+    /// Give up after this many failed attempts in a row; `None` retries forever.
+    /// Default `None`.
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            initial_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            multiplier: 2.0,
+            max_attempts: None,
+        }
+    }
+}
+
+impl Reconnect {
+    /// The delay before attempt `attempt` (1-based), before jitter.
+    fn base_delay(&self, attempt: u32) -> Duration {
+        let factor = self
+            .multiplier
+            .max(1.0)
+            .powi(attempt.saturating_sub(1).min(64) as i32);
+        self.initial_delay
+            .mul_f64(factor.min(1e9))
+            .min(self.max_delay)
+    }
+}
+
+/// A change in a connection's state, reported to the callback given to
+/// [`StreamBuilder::on_event`](super::StreamBuilder::on_event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// The connection is up (first connect or a reconnect).
+    Connected,
+    /// The connection went down.
+    Disconnected(CloseReason),
+    /// A reconnect attempt will start after `delay`.
+    Reconnecting {
+        /// 1 for the first retry after a failure.
+        attempt: u32,
+        /// How long until the attempt.
+        delay: Duration,
+    },
+    /// Reconnection stopped for good: the token was refused or the attempts ran out.
+    GaveUp(String),
+}
+
+impl fmt::Display for ConnectionEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectionEvent::Connected => f.write_str("connected"),
+            ConnectionEvent::Disconnected(reason) => write!(f, "disconnected: {reason}"),
+            ConnectionEvent::Reconnecting { attempt, delay } => {
+                write!(f, "reconnecting (attempt {attempt}) in {delay:?}")
+            }
+            ConnectionEvent::GaveUp(why) => write!(f, "gave up reconnecting: {why}"),
+        }
+    }
+}
+
+pub(crate) type EventHandler = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
+pub(crate) type Opener = Box<dyn FnMut() -> Result<Link> + Send>;
+
+pub(crate) struct Session {
+    name: String,
+    current: Mutex<Option<Arc<Link>>>,
+    closing: AtomicBool,
+    /// Set when reconnection gave up: why the session as a whole ended.
+    gave_up: Mutex<Option<CloseReason>>,
+    /// Dropped on close, to cut a backoff wait short.
+    wake: Mutex<Option<Sender<()>>>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+    events: Option<EventHandler>,
+    reconnects: bool,
+}
+
+impl Session {
+    /// Opens the first link; with `reconnect`, starts the supervisor that replaces it.
+    pub(crate) fn start(
+        name: &str,
+        mut open: Opener,
+        reconnect: Option<Reconnect>,
+        events: Option<EventHandler>,
+    ) -> Result<Arc<Session>> {
+        let link = Arc::new(open()?);
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(0);
+        let session = Arc::new(Session {
+            name: name.to_owned(),
+            current: Mutex::new(Some(link.clone())),
+            closing: AtomicBool::new(false),
+            gave_up: Mutex::new(None),
+            wake: Mutex::new(Some(wake_tx)),
+            supervisor: Mutex::new(None),
+            events,
+            reconnects: reconnect.is_some(),
+        });
+        session.emit(ConnectionEvent::Connected);
+        if let Some(policy) = reconnect {
+            // The supervisor holds only a weak reference: dropping the connection
+            // must still drop the session.
+            let weak = Arc::downgrade(&session);
+            let handle = std::thread::Builder::new()
+                .name(format!("ran-{name}-reconnect"))
+                .spawn(move || supervise(weak, link, open, policy, wake_rx))
+                .map_err(Error::Io)?;
+            *lock(&session.supervisor) = Some(handle);
+        }
+        Ok(session)
+    }
+
+    fn emit(&self, event: ConnectionEvent) {
+        match &event {
+            ConnectionEvent::Disconnected(_) | ConnectionEvent::GaveUp(_) => {
+                log::warn!("{}: {event}", self.name)
+            }
+            _ => log::info!("{}: {event}", self.name),
+        }
+        if let Some(handler) = &self.events {
+            handler(&event);
+        }
+    }
+
+    pub(crate) fn link(&self) -> Option<Arc<Link>> {
+        lock(&self.current).clone()
+    }
+
+    pub(crate) fn send_text(&self, text: String) -> Result<()> {
+        match self.link() {
+            // A link that just failed is about to be replaced: say so, not "closed".
+            Some(link) => link.send_text(text).map_err(|e| match e {
+                Error::Closed(why) if self.reconnects && !self.closing.load(Ordering::Acquire) => {
+                    Error::NotConnected(format!("reconnecting after: {why}"))
+                }
+                other => other,
+            }),
+            None if self.closing.load(Ordering::Acquire) => {
+                Err(Error::Closed("the connection is closed".into()))
+            }
+            None => Err(Error::NotConnected(
+                "reconnecting; the message was not sent".into(),
+            )),
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        lock(&self.wake).take();
+        if let Some(link) = self.link() {
+            link.close();
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        if self.closing.load(Ordering::Acquire) || lock(&self.gave_up).is_some() {
+            return true;
+        }
+        let reconnecting = lock(&self.supervisor).is_some();
+        match self.link() {
+            Some(link) => !reconnecting && link.is_closed(),
+            None => false,
+        }
+    }
+
+    /// Whether a link is up right now.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.link().is_some_and(|l| !l.is_closed())
+    }
+
+    pub(crate) fn wait_closed(&self) -> CloseReason {
+        let supervisor = lock(&self.supervisor).take();
+        if let Some(handle) = supervisor {
+            // The supervisor itself may drop the last reference; it cannot join itself.
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
+        }
+        let link_reason = self.link().map(|l| l.wait_closed());
+        if self.closing.load(Ordering::Acquire) {
+            return CloseReason::Local;
+        }
+        lock(&self.gave_up)
+            .clone()
+            .or(link_reason)
+            .unwrap_or(CloseReason::Local)
+    }
+
+    pub(crate) fn wait_closed_timeout(&self, timeout: Duration) -> Option<CloseReason> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let running = lock(&self.supervisor)
+                .as_ref()
+                .is_some_and(|h| !h.is_finished());
+            if !running {
+                let link = self.link();
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if let Some(link) = link {
+                    link.wait_closed_timeout(left)?;
+                }
+                return Some(self.wait_closed());
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5).min(timeout));
+        }
+    }
+
+    pub(crate) fn reason(&self) -> Option<CloseReason> {
+        if let Some(reason) = lock(&self.gave_up).clone() {
+            return Some(reason);
+        }
+        if self.closing.load(Ordering::Acquire) {
+            return Some(CloseReason::Local);
+        }
+        if lock(&self.supervisor).is_some() {
+            return None;
+        }
+        self.link().and_then(|l| l.reason())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.close();
+        self.wait_closed();
+    }
+}
+
+impl crate::core::StreamCloser for Session {
+    fn close_stream(&self) {
+        self.close();
+    }
+}
+
+fn supervise(
+    session: std::sync::Weak<Session>,
+    mut link: Arc<Link>,
+    mut open: Opener,
+    policy: Reconnect,
+    wake: Receiver<()>,
+) {
+    let mut rng = Jitter::new();
+    loop {
+        let reason = link.wait_closed();
+        let Some(s) = session.upgrade() else { return };
+        if s.closing.load(Ordering::Acquire) {
+            return;
+        }
+        s.emit(ConnectionEvent::Disconnected(reason));
+        *lock(&s.current) = None;
+        drop(s);
+        let mut attempt = 0u32;
+        link = loop {
+            attempt += 1;
+            let delay = rng.spread(policy.base_delay(attempt));
+            {
+                let Some(s) = session.upgrade() else { return };
+                s.emit(ConnectionEvent::Reconnecting { attempt, delay });
+            }
+            // Close drops the sender, which ends the wait at once.
+            if wake.recv_timeout(delay).is_err_and(|e| e.is_disconnected()) {
+                return;
+            }
+            let Some(s) = session.upgrade() else { return };
+            if s.closing.load(Ordering::Acquire) {
+                return;
+            }
+            match open() {
+                Ok(new) => {
+                    let new = Arc::new(new);
+                    s.emit(ConnectionEvent::Connected);
+                    *lock(&s.current) = Some(new.clone());
+                    // A close that raced with the connect must still win.
+                    if s.closing.load(Ordering::Acquire) {
+                        new.close();
+                        return;
+                    }
+                    break new;
+                }
+                Err(Error::Api(ApiError::Unauthorized { description })) => {
+                    let why = format!("the token was refused: {description}");
+                    give_up(&s, why);
+                    return;
+                }
+                Err(e) => {
+                    log::debug!("{}: reconnect attempt {attempt} failed: {e}", s.name);
+                    if policy.max_attempts.is_some_and(|max| attempt >= max) {
+                        give_up(&s, format!("{attempt} attempts failed, the last with: {e}"));
+                        return;
+                    }
+                }
+            }
+        };
+    }
+}
+
+fn give_up(session: &Session, why: String) {
+    *lock(&session.gave_up) = Some(CloseReason::Error(why.clone()));
+    session.emit(ConnectionEvent::GaveUp(why));
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Jitter for backoff delays: a small xorshift generator, so that many clients restarted
+/// together do not retry in lockstep. Not for anything secret.
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let here = &nanos as *const u64 as u64;
+        Jitter((nanos ^ here.rotate_left(32)) | 1)
+    }
+
+    fn next_unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// "Equal jitter": half the delay fixed, half random.
+    fn spread(&mut self, delay: Duration) -> Duration {
+        delay.mul_f64(0.5 + 0.5 * self.next_unit())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_bounded_jitter() {
+        let policy = Reconnect {
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            multiplier: 2.0,
+            max_attempts: None,
+        };
+        assert_eq!(policy.base_delay(1), Duration::from_millis(100));
+        assert_eq!(policy.base_delay(2), Duration::from_millis(200));
+        assert_eq!(policy.base_delay(5), Duration::from_millis(1600));
+        assert_eq!(policy.base_delay(6), Duration::from_secs(2));
+        assert_eq!(policy.base_delay(u32::MAX), Duration::from_secs(2));
+        let mut jitter = Jitter::new();
+        for _ in 0..1000 {
+            let d = jitter.spread(Duration::from_millis(1000));
+            assert!(d >= Duration::from_millis(500) && d <= Duration::from_millis(1000));
+        }
+    }
+}

@@ -1,0 +1,609 @@
+//! Engine tests against a minimal tungstenite server on loopback, each server scripted
+//! for one behaviour. Typed end-to-end tests against the emulator live in `tests/`.
+
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::{Message, WebSocket};
+
+use super::connect::ConnectParams;
+use super::*;
+use crate::{DevEui, UpstreamMessage, UpstreamReply};
+
+type Up = Connection<UpstreamMessage, UpstreamReply>;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn upstream_frame(id: u64) -> String {
+    format!(
+        r#"{{"ProtocolVersion":1,"TransactionID":{id},"DevEUIs":[{id}],"Radio":{{"Frequency":868100000,"LoRa":{{"Spreading":12,"Bandwidth":125000}},"RSSI":-52.0,"SNR":-3.0}},"PHYPayloadNoMIC":[64,184],"MICChallenge":[1,2]}}"#
+    )
+}
+
+fn client_tls() -> Arc<rustls::ClientConfig> {
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth(),
+    )
+}
+
+/// Starts a one-connection server running `script`; returns the client's params.
+fn serve<F>(script: F) -> (ConnectParams, thread::JoinHandle<()>)
+where
+    F: FnOnce(WebSocket<TcpStream>) + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        let ws = tungstenite::accept(tcp).unwrap();
+        script(ws);
+    });
+    let params = ConnectParams {
+        url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
+        token: crate::AccessToken::new("t0ken").unwrap(),
+        tls: client_tls(),
+        connect_timeout: WAIT,
+        user_agent: "test".into(),
+        max_frame_size: 64 * 1024,
+    };
+    (params, server)
+}
+
+fn open(params: &ConnectParams, capacity: usize) -> Up {
+    let options = StreamOptions {
+        capacity,
+        ..StreamOptions::default()
+    };
+    Up::open(params, "test-upstream", &options, None).unwrap()
+}
+
+/// Reads until the client's close frame, answering it.
+fn read_until_close(ws: &mut WebSocket<TcpStream>) -> Vec<String> {
+    let mut got = Vec::new();
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => got.push(t.to_string()),
+            Ok(Message::Close(_)) => {}
+            Ok(_) => {}
+            Err(_) => return got,
+        }
+    }
+}
+
+#[test]
+fn receives_in_order_and_sends_acks() {
+    let (params, server) = serve(|mut ws| {
+        for id in 1..=200 {
+            ws.send(Message::text(upstream_frame(id))).unwrap();
+        }
+        let got = read_until_close(&mut ws);
+        assert_eq!(got.len(), 200);
+        for (i, text) in got.iter().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(v["TransactionID"], i as u64 + 1);
+            assert_eq!(v["MIC"], 2);
+        }
+    });
+    let up = open(&params, 8);
+    for (i, msg) in up.iter().take(200).enumerate() {
+        assert_eq!(msg.transaction_id, i as u64 + 1);
+        assert_eq!(msg.dev_euis, vec![DevEui::new(i as u64 + 1)]);
+        up.send(msg.ack(msg.dev_euis[0], msg.mic_challenge[1]))
+            .unwrap();
+    }
+    up.close();
+    assert_eq!(up.wait_closed(), CloseReason::Local);
+    server.join().unwrap();
+}
+
+#[test]
+fn invalid_message_is_refused_before_sending() {
+    let (params, server) = serve(|mut ws| {
+        assert!(read_until_close(&mut ws).is_empty());
+    });
+    let up = open(&params, 8);
+    let err = up
+        .send(crate::UpstreamAck::new(0, DevEui::new(1), 1))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        crate::Error::Invalid(crate::InvalidInput::TransactionId)
+    ));
+    assert!(err.nothing_sent());
+    up.close();
+    up.wait_closed();
+    server.join().unwrap();
+}
+
+#[test]
+fn garbage_between_good_frames_is_skipped() {
+    let (params, server) = serve(|mut ws| {
+        ws.send(Message::text(upstream_frame(1))).unwrap();
+        ws.send(Message::text("{not json")).unwrap();
+        ws.send(Message::text(r#"{"TransactionID": "x"}"#)).unwrap();
+        ws.send(Message::binary(upstream_frame(2).into_bytes()))
+            .unwrap();
+        read_until_close(&mut ws);
+    });
+    let up = open(&params, 8);
+    assert_eq!(up.recv_timeout(WAIT).unwrap().transaction_id, 1);
+    assert_eq!(up.recv_timeout(WAIT).unwrap().transaction_id, 2);
+    assert!(!up.is_closed());
+    up.close();
+    up.wait_closed();
+    server.join().unwrap();
+}
+
+#[test]
+fn close_wakes_a_blocked_consumer_quickly() {
+    let (params, server) = serve(|mut ws| {
+        read_until_close(&mut ws);
+    });
+    let up = Arc::new(open(&params, 8));
+    let consumer = {
+        let up = up.clone();
+        thread::spawn(move || up.iter().count())
+    };
+    thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    up.close();
+    assert_eq!(up.wait_closed(), CloseReason::Local);
+    assert_eq!(consumer.join().unwrap(), 0);
+    // Generous: the point is "no poll interval", not a benchmark.
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn close_delivers_everything_already_received() {
+    let (params, server) = serve(|mut ws| {
+        for id in 1..=50 {
+            ws.send(Message::text(upstream_frame(id))).unwrap();
+        }
+        read_until_close(&mut ws);
+    });
+    // Capacity 4: most of the 50 sit in the socket or the stash when we close.
+    let up = open(&params, 4);
+    let first = up.recv_timeout(WAIT).unwrap();
+    assert_eq!(first.transaction_id, 1);
+    // Let the reader fill the channel and block on it.
+    thread::sleep(Duration::from_millis(100));
+    up.close();
+    up.wait_closed();
+    let rest: Vec<u64> = up.iter().map(|m| m.transaction_id).collect();
+    assert_eq!(rest, (2..=50).collect::<Vec<_>>());
+    assert!(matches!(
+        up.send(first.ack(DevEui::new(1), 1)),
+        Err(crate::Error::Closed(_))
+    ));
+    server.join().unwrap();
+}
+
+#[test]
+fn server_close_surfaces_its_code_and_ends_iteration() {
+    let (params, server) = serve(|mut ws| {
+        ws.send(Message::text(upstream_frame(7))).unwrap();
+        ws.close(Some(CloseFrame {
+            code: CloseCode::Policy,
+            reason: "go away".into(),
+        }))
+        .unwrap();
+        read_until_close(&mut ws);
+    });
+    let up = open(&params, 8);
+    let ids: Vec<u64> = up.iter().map(|m| m.transaction_id).collect();
+    assert_eq!(ids, vec![7]);
+    assert_eq!(
+        up.wait_closed(),
+        CloseReason::Remote {
+            code: 1008,
+            reason: "go away".into()
+        }
+    );
+    assert!(up.is_closed());
+    server.join().unwrap();
+}
+
+#[test]
+fn dropped_tcp_is_an_error_reason() {
+    let (params, server) = serve(|ws| {
+        drop(ws);
+    });
+    let up = open(&params, 8);
+    assert!(up.recv_timeout(WAIT).is_err());
+    assert!(matches!(up.wait_closed(), CloseReason::Error(_)));
+    server.join().unwrap();
+}
+
+#[test]
+fn answers_server_pings() {
+    let (params, server) = serve(|mut ws| {
+        ws.send(Message::Ping(b"are you there".to_vec().into()))
+            .unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "no pong");
+            if let Message::Pong(data) = ws.read().unwrap() {
+                assert_eq!(&data[..], b"are you there");
+                break;
+            }
+        }
+        read_until_close(&mut ws);
+    });
+    let up = open(&params, 8);
+    // The server only finishes once it has its pong.
+    thread::sleep(Duration::from_millis(100));
+    up.close();
+    up.wait_closed();
+    server.join().unwrap();
+}
+
+#[test]
+fn send_does_not_wait_behind_an_idle_reader() {
+    let (params, server) = serve(|mut ws| {
+        let got = read_until_close(&mut ws);
+        assert_eq!(got.len(), 100);
+    });
+    let up = open(&params, 8);
+    // The reader is parked on an idle socket the whole time.
+    for id in 1..=100 {
+        up.send(crate::UpstreamAck::new(id, DevEui::new(id), 1))
+            .unwrap();
+    }
+    up.close();
+    up.wait_closed();
+    server.join().unwrap();
+}
+
+#[test]
+fn frame_over_the_limit_ends_the_connection() {
+    let (params, server) = serve(|mut ws| {
+        ws.send(Message::text(upstream_frame(1))).unwrap();
+        let _ = ws.send(Message::text("x".repeat(200 * 1024)));
+        read_until_close(&mut ws);
+    });
+    let up = open(&params, 8);
+    assert_eq!(up.recv_timeout(WAIT).unwrap().transaction_id, 1);
+    assert!(up.recv_timeout(WAIT).is_err());
+    assert!(matches!(up.wait_closed(), CloseReason::Error(_)));
+    server.join().unwrap();
+}
+
+#[test]
+#[allow(clippy::result_large_err)]
+fn unauthorized_handshake_is_an_api_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let refuse = |_: &tungstenite::handshake::server::Request,
+                      _: tungstenite::handshake::server::Response| {
+            Err(http::Response::builder()
+                .status(401)
+                .body(Some(
+                    r#"{"detail":{"error_code":"Unauthorized","error_description":"bad token"}}"#
+                        .into(),
+                ))
+                .unwrap())
+        };
+        let _ = tungstenite::accept_hdr(tcp, refuse);
+    });
+    let (mut params, _) = (
+        ConnectParams {
+            url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
+            token: crate::AccessToken::new("wrong-s3cret").unwrap(),
+            tls: client_tls(),
+            connect_timeout: WAIT,
+            user_agent: "test".into(),
+            max_frame_size: 1024,
+        },
+        (),
+    );
+    let err = Up::open(&params, "test", &StreamOptions::default(), None).unwrap_err();
+    assert!(
+        matches!(err, crate::Error::Api(crate::ApiError::Unauthorized { .. })),
+        "{err:?}"
+    );
+    assert!(!format!("{err} {err:?}").contains("wrong-s3cret"));
+    server.join().unwrap();
+    // Nobody listens now: a clear, fast I/O error.
+    params.url = format!("ws://127.0.0.1:{port}/stream/upstream/");
+    let err = Up::open(&params, "test", &StreamOptions::default(), None).unwrap_err();
+    assert!(matches!(err, crate::Error::Io(_)), "{err:?}");
+}
+
+fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn open_close_cycles_leak_no_threads() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        for _ in 0..100 {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(WAIT)).unwrap();
+            let mut ws = tungstenite::accept(tcp).unwrap();
+            read_until_close(&mut ws);
+        }
+    });
+    let (params, _) = (
+        ConnectParams {
+            url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
+            token: crate::AccessToken::new("t").unwrap(),
+            tls: client_tls(),
+            connect_timeout: WAIT,
+            user_agent: "test".into(),
+            max_frame_size: 1024,
+        },
+        (),
+    );
+    let before = thread_count();
+    for _ in 0..100 {
+        let up = open(&params, 8);
+        up.close();
+        up.wait_closed();
+    }
+    server.join().unwrap();
+    // Other tests run in parallel threads; only a leak of ~200 would show.
+    let after = thread_count();
+    assert!(
+        after < before + 20,
+        "threads before {before}, after {after}"
+    );
+}
+
+#[test]
+fn keepalive_detects_a_silent_peer() {
+    let (params, server) = serve(|ws| {
+        // Holds the connection open but never reads, so never answers a ping.
+        thread::sleep(Duration::from_secs(3));
+        drop(ws);
+    });
+    let options = StreamOptions {
+        ping_interval: Some(Duration::from_millis(100)),
+        pong_timeout: Duration::from_millis(200),
+        ..StreamOptions::default()
+    };
+    let up = Up::open(&params, "test-upstream", &options, None).unwrap();
+    let reason = up
+        .wait_closed_timeout(WAIT)
+        .expect("dead peer not detected");
+    let CloseReason::Error(why) = reason else {
+        panic!("{reason:?}")
+    };
+    assert!(why.contains("ping"), "{why}");
+    server.join().unwrap();
+}
+
+#[test]
+fn keepalive_keeps_a_live_peer() {
+    let (params, server) = serve(|mut ws| {
+        // tungstenite answers pings while reading.
+        read_until_close(&mut ws);
+    });
+    let options = StreamOptions {
+        ping_interval: Some(Duration::from_millis(50)),
+        pong_timeout: Duration::from_millis(500),
+        ..StreamOptions::default()
+    };
+    let up = Up::open(&params, "test-upstream", &options, None).unwrap();
+    thread::sleep(Duration::from_millis(600));
+    assert!(!up.is_closed(), "{:?}", up.close_reason());
+    up.close();
+    assert_eq!(up.wait_closed(), CloseReason::Local);
+    server.join().unwrap();
+}
+
+#[test]
+fn reconnects_and_keeps_the_order_across_drops() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        for round in 0..3u64 {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(WAIT)).unwrap();
+            let mut ws = tungstenite::accept(tcp).unwrap();
+            for id in 1..=5 {
+                ws.send(Message::text(upstream_frame(round * 5 + id)))
+                    .unwrap();
+            }
+            if round < 2 {
+                // An abrupt drop, as a restarting server does.
+                drop(ws);
+            } else {
+                read_until_close(&mut ws);
+            }
+        }
+    });
+    let params = ConnectParams {
+        url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
+        token: crate::AccessToken::new("t").unwrap(),
+        tls: client_tls(),
+        connect_timeout: WAIT,
+        user_agent: "test".into(),
+        max_frame_size: 64 * 1024,
+    };
+    let options = StreamOptions {
+        capacity: 2,
+        reconnect: Some(Reconnect {
+            initial_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+            ..Reconnect::default()
+        }),
+        ..StreamOptions::default()
+    };
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler: session::EventHandler = {
+        let events = events.clone();
+        Arc::new(move |e: &ConnectionEvent| events.lock().unwrap().push(e.clone()))
+    };
+    let up = Up::open(&params, "test-upstream", &options, Some(handler)).unwrap();
+    let ids: Vec<u64> = (0..15)
+        .map(|_| up.recv_timeout(WAIT).unwrap().transaction_id)
+        .collect();
+    assert_eq!(ids, (1..=15).collect::<Vec<_>>());
+    assert!(!up.is_closed());
+    up.close();
+    assert_eq!(up.wait_closed(), CloseReason::Local);
+    server.join().unwrap();
+    let events = events.lock().unwrap();
+    let connects = events
+        .iter()
+        .filter(|e| **e == ConnectionEvent::Connected)
+        .count();
+    assert_eq!(connects, 3, "{events:?}");
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, ConnectionEvent::Disconnected(CloseReason::Error(_)))));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, ConnectionEvent::Reconnecting { attempt: 1, .. })));
+}
+
+#[test]
+fn gives_up_when_the_token_is_refused_and_fails_sends_meanwhile() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(0);
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let ws = tungstenite::accept(tcp).unwrap();
+        drop(ws);
+        // Hold the reconnect attempt until the test has tried a send.
+        let _ = release_rx.recv_timeout(WAIT);
+        let (tcp, _) = listener.accept().unwrap();
+        #[allow(clippy::result_large_err)]
+        let refuse = |_: &tungstenite::handshake::server::Request,
+                      _: tungstenite::handshake::server::Response| {
+            Err(http::Response::builder().status(401).body(None).unwrap())
+        };
+        let _ = tungstenite::accept_hdr(tcp, refuse);
+    });
+    let params = ConnectParams {
+        url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
+        token: crate::AccessToken::new("t").unwrap(),
+        tls: client_tls(),
+        connect_timeout: WAIT,
+        user_agent: "test".into(),
+        max_frame_size: 64 * 1024,
+    };
+    let options = StreamOptions {
+        reconnect: Some(Reconnect {
+            initial_delay: Duration::from_millis(10),
+            ..Reconnect::default()
+        }),
+        ..StreamOptions::default()
+    };
+    let up = Up::open(&params, "test-upstream", &options, None).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while up.is_connected() {
+        assert!(Instant::now() < deadline);
+        thread::sleep(Duration::from_millis(5));
+    }
+    let err = up
+        .send(crate::UpstreamAck::new(1, DevEui::new(1), 1))
+        .unwrap_err();
+    assert!(matches!(err, crate::Error::NotConnected(_)), "{err:?}");
+    assert!(err.nothing_sent());
+    release_tx.send(()).unwrap();
+    let reason = up.wait_closed_timeout(WAIT).expect("never gave up");
+    assert!(
+        matches!(&reason, CloseReason::Error(why) if why.contains("refused")),
+        "{reason:?}"
+    );
+    assert!(up.is_closed());
+    assert!(up.recv_timeout(WAIT).is_err());
+    server.join().unwrap();
+}
+
+type Down = Connection<crate::DownstreamReply, crate::DownstreamRequest>;
+
+fn downlink(id: u64) -> crate::DownstreamMessage {
+    let radio = crate::DownstreamRadio::new(868_300_000, crate::LoRaModulation::new(12, 125_000));
+    crate::DownstreamMessage::new(
+        id,
+        DevEui::new(1),
+        crate::TransmissionWindow::class_a(radio, 1),
+        vec![1],
+    )
+}
+
+#[test]
+fn wait_timeout_reports_the_ack_and_a_late_result_goes_to_iter() {
+    let (params, server) = serve(|mut ws| {
+        // Ack the downlink at once, answer its result only after the caller gave up.
+        let Message::Text(text) = ws.read().unwrap() else {
+            panic!("expected a downlink")
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let id = v["TransactionID"].as_u64().unwrap();
+        ws.send(Message::text(format!(
+            r#"{{"ProtocolVersion":1,"TransactionID":{id},"MailboxID":3}}"#
+        )))
+        .unwrap();
+        thread::sleep(Duration::from_millis(400));
+        ws.send(Message::text(format!(
+            r#"{{"ProtocolVersion":1,"TransactionID":{id},"ResultCode":"Success","ResultMessage":"ok","MailboxID":3}}"#
+        )))
+        .unwrap();
+        read_until_close(&mut ws);
+    });
+    let down = Down::open(&params, "test-downstream", &StreamOptions::default(), None).unwrap();
+    let err = down
+        .send_and_wait(downlink(77), Duration::from_millis(150))
+        .unwrap_err();
+    let crate::Error::DownstreamTimeout {
+        transaction_id,
+        ack,
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(transaction_id, 77);
+    assert_eq!(ack.map(|a| a.mailbox_id), Some(3));
+    // Nobody waits any more: the late result is the iterator's, and nothing else is.
+    let late = down.recv_timeout(WAIT).unwrap();
+    assert!(matches!(late, crate::DownstreamReply::Result(ref r) if r.transaction_id == 77));
+    assert!(down.try_recv().is_err());
+    down.close();
+    down.wait_closed();
+    server.join().unwrap();
+}
+
+#[test]
+fn waiters_fail_fast_when_the_connection_drops() {
+    let (params, server) = serve(|mut ws| {
+        let _ = ws.read();
+        drop(ws);
+    });
+    let down = Down::open(&params, "test-downstream", &StreamOptions::default(), None).unwrap();
+    let start = Instant::now();
+    let err = down.send_and_wait(downlink(5), WAIT).unwrap_err();
+    assert!(matches!(err, crate::Error::Closed(_)), "{err:?}");
+    assert!(start.elapsed() < WAIT / 2, "{:?}", start.elapsed());
+    server.join().unwrap();
+}

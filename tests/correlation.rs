@@ -1,0 +1,140 @@
+//! Downlink correlation against the emulator: `send_and_wait` returns each caller its
+//! own result while another thread iterates the same connection.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use ran_routing::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn class_a() -> TransmissionWindow {
+    TransmissionWindow::class_a(
+        DownstreamRadio::new(868_300_000, LoRaModulation::new(12, 125_000)),
+        1,
+    )
+}
+
+#[test]
+fn send_and_wait_returns_the_result_for_that_downlink() {
+    let emu = common::emulator();
+    let core = common::core(&emu);
+    let dev_eui = DevEui::new(0x7ABE1B8C93D7174F);
+    core.routing_table()
+        .insert(dev_eui, DevAddr::new(1))
+        .unwrap();
+    let group = MulticastAddr::new(0xef046a1e);
+    core.multicast_groups()
+        .create_multicast_group("g", group)
+        .unwrap();
+    let down = core.downstream().connect().unwrap();
+
+    let id = core.next_transaction_id();
+    emu.set_downstream_result_for_transaction(id, DownstreamResultCode::NoAck);
+    let result = down
+        .send_downstream_and_wait(
+            DownstreamMessage::new(id, dev_eui, class_a(), vec![1]),
+            WAIT,
+        )
+        .unwrap();
+    assert_eq!(result.transaction_id, id);
+    assert_eq!(result.result_code, DownstreamResultCode::NoAck);
+
+    let id = core.next_transaction_id();
+    let result = down
+        .send_multicast_downstream_and_wait(
+            MulticastDownstreamMessage::new(id, group, class_a(), vec![2]),
+            WAIT,
+        )
+        .unwrap();
+    assert_eq!(
+        (result.transaction_id, result.result_code.is_success()),
+        (id, true)
+    );
+    // Nothing of either downlink leaked to the iterator.
+    assert!(down.recv_timeout(Duration::from_millis(200)).is_err());
+
+    let err = down
+        .send_and_wait(DownstreamMessage::new(0, dev_eui, class_a(), vec![1]), WAIT)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid(InvalidInput::TransactionId)),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn eight_waiting_threads_and_an_iterating_one_share_a_connection() {
+    const THREADS: u64 = 8;
+    const PER_THREAD: u64 = 1000;
+    const UNCORRELATED: u64 = 200;
+    let emu = common::emulator();
+    let core = common::core(&emu);
+    let dev_eui = DevEui::new(42);
+    core.routing_table()
+        .insert(dev_eui, DevAddr::new(42))
+        .unwrap();
+    let down = Arc::new(core.downstream().connect().unwrap());
+
+    // Plain sends whose replies must all reach the iterator, and only those.
+    let uncorrelated: HashSet<u64> = (0..UNCORRELATED)
+        .map(|_| core.next_transaction_id())
+        .collect();
+    let iterator = {
+        let down = down.clone();
+        let expected = uncorrelated.len() * 2;
+        thread::spawn(move || {
+            let mut seen = Vec::new();
+            while seen.len() < expected {
+                match down.recv_timeout(WAIT) {
+                    Ok(reply) => seen.push(reply.transaction_id()),
+                    Err(_) => break,
+                }
+            }
+            seen
+        })
+    };
+    let waiters: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let down = down.clone();
+            let core = core.clone();
+            thread::spawn(move || {
+                for _ in 0..PER_THREAD {
+                    let id = core.next_transaction_id();
+                    let result = down
+                        .send_and_wait(
+                            DownstreamMessage::new(id, dev_eui, class_a(), vec![t as u8]),
+                            WAIT,
+                        )
+                        .unwrap();
+                    assert_eq!(result.transaction_id, id, "thread {t} got another's result");
+                }
+            })
+        })
+        .collect();
+    for &id in &uncorrelated {
+        down.send_downstream(id, dev_eui, class_a(), vec![0xff], None)
+            .unwrap();
+    }
+    for w in waiters {
+        w.join().unwrap();
+    }
+    let seen = iterator.join().unwrap();
+    assert_eq!(
+        seen.len(),
+        uncorrelated.len() * 2,
+        "acks and results of the plain sends"
+    );
+    assert!(
+        seen.iter().all(|id| uncorrelated.contains(id)),
+        "a correlated reply leaked"
+    );
+    assert_eq!(
+        emu.downstream_received().len() as u64,
+        THREADS * PER_THREAD + UNCORRELATED
+    );
+}

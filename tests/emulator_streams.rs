@@ -1,0 +1,379 @@
+//! The emulator's upstream and downstream WebSockets, spoken raw with `tungstenite`:
+//! handshake and token, round-robin, ack and result generation, result codes, invalid
+//! frames, pings, dropped connections.
+
+mod emulator_support;
+
+use std::time::Duration;
+
+use emulator_support::*;
+use ran_routing::emulator::Emulator;
+use ran_routing::{
+    DevEui, DownstreamRequest, DownstreamResultCode, UpstreamMessage, UpstreamReply,
+};
+use serde_json::{json, Value};
+use tungstenite::Message;
+
+fn emulator() -> (Emulator, Api) {
+    let emu = Emulator::start().expect("emulator");
+    let api = Api::new(&emu);
+    (emu, api)
+}
+
+fn upstream_message(transaction_id: u64) -> UpstreamMessage {
+    serde_json::from_value(upstream_frame(transaction_id)).unwrap()
+}
+
+#[test]
+fn handshake_needs_the_token() {
+    let (emu, _api) = emulator();
+    for stream in ["upstream", "downstream"] {
+        for token in ["wrong", ""] {
+            let err = try_connect(&emu, &stream_url(&emu, stream, token)).unwrap_err();
+            let tungstenite::Error::Http(resp) = err else {
+                panic!("expected an HTTP refusal, got {err}");
+            };
+            assert_eq!(resp.status(), 401);
+            let body: Value = serde_json::from_slice(resp.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["detail"]["error_code"], "Unauthorized");
+        }
+        let base = emu.base_url().replacen("http", "ws", 1);
+        let err = try_connect(&emu, &format!("{base}/stream/{stream}/")).unwrap_err();
+        assert!(matches!(err, tungstenite::Error::Http(r) if r.status() == 401));
+        // With and without the trailing slash.
+        let token = emu.token();
+        try_connect(
+            &emu,
+            &format!("{base}/stream/{stream}/?access_token={token}"),
+        )
+        .unwrap();
+        try_connect(
+            &emu,
+            &format!("{base}/stream/{stream}?access_token={token}"),
+        )
+        .unwrap();
+    }
+    let base = emu.base_url().replacen("http", "ws", 1);
+    let err = try_connect(
+        &emu,
+        &format!("{base}/stream/sideways/?access_token={}", emu.token()),
+    )
+    .unwrap_err();
+    assert!(matches!(err, tungstenite::Error::Http(r) if r.status() == 404));
+    assert!(emu.wait_upstream_connections(0, TIMEOUT));
+}
+
+#[test]
+fn plain_get_on_a_stream_is_refused() {
+    let (emu, api) = emulator();
+    let url = format!("{}/stream/upstream/?access_token={}", api.base, emu.token());
+    let answer = read(api.agent.get(&url).call().unwrap());
+    assert_error(&answer, 426, "Unknown");
+    // A wrong WebSocket version.
+    let request = format!(
+        "GET /api/v1/stream/upstream/?access_token={} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 8\r\n\r\n",
+        emu.token()
+    );
+    let answer = raw_exchange(&emu, request.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 426 "), "{answer}");
+    assert!(answer.contains("Sec-WebSocket-Version: 13"), "{answer}");
+}
+
+#[test]
+fn upstream_goes_out_and_replies_come_back() {
+    let (emu, _api) = emulator();
+    assert!(
+        emu.send_upstream(&upstream_message(1)).is_err(),
+        "no connection yet"
+    );
+    // A send right after the client's handshake waits for the server to register it.
+    let mut ws = connect(&emu, "upstream");
+    emu.send_upstream(&upstream_message(4)).unwrap();
+    // Exactly the reference frame.
+    assert_eq!(next_json(&mut ws), upstream_frame(4));
+
+    send_json(
+        &mut ws,
+        json!({"ProtocolVersion": 1, "TransactionID": 4, "DevEUI": 18446744073709551615u64, "MIC": 4294967295u32}),
+    );
+    let reply = emu.wait_upstream_reply(TIMEOUT).expect("ack");
+    let UpstreamReply::Ack(ack) = reply else {
+        panic!("{reply:?}")
+    };
+    assert_eq!(
+        (ack.transaction_id, ack.dev_eui, ack.mic),
+        (4, DevEui::new(u64::MAX), u32::MAX)
+    );
+
+    // A reject, sent as a binary frame.
+    let reject = json!({"ProtocolVersion": 1, "TransactionID": 5, "ResultCode": "MICFailed"});
+    ws.send(Message::binary(reject.to_string().into_bytes()))
+        .unwrap();
+    let reply = emu.wait_upstream_reply(TIMEOUT).expect("reject");
+    assert!(
+        matches!(reply, UpstreamReply::Reject(ref r) if r.transaction_id == 5),
+        "{reply:?}"
+    );
+
+    // Frames that are not replies are ignored and counted; the connection stays up.
+    for bad in ["not json", "{\"TransactionID\": 6}", "[]"] {
+        ws.send(Message::text(bad)).unwrap();
+    }
+    send_json(
+        &mut ws,
+        json!({"ProtocolVersion": 1, "TransactionID": 7, "ResultCode": "Other"}),
+    );
+    let reply = emu
+        .wait_upstream_reply(TIMEOUT)
+        .expect("reply after bad frames");
+    assert_eq!(reply.transaction_id(), 7);
+    assert_eq!(emu.invalid_frames(), 3);
+    assert!(emu.wait_upstream_reply(Duration::from_millis(20)).is_none());
+    assert_eq!(emu.upstream_replies().len(), 3);
+
+    // Raw frames go out as they are.
+    emu.send_upstream_raw("{\"hello\": 1}").unwrap();
+    assert_eq!(next_json(&mut ws), json!({"hello": 1}));
+}
+
+#[test]
+fn upstream_is_shared_round_robin() {
+    let (emu, _api) = emulator();
+    let mut a = connect(&emu, "upstream");
+    let mut b = connect(&emu, "upstream");
+    assert!(emu.wait_upstream_connections(2, TIMEOUT));
+    assert_eq!(emu.upstream_connections(), 2);
+    for id in 1..=6 {
+        emu.send_upstream(&upstream_message(id)).unwrap();
+    }
+    let ids = |ws: &mut Ws| -> Vec<u64> {
+        (0..3)
+            .map(|_| next_json(ws)["TransactionID"].as_u64().unwrap())
+            .collect()
+    };
+    let (from_a, from_b) = (ids(&mut a), ids(&mut b));
+    let mut all: Vec<u64> = from_a.iter().chain(&from_b).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, [1, 2, 3, 4, 5, 6], "{from_a:?} {from_b:?}");
+    // Strict alternation: each connection got every other message.
+    assert!(from_a.windows(2).all(|w| w[1] == w[0] + 2), "{from_a:?}");
+    assert!(from_b.windows(2).all(|w| w[1] == w[0] + 2), "{from_b:?}");
+    assert!(frame_within(&mut a, Duration::from_millis(50)).is_none());
+
+    // When one goes away, the other gets everything.
+    drop(a);
+    assert!(eventually(|| emu.upstream_connections() == 1));
+    for id in 7..=8 {
+        emu.send_upstream(&upstream_message(id)).unwrap();
+    }
+    assert_eq!(next_json(&mut b)["TransactionID"], 7);
+    assert_eq!(next_json(&mut b)["TransactionID"], 8);
+}
+
+/// Reads the ack and the result of one downlink; checks their shape.
+fn ack_and_result(ws: &mut Ws, transaction_id: u64) -> Value {
+    let ack = next_json(ws);
+    assert_eq!(ack["ProtocolVersion"], 1, "{ack}");
+    assert_eq!(ack["TransactionID"], transaction_id, "{ack}");
+    let mailbox = ack["MailboxID"].as_u64().expect("MailboxID");
+    assert!(mailbox > 0);
+    assert!(ack.get("ResultCode").is_none(), "{ack}");
+    let result = next_json(ws);
+    assert_eq!(result["ProtocolVersion"], 1, "{result}");
+    assert_eq!(result["TransactionID"], transaction_id, "{result}");
+    assert_eq!(result["MailboxID"], mailbox, "{result}");
+    assert!(result["ResultMessage"].is_string(), "{result}");
+    result
+}
+
+#[test]
+fn downlinks_get_an_ack_then_a_result() {
+    let (emu, api) = emulator();
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "7abe1b8c93d7174f", "JoinEUI": "3cedcf624f8b68f4"}),
+    );
+    let mut ws = connect(&emu, "downstream");
+    let dev = 0x7abe1b8c93d7174f_u64;
+    send_json(&mut ws, downstream_frame(1, dev));
+    assert_eq!(ack_and_result(&mut ws, 1)["ResultCode"], "Success");
+    let got = emu.wait_downstream(TIMEOUT).expect("recorded");
+    assert!(matches!(got, DownstreamRequest::Unicast(ref m) if m.dev_eui == DevEui::new(dev)));
+
+    // A join accept with TargetDevAddr, as a binary frame.
+    let mut join_accept = downstream_frame(2, dev);
+    join_accept["TargetDevAddr"] = json!(7);
+    ws.send(Message::binary(join_accept.to_string().into_bytes()))
+        .unwrap();
+    assert_eq!(ack_and_result(&mut ws, 2)["ResultCode"], "Success");
+
+    // Result codes: for all, per device, per transaction.
+    emu.set_downstream_result(DownstreamResultCode::TooLate);
+    send_json(&mut ws, downstream_frame(3, dev));
+    assert_eq!(ack_and_result(&mut ws, 3)["ResultCode"], "TooLate");
+    emu.set_downstream_result_for_device(DevEui::new(dev), DownstreamResultCode::NoAck);
+    send_json(&mut ws, downstream_frame(4, dev));
+    assert_eq!(ack_and_result(&mut ws, 4)["ResultCode"], "NoAck");
+    emu.set_downstream_result_for_transaction(5, DownstreamResultCode::GatewayError);
+    send_json(&mut ws, downstream_frame(5, dev));
+    assert_eq!(ack_and_result(&mut ws, 5)["ResultCode"], "GatewayError");
+    emu.reset_downstream_results();
+    send_json(&mut ws, downstream_frame(6, dev));
+    assert_eq!(ack_and_result(&mut ws, 6)["ResultCode"], "Success");
+
+    // Not in the routing table: discarded.
+    send_json(&mut ws, downstream_frame(7, 0x99));
+    let result = ack_and_result(&mut ws, 7);
+    assert_eq!(result["ResultCode"], "GatewayNotFound");
+    assert!(result["ResultMessage"]
+        .as_str()
+        .unwrap()
+        .contains("discarded"));
+
+    // Mailbox ids differ per downlink.
+    send_json(&mut ws, downstream_frame(8, dev));
+    send_json(&mut ws, downstream_frame(9, dev));
+    let m8 = ack_and_result(&mut ws, 8)["MailboxID"].clone();
+    let m9 = ack_and_result(&mut ws, 9)["MailboxID"].clone();
+    assert_ne!(m8, m9);
+    assert_eq!(emu.downstream_received().len(), 9);
+}
+
+#[test]
+fn multicast_downlinks() {
+    let (emu, api) = emulator();
+    api.ok(
+        "multicast/multicast-groups/create",
+        json!({"name": "g", "addr": "ef046a1e"}),
+    );
+    let mut ws = connect(&emu, "downstream");
+    let frame = |tx: u64, addr: u64| {
+        json!({"ProtocolVersion": 1, "TransactionID": tx, "Addr": addr,
+               "TxWindow": {"Radio": {"Frequency": 868300000,
+                                      "FSK": {"FrequencyDeviation": 5000, "BitRate": 50000}},
+                            "TMMS": [1, 2]},
+               "PHYPayload": [104, 105]})
+    };
+    send_json(&mut ws, frame(1, 0xef046a1e));
+    assert_eq!(ack_and_result(&mut ws, 1)["ResultCode"], "Success");
+    send_json(&mut ws, frame(2, 0x1234));
+    assert_eq!(ack_and_result(&mut ws, 2)["ResultCode"], "GatewayNotFound");
+    let got = emu.wait_downstream(TIMEOUT).unwrap();
+    assert!(matches!(got, DownstreamRequest::Multicast(ref m) if m.transaction_id == 1));
+}
+
+#[test]
+fn invalid_downlinks_get_no_answer() {
+    let (emu, api) = emulator();
+    api.ok("devices/insert", json!({"DevEUI": "01", "DevAddr": "01"}));
+    let mut ws = connect(&emu, "downstream");
+    let mut bad_spreading = downstream_frame(2, 1);
+    bad_spreading["TxWindow"]["Radio"]["LoRa"]["Spreading"] = json!(13);
+    let mut two_timings = downstream_frame(3, 1);
+    two_timings["TxWindow"]["TMMS"] = json!([1]);
+    let mut no_payload = downstream_frame(4, 1);
+    no_payload.as_object_mut().unwrap().remove("PHYPayload");
+    let mut two_modulations = downstream_frame(5, 1);
+    two_modulations["TxWindow"]["Radio"]["FSK"] = json!({"FrequencyDeviation": 1, "BitRate": 1});
+    let mut zero_tx = downstream_frame(0, 1);
+    zero_tx["TransactionID"] = json!(0);
+    let bad = [
+        Value::String("not json".into()),
+        json!({}),
+        bad_spreading,
+        two_timings,
+        two_modulations,
+        no_payload,
+        zero_tx,
+    ];
+    for frame in &bad {
+        match frame {
+            Value::String(s) => ws.send(Message::text(s.clone())).unwrap(),
+            v => send_json(&mut ws, v.clone()),
+        }
+    }
+    send_json(&mut ws, downstream_frame(9, 1));
+    // The first answer is for the valid downlink: the bad ones got none.
+    assert_eq!(ack_and_result(&mut ws, 9)["ResultCode"], "Success");
+    assert_eq!(emu.invalid_frames(), bad.len() as u64);
+    assert_eq!(emu.downstream_received().len(), 1);
+}
+
+#[test]
+fn pings_both_ways() {
+    let emu = Emulator::builder()
+        .ping_interval(Duration::from_millis(50))
+        .start()
+        .unwrap();
+    let mut ws = connect(&emu, "upstream");
+    // The server pings on its interval.
+    let first = ws.read().expect("a ping before the timeout");
+    assert!(matches!(first, Message::Ping(_)), "unexpected {first:?}");
+    // And answers ours.
+    ws.send(Message::Ping(b"hello"[..].into())).unwrap();
+    loop {
+        match ws.read().expect("a pong before the timeout") {
+            Message::Pong(data) if &data[..] == b"hello" => break,
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(emu.upstream_connections(), 1);
+}
+
+#[test]
+fn dropped_and_closed_connections() {
+    let (emu, _api) = emulator();
+    let mut up = connect(&emu, "upstream");
+    let mut down = connect(&emu, "downstream");
+    assert!(emu.wait_upstream_connections(1, TIMEOUT));
+    assert!(emu.wait_downstream_connections(1, TIMEOUT));
+    emu.drop_stream_connections();
+    assert!(ends(&mut up), "upstream not dropped");
+    assert!(ends(&mut down), "downstream not dropped");
+    assert!(eventually(
+        || emu.upstream_connections() == 0 && emu.downstream_connections() == 0
+    ));
+    assert!(emu.send_upstream(&upstream_message(1)).is_err());
+
+    // Reconnecting works, and a polite close sends a close frame.
+    let mut up = connect(&emu, "upstream");
+    assert!(emu.wait_upstream_connections(1, TIMEOUT));
+    emu.close_stream_connections();
+    let closed = loop {
+        match up.read() {
+            Ok(Message::Close(_)) => break true,
+            Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "no close frame");
+    assert!(ends(&mut up));
+    assert!(eventually(|| emu.upstream_connections() == 0));
+}
+
+#[test]
+fn shutdown_ends_stream_connections() {
+    let (emu, _api) = emulator();
+    let mut ws = connect(&emu, "upstream");
+    assert!(emu.wait_upstream_connections(1, TIMEOUT));
+    emu.shutdown();
+    assert!(ends(&mut ws));
+}
+
+#[test]
+fn silent_peers_are_dropped() {
+    let emu = Emulator::builder()
+        .ping_interval(std::time::Duration::from_millis(30))
+        .pong_timeout(std::time::Duration::from_millis(100))
+        .start()
+        .unwrap();
+    // This client never reads, so it never answers the server's pings.
+    let mut ws = connect(&emu, "downstream");
+    assert!(emu.wait_downstream_connections(1, TIMEOUT));
+    assert!(eventually(|| emu.downstream_connections() == 0));
+    assert!(ends(&mut ws));
+}

@@ -1,0 +1,288 @@
+//! The routing table against the emulator: every call in every form the Python guide
+//! shows, and every error the service answers with.
+
+mod common;
+
+use ran_routing::emulator::Emulator;
+use ran_routing::{ApiError, DevAddr, DevEui, Error, InvalidInput, JoinEui, Select};
+
+const DEV_EUI: DevEui = DevEui::new(0x7abe1b8c93d7174f);
+const DEV_EUI_2: DevEui = DevEui::new(0x7bbe1b8c93d7174a);
+const JOIN_EUI: JoinEui = JoinEui::new(0x3cedcf624f8b68f4);
+const DEV_ADDR: DevAddr = DevAddr::new(0x627bb8bb);
+
+#[test]
+fn quick_walkthrough_from_the_guide() {
+    let emu = common::emulator();
+    let ran = common::core(&emu);
+    let table = ran.routing_table();
+
+    let device = table.insert(0x7ABE1B8C93D7174F_u64, JOIN_EUI).unwrap();
+    assert_eq!(device.dev_eui.get(), 8844537008791951183);
+    assert_eq!(device.join_eui.map(JoinEui::get), Some(4390393232904382708));
+
+    let devices = table.select().unwrap();
+    assert_eq!(devices[0].dev_eui, device.dev_eui);
+
+    assert_eq!(table.delete(&[device.dev_eui]).unwrap(), 1);
+    assert!(table.select().unwrap().is_empty());
+    ran.close();
+}
+
+#[test]
+fn insert_otaa_abp_and_details() {
+    let emu = common::emulator();
+    let ran = common::core(&emu);
+    let table = ran.routing_table();
+
+    let otaa = table.insert(DEV_EUI, JOIN_EUI).unwrap();
+    assert_eq!(otaa.dev_eui, DEV_EUI);
+    assert_eq!(otaa.join_eui, Some(JOIN_EUI));
+    assert_eq!(otaa.active_dev_addr, None);
+    assert_eq!(otaa.target_dev_addr, None);
+    assert_eq!(otaa.details, None);
+
+    let abp = table.insert(DEV_EUI_2, DEV_ADDR).unwrap();
+    assert_eq!(abp.join_eui, None);
+    assert_eq!(abp.active_dev_addr, Some(DEV_ADDR));
+
+    // One DevAddr may serve several devices.
+    let details = r#"{"customer": "ACME Inc.", "tags": [1, 2]}"#;
+    let shared = table
+        .insert_with_details(DevEui::new(3), DEV_ADDR, details)
+        .unwrap();
+    assert_eq!(shared.details.as_deref(), Some(details));
+    assert_eq!(shared.active_dev_addr, Some(DEV_ADDR));
+
+    // The full u64 range survives the round trip.
+    let max = table
+        .insert(DevEui::new(u64::MAX), JoinEui::new(u64::MAX))
+        .unwrap();
+    assert_eq!(max.dev_eui, DevEui::new(u64::MAX));
+
+    let all = table.select().unwrap();
+    assert_eq!(all, [otaa, abp, shared, max]);
+}
+
+#[test]
+fn select_in_every_form_of_the_guide() {
+    let emu = common::emulator();
+    let ran = common::core(&emu);
+    let table = ran.routing_table();
+    let inserted: Vec<_> = (1..=20u64)
+        .map(|i| table.insert(DevEui::new(i), JoinEui::new(i + 100)).unwrap())
+        .collect();
+
+    // select()
+    assert_eq!(table.select().unwrap(), inserted);
+    assert_eq!(table.select_with(&Select::all()).unwrap(), inserted);
+
+    // select(offset=10, limit=5)
+    assert_eq!(table.select_page(10, 5).unwrap(), inserted[10..15]);
+    assert_eq!(
+        table
+            .select_with(&Select::all().offset(10).limit(5))
+            .unwrap(),
+        inserted[10..15]
+    );
+    assert_eq!(
+        table.select_with(&Select::all().offset(18)).unwrap(),
+        inserted[18..]
+    );
+    assert_eq!(
+        table.select_with(&Select::all().limit(2)).unwrap(),
+        inserted[..2]
+    );
+    assert!(table.select_page(100, 5).unwrap().is_empty());
+
+    // select(dev_euis=[...]); unknown EUIs are left out.
+    let wanted = [DevEui::new(4), DevEui::new(7), DevEui::new(999)];
+    assert_eq!(
+        table.select_by(&wanted).unwrap(),
+        [inserted[3].clone(), inserted[6].clone()]
+    );
+
+    // select(dev_euis=[...], offset=1, limit=1)
+    let page = Select::dev_euis(wanted).offset(1).limit(1);
+    assert_eq!(table.select_with(&page).unwrap(), [inserted[6].clone()]);
+
+    // An empty filter matches nothing (and asks nothing).
+    assert!(table.select_by(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn update_active_target_and_both() {
+    let emu = common::emulator();
+    let ran = common::core(&emu);
+    let table = ran.routing_table();
+    table.insert(DEV_EUI, JOIN_EUI).unwrap();
+
+    let device = table
+        .update(DEV_EUI, JOIN_EUI, Some(DevAddr::new(0x627bb8bc)), None)
+        .unwrap();
+    assert_eq!(device.active_dev_addr, Some(DevAddr::new(0x627bb8bc)));
+    assert_eq!(device.target_dev_addr, None);
+
+    let device = table
+        .update(DEV_EUI, JOIN_EUI, None, Some(DevAddr::new(1)))
+        .unwrap();
+    assert_eq!(device.active_dev_addr, Some(DevAddr::new(0x627bb8bc)));
+    assert_eq!(device.target_dev_addr, Some(DevAddr::new(1)));
+
+    let device = table
+        .update(
+            DEV_EUI,
+            JOIN_EUI,
+            Some(DevAddr::new(2)),
+            Some(DevAddr::new(3)),
+        )
+        .unwrap();
+    assert_eq!(device.active_dev_addr, Some(DevAddr::new(2)));
+    assert_eq!(device.target_dev_addr, Some(DevAddr::new(3)));
+    assert_eq!(table.select_by(&[DEV_EUI]).unwrap(), [device]);
+}
+
+#[test]
+fn delete_and_delete_all_count() {
+    let emu = common::emulator();
+    let ran = common::core(&emu);
+    let table = ran.routing_table();
+    for i in 1..=5u64 {
+        table
+            .insert(DevEui::new(i), DevAddr::new(i as u32))
+            .unwrap();
+    }
+    // delete(dev_euis=[...]); unknown ones are ignored.
+    assert_eq!(
+        table
+            .delete(&[DevEui::new(1), DevEui::new(2), DEV_EUI])
+            .unwrap(),
+        2
+    );
+    assert_eq!(table.delete(&[DevEui::new(1)]).unwrap(), 0);
+    assert_eq!(table.delete(&[]).unwrap(), 0);
+    assert_eq!(table.select().unwrap().len(), 3);
+    assert_eq!(table.delete_all().unwrap(), 3);
+    assert_eq!(table.delete_all().unwrap(), 0);
+    assert!(table.select().unwrap().is_empty());
+}
+
+fn api_error(result: Result<impl std::fmt::Debug, Error>) -> ApiError {
+    match result {
+        Err(Error::Api(e)) => e,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[test]
+fn device_errors() {
+    let emu = Emulator::builder()
+        .device_limit(2)
+        .start()
+        .expect("emulator");
+    let ran = common::core(&emu);
+    let table = ran.routing_table();
+    table.insert(DEV_EUI, JOIN_EUI).unwrap();
+    table.insert(DEV_EUI_2, DEV_ADDR).unwrap();
+
+    let err = api_error(table.insert(DEV_EUI, DEV_ADDR));
+    assert!(
+        matches!(err, ApiError::DeviceAlreadyExists { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "Device.AlreadyExists");
+
+    let err = api_error(table.insert(DevEui::new(3), JOIN_EUI));
+    assert!(
+        matches!(err, ApiError::DevicesLimitExhausted { .. }),
+        "{err:?}"
+    );
+
+    // Unknown device, wrong JoinEUI, and an ABP device: update finds none of them.
+    for (dev_eui, join_eui) in [
+        (DevEui::new(42), JOIN_EUI),
+        (DEV_EUI, JoinEui::new(1)),
+        (DEV_EUI_2, JOIN_EUI),
+    ] {
+        let err = api_error(table.update(dev_eui, join_eui, Some(DEV_ADDR), None));
+        assert!(matches!(err, ApiError::DeviceNotFound { .. }), "{err:?}");
+    }
+}
+
+#[test]
+fn validation_failed_carries_the_field_detail() {
+    let emu = common::emulator();
+    let ran = common::core(&emu);
+    // Valid JSON, but larger than the emulator stores (the service limits it too).
+    let details = format!("\"{}\"", "x".repeat(64 * 1024));
+    let err = api_error(
+        ran.routing_table()
+            .insert_with_details(DEV_EUI, JOIN_EUI, &details),
+    );
+    let ApiError::ValidationFailed { detail, .. } = &err else {
+        panic!("expected ValidationFailed, got {err:?}");
+    };
+    assert!(
+        detail.iter().any(|d| d.loc.iter().any(|l| l == "Details")),
+        "{detail:?}"
+    );
+    assert!(err.to_string().contains("Details"), "{err}");
+}
+
+#[test]
+fn wrong_token_is_unauthorized_and_never_shown() {
+    let emu = common::emulator();
+    let wrong = "wrong-token-0123456789";
+    let ran = ran_routing::Core::builder(wrong)
+        .base_url(&emu.base_url())
+        .request_timeout(common::CALL_TIMEOUT)
+        .build()
+        .unwrap();
+    let table = ran.routing_table();
+    let errors = [
+        table.select().unwrap_err(),
+        table.insert(DEV_EUI, JOIN_EUI).unwrap_err(),
+        table.delete_all().unwrap_err(),
+        ran.multicast_groups()
+            .get_multicast_groups(&[])
+            .unwrap_err(),
+    ];
+    for err in &errors {
+        assert!(
+            matches!(err, Error::Api(ApiError::Unauthorized { .. })),
+            "{err:?}"
+        );
+        for text in [format!("{err}"), format!("{err:?}"), format!("{ran:?}")] {
+            assert!(!text.contains(wrong), "{text}");
+            assert!(!text.contains(emu.token()), "{text}");
+        }
+    }
+    // Nothing was inserted.
+    assert!(common::core(&emu)
+        .routing_table()
+        .select()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn bad_input_is_refused_before_any_request() {
+    let emu = common::emulator();
+    let ran = common::core(&emu);
+    let table = ran.routing_table();
+    let err = table.update(DEV_EUI, JOIN_EUI, None, None).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Invalid(InvalidInput::NothingToUpdate(_))
+    ));
+    assert!(err.nothing_sent());
+    let err = table
+        .insert_with_details(DEV_EUI, JOIN_EUI, "customer: ACME")
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Invalid(InvalidInput::DetailsNotJson(_))
+    ));
+    assert_eq!(table.select_by(&[]).unwrap(), []);
+    assert_eq!(emu.accepted_connections(), 0);
+}
