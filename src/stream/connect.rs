@@ -65,10 +65,14 @@ where
         let conn = rustls::ClientConnection::new(params.tls.clone(), name)
             .map_err(|e| Error::Tls(e.to_string()))?;
         let mut stream = rustls::StreamOwned::new(conn, tcp);
+        let mut sock = UntilDeadline {
+            tcp: &stream.sock,
+            deadline: Instant::now() + params.connect_timeout,
+        };
         while stream.conn.is_handshaking() {
             stream
                 .conn
-                .complete_io(&mut stream.sock)
+                .complete_io(&mut sock)
                 .map_err(|e| tls_error(e, params.connect_timeout))?;
         }
         let ws = handshake(params, &uri, stream)?;
@@ -76,6 +80,42 @@ where
     } else {
         let ws = handshake(params, &uri, tcp)?;
         Link::spawn(ws, options, decode, outbox)
+    }
+}
+
+/// The TCP stream of a handshake: every read and write waits at most until the deadline.
+/// Socket timeouts alone bound one read, and rustls and the upgrade both read until they
+/// are done, so a server dripping a byte at a time could stretch them without end.
+struct UntilDeadline<'a> {
+    tcp: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl UntilDeadline<'_> {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        Ok(left)
+    }
+}
+
+impl std::io::Read for UntilDeadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tcp.set_read_timeout(Some(self.left()?))?;
+        std::io::Read::read(&mut self.tcp, buf)
+    }
+}
+
+impl std::io::Write for UntilDeadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.set_write_timeout(Some(self.left()?))?;
+        std::io::Write::write(&mut self.tcp, buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::Write::flush(&mut self.tcp)
     }
 }
 
@@ -160,16 +200,29 @@ fn handshake<S: Socket>(
             Error::Io(e)
         }
     };
+    // Each operation waits at most for the time left (see `UntilDeadline`; the socket
+    // here may be TLS, so the timeout is set on the TCP stream underneath).
+    let left = || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(timeout())
+        } else {
+            Ok(left)
+        }
+    };
+    stream
+        .tcp()
+        .set_write_timeout(Some(left()?))
+        .map_err(Error::Io)?;
     stream.write_all(request.as_bytes()).map_err(io)?;
     stream.flush().map_err(io)?;
 
-    // Each read is bounded by the socket's timeout, the whole exchange by the deadline,
-    // so a server that drips bytes cannot hold us either.
     let mut buf = Vec::with_capacity(1024);
     let mut read_more = |buf: &mut Vec<u8>| -> Result<bool> {
-        if Instant::now() >= deadline {
-            return Err(timeout());
-        }
+        stream
+            .tcp()
+            .set_read_timeout(Some(left()?))
+            .map_err(Error::Io)?;
         let mut chunk = [0u8; 4096];
         let n = stream.read(&mut chunk).map_err(io)?;
         buf.extend_from_slice(&chunk[..n]);

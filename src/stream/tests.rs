@@ -477,6 +477,43 @@ fn handshake_answers_are_checked_and_bounded() {
     server.join().unwrap();
 }
 
+#[test]
+fn a_tls_server_that_drips_bytes_cannot_stretch_the_handshake() {
+    use std::io::Read;
+    use std::io::Write;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        let _ = tcp.read(&mut [0u8; 4096]); // the ClientHello
+                                            // A handshake record announcing 16000 bytes, then one byte at a time: rustls
+                                            // keeps reading until the record is whole.
+        let _ = tcp.write_all(&[0x16, 0x03, 0x03, 0x3e, 0x80]);
+        let started = Instant::now();
+        while started.elapsed() < WAIT / 2 {
+            if tcp.write_all(&[0]).is_err() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let params = ConnectParams {
+        url: format!("wss://127.0.0.1:{port}/stream/upstream/"),
+        token: crate::AccessToken::new("t").unwrap(),
+        tls: client_tls(),
+        connect_timeout: Duration::from_millis(300),
+        user_agent: "test".into(),
+        max_frame_size: 64 * 1024,
+    };
+    let started = Instant::now();
+    let err = Up::open(&params, "test", &StreamOptions::default(), None).unwrap_err();
+    assert!(matches!(err, crate::Error::Timeout(_)), "{err:?}");
+    // Bounded by the connect timeout, not by the server's five seconds of dripping.
+    assert!(started.elapsed() < WAIT / 4, "{:?}", started.elapsed());
+    server.join().unwrap();
+}
+
 fn thread_count() -> usize {
     std::fs::read_to_string("/proc/self/status")
         .ok()
