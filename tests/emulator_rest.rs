@@ -83,11 +83,23 @@ fn insert_validation() {
         let answer = api.post("devices/insert", body.clone());
         assert_error(&answer, 422, "ValidationFailed");
     }
-    for raw in [&b"{"[..], b"", b"\xff\xfe", b"{\"DevEUI\": \"01\", \"DevAddr\": }"] {
-        assert_error(&api.post_raw("devices/insert", raw), 422, "ValidationFailed");
+    for raw in [
+        &b"{"[..],
+        b"",
+        b"\xff\xfe",
+        b"{\"DevEUI\": \"01\", \"DevAddr\": }",
+    ] {
+        assert_error(
+            &api.post_raw("devices/insert", raw),
+            422,
+            "ValidationFailed",
+        );
     }
     // Where the problem is, in the documented form.
-    let (_, body) = api.post("devices/insert", json!({"DevEUI": "nothex", "JoinEUI": "01"}));
+    let (_, body) = api.post(
+        "devices/insert",
+        json!({"DevEUI": "nothex", "JoinEUI": "01"}),
+    );
     assert_eq!(
         body["detail"]["error_detail"][0]["loc"],
         json!(["body", "DevEUI"])
@@ -106,7 +118,10 @@ fn device_limit() {
         403,
         "Device.LimitExhausted",
     );
-    assert_eq!(api.ok("devices/drop", json!({"DevEUIs": ["01"]})), json!({"deleted": 1}));
+    assert_eq!(
+        api.ok("devices/drop", json!({"DevEUIs": ["01"]})),
+        json!({"deleted": 1})
+    );
     api.ok("devices/insert", json!({"DevEUI": "03", "DevAddr": "01"}));
 }
 
@@ -228,10 +243,16 @@ fn drop_and_drop_all() {
         );
     }
     assert_eq!(
-        api.ok("devices/drop", json!({"DevEUIs": ["0000000000000001", "00000000000000aa"]})),
+        api.ok(
+            "devices/drop",
+            json!({"DevEUIs": ["0000000000000001", "00000000000000aa"]})
+        ),
         json!({"deleted": 1})
     );
-    assert_eq!(api.ok("devices/drop", json!({"DevEUIs": []})), json!({"deleted": 0}));
+    assert_eq!(
+        api.ok("devices/drop", json!({"DevEUIs": []})),
+        json!({"deleted": 0})
+    );
     assert_error(
         &api.post("devices/drop", json!({"DevEUIs": ["zz"]})),
         422,
@@ -311,7 +332,10 @@ fn multicast_groups() {
         "multicast/multicast-groups/update",
         json!({"addr": "dafa0c11", "update": {"name": "renamed"}}),
     );
-    assert_eq!((g["addr"].as_str(), g["name"].as_str()), (Some("dafa0c11"), Some("renamed")));
+    assert_eq!(
+        (g["addr"].as_str(), g["name"].as_str()),
+        (Some("dafa0c11"), Some("renamed"))
+    );
     let g = api.ok(
         "multicast/multicast-groups/update",
         json!({"addr": "dafa0c11", "update": {"addr": "ef046a1e", "name": "moved"}}),
@@ -395,10 +419,22 @@ fn multicast_groups() {
             json!({"addr": addr, "dev_eui": dev}),
         )
     };
-    assert_eq!(remove("0000abcd", "fafafafafafafafa"), json!({"is_removed": false}));
-    assert_eq!(remove("ef046a1e", "0000000000000001"), json!({"is_removed": false}));
-    assert_eq!(remove("ef046a1e", "fafafafafafafafa"), json!({"is_removed": true}));
-    assert_eq!(remove("ef046a1e", "fafafafafafafafa"), json!({"is_removed": false}));
+    assert_eq!(
+        remove("0000abcd", "fafafafafafafafa"),
+        json!({"is_removed": false})
+    );
+    assert_eq!(
+        remove("ef046a1e", "0000000000000001"),
+        json!({"is_removed": false})
+    );
+    assert_eq!(
+        remove("ef046a1e", "fafafafafafafafa"),
+        json!({"is_removed": true})
+    );
+    assert_eq!(
+        remove("ef046a1e", "fafafafafafafafa"),
+        json!({"is_removed": false})
+    );
     assert_error(
         &api.post(
             "multicast/multicast-groups/remove-device",
@@ -452,7 +488,12 @@ fn unauthorized_everywhere() {
         ("POST", "multicast/multicast-groups/remove-device"),
     ];
     for (method, route) in routes {
-        for auth in [None, Some("Bearer wrong"), Some("Basic abc"), Some("Bearer")] {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("Basic abc"),
+            Some("Bearer"),
+        ] {
             let url = format!("{}/{route}", api.base);
             let resp = match method {
                 "GET" => {
@@ -562,9 +603,8 @@ fn raw_http_edge_cases() {
     // Garbage, an oversized body, an oversized head: 4xx with an error body, then closed.
     let answer = raw_exchange(&emu, b"\x16\x03\x01 not http\r\n\r\n");
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
-    let big = format!(
-        "POST /api/v1/devices/insert HTTP/1.1\r\n{auth}Content-Length: 2000000\r\n\r\n"
-    );
+    let big =
+        format!("POST /api/v1/devices/insert HTTP/1.1\r\n{auth}Content-Length: 2000000\r\n\r\n");
     let answer = raw_exchange(&emu, big.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
     assert!(answer.contains("\"error_code\""), "{answer}");
@@ -597,9 +637,6 @@ fn shutdown_closes_connections() {
     api.get("devices/select", &[]);
     emu.shutdown();
     emu.shutdown();
-    let err = api
-        .agent
-        .get(format!("{}/devices/select", api.base))
-        .call();
+    let err = api.agent.get(format!("{}/devices/select", api.base)).call();
     assert!(err.is_err(), "served after shutdown");
 }

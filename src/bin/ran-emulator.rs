@@ -191,9 +191,16 @@ mod tests {
 
     #[test]
     fn parses_flags() {
-        let o = args(&["--port", "8080", "--token=abc", "--tls", "--bind", "0.0.0.0"])
-            .unwrap()
-            .unwrap();
+        let o = args(&[
+            "--port",
+            "8080",
+            "--token=abc",
+            "--tls",
+            "--bind",
+            "0.0.0.0",
+        ])
+        .unwrap()
+        .unwrap();
         assert_eq!(o.port, 8080);
         assert_eq!(o.token.as_deref(), Some("abc"));
         assert!(o.tls);

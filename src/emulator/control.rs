@@ -60,7 +60,12 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "records/clear"),
 ];
 
-pub(crate) fn handle(shared: &Arc<Shared>, route: &str, req: &Request, peer: SocketAddr) -> Response {
+pub(crate) fn handle(
+    shared: &Arc<Shared>,
+    route: &str,
+    req: &Request,
+    peer: SocketAddr,
+) -> Response {
     if !peer.ip().to_canonical().is_loopback() {
         return Response::error(
             403,

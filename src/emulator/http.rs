@@ -474,7 +474,10 @@ mod tests {
 
     #[test]
     fn limits_and_malformed_input() {
-        assert_eq!(rejected(&mut conn("GET / HTTP/1.1\r\nX: 1\n\0\r\n\r\n")), 400);
+        assert_eq!(
+            rejected(&mut conn("GET / HTTP/1.1\r\nX: 1\n\0\r\n\r\n")),
+            400
+        );
         let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(300));
         assert_eq!(rejected(&mut conn(&long)), 431);
         assert_eq!(
@@ -488,7 +491,9 @@ mod tests {
             400
         );
         assert_eq!(
-            rejected(&mut conn("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n")),
+            rejected(&mut conn(
+                "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"
+            )),
             501
         );
         assert_eq!(
@@ -515,8 +520,6 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 404 Not Found\r\n"), "{text}");
         assert!(text.contains("Connection: close\r\n"));
-        assert!(text.ends_with(
-            r#"{"detail":{"error_code":"Unknown","error_description":"nope"}}"#
-        ));
+        assert!(text.ends_with(r#"{"detail":{"error_code":"Unknown","error_description":"nope"}}"#));
     }
 }

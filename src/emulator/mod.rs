@@ -53,7 +53,9 @@ use std::time::Duration;
 use crate::config::AccessToken;
 use crate::error::{Error, Result};
 use crate::ids::DevEui;
-use crate::model::{Device, DownstreamRequest, DownstreamResultCode, MulticastGroup, UpstreamMessage, UpstreamReply};
+use crate::model::{
+    Device, DownstreamRequest, DownstreamResultCode, MulticastGroup, UpstreamMessage, UpstreamReply,
+};
 use server::{Config, Server, Shared};
 use streams::Kind;
 
@@ -71,7 +73,11 @@ fn base_url(shared: &Shared) -> String {
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
         ip => ip.to_string(),
     };
-    format!("{scheme}://{host}:{}{}", addr.port(), shared.config.base_path)
+    format!(
+        "{scheme}://{host}:{}{}",
+        addr.port(),
+        shared.config.base_path
+    )
 }
 
 /// A running RAN Routing API emulator. It stops, closing every connection, when dropped
@@ -244,7 +250,9 @@ impl Emulator {
 
     /// Waits up to `timeout` until at least `n` downstream connections are open.
     pub fn wait_downstream_connections(&self, n: usize, timeout: Duration) -> bool {
-        self.shared.hub.wait_connections(Kind::Downstream, n, timeout)
+        self.shared
+            .hub
+            .wait_connections(Kind::Downstream, n, timeout)
     }
 
     // --- both streams --------------------------------------------------------------

@@ -42,7 +42,12 @@ fn refused(r: Refusal) -> Response {
 }
 
 fn validation_failed(errors: Vec<FieldError>) -> Response {
-    Response::error(422, "ValidationFailed", "request validation failed", Some(errors))
+    Response::error(
+        422,
+        "ValidationFailed",
+        "request validation failed",
+        Some(errors),
+    )
 }
 
 fn field_error(loc: &[&str], msg: impl Into<String>, kind: &str) -> FieldError {
@@ -331,7 +336,11 @@ fn insert(store: &mut Store, req: &Request) -> Result<Response, Response> {
                 );
                 false
             } else if serde_json::from_str::<Value>(text).is_err() {
-                f.fail(&["Details"], "Details must be a string of JSON", "value_error.json");
+                f.fail(
+                    &["Details"],
+                    "Details must be a string of JSON",
+                    "value_error.json",
+                );
                 false
             } else {
                 true
@@ -346,7 +355,10 @@ fn insert(store: &mut Store, req: &Request) -> Result<Response, Response> {
 fn update(store: &mut Store, req: &Request) -> Result<Response, Response> {
     let obj = object(&req.body)?;
     let mut f = Fields::new(&["body"]);
-    f.only(&obj, &["DevEUI", "JoinEUI", "ActiveDevAddr", "TargetDevAddr"]);
+    f.only(
+        &obj,
+        &["DevEUI", "JoinEUI", "ActiveDevAddr", "TargetDevAddr"],
+    );
     let dev_eui = f.required_id::<DevEui>(&obj, "DevEUI");
     let join_eui = f.required_id::<JoinEui>(&obj, "JoinEUI");
     let addr = |f: &mut Fields, key: &str| -> Option<DevAddr> {
@@ -376,9 +388,7 @@ fn update(store: &mut Store, req: &Request) -> Result<Response, Response> {
         );
     }
     let (dev_eui, join_eui) = f.finish(dev_eui.zip(join_eui))?;
-    let device = store
-        .update(dev_eui, join_eui, change)
-        .map_err(refused)?;
+    let device = store.update(dev_eui, join_eui, change).map_err(refused)?;
     Ok(Response::json(200, &device))
 }
 
@@ -430,7 +440,11 @@ fn update_group(store: &mut Store, req: &Request) -> Result<Response, Response> 
                 addr: given("addr").and_then(|v| inner.id(&["addr"], v)),
             };
             if given("name").is_none() && given("addr").is_none() {
-                inner.fail(&[], "at least one of name or addr must be given", "value_error");
+                inner.fail(
+                    &[],
+                    "at least one of name or addr must be given",
+                    "value_error",
+                );
             }
             f.errors.append(&mut inner.errors);
             Some(change)

@@ -280,9 +280,7 @@ fn not_found(req: &Request) -> Response {
 fn authorize(token: &str, req: &Request) -> std::result::Result<(), Response> {
     let given = req.header("Authorization").and_then(|h| {
         let (scheme, value) = h.split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| value.trim())
+        scheme.eq_ignore_ascii_case("bearer").then(|| value.trim())
     });
     match given {
         Some(given) if given == token => Ok(()),
@@ -308,7 +306,10 @@ mod tests {
 
     #[test]
     fn normalizes_paths() {
-        assert_eq!(normalize("/api/v1//devices/insert"), "/api/v1/devices/insert");
+        assert_eq!(
+            normalize("/api/v1//devices/insert"),
+            "/api/v1/devices/insert"
+        );
         assert_eq!(normalize("//x///y/"), "/x/y/");
     }
 }

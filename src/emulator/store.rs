@@ -279,7 +279,10 @@ impl Store {
                 return Err(group_exists(new_addr));
             }
         }
-        let group = self.groups.get_mut(&addr).ok_or_else(|| group_not_found(addr))?;
+        let group = self
+            .groups
+            .get_mut(&addr)
+            .ok_or_else(|| group_not_found(addr))?;
         if let Some(name) = update.name {
             group.name = name;
         }
@@ -327,7 +330,10 @@ impl Store {
                 format!("device with DevEUI {dev_eui} is not in the routing table"),
             ));
         }
-        let group = self.groups.get_mut(&addr).ok_or_else(|| group_not_found(addr))?;
+        let group = self
+            .groups
+            .get_mut(&addr)
+            .ok_or_else(|| group_not_found(addr))?;
         if group.devices.contains(&dev_eui) {
             return Err(Refusal::new(
                 "MulticastGroup.AlreadyContainsTheDevice",
@@ -393,7 +399,11 @@ mod tests {
         assert_eq!(s.drop_devices(&[DevEui::new(2), DevEui::new(5)]), 1);
         s.insert(DevEui::new(3), DevAddr::new(7).into(), None)
             .unwrap();
-        let order: Vec<u64> = s.select(None, 0, None).iter().map(|d| d.dev_eui.0).collect();
+        let order: Vec<u64> = s
+            .select(None, 0, None)
+            .iter()
+            .map(|d| d.dev_eui.0)
+            .collect();
         assert_eq!(order, [1, 3]);
     }
 
@@ -460,7 +470,10 @@ mod tests {
             )
             .unwrap();
         assert_eq!((g.addr, g.name.as_str()), (c, "c"));
-        assert_eq!(s.groups(&[]).iter().map(|g| g.addr).collect::<Vec<_>>(), [c, b]);
+        assert_eq!(
+            s.groups(&[]).iter().map(|g| g.addr).collect::<Vec<_>>(),
+            [c, b]
+        );
         assert!(s.group(a).is_none());
         assert_eq!(s.group(c).unwrap().devices, [DevEui::new(1)]);
         assert!(!s.remove_device(a, DevEui::new(1)));

@@ -317,9 +317,9 @@ fn check_handshake(shared: &Shared, req: &Request) -> std::result::Result<String
         return Err(upgrade_required("unsupported WebSocket version"));
     }
     match req.header("Sec-WebSocket-Key") {
-        Some(key) if !key.is_empty() => Ok(tungstenite::handshake::derive_accept_key(
-            key.as_bytes(),
-        )),
+        Some(key) if !key.is_empty() => {
+            Ok(tungstenite::handshake::derive_accept_key(key.as_bytes()))
+        }
         _ => Err(Response::error(
             400,
             "Unknown",
@@ -331,7 +331,12 @@ fn check_handshake(shared: &Shared, req: &Request) -> std::result::Result<String
 
 /// Serves one stream connection until it ends: the handshake on the parsed upgrade
 /// request, then frames.
-pub(crate) fn serve<S: Socket>(shared: &Arc<Shared>, kind: Kind, mut conn: HttpConn<S>, req: &Request) {
+pub(crate) fn serve<S: Socket>(
+    shared: &Arc<Shared>,
+    kind: Kind,
+    mut conn: HttpConn<S>,
+    req: &Request,
+) {
     let accept = match check_handshake(shared, req) {
         Ok(accept) => accept,
         Err(response) => {

@@ -174,9 +174,7 @@ pub type Ws = WebSocket<Socket>;
 
 /// The `ws(s)://` URL of a stream (`"upstream"` or `"downstream"`) with a token.
 pub fn stream_url(emu: &Emulator, stream: &str, token: &str) -> String {
-    let base = emu
-        .base_url()
-        .replacen("http", "ws", 1);
+    let base = emu.base_url().replacen("http", "ws", 1);
     format!("{base}/stream/{stream}/?access_token={token}")
 }
 
@@ -215,10 +213,12 @@ pub fn try_connect(emu: &Emulator, url: &str) -> Result<Ws, tungstenite::Error> 
             Socket::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
         }
     };
-    tungstenite::client::client(url, socket).map(|(ws, _)| ws).map_err(|e| match e {
-        tungstenite::HandshakeError::Failure(e) => e,
-        tungstenite::HandshakeError::Interrupted(_) => panic!("handshake timed out"),
-    })
+    tungstenite::client::client(url, socket)
+        .map(|(ws, _)| ws)
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => panic!("handshake timed out"),
+        })
 }
 
 /// Opens a stream connection with the emulator's token.
