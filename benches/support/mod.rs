@@ -27,6 +27,16 @@ pub fn selected(name: &str) -> bool {
     }
 }
 
+/// `RAN_BENCH_SIDE=ours` or `=baseline`: run one side only, e.g. under a profiler (the
+/// ratios are then meaningless).
+pub fn side_selected(ours: bool) -> bool {
+    match std::env::var("RAN_BENCH_SIDE").as_deref() {
+        Ok("ours") => ours,
+        Ok("baseline") => !ours,
+        _ => true,
+    }
+}
+
 pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
