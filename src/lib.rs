@@ -35,6 +35,7 @@ pub mod ids;
 pub mod mic;
 pub mod model;
 pub mod multicast;
+mod resolver;
 mod rest;
 pub mod routing_table;
 pub mod stream;
