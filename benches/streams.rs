@@ -393,12 +393,16 @@ enum Side {
 }
 
 /// Alternates which side goes first, so drift in machine load hits both alike.
-fn order(rep: usize) -> [Side; 2] {
-    if rep % 2 == 0 {
+/// `RAN_BENCH_SIDE` may leave one side out, e.g. to profile the other.
+fn order(rep: usize) -> Vec<Side> {
+    let both = if rep % 2 == 0 {
         [Side::Ours, Side::Baseline]
     } else {
         [Side::Baseline, Side::Ours]
-    }
+    };
+    both.into_iter()
+        .filter(|&side| support::side_selected(side == Side::Ours))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
