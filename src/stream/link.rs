@@ -79,8 +79,15 @@ impl<T> Clone for Outbox<T> {
 impl<T> Outbox<T> {
     /// Delivers `item`, waiting for room in the channel unless `stop` fires first.
     /// Returns `false` when the receiving side is gone.
-    fn deliver(&self, item: T, stop: &Receiver<()>, stopped: &mut bool) -> bool {
+    fn deliver(&self, mut item: T, stop: &Receiver<()>, stopped: &mut bool) -> bool {
         if !*stopped {
+            // Room in the channel is the common case; a select (which allocates and
+            // registers with both channels) is only needed to wait.
+            item = match self.tx.try_send(item) {
+                Ok(()) => return true,
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return false,
+                Err(crossbeam_channel::TrySendError::Full(item)) => item,
+            };
             let mut sel = crossbeam_channel::Select::new();
             let send = sel.send(&self.tx);
             sel.recv(stop);
