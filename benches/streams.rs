@@ -73,7 +73,7 @@ fn main() {
         downstream_send_throughput(&mut report, reps, size(100_000, 5_000));
     }
     if support::selected("close_latency") {
-        close_latency(&mut report, size(300, 30));
+        close_latency(&mut report, reps, size(200, 30));
     }
     if support::selected("idle") {
         idle_connections(&mut report, 100, Duration::from_secs(size(10, 2) as u64));
@@ -454,7 +454,9 @@ fn ack_round_trip(report: &mut Report, reps: usize, n: usize) {
             .map(|id| encode([upstream_json(id)]))
             .collect(),
     );
-    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    // Percentiles of each run, then the median over runs: one run hit by a burst of
+    // load from the machine's other tenants does not decide the figure.
+    let (mut o50, mut o99, mut b50, mut b99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps {
         for side in order(rep) {
             let (listener, port) = listen();
@@ -464,27 +466,34 @@ fn ack_round_trip(report: &mut Report, reps: usize, n: usize) {
                 Side::Ours => ours_acker(port, n + warmup),
                 Side::Baseline => raw_acker(port, n + warmup),
             }
-            let times = server.join().unwrap();
+            let mut times = server.join().unwrap().split_off(warmup);
+            times.sort();
+            let (p50, p99) = (
+                micros(percentile(&times, 50.0)),
+                micros(percentile(&times, 99.0)),
+            );
             match side {
-                Side::Ours => ours.extend_from_slice(&times[warmup..]),
-                Side::Baseline => base.extend_from_slice(&times[warmup..]),
-            }
+                Side::Ours => (o50.push(p50), o99.push(p99)),
+                Side::Baseline => (b50.push(p50), b99.push(p99)),
+            };
         }
     }
-    ours.sort();
-    base.sort();
-    let (o50, o99) = (percentile(&ours, 50.0), percentile(&ours, 99.0));
-    let (b50, b99) = (percentile(&base, 50.0), percentile(&base, 99.0));
+    let (o50, o99, b50, b99) = (
+        median(&mut o50),
+        median(&mut o99),
+        median(&mut b50),
+        median(&mut b99),
+    );
     report.figure(
         "ack_round_trip",
-        format!("p50 {:.1} µs, p99 {:.1} µs", micros(o50), micros(o99)),
-        format!("p50 {:.1} µs, p99 {:.1} µs", micros(b50), micros(b99)),
-        b50.as_secs_f64() / o50.as_secs_f64(),
+        format!("p50 {o50:.1} µs, p99 {o99:.1} µs"),
+        format!("p50 {b50:.1} µs, p99 {b99:.1} µs"),
+        b50 / o50,
         "p50 >= 0.67",
     );
     report.note(format!(
-        "ack_round_trip: {n} round trips per run after {warmup} warm-up; p99 ratio {:.2}",
-        b99.as_secs_f64() / o99.as_secs_f64()
+        "ack_round_trip: {n} round trips per run after {warmup} warm-up, median over runs of each run's percentiles; p99 ratio {:.2}",
+        b99 / o99
     ));
 }
 
@@ -549,7 +558,30 @@ fn downstream_send_throughput(report: &mut Report, reps: usize, n: usize) {
     ));
 }
 
-fn close_latency(report: &mut Report, n: usize) {
+fn close_latency(report: &mut Report, reps: usize, n: usize) {
+    let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let times = close_times(n);
+        p50s.push(micros(percentile(&times, 50.0)));
+        p99s.push(micros(percentile(&times, 99.0)));
+    }
+    let (p50, p99) = (median(&mut p50s), median(&mut p99s));
+    let worst = p99s.iter().copied().fold(0.0, f64::max);
+    report.figure(
+        "close_latency",
+        format!("p50 {p50:.0} µs, p99 {p99:.0} µs"),
+        "10 ms (fixed)".into(),
+        10_000.0 / p99,
+        ">= 1 (p99 < 10 ms)",
+    );
+    report.note(format!(
+        "close_latency: {reps} runs of {n} idle connections, median of each run's percentiles; worst run's p99 {worst:.0} µs"
+    ));
+}
+
+/// Opens `n` connections one after the other and times `close()` to `wait_closed()` on
+/// each, sorted.
+fn close_times(n: usize) -> Vec<Duration> {
     let (listener, port) = listen();
     let server = thread::spawn(move || {
         let mut drains = Vec::new();
@@ -574,15 +606,7 @@ fn close_latency(report: &mut Report, n: usize) {
     }
     server.join().unwrap();
     times.sort();
-    let (p50, p99) = (percentile(&times, 50.0), percentile(&times, 99.0));
-    let fixed = Duration::from_millis(10);
-    report.figure(
-        "close_latency",
-        format!("p50 {:.0} µs, p99 {:.0} µs", micros(p50), micros(p99)),
-        "10 ms (fixed)".into(),
-        fixed.as_secs_f64() / p99.as_secs_f64(),
-        ">= 1 (p99 < 10 ms)",
-    );
+    times
 }
 
 // ---------------------------------------------------------------------------------------
