@@ -413,21 +413,32 @@ fn upstream_ack_throughput(report: &mut Report, reps: usize, n: usize) {
     let wire = Arc::new(encode((1..=n as u64).map(upstream_json)));
     let (mut ours, mut base) = (Vec::new(), Vec::new());
     let (mut ours_server, mut base_server) = (Vec::new(), Vec::new());
+    let (mut ours_client, mut base_client) = (Vec::new(), Vec::new());
     for rep in 0..reps {
         for side in order(rep) {
             let (listener, port) = listen();
             let wire = wire.clone();
+            let cpu = support::process_cpu_ns();
             let server = thread::spawn(move || serve_flood_once(listener, wire, n));
             match side {
                 Side::Ours => ours_acker(port, n),
                 Side::Baseline => raw_acker(port, n),
             }
             let run = server.join().unwrap();
+            let client_cpu = micros(support::process_cpu_ns() - cpu - run.cpu) / n as f64;
             let rate = n as f64 / run.elapsed.as_secs_f64();
             let server_cpu = micros(run.cpu) / n as f64;
             match side {
-                Side::Ours => (ours.push(rate), ours_server.push(server_cpu)),
-                Side::Baseline => (base.push(rate), base_server.push(server_cpu)),
+                Side::Ours => (
+                    ours.push(rate),
+                    ours_server.push(server_cpu),
+                    ours_client.push(client_cpu),
+                ),
+                Side::Baseline => (
+                    base.push(rate),
+                    base_server.push(server_cpu),
+                    base_client.push(client_cpu),
+                ),
             };
         }
     }
@@ -440,8 +451,10 @@ fn upstream_ack_throughput(report: &mut Report, reps: usize, n: usize) {
         ">= 1.0",
     );
     report.note(format!(
-        "upstream_ack_throughput: N = {n} frames of {} bytes; server CPU per frame (writer + ack reader) {:.2} µs with ours, {:.2} µs with the baseline",
+        "upstream_ack_throughput: N = {n} frames of {} bytes; CPU per frame: client {:.2} µs ours, {:.2} µs baseline; server (writer + ack reader) {:.2} µs with ours, {:.2} µs with the baseline",
         upstream_json(1).len(),
+        median(&mut ours_client),
+        median(&mut base_client),
         median(&mut ours_server),
         median(&mut base_server),
     ));

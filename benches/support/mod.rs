@@ -137,6 +137,18 @@ pub fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+/// CPU time of this whole process (all threads), to the nanosecond.
+#[allow(unsafe_code)]
+pub fn process_cpu_ns() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// User + system CPU time of this process from `/proc/self/stat`, in clock ticks turned
 /// into a duration.
 #[allow(unsafe_code)]
