@@ -109,6 +109,7 @@ fn main() {
     let requests = (2 * n + 1) as f64;
     let (mut ours_rates, mut base_rates) = (Vec::new(), Vec::new());
     let mut ours_connections = Vec::new();
+    let (mut ours_cpu, mut base_cpu) = (Vec::new(), Vec::new());
     for rep in 0..reps {
         let order: [bool; 2] = if rep % 2 == 0 {
             [true, false]
@@ -121,17 +122,21 @@ fn main() {
             }
             cleaner.routing_table().delete_all().unwrap();
             let start = Instant::now();
+            let cpu = support::thread_cpu();
             let connections = if is_ours {
                 ours(&emu, n)
             } else {
                 baseline(&emu, n)
             };
+            let cpu = support::micros(support::thread_cpu() - cpu) / requests;
             let rate = requests / start.elapsed().as_secs_f64();
             if is_ours {
                 ours_rates.push(rate);
                 ours_connections.push(connections);
+                ours_cpu.push(cpu);
             } else {
                 base_rates.push(rate);
+                base_cpu.push(cpu);
             }
         }
     }
@@ -148,6 +153,11 @@ fn main() {
         ours / base,
         ">= 0.9, 1 connection",
     );
+    report.note(format!(
+        "rest_insert_select: client CPU per request {:.1} µs ours, {:.1} µs baseline (the emulator's threads not counted)",
+        median(&mut ours_cpu),
+        median(&mut base_cpu)
+    ));
     report.print();
     if ours_connections.is_empty() {
         return;
