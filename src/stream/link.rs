@@ -220,16 +220,27 @@ trait Outgoing: Send + Sync {
 
 impl<S: Socket> Outgoing for Wire<S> {
     fn send(&self, message: Message, shared: &Shared) -> Result<()> {
-        let written = lock(&self.ws).write(message);
-        match written {
-            Ok(()) => {}
-            // Buffered by tungstenite; the flush below finishes it.
-            Err(tungstenite::Error::Io(e)) if would_block(&e) => {}
-            Err(tungstenite::Error::Io(e)) => {
-                shared.fail(&self.tcp, format!("write failed: {e}"));
-                return Err(Error::Io(e));
+        {
+            let mut ws = lock(&self.ws);
+            // Usually the socket takes the whole frame at once: flush under the same lock.
+            let written = ws.write(message).and_then(|()| match ws.flush() {
+                // As in `flush`: nothing left to write on a connection that finished
+                // closing.
+                Err(tungstenite::Error::ConnectionClosed)
+                | Err(tungstenite::Error::AlreadyClosed) => Ok(()),
+                other => other,
+            });
+            match written {
+                Ok(()) => return Ok(()),
+                // Buffered by tungstenite; the flush below finishes it.
+                Err(tungstenite::Error::Io(e)) if would_block(&e) => {}
+                Err(tungstenite::Error::Io(e)) => {
+                    drop(ws);
+                    shared.fail(&self.tcp, format!("write failed: {e}"));
+                    return Err(Error::Io(e));
+                }
+                Err(e) => return Err(map_ws_error(e)),
             }
-            Err(e) => return Err(map_ws_error(e)),
         }
         flush(&self.ws, &self.tcp, self.write_timeout).inspect_err(|e| {
             shared.fail(&self.tcp, format!("write failed: {e}"));
