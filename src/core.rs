@@ -474,7 +474,11 @@ impl CoreBuilder {
             inner: Arc::new(Inner {
                 endpoints,
                 token,
-                agent: ureq::Agent::new_with_config(config),
+                agent: ureq::Agent::with_parts(
+                    config,
+                    ureq::unversioned::transport::DefaultConnector::default(),
+                    crate::resolver::CachingResolver::default(),
+                ),
                 tls: tls.rustls,
                 request_timeout: self.request_timeout,
                 connect_timeout: self.connect_timeout,

@@ -170,6 +170,7 @@ pub mod ids;
 pub mod mic;
 pub mod model;
 pub mod multicast;
+mod resolver;
 mod rest;
 pub mod routing_table;
 pub mod stream;

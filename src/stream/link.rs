@@ -5,9 +5,12 @@
 //!   WebSocket, then takes it just long enough to read what has arrived, and hands the
 //!   frames (decoded by the caller's function) to a bounded channel. A full channel stops
 //!   the reader, so a slow consumer pushes back down to TCP instead of growing memory.
-//! - The writer owns every write: user messages, pong and close replies (flushed on the
-//!   reader's request) and our close. A write that would block waits for writability
-//!   outside the lock, so reads go on meanwhile.
+//! - A send is written on the sender's own thread: it takes the WebSocket just long enough
+//!   to hand the frame to the socket, and a write that would block waits for writability
+//!   outside the lock, so reads go on meanwhile. Handing each send to another thread and
+//!   waiting for its answer cost two thread wake-ups per message (see `benches/streams.rs`).
+//! - The writer thread does the rest: pong and close replies (flushed on the reader's
+//!   request), keepalive pings and our close.
 //!
 //! Both the client's streams and the emulator's server side run on this engine.
 
@@ -28,8 +31,6 @@ use crate::error::{Error, Result};
 
 /// Most frames the reader takes per lock, so writers are not starved by a flood.
 const READ_BATCH: usize = 64;
-/// Most queued sends the writer writes before one flush.
-const WRITE_BATCH: usize = 64;
 
 /// Tuning of a [`Link`].
 #[derive(Debug, Clone)]
@@ -78,8 +79,15 @@ impl<T> Clone for Outbox<T> {
 impl<T> Outbox<T> {
     /// Delivers `item`, waiting for room in the channel unless `stop` fires first.
     /// Returns `false` when the receiving side is gone.
-    fn deliver(&self, item: T, stop: &Receiver<()>, stopped: &mut bool) -> bool {
+    fn deliver(&self, mut item: T, stop: &Receiver<()>, stopped: &mut bool) -> bool {
         if !*stopped {
+            // Room in the channel is the common case; a select (which allocates and
+            // registers with both channels) is only needed to wait.
+            item = match self.tx.try_send(item) {
+                Ok(()) => return true,
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return false,
+                Err(crossbeam_channel::TrySendError::Full(item)) => item,
+            };
             let mut sel = crossbeam_channel::Select::new();
             let send = sel.send(&self.tx);
             sel.recv(stop);
@@ -108,7 +116,6 @@ impl<T> Outbox<T> {
 }
 
 enum Command {
-    Send(Message, Sender<Result<()>>),
     /// The reader saw a ping or a close: write the automatic reply.
     Flush,
     /// Keepalive: ping the peer.
@@ -195,12 +202,62 @@ impl Shared {
     fn stop_delivery(&self) {
         lock(&self.stop_tx).take();
     }
+
+    /// Ends the link after a failed write: sends fail from now on, and the reader wakes up.
+    fn fail(&self, tcp: &TcpStream, why: String) {
+        self.end(CloseReason::Error(why));
+        self.closing.store(true, Ordering::Release);
+        let _ = tcp.shutdown(Shutdown::Both);
+    }
+}
+
+/// What senders share with the writer thread: the WebSocket and its TCP stream.
+struct Wire<S> {
+    ws: Arc<Mutex<WebSocket<S>>>,
+    tcp: TcpStream,
+    write_timeout: Duration,
+}
+
+/// Sending, with the socket type erased so that [`Link`] needs no type parameter.
+trait Outgoing: Send + Sync {
+    fn send(&self, message: Message, shared: &Shared) -> Result<()>;
+}
+
+impl<S: Socket> Outgoing for Wire<S> {
+    fn send(&self, message: Message, shared: &Shared) -> Result<()> {
+        {
+            let mut ws = lock(&self.ws);
+            // Usually the socket takes the whole frame at once: flush under the same lock.
+            let written = ws.write(message).and_then(|()| match ws.flush() {
+                // As in `flush`: nothing left to write on a connection that finished
+                // closing.
+                Err(tungstenite::Error::ConnectionClosed)
+                | Err(tungstenite::Error::AlreadyClosed) => Ok(()),
+                other => other,
+            });
+            match written {
+                Ok(()) => return Ok(()),
+                // Buffered by tungstenite; the flush below finishes it.
+                Err(tungstenite::Error::Io(e)) if would_block(&e) => {}
+                Err(tungstenite::Error::Io(e)) => {
+                    drop(ws);
+                    shared.fail(&self.tcp, format!("write failed: {e}"));
+                    return Err(Error::Io(e));
+                }
+                Err(e) => return Err(map_ws_error(e)),
+            }
+        }
+        flush(&self.ws, &self.tcp, self.write_timeout).inspect_err(|e| {
+            shared.fail(&self.tcp, format!("write failed: {e}"));
+        })
+    }
 }
 
 /// A running WebSocket connection. Cheap to share behind an `Arc`; every method takes
 /// `&self`.
 pub(crate) struct Link {
     cmd: Sender<Command>,
+    wire: Box<dyn Outgoing>,
     shared: Arc<Shared>,
     done: Receiver<()>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -237,6 +294,11 @@ impl Link {
             epoch: Instant::now(),
         });
         let ws = Arc::new(Mutex::new(ws));
+        let wire = Box::new(Wire {
+            ws: ws.clone(),
+            tcp: tcp.try_clone().map_err(Error::Io)?,
+            write_timeout: options.write_timeout,
+        });
 
         let reader = {
             let (ws, shared, cmd, alive) =
@@ -262,6 +324,7 @@ impl Link {
         };
         Ok(Link {
             cmd: cmd_tx,
+            wire,
             shared,
             done,
             threads: Mutex::new(vec![reader, writer]),
@@ -278,13 +341,11 @@ impl Link {
         if self.shared.closing.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
-        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-        if self.cmd.send(Command::Send(message, reply_tx)).is_err() {
-            return Err(self.closed_error());
-        }
-        // The writer drops the reply sender unanswered only when it never wrote the
-        // message, so "closed" is accurate: nothing was sent.
-        reply_rx.recv().unwrap_or_else(|_| Err(self.closed_error()))
+        self.wire.send(message, &self.shared).map_err(|e| match e {
+            // Say why the connection is closed, not only that it is.
+            Error::Closed(_) => self.closed_error(),
+            other => other,
+        })
     }
 
     /// Starts closing: sends a close frame, lets the reader finish, then drops the
@@ -450,7 +511,6 @@ fn write_loop<S: Socket>(
     reader_done: &Receiver<()>,
     options: &LinkOptions,
 ) {
-    let mut pending: Vec<Sender<Result<()>>> = Vec::with_capacity(WRITE_BATCH);
     let mut keepalive = options.ping_interval.map(|interval| Keepalive {
         interval,
         pong_timeout: options.pong_timeout,
@@ -461,7 +521,7 @@ fn write_loop<S: Socket>(
         let wait = keepalive.as_ref().map_or(Duration::MAX, |k| {
             k.due().saturating_duration_since(Instant::now())
         });
-        let first = select! {
+        let cmd = select! {
             recv(cmds) -> cmd => match cmd {
                 Ok(cmd) => cmd,
                 Err(_) => Command::Close,
@@ -481,62 +541,26 @@ fn write_loop<S: Socket>(
                 }
             }
         };
-        let mut close = false;
-        let mut failure = None;
+        let close = matches!(cmd, Command::Close);
         {
-            let mut next = Some(first);
             let mut guard = lock(ws);
-            while let Some(cmd) = next.take() {
-                match cmd {
-                    Command::Send(message, reply) => match guard.write(message) {
-                        Ok(()) => pending.push(reply),
-                        // Buffered by tungstenite; the flush below finishes it.
-                        Err(tungstenite::Error::Io(e)) if would_block(&e) => pending.push(reply),
-                        Err(e) => {
-                            let _ = reply.send(Err(map_ws_error(e)));
-                        }
-                    },
-                    Command::Flush => {}
-                    Command::Ping => match guard.write(Message::Ping(Bytes::new())) {
-                        Ok(()) => {}
-                        Err(tungstenite::Error::Io(e)) if would_block(&e) => {}
-                        Err(e) => log::debug!("{}: cannot ping: {e}", shared.name),
-                    },
-                    Command::Close => {
-                        close = true;
-                        match guard.close(None) {
-                            Ok(()) => {}
-                            Err(tungstenite::Error::Io(e)) if would_block(&e) => {}
-                            Err(_) => {}
-                        }
-                        break;
-                    }
-                }
-                if pending.len() < WRITE_BATCH {
-                    next = cmds.try_recv().ok();
-                }
+            let written = match cmd {
+                // The automatic reply is already queued inside tungstenite.
+                Command::Flush => Ok(()),
+                Command::Ping => guard.write(Message::Ping(Bytes::new())),
+                Command::Close => guard.close(None),
+            };
+            match written {
+                Ok(()) => {}
+                Err(tungstenite::Error::Io(e)) if would_block(&e) => {}
+                Err(e) if !close => log::debug!("{}: cannot write: {e}", shared.name),
+                Err(_) => {}
             }
         }
         if let Err(e) = flush(ws, tcp, options.write_timeout) {
-            failure = Some(e);
-        }
-        match failure {
-            None => {
-                for reply in pending.drain(..) {
-                    let _ = reply.send(Ok(()));
-                }
-            }
-            Some(e) => {
-                let text = e.to_string();
-                for reply in pending.drain(..) {
-                    let _ = reply.send(Err(Error::Io(std::io::Error::other(text.clone()))));
-                }
-                if !close {
-                    shared.end(CloseReason::Error(format!("write failed: {text}")));
-                    shared.closing.store(true, Ordering::Release);
-                    let _ = tcp.shutdown(Shutdown::Both);
-                    return;
-                }
+            if !close {
+                shared.fail(tcp, format!("write failed: {e}"));
+                return;
             }
         }
         if close {

@@ -1,0 +1,810 @@
+//! Stream engine benchmarks: `cargo bench --bench streams` (`RAN_BENCH_QUICK=1` for a
+//! short smoke run).
+//!
+//! Every figure with a ratio runs ours and its baseline in this process, against the same
+//! loopback server and the same frames, alternating, and compares medians of several
+//! repetitions; `RATIO <name> <ours ÷ baseline>` lines follow the table, higher is better.
+//!
+//! - ours: the public API, `Core::new(..)` then `core.upstream().connect()` and a user loop
+//!   `for m in up.iter() { up.send_upstream_ack(..) }` (downstream: `send(..)`).
+//! - baseline: a hand-written single-threaded tungstenite client on a blocking socket that
+//!   decodes each frame with `serde_json` into the same struct and writes the same ack.
+//! - the server: a minimal tungstenite server in this process that writes pre-encoded
+//!   frames from its own thread and reads the replies from another; it reports its own
+//!   CPU time per frame so one can check that it is not the bottleneck.
+//!
+//! Idle CPU, memory per idle connection and memory under a slow consumer are measured
+//! against a server in a child process (this same binary with `--serve-idle` or
+//! `--serve-flood`), so that only the client's threads and memory are counted.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ran_routing::{
+    Core, DevEui, DownstreamMessage, DownstreamRadio, DownstreamRequest, LoRaModulation,
+    TransmissionWindow, UpstreamAck, UpstreamMessage, UpstreamReply,
+};
+use support::{median, micros, percentile, size, thread_cpu, Report};
+use tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
+use tungstenite::protocol::frame::Frame;
+use tungstenite::{Bytes, Message, WebSocket};
+
+const TOKEN: &str = "bench-token";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--serve-idle") {
+        return serve_idle();
+    }
+    if let Some(i) = args.iter().position(|a| a == "--serve-flood") {
+        let rate = args
+            .get(i + 1)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(10_000);
+        return serve_flood(rate);
+    }
+
+    let reps = size(5, 1);
+    let mut report = Report::default();
+    println!(
+        "stream benchmarks: {} repetitions each, ours and baseline alternating{}",
+        reps,
+        if support::quick() {
+            " (RAN_BENCH_QUICK: smoke run, figures not comparable)"
+        } else {
+            ""
+        }
+    );
+
+    if support::selected("upstream_ack_throughput") {
+        upstream_ack_throughput(&mut report, reps, size(100_000, 5_000));
+    }
+    if support::selected("ack_round_trip") {
+        ack_round_trip(&mut report, reps, size(5_000, 500));
+    }
+    if support::selected("downstream_send_throughput") {
+        downstream_send_throughput(&mut report, reps, size(100_000, 5_000));
+    }
+    if support::selected("close_latency") {
+        close_latency(&mut report, reps, size(200, 30));
+    }
+    if support::selected("idle") {
+        idle_connections(&mut report, 100, Duration::from_secs(size(10, 2) as u64));
+    }
+    if support::selected("slow_consumer") {
+        slow_consumer(&mut report, Duration::from_secs(size(6, 2) as u64));
+    }
+
+    report.print();
+}
+
+// ---------------------------------------------------------------------------------------
+// Data
+// ---------------------------------------------------------------------------------------
+
+/// A realistic Upstream frame: two candidate devices, a 23-byte uplink without its MIC,
+/// 16 MIC candidates and a gateway position (about 500 bytes of JSON).
+fn upstream_json(id: u64) -> String {
+    let challenge: Vec<String> = (0..16u64)
+        .map(|i| ((id.wrapping_mul(2_654_435_761) ^ (i << 20)) & 0xffff_ffff).to_string())
+        .collect();
+    format!(
+        concat!(
+            r#"{{"ProtocolVersion":1,"TransactionID":{id},"Outdated":false,"#,
+            r#""DevEUIs":[8844537008791951183,{eui}],"#,
+            r#""Radio":{{"Frequency":868100000,"LoRa":{{"Spreading":7,"Bandwidth":125000}},"RSSI":-52.0,"SNR":9.25}},"#,
+            r#""PHYPayloadNoMIC":[64,218,27,1,38,128,{lo},{hi},1,35,178,44,90,11,208,76,2,150,64,11,7,100,3],"#,
+            r#""MICChallenge":[{challenge}],"#,
+            r#""GPS":{{"Lat":52.3676,"Lng":4.9041,"Alt":3.5}}}}"#
+        ),
+        id = id,
+        eui = u64::MAX - id,
+        lo = id & 0xff,
+        hi = (id >> 8) & 0xff,
+        challenge = challenge.join(","),
+    )
+}
+
+/// Server-side (unmasked) WebSocket text frames, ready to write.
+fn encode(texts: impl IntoIterator<Item = String>) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for text in texts {
+        Frame::message(Bytes::from(text), OpCode::Data(OpData::Text), true)
+            .format(&mut wire)
+            .expect("encoding into a Vec");
+    }
+    wire
+}
+
+fn downlinks(n: usize) -> Vec<DownstreamMessage> {
+    let radio = DownstreamRadio::new(868_300_000, LoRaModulation::new(9, 125_000));
+    (0..n as u64)
+        .map(|id| {
+            DownstreamMessage::new(
+                id + 1,
+                DevEui::new(0x7abe_1b8c_93d7_0000 | id),
+                TransmissionWindow::class_a(radio.clone(), 1),
+                vec![
+                    96,
+                    218,
+                    27,
+                    1,
+                    38,
+                    0,
+                    (id & 0xff) as u8,
+                    0,
+                    1,
+                    2,
+                    3,
+                    4,
+                    5,
+                    6,
+                    7,
+                    8,
+                ],
+            )
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// The loopback server
+// ---------------------------------------------------------------------------------------
+
+fn listen() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+/// Accepts one WebSocket; any path and query (the client's token) are fine.
+fn accept(listener: &TcpListener) -> WebSocket<TcpStream> {
+    let (tcp, _) = listener.accept().expect("accept");
+    tcp.set_nodelay(true).unwrap();
+    match tungstenite::accept(tcp) {
+        Ok(ws) => ws,
+        Err(_) => panic!("bench server: WebSocket handshake failed"),
+    }
+}
+
+/// Reads until the client has closed, answering its close frame.
+fn drain(ws: &mut WebSocket<TcpStream>) {
+    while ws.read().is_ok() {}
+}
+
+/// Counts the client's data frames straight off the socket: headers parsed, payloads
+/// skipped, no unmasking, UTF-8 check or allocation, so the server's reading costs next
+/// to nothing beside the client under test.
+struct FrameCounter {
+    tcp: TcpStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl FrameCounter {
+    fn new(ws: &WebSocket<TcpStream>) -> Self {
+        Self {
+            tcp: ws.get_ref().try_clone().unwrap(),
+            buf: vec![0; 256 * 1024],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Blocks until `n` more data frames have arrived.
+    fn read(&mut self, n: usize) {
+        let mut seen = 0;
+        while seen < n {
+            match self.next_frame() {
+                Some(opcode) => seen += usize::from(opcode == 1 || opcode == 2),
+                None => self.fill(),
+            }
+        }
+    }
+
+    /// The opcode of the next complete frame in the buffer, consuming it.
+    fn next_frame(&mut self) -> Option<u8> {
+        let b = &self.buf[self.start..self.end];
+        if b.len() < 2 {
+            return None;
+        }
+        let (mut header, len7) = (2, u64::from(b[1] & 0x7f));
+        let len = match len7 {
+            126 => {
+                header += 2;
+                u64::from(u16::from_be_bytes(b.get(2..4)?.try_into().unwrap()))
+            }
+            127 => {
+                header += 8;
+                u64::from_be_bytes(b.get(2..10)?.try_into().unwrap())
+            }
+            n => n,
+        };
+        if b[1] & 0x80 != 0 {
+            header += 4;
+        }
+        let total = header + len as usize;
+        if b.len() < total {
+            return None;
+        }
+        let opcode = b[0] & 0x0f;
+        self.start += total;
+        Some(opcode)
+    }
+
+    fn fill(&mut self) {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        assert!(self.end < self.buf.len(), "bench server: frame too large");
+        let got = self
+            .tcp
+            .read(&mut self.buf[self.end..])
+            .expect("bench server: read");
+        assert!(got > 0, "bench server: the client went away");
+        self.end += got;
+    }
+
+    /// A WebSocket that goes on after the counted frames (e.g. the client's close frame
+    /// may already be in the buffer), for the close handshake.
+    fn finish(self) -> WebSocket<TcpStream> {
+        let rest = self.buf[self.start..self.end].to_vec();
+        WebSocket::from_partially_read(self.tcp, rest, tungstenite::protocol::Role::Server, None)
+    }
+}
+
+struct ServerRun {
+    /// From the first frame written to the last reply read.
+    elapsed: Duration,
+    /// CPU time of the server's threads.
+    cpu: Duration,
+}
+
+/// Writes every frame as fast as the socket takes them (one thread, pre-encoded bytes),
+/// and counts `n` replies on another.
+fn serve_flood_once(listener: TcpListener, wire: Arc<Vec<u8>>, n: usize) -> ServerRun {
+    let ws = accept(&listener);
+    let mut tx = ws.get_ref().try_clone().unwrap();
+    let start = Instant::now();
+    let writer = thread::spawn(move || {
+        let cpu = thread_cpu();
+        tx.write_all(&wire).expect("bench server: write");
+        thread_cpu() - cpu
+    });
+    let cpu = thread_cpu();
+    let mut acks = FrameCounter::new(&ws);
+    acks.read(n);
+    let elapsed = start.elapsed();
+    let cpu = thread_cpu() - cpu + writer.join().unwrap();
+    drop(ws);
+    drain(&mut acks.finish());
+    ServerRun { elapsed, cpu }
+}
+
+/// One frame at a time: write it, wait for its reply; the time of each round trip.
+fn serve_round_trips(listener: TcpListener, frames: Arc<Vec<Vec<u8>>>) -> Vec<Duration> {
+    let ws = accept(&listener);
+    let mut tx = ws.get_ref().try_clone().unwrap();
+    let mut acks = FrameCounter::new(&ws);
+    let mut times = Vec::with_capacity(frames.len());
+    for frame in frames.iter() {
+        let start = Instant::now();
+        tx.write_all(frame).expect("bench server: write");
+        acks.read(1);
+        times.push(start.elapsed());
+    }
+    drop(ws);
+    drain(&mut acks.finish());
+    times
+}
+
+/// Reads `n` frames and reports when the last one arrived and the server's CPU time,
+/// then waits for the client to close.
+fn serve_count(listener: TcpListener, n: usize, done: mpsc::Sender<(Instant, Duration)>) {
+    let ws = accept(&listener);
+    let cpu = thread_cpu();
+    let mut frames = FrameCounter::new(&ws);
+    frames.read(n);
+    let _ = done.send((Instant::now(), thread_cpu() - cpu));
+    drop(ws);
+    drain(&mut frames.finish());
+}
+
+fn base_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}/api/v1")
+}
+
+fn stream_url(port: u16, stream: &str) -> String {
+    format!("ws://127.0.0.1:{port}/api/v1/stream/{stream}/?access_token={TOKEN}")
+}
+
+// ---------------------------------------------------------------------------------------
+// The two clients
+// ---------------------------------------------------------------------------------------
+
+/// Ours: the user loop of the crate's documentation, acking `n` messages.
+fn ours_acker(port: u16, n: usize) {
+    let core = Core::new(TOKEN, &base_url(port)).unwrap();
+    let up = core.upstream().connect().unwrap();
+    let mut seen = 0;
+    for m in up.iter() {
+        up.send_upstream_ack(m.transaction_id, m.dev_euis[0], m.mic_challenge[0])
+            .unwrap();
+        seen += 1;
+        if seen == n {
+            break;
+        }
+    }
+    up.close();
+    up.wait_closed();
+}
+
+fn raw_connect(port: u16, stream: &str) -> WebSocket<TcpStream> {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    match tungstenite::client(stream_url(port, stream), tcp) {
+        Ok((ws, _)) => ws,
+        Err(_) => panic!("raw client: handshake failed"),
+    }
+}
+
+fn raw_close(mut ws: WebSocket<TcpStream>) {
+    let _ = ws.close(None);
+    while ws.read().is_ok() {}
+}
+
+/// The baseline: read a frame, decode it into the same struct, write the same ack.
+fn raw_acker(port: u16, n: usize) {
+    let mut ws = raw_connect(port, "upstream");
+    let mut seen = 0;
+    while seen < n {
+        let frame = match ws.read().unwrap() {
+            Message::Text(t) => Bytes::from(t),
+            Message::Binary(b) => b,
+            _ => continue,
+        };
+        let m: UpstreamMessage = serde_json::from_slice(&frame).unwrap();
+        let ack = UpstreamReply::from(UpstreamAck::new(
+            m.transaction_id,
+            m.dev_euis[0],
+            m.mic_challenge[0],
+        ));
+        ws.send(Message::text(serde_json::to_string(&ack).unwrap()))
+            .unwrap();
+        seen += 1;
+    }
+    raw_close(ws);
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Ours,
+    Baseline,
+}
+
+/// Alternates which side goes first, so drift in machine load hits both alike.
+/// `RAN_BENCH_SIDE` may leave one side out, e.g. to profile the other.
+fn order(rep: usize) -> Vec<Side> {
+    let both = if rep % 2 == 0 {
+        [Side::Ours, Side::Baseline]
+    } else {
+        [Side::Baseline, Side::Ours]
+    };
+    both.into_iter()
+        .filter(|&side| support::side_selected(side == Side::Ours))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Benchmarks
+// ---------------------------------------------------------------------------------------
+
+fn upstream_ack_throughput(report: &mut Report, reps: usize, n: usize) {
+    let wire = Arc::new(encode((1..=n as u64).map(upstream_json)));
+    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    let (mut ours_server, mut base_server) = (Vec::new(), Vec::new());
+    let (mut ours_client, mut base_client) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        for side in order(rep) {
+            let (listener, port) = listen();
+            let wire = wire.clone();
+            let cpu = support::process_cpu_ns();
+            let server = thread::spawn(move || serve_flood_once(listener, wire, n));
+            match side {
+                Side::Ours => ours_acker(port, n),
+                Side::Baseline => raw_acker(port, n),
+            }
+            let run = server.join().unwrap();
+            let client_cpu = micros(support::process_cpu_ns() - cpu - run.cpu) / n as f64;
+            let rate = n as f64 / run.elapsed.as_secs_f64();
+            let server_cpu = micros(run.cpu) / n as f64;
+            match side {
+                Side::Ours => (
+                    ours.push(rate),
+                    ours_server.push(server_cpu),
+                    ours_client.push(client_cpu),
+                ),
+                Side::Baseline => (
+                    base.push(rate),
+                    base_server.push(server_cpu),
+                    base_client.push(client_cpu),
+                ),
+            };
+        }
+    }
+    let (ours, base) = (median(&mut ours), median(&mut base));
+    report.figure(
+        "upstream_ack_throughput",
+        format!("{:.0} acks/s ({:.2} µs/msg)", ours, 1e6 / ours),
+        format!("{:.0} acks/s ({:.2} µs/msg)", base, 1e6 / base),
+        ours / base,
+        ">= 1.0",
+    );
+    report.note(format!(
+        "upstream_ack_throughput: N = {n} frames of {} bytes; CPU per frame: client {:.2} µs ours, {:.2} µs baseline; server (writer + ack reader) {:.2} µs with ours, {:.2} µs with the baseline",
+        upstream_json(1).len(),
+        median(&mut ours_client),
+        median(&mut base_client),
+        median(&mut ours_server),
+        median(&mut base_server),
+    ));
+}
+
+fn ack_round_trip(report: &mut Report, reps: usize, n: usize) {
+    let warmup = n / 10;
+    let frames: Arc<Vec<Vec<u8>>> = Arc::new(
+        (1..=(n + warmup) as u64)
+            .map(|id| encode([upstream_json(id)]))
+            .collect(),
+    );
+    // Percentiles of each run, then the median over runs: one run hit by a burst of
+    // load from the machine's other tenants does not decide the figure.
+    let (mut o50, mut o99, mut b50, mut b99) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..reps {
+        for side in order(rep) {
+            let (listener, port) = listen();
+            let frames = frames.clone();
+            let server = thread::spawn(move || serve_round_trips(listener, frames));
+            match side {
+                Side::Ours => ours_acker(port, n + warmup),
+                Side::Baseline => raw_acker(port, n + warmup),
+            }
+            let mut times = server.join().unwrap().split_off(warmup);
+            times.sort();
+            let (p50, p99) = (
+                micros(percentile(&times, 50.0)),
+                micros(percentile(&times, 99.0)),
+            );
+            match side {
+                Side::Ours => (o50.push(p50), o99.push(p99)),
+                Side::Baseline => (b50.push(p50), b99.push(p99)),
+            };
+        }
+    }
+    let (o50, o99, b50, b99) = (
+        median(&mut o50),
+        median(&mut o99),
+        median(&mut b50),
+        median(&mut b99),
+    );
+    report.figure(
+        "ack_round_trip",
+        format!("p50 {o50:.1} µs, p99 {o99:.1} µs"),
+        format!("p50 {b50:.1} µs, p99 {b99:.1} µs"),
+        b50 / o50,
+        "p50 >= 0.67",
+    );
+    report.note(format!(
+        "ack_round_trip: {n} round trips per run after {warmup} warm-up, median over runs of each run's percentiles; p99 ratio {:.2}",
+        b99 / o99
+    ));
+}
+
+fn downstream_send_throughput(report: &mut Report, reps: usize, n: usize) {
+    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    let (mut ours_server, mut base_server) = (Vec::new(), Vec::new());
+    let template = downlinks(n);
+    for rep in 0..reps {
+        for side in order(rep) {
+            let (listener, port) = listen();
+            let (done_tx, done_rx) = mpsc::channel();
+            let server = thread::spawn(move || serve_count(listener, n, done_tx));
+            let (started, done, cpu) = match side {
+                Side::Ours => {
+                    let core = Core::new(TOKEN, &base_url(port)).unwrap();
+                    let down = core.downstream().connect().unwrap();
+                    let messages = template.clone();
+                    let started = Instant::now();
+                    for m in messages {
+                        down.send(m).unwrap();
+                    }
+                    let (done, cpu) = done_rx.recv().unwrap();
+                    down.close();
+                    down.wait_closed();
+                    (started, done, cpu)
+                }
+                Side::Baseline => {
+                    let mut ws = raw_connect(port, "downstream");
+                    let started = Instant::now();
+                    for m in &template {
+                        let text = serde_json::to_string(m).unwrap();
+                        ws.send(Message::text(text)).unwrap();
+                    }
+                    let (done, cpu) = done_rx.recv().unwrap();
+                    raw_close(ws);
+                    (started, done, cpu)
+                }
+            };
+            server.join().unwrap();
+            let rate = n as f64 / (done - started).as_secs_f64();
+            let server_cpu = micros(cpu) / n as f64;
+            match side {
+                Side::Ours => (ours.push(rate), ours_server.push(server_cpu)),
+                Side::Baseline => (base.push(rate), base_server.push(server_cpu)),
+            };
+        }
+    }
+    let (ours, base) = (median(&mut ours), median(&mut base));
+    report.figure(
+        "downstream_send_throughput",
+        format!("{:.0} msgs/s ({:.2} µs/msg)", ours, 1e6 / ours),
+        format!("{:.0} msgs/s ({:.2} µs/msg)", base, 1e6 / base),
+        ours / base,
+        ">= 0.9",
+    );
+    let sample = serde_json::to_string(&DownstreamRequest::from(template[0].clone())).unwrap();
+    report.note(format!(
+        "downstream_send_throughput: N = {n} downlinks of {} bytes, each serialized by both sides; server CPU per frame {:.2} µs with ours, {:.2} µs with the baseline",
+        sample.len(),
+        median(&mut ours_server),
+        median(&mut base_server),
+    ));
+}
+
+fn close_latency(report: &mut Report, reps: usize, n: usize) {
+    let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let times = close_times(n);
+        p50s.push(micros(percentile(&times, 50.0)));
+        p99s.push(micros(percentile(&times, 99.0)));
+    }
+    let (p50, p99) = (median(&mut p50s), median(&mut p99s));
+    let worst = p99s.iter().copied().fold(0.0, f64::max);
+    report.figure(
+        "close_latency",
+        format!("p50 {p50:.0} µs, p99 {p99:.0} µs"),
+        "10 ms (fixed)".into(),
+        10_000.0 / p99,
+        ">= 1 (p99 < 10 ms)",
+    );
+    report.note(format!(
+        "close_latency: {reps} runs of {n} idle connections, median of each run's percentiles; worst run's p99 {worst:.0} µs"
+    ));
+}
+
+/// Opens `n` connections one after the other and times `close()` to `wait_closed()` on
+/// each, sorted.
+fn close_times(n: usize) -> Vec<Duration> {
+    let (listener, port) = listen();
+    let server = thread::spawn(move || {
+        let mut drains = Vec::new();
+        for _ in 0..n {
+            let mut ws = accept(&listener);
+            drains.push(thread::spawn(move || drain(&mut ws)));
+        }
+        for d in drains {
+            let _ = d.join();
+        }
+    });
+    let core = Core::new(TOKEN, &base_url(port)).unwrap();
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let up = core.upstream().connect().unwrap();
+        // Idle: let both threads settle into their waits first.
+        thread::sleep(Duration::from_millis(2));
+        let start = Instant::now();
+        up.close();
+        up.wait_closed();
+        times.push(start.elapsed());
+    }
+    server.join().unwrap();
+    times.sort();
+    times
+}
+
+// ---------------------------------------------------------------------------------------
+// Idle connections and a slow consumer, against a server in a child process
+// ---------------------------------------------------------------------------------------
+
+/// Runs this binary as a server; returns the child and its port.
+fn spawn_server(args: &[&str]) -> (Child, u16) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting the server process");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().parse().expect("the server's port");
+    (child, port)
+}
+
+fn stop_server(mut child: Child) {
+    // Closing its stdin tells the server to exit.
+    drop(child.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Child process side: exit once the parent closes our stdin (or dies).
+fn exit_with_parent() {
+    thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+        std::process::exit(0);
+    });
+}
+
+fn announce(port: u16) {
+    let mut out = std::io::stdout();
+    writeln!(out, "{port}").unwrap();
+    out.flush().unwrap();
+}
+
+/// `--serve-idle`: accepts WebSockets and holds them open without a word.
+fn serve_idle() {
+    exit_with_parent();
+    let (listener, port) = listen();
+    announce(port);
+    let mut held = Vec::new();
+    loop {
+        held.push(accept(&listener));
+    }
+}
+
+/// `--serve-flood RATE`: writes Upstream frames at RATE per second to one connection
+/// until it goes away.
+fn serve_flood(rate: u64) {
+    exit_with_parent();
+    let (listener, port) = listen();
+    announce(port);
+    let mut ws = accept(&listener);
+    let mut tx = ws.get_ref().try_clone().unwrap();
+    thread::spawn(move || drain(&mut ws));
+    let tick = Duration::from_millis(10);
+    let per_tick = (rate / 100).max(1);
+    let start = Instant::now();
+    let mut id = 1u64;
+    for k in 1u32.. {
+        let batch = encode((id..id + per_tick).map(upstream_json));
+        id += per_tick;
+        if tx.write_all(&batch).is_err() {
+            return;
+        }
+        let next = start + tick * k;
+        thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+}
+
+fn idle_connections(report: &mut Report, count: usize, window: Duration) {
+    let (child, port) = spawn_server(&["--serve-idle"]);
+    let core = Core::new(TOKEN, &base_url(port)).unwrap();
+    thread::sleep(Duration::from_millis(200));
+    let rss_before = support::status_kib("VmRSS");
+    let conns: Vec<_> = (0..count)
+        .map(|_| core.upstream().connect().unwrap())
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let rss_after = support::status_kib("VmRSS");
+    let cpu_before = support::process_cpu();
+    let wall = Instant::now();
+    thread::sleep(window);
+    let cpu = support::process_cpu() - cpu_before;
+    let wall = wall.elapsed();
+    let percent = 100.0 * cpu.as_secs_f64() / wall.as_secs_f64();
+    report.info(
+        "idle_cpu",
+        format!(
+            "{percent:.2}% of one core ({count} idle connections, {:.1} s, {:?} CPU)",
+            wall.as_secs_f64(),
+            cpu
+        ),
+        "< 1%",
+    );
+    report.info(
+        "idle_rss_per_connection",
+        format!(
+            "{:.0} KiB ({} KiB -> {} KiB for {count})",
+            (rss_after.saturating_sub(rss_before)) as f64 / count as f64,
+            rss_before,
+            rss_after
+        ),
+        "report",
+    );
+    for c in &conns {
+        c.close();
+    }
+    drop(conns);
+    core.close();
+    stop_server(child);
+}
+
+fn slow_consumer(report: &mut Report, window: Duration) {
+    const SERVER_RATE: u64 = 10_000;
+    let (child, port) = spawn_server(&["--serve-flood", &SERVER_RATE.to_string()]);
+    let core = Core::new(TOKEN, &base_url(port)).unwrap();
+    let up = core.upstream().connect().unwrap();
+    let capacity = ran_routing::StreamOptions::default().capacity;
+    // Let the first frames arrive so allocator start-up is not counted as growth.
+    let _ = up.recv_timeout(Duration::from_secs(5)).unwrap();
+    let rss_start = support::status_kib("VmRSS");
+    let peak = Arc::new(AtomicU64::new(rss_start));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let rss = support::status_kib("VmRSS");
+                peak.fetch_max(rss, Ordering::Relaxed);
+                samples.push(rss);
+                thread::sleep(Duration::from_millis(100));
+            }
+            samples
+        })
+    };
+    let start = Instant::now();
+    let mut consumed = 0u64;
+    // Ten times slower than the server: 1 ms per message against 10 000 a second.
+    let per_message = Duration::from_micros(1_000_000 * 10 / SERVER_RATE);
+    while start.elapsed() < window {
+        if up.recv_timeout(Duration::from_secs(5)).is_err() {
+            break;
+        }
+        consumed += 1;
+        thread::sleep(per_message);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let samples = sampler.join().unwrap();
+    let elapsed = start.elapsed().as_secs_f64();
+    let end = *samples.last().unwrap_or(&rss_start);
+    let mid = samples.get(samples.len() / 2).copied().unwrap_or(rss_start);
+    let peak = peak.load(Ordering::Relaxed);
+    report.info(
+        "slow_consumer_rss",
+        format!(
+            "start {rss_start} KiB, half-way {mid} KiB, end {end} KiB, peak {peak} KiB (+{} KiB)",
+            peak.saturating_sub(rss_start)
+        ),
+        "flat, bounded by capacity",
+    );
+    report.note(format!(
+        "slow_consumer: server offers {SERVER_RATE} msgs/s, consumer took {:.0} msgs/s over {elapsed:.1} s; \
+         channel capacity {capacity} (an unbounded queue would have grown by ~{} frames)",
+        consumed as f64 / elapsed,
+        (SERVER_RATE as f64 * elapsed) as u64 - consumed
+    ));
+    up.close();
+    up.wait_closed();
+    stop_server(child);
+}
