@@ -263,38 +263,9 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
 struct Inbox<T> {
     rx: Receiver<T>,
     stash: Arc<Mutex<VecDeque<T>>>,
-    /// Whether the last blocking receive got its message within [`SPIN`]: then the next
-    /// one polls for that long before parking.
-    spin: std::sync::atomic::AtomicBool,
 }
 
-/// How long a receive polls the channel before parking, when messages have been
-/// arriving that close together. Waking a parked consumer costs a futex call and a
-/// context switch, which in a request/answer exchange (an uplink, then its ack) was most
-/// of the latency the reader thread adds (`benches/streams.rs`, `ack_round_trip`); with
-/// sparse traffic the spin stays off, so an idle connection burns nothing.
-const SPIN: Duration = Duration::from_micros(50);
-
 impl<T> Inbox<T> {
-    /// A blocking receive, polling briefly first when traffic is dense.
-    fn recv(&self) -> Result<T, RecvError> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let start = std::time::Instant::now();
-        if self.spin.load(Relaxed) {
-            loop {
-                match self.rx.try_recv() {
-                    Ok(m) => return Ok(m),
-                    Err(TryRecvError::Disconnected) => return Err(RecvError),
-                    Err(TryRecvError::Empty) if start.elapsed() < SPIN => std::hint::spin_loop(),
-                    Err(TryRecvError::Empty) => break,
-                }
-            }
-        }
-        let got = self.rx.recv();
-        self.spin.store(start.elapsed() < SPIN, Relaxed);
-        got
-    }
-
     fn take_stashed(&self) -> Option<T> {
         self.stash
             .lock()
@@ -360,11 +331,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         Ok(Self {
             session,
             correlator,
-            inbox: Inbox {
-                rx,
-                stash,
-                spin: std::sync::atomic::AtomicBool::new(false),
-            },
+            inbox: Inbox { rx, stash },
             _out: PhantomData,
         })
     }
@@ -430,7 +397,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     /// Blocks until a message arrives. Fails once the connection has ended and every
     /// message received before has been handed out.
     pub fn recv(&self) -> Result<In, RecvError> {
-        match self.inbox.recv() {
+        match self.inbox.rx.recv() {
             Ok(m) => Ok(m),
             Err(RecvError) => self.inbox.take_stashed().ok_or(RecvError),
         }
