@@ -151,22 +151,28 @@ pub(crate) fn handle(
                 .filter(|(_, r)| *r == route)
                 .map(|(m, _)| *m)
                 .collect();
-            if allowed.is_empty() {
-                Response::error(
-                    404,
-                    "Unknown",
-                    format!("no such control endpoint: {method} /emulator/{route}"),
-                    None,
-                )
-            } else {
-                Response::error(
-                    405,
-                    "Unknown",
-                    format!("use {}", allowed.join(" or ")),
-                    None,
-                )
-                .with_header("Allow", allowed.join(", "))
-            }
+            not_routed(method, &format!("/emulator/{route}"), &allowed)
         }
+    }
+}
+
+/// 404 for a path no control endpoint has, 405 (with `Allow`) for a known path with
+/// another method.
+pub(super) fn not_routed(method: &str, path: &str, allowed: &[&str]) -> Response {
+    if allowed.is_empty() {
+        Response::error(
+            404,
+            "Unknown",
+            format!("no such control endpoint: {method} {path}"),
+            None,
+        )
+    } else {
+        Response::error(
+            405,
+            "Unknown",
+            format!("use {}", allowed.join(" or ")),
+            None,
+        )
+        .with_header("Allow", allowed.join(", "))
     }
 }

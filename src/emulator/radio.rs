@@ -920,22 +920,7 @@ fn not_routed(method: &str, route: &str) -> Response {
         })
         .map(|(m, _)| *m)
         .collect();
-    if allowed.is_empty() {
-        Response::error(
-            404,
-            "Unknown",
-            format!("no such control endpoint: {method} /emulator/radio/{route}"),
-            None,
-        )
-    } else {
-        Response::error(
-            405,
-            "Unknown",
-            format!("use {}", allowed.join(" or ")),
-            None,
-        )
-        .with_header("Allow", allowed.join(", "))
-    }
+    super::control::not_routed(method, &format!("/emulator/radio/{route}"), &allowed)
 }
 
 #[cfg(test)]
