@@ -36,6 +36,30 @@ fn client_tls() -> Arc<rustls::ClientConfig> {
     )
 }
 
+/// Client params for a test server on `port`.
+fn params_for(port: u16, token: &str) -> ConnectParams {
+    ConnectParams {
+        url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
+        token: crate::AccessToken::new(token).unwrap(),
+        tls: client_tls(),
+        connect_timeout: WAIT,
+        user_agent: "test".into(),
+        max_frame_size: 64 * 1024,
+    }
+}
+
+/// Records every connection event, for assertions after the fact.
+fn recorder() -> (
+    Arc<std::sync::Mutex<Vec<ConnectionEvent>>>,
+    session::EventHandler,
+) {
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let handler: session::EventHandler =
+        Arc::new(move |e: &ConnectionEvent| sink.lock().unwrap().push(e.clone()));
+    (events, handler)
+}
+
 /// Starts a one-connection server running `script`; returns the client's params.
 fn serve<F>(script: F) -> (ConnectParams, thread::JoinHandle<()>)
 where
@@ -49,15 +73,7 @@ where
         let ws = tungstenite::accept(tcp).unwrap();
         script(ws);
     });
-    let params = ConnectParams {
-        url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
-        token: crate::AccessToken::new("t0ken").unwrap(),
-        tls: client_tls(),
-        connect_timeout: WAIT,
-        user_agent: "test".into(),
-        max_frame_size: 64 * 1024,
-    };
-    (params, server)
+    (params_for(port, "t0ken"), server)
 }
 
 fn open(params: &ConnectParams, capacity: usize) -> Up {
@@ -303,17 +319,10 @@ fn unauthorized_handshake_is_an_api_error() {
         };
         let _ = tungstenite::accept_hdr(tcp, refuse);
     });
-    let (mut params, _) = (
-        ConnectParams {
-            url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
-            token: crate::AccessToken::new("wrong-s3cret").unwrap(),
-            tls: client_tls(),
-            connect_timeout: WAIT,
-            user_agent: "test".into(),
-            max_frame_size: 1024,
-        },
-        (),
-    );
+    let mut params = ConnectParams {
+        max_frame_size: 1024,
+        ..params_for(port, "wrong-s3cret")
+    };
     let err = Up::open(&params, "test", &StreamOptions::default(), None).unwrap_err();
     assert!(
         matches!(err, crate::Error::Api(crate::ApiError::Unauthorized { .. })),
@@ -347,12 +356,8 @@ where
         script(tcp, String::from_utf8(head).unwrap());
     });
     let params = ConnectParams {
-        url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
-        token: crate::AccessToken::new("t0k/en").unwrap(),
-        tls: client_tls(),
         connect_timeout,
-        user_agent: "test".into(),
-        max_frame_size: 64 * 1024,
+        ..params_for(port, "t0k/en")
     };
     (params, server)
 }
@@ -500,11 +505,8 @@ fn a_tls_server_that_drips_bytes_cannot_stretch_the_handshake() {
     });
     let params = ConnectParams {
         url: format!("wss://127.0.0.1:{port}/stream/upstream/"),
-        token: crate::AccessToken::new("t").unwrap(),
-        tls: client_tls(),
         connect_timeout: Duration::from_millis(300),
-        user_agent: "test".into(),
-        max_frame_size: 64 * 1024,
+        ..params_for(port, "t")
     };
     let started = Instant::now();
     let err = Up::open(&params, "test", &StreamOptions::default(), None).unwrap_err();
@@ -537,17 +539,10 @@ fn open_close_cycles_leak_no_threads() {
             read_until_close(&mut ws);
         }
     });
-    let (params, _) = (
-        ConnectParams {
-            url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
-            token: crate::AccessToken::new("t").unwrap(),
-            tls: client_tls(),
-            connect_timeout: WAIT,
-            user_agent: "test".into(),
-            max_frame_size: 1024,
-        },
-        (),
-    );
+    let params = ConnectParams {
+        max_frame_size: 1024,
+        ..params_for(port, "t")
+    };
     let before = thread_count();
     for _ in 0..100 {
         let up = open(&params, 8);
@@ -626,14 +621,7 @@ fn reconnects_and_keeps_the_order_across_drops() {
             }
         }
     });
-    let params = ConnectParams {
-        url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
-        token: crate::AccessToken::new("t").unwrap(),
-        tls: client_tls(),
-        connect_timeout: WAIT,
-        user_agent: "test".into(),
-        max_frame_size: 64 * 1024,
-    };
+    let params = params_for(port, "t");
     let options = StreamOptions {
         capacity: 2,
         reconnect: Some(Reconnect {
@@ -643,11 +631,7 @@ fn reconnects_and_keeps_the_order_across_drops() {
         }),
         ..StreamOptions::default()
     };
-    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let handler: session::EventHandler = {
-        let events = events.clone();
-        Arc::new(move |e: &ConnectionEvent| events.lock().unwrap().push(e.clone()))
-    };
+    let (events, handler) = recorder();
     let up = Up::open(&params, "test-upstream", &options, Some(handler)).unwrap();
     let ids: Vec<u64> = (0..15)
         .map(|_| up.recv_timeout(WAIT).unwrap().transaction_id)
@@ -689,14 +673,7 @@ fn a_server_that_drops_every_connection_at_once_is_retried_with_growing_delays()
         tcp.set_read_timeout(Some(WAIT)).unwrap();
         read_until_close(&mut tungstenite::accept(tcp).unwrap());
     });
-    let params = ConnectParams {
-        url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
-        token: crate::AccessToken::new("t").unwrap(),
-        tls: client_tls(),
-        connect_timeout: WAIT,
-        user_agent: "test".into(),
-        max_frame_size: 64 * 1024,
-    };
+    let params = params_for(port, "t");
     let initial = Duration::from_millis(5);
     let options = StreamOptions {
         reconnect: Some(Reconnect {
@@ -706,11 +683,7 @@ fn a_server_that_drops_every_connection_at_once_is_retried_with_growing_delays()
         }),
         ..StreamOptions::default()
     };
-    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let handler: session::EventHandler = {
-        let events = events.clone();
-        Arc::new(move |e: &ConnectionEvent| events.lock().unwrap().push(e.clone()))
-    };
+    let (events, handler) = recorder();
     let up = Up::open(&params, "test-upstream", &options, Some(handler)).unwrap();
     let deadline = Instant::now() + WAIT;
     let connects = || {
@@ -761,14 +734,7 @@ fn gives_up_when_the_token_is_refused_and_fails_sends_meanwhile() {
         };
         let _ = tungstenite::accept_hdr(tcp, refuse);
     });
-    let params = ConnectParams {
-        url: format!("ws://127.0.0.1:{port}/stream/upstream/"),
-        token: crate::AccessToken::new("t").unwrap(),
-        tls: client_tls(),
-        connect_timeout: WAIT,
-        user_agent: "test".into(),
-        max_frame_size: 64 * 1024,
-    };
+    let params = params_for(port, "t");
     let options = StreamOptions {
         reconnect: Some(Reconnect {
             initial_delay: Duration::from_millis(10),
