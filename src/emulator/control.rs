@@ -17,7 +17,8 @@ use crate::error::FieldError;
 use crate::ids::DevEui;
 use crate::model::{DownstreamResultCode, UpstreamMessage};
 
-fn validation_failed(msg: impl Into<String>) -> Response {
+/// A 422 `ValidationFailed` answer about the request body.
+pub(super) fn validation_failed(msg: impl Into<String>) -> Response {
     Response::error(
         422,
         "ValidationFailed",

@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::control::validation_failed;
 use super::http::{Request, Response};
 use super::server::Shared;
 use super::Emulator;
-use crate::error::{Error, FieldError, InvalidInput, Result};
+use crate::error::{Error, InvalidInput, Result};
 use crate::ids::{DevAddr, DevEui, JoinEui};
 use crate::mic::{self, AesKey, DataUplink, MAX_CHALLENGE, MIN_CHALLENGE};
 use crate::model::{UpstreamMessage, UpstreamRejectResultCode, UpstreamReply};
@@ -645,19 +646,6 @@ impl Emulator {
 }
 
 // --- control API ------------------------------------------------------------------------
-
-fn validation_failed(msg: impl Into<String>) -> Response {
-    Response::error(
-        422,
-        "ValidationFailed",
-        "request validation failed",
-        Some(vec![FieldError {
-            loc: vec!["body".into()],
-            msg: msg.into(),
-            kind: "value_error".into(),
-        }]),
-    )
-}
 
 fn parse_body<T: serde::de::DeserializeOwned>(req: &Request) -> std::result::Result<T, Response> {
     serde_json::from_slice(&req.body).map_err(|e| validation_failed(e.to_string()))
