@@ -5,40 +5,7 @@ mod emulator_support;
 
 use emulator_support::*;
 use ran_routing::emulator::Emulator;
-use serde_json::{json, Value};
-
-struct Control {
-    url: String,
-    agent: ureq::Agent,
-}
-
-impl Control {
-    fn new(emu: &Emulator) -> Self {
-        Self {
-            url: emu.control_url(),
-            agent: agent(),
-        }
-    }
-
-    fn get(&self, path: &str) -> (u16, Value) {
-        read(
-            self.agent
-                .get(format!("{}{path}", self.url))
-                .call()
-                .unwrap(),
-        )
-    }
-
-    fn post(&self, path: &str, body: &str) -> (u16, Value) {
-        read(
-            self.agent
-                .post(format!("{}{path}", self.url))
-                .header("Content-Type", "application/json")
-                .send(body)
-                .unwrap(),
-        )
-    }
-}
+use serde_json::json;
 
 #[test]
 fn control_api_drives_the_streams() {

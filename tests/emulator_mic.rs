@@ -339,58 +339,24 @@ fn keys_never_appear_in_debug() {
     }
 }
 
-struct Control {
-    url: String,
-    agent: ureq::Agent,
-}
-
-impl Control {
-    fn new(emu: &Emulator) -> Self {
-        Self {
-            url: format!("{}radio/", emu.control_url()),
-            agent: agent(),
-        }
-    }
-    fn get(&self, path: &str) -> (u16, Value) {
-        read(
-            self.agent
-                .get(format!("{}{path}", self.url))
-                .call()
-                .unwrap(),
-        )
-    }
-    fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let req = self.agent.post(format!("{}{path}", self.url));
-        read(req.send(body.to_string()).unwrap())
-    }
-    fn delete(&self, path: &str) -> (u16, Value) {
-        read(
-            self.agent
-                .delete(format!("{}{path}", self.url))
-                .call()
-                .unwrap(),
-        )
-    }
-}
-
 #[test]
 fn control_api_plays_and_judges() {
     let emu = Emulator::start().unwrap();
-    let control = Control::new(&emu);
+    let control = Control::at(format!("{}radio/", emu.control_url()));
     let ok = |answer: (u16, Value)| {
         assert_eq!(answer.0, 200, "{}", answer.1);
         answer.1
     };
-    ok(control.post(
+    ok(control.post_json(
         "devices",
         json!({"dev_eui": "0004a30b001c0530", "join_eui": "70b3d57ed0000001", "app_key": APP_KEY}),
     ));
-    ok(control.post(
+    ok(control.post_json(
         "devices",
         json!({"dev_eui": "0004a30b001c0531", "dev_addr": "26011bda",
                "nwk_s_key": NWK_S_KEY_A, "fcnt": 70000}),
     ));
-    ok(control.post("challenge-size", json!({"min": 16, "max": 16})));
+    ok(control.post_json("challenge-size", json!({"min": 16, "max": 16})));
     let devices = ok(control.get("devices"));
     assert_eq!(devices.as_array().unwrap().len(), 2, "{devices}");
     assert_eq!(devices[1]["dev_addr"], "26011bda");
@@ -400,7 +366,7 @@ fn control_api_plays_and_judges() {
     // Nothing listens yet.
     let body = json!({"dev_eui": "0004a30b001c0531", "fport": 3, "payload_hex": "cafe"});
     assert_error(
-        &control.post("uplink", body.clone()),
+        &control.post_json("uplink", body.clone()),
         503,
         "Emulator.NoUpstreamConnection",
     );
@@ -409,7 +375,7 @@ fn control_api_plays_and_judges() {
     assert!(emu.wait_upstream_connections(1, TIMEOUT));
     let body = json!({"dev_eui": "0004a30b001c0531", "fport": 3, "payload_hex": "cafe",
                       "confirmed": true});
-    let played = ok(control.post("uplink", body));
+    let played = ok(control.post_json("uplink", body));
     let tid = played["transaction_id"].as_u64().unwrap();
     // The failed play above still used a frame counter, as a frame sent into the void does.
     assert_eq!(played["fcnt"], 70_001);
@@ -428,7 +394,7 @@ fn control_api_plays_and_judges() {
         "Solved"
     );
 
-    let played = ok(control.post("join-request", json!({"dev_eui": "0004a30b001c0530"})));
+    let played = ok(control.post_json("join-request", json!({"dev_eui": "0004a30b001c0530"})));
     let tid = played["transaction_id"].as_u64().unwrap();
     assert_eq!(read_upstream(&mut ws).transaction_id, tid);
     reject(&mut ws, tid, "MICFailed");
@@ -447,7 +413,7 @@ fn control_api_plays_and_judges() {
 
     // Bad input: 422, and a mistyped key is never echoed.
     let bad_key = "2b7e151628aed2a6abf7158809cf4f3g";
-    let answer = control.post(
+    let answer = control.post_json(
         "devices",
         json!({"dev_eui": "01", "join_eui": "02", "app_key": bad_key}),
     );
@@ -463,21 +429,21 @@ fn control_api_plays_and_judges() {
         json!({"dev_eui": "01", "dev_addr": "02", "nwk_s_key": NWK_S_KEY_A, "dev_nonce": 1}),
         json!({"dev_eui": "01", "join_eui": "02", "app_key": APP_KEY, "extra": 1}),
     ] {
-        assert_error(&control.post("devices", body), 422, "ValidationFailed");
+        assert_error(&control.post_json("devices", body), 422, "ValidationFailed");
     }
     let uplink = |hex: &str| json!({"dev_eui": "0004a30b001c0531", "fport": 1, "payload_hex": hex});
     assert_error(
-        &control.post("uplink", uplink("abc")),
+        &control.post_json("uplink", uplink("abc")),
         422,
         "ValidationFailed",
     );
     assert_error(
-        &control.post("uplink", json!({"dev_eui": "99", "fport": 1})),
+        &control.post_json("uplink", json!({"dev_eui": "99", "fport": 1})),
         422,
         "ValidationFailed",
     );
     assert_error(
-        &control.post("challenge-size", json!({"min": 1, "max": 2})),
+        &control.post_json("challenge-size", json!({"min": 1, "max": 2})),
         422,
         "ValidationFailed",
     );
@@ -485,7 +451,7 @@ fn control_api_plays_and_judges() {
     assert_error(&control.get("upstreams/x"), 422, "ValidationFailed");
     assert_error(&control.get("nothing"), 404, "Unknown");
     assert_error(&control.get("uplink"), 405, "Unknown");
-    assert_error(&control.post("upstreams/1", json!({})), 405, "Unknown");
+    assert_error(&control.post_json("upstreams/1", json!({})), 405, "Unknown");
 
     ok(control.delete("devices/0004a30b001c0530"));
     assert_error(

@@ -318,3 +318,57 @@ pub fn ends(ws: &mut Ws) -> bool {
         }
     }
 }
+
+/// A plain HTTP client of the emulator's control API, rooted at `url`.
+pub struct Control {
+    pub url: String,
+    pub agent: ureq::Agent,
+}
+
+impl Control {
+    /// The control API at `/emulator/`.
+    pub fn new(emu: &Emulator) -> Self {
+        Self::at(emu.control_url())
+    }
+
+    /// A control API below `url`, e.g. `/emulator/radio/`.
+    pub fn at(url: String) -> Self {
+        Self {
+            url,
+            agent: agent(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        read(
+            self.agent
+                .get(format!("{}{path}", self.url))
+                .call()
+                .unwrap(),
+        )
+    }
+
+    /// POSTs `body` as it is, valid JSON or not.
+    pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        read(
+            self.agent
+                .post(format!("{}{path}", self.url))
+                .header("Content-Type", "application/json")
+                .send(body)
+                .unwrap(),
+        )
+    }
+
+    pub fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
+        self.post(path, &body.to_string())
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        read(
+            self.agent
+                .delete(format!("{}{path}", self.url))
+                .call()
+                .unwrap(),
+        )
+    }
+}
