@@ -105,6 +105,8 @@ pub(crate) struct Session {
     /// Dropped on close, to cut a backoff wait short.
     wake: Mutex<Option<Sender<()>>>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
+    /// Disconnects when the supervisor thread exits, so waits need no polling.
+    supervisor_done: Receiver<()>,
     events: Option<EventHandler>,
     reconnects: bool,
 }
@@ -119,6 +121,7 @@ impl Session {
     ) -> Result<Arc<Session>> {
         let link = Arc::new(open()?);
         let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(0);
+        let (alive, supervisor_done) = crossbeam_channel::bounded::<()>(0);
         let session = Arc::new(Session {
             name: name.to_owned(),
             current: Mutex::new(Some(link.clone())),
@@ -126,6 +129,7 @@ impl Session {
             gave_up: Mutex::new(None),
             wake: Mutex::new(Some(wake_tx)),
             supervisor: Mutex::new(None),
+            supervisor_done,
             events,
             reconnects: reconnect.is_some(),
         });
@@ -136,10 +140,16 @@ impl Session {
         let handle = match reconnect {
             Some(policy) => std::thread::Builder::new()
                 .name(format!("ran-{name}-reconnect"))
-                .spawn(move || supervise(weak, link, open, policy, wake_rx)),
+                .spawn(move || {
+                    let _alive = alive;
+                    supervise(weak, link, open, policy, wake_rx)
+                }),
             None => std::thread::Builder::new()
                 .name(format!("ran-{name}-watch"))
-                .spawn(move || watch(&weak, &link)),
+                .spawn(move || {
+                    let _alive = alive;
+                    watch(&weak, &link)
+                }),
         };
         *lock(&session.supervisor) = Some(handle.map_err(Error::Io)?);
         Ok(session)
@@ -223,23 +233,17 @@ impl Session {
 
     pub(crate) fn wait_closed_timeout(&self, timeout: Duration) -> Option<CloseReason> {
         let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let running = lock(&self.supervisor)
-                .as_ref()
-                .is_some_and(|h| !h.is_finished());
-            if !running {
-                let link = self.link();
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                if let Some(link) = link {
-                    link.wait_closed_timeout(left)?;
-                }
-                return Some(self.wait_closed());
-            }
-            if std::time::Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(5).min(timeout));
+        if let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+            self.supervisor_done.recv_deadline(deadline)
+        {
+            return None;
         }
+        if let Some(link) = self.link() {
+            link.wait_closed_timeout(
+                deadline.saturating_duration_since(std::time::Instant::now()),
+            )?;
+        }
+        Some(self.wait_closed())
     }
 
     pub(crate) fn reason(&self) -> Option<CloseReason> {
