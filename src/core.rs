@@ -39,6 +39,7 @@ use crate::config::{AccessToken, Endpoints};
 use crate::error::{Error, Result};
 use crate::multicast::MulticastGroups;
 use crate::routing_table::RoutingTable;
+use crate::sync::lock;
 use crate::tls;
 
 /// Something that lives on a [`Core`]'s connections and must end when the core closes.
@@ -256,12 +257,6 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-/// A poisoned lock only means another thread panicked while pushing or taking the list,
-/// which leaves it valid.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl fmt::Debug for Core {

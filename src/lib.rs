@@ -174,6 +174,7 @@ mod resolver;
 mod rest;
 pub mod routing_table;
 pub mod stream;
+mod sync;
 mod tls;
 pub mod upstream;
 pub mod wire;

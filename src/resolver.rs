@@ -53,7 +53,7 @@ impl Resolver for CachingResolver {
 
 impl CachingResolver {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, ResolvedSocketAddrs)>> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.cache)
     }
 }
 

@@ -117,11 +117,11 @@ pub(crate) fn handle(
             Response::json(200, &json!({"code": "Success"}))
         }
         ("GET", "devices") => {
-            let store = shared.store.lock().unwrap_or_else(|e| e.into_inner());
+            let store = crate::sync::lock(&shared.store);
             Response::json(200, &store.select(None, 0, None))
         }
         ("GET", "multicast-groups") => {
-            let store = shared.store.lock().unwrap_or_else(|e| e.into_inner());
+            let store = crate::sync::lock(&shared.store);
             Response::json(200, &store.groups(&[]))
         }
         ("GET", "status") => Response::json(

@@ -189,7 +189,7 @@ impl Emulator {
     /// Stops the server: no new connections, every open one closed, every thread
     /// joined. Dropping the emulator does the same; calling it twice is harmless.
     pub fn shutdown(&self) {
-        self.server.lock().unwrap_or_else(|e| e.into_inner()).stop();
+        crate::sync::lock(&self.server).stop();
     }
 
     // --- upstream ------------------------------------------------------------------
@@ -343,7 +343,7 @@ impl Emulator {
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, store::Store> {
-        self.shared.store.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.shared.store)
     }
 }
 

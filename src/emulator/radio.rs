@@ -275,7 +275,7 @@ impl Default for Radio {
 
 impl Radio {
     fn lock(&self) -> MutexGuard<'_, RadioState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     fn add(&self, device: RadioDevice) {

@@ -254,7 +254,7 @@ pub(crate) fn handle(
     }
     // A panic in a handler would poison the lock; the data stays consistent because every
     // handler validates before it mutates, so keep serving.
-    let mut store = store.lock().unwrap_or_else(|e| e.into_inner());
+    let mut store = crate::sync::lock(store);
     Some(handler(&mut store, req).unwrap_or_else(|e| e))
 }
 

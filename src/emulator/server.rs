@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use super::tls::Tls;
 use super::{control, rest};
 use crate::error::{Error, Result};
 use crate::stream::socket::Socket;
+use crate::sync::lock;
 
 /// How the server behaves; fixed once it runs.
 pub(crate) struct Config {
@@ -49,10 +50,6 @@ pub(crate) struct Shared {
 struct Conn {
     tcp: TcpStream,
     thread: Option<JoinHandle<()>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A running server.

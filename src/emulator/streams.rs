@@ -15,7 +15,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tungstenite::protocol::{Role, WebSocketConfig};
@@ -31,6 +31,7 @@ use crate::model::{
 };
 use crate::stream::link::{Link, LinkOptions, Outbox};
 use crate::stream::socket::Socket;
+use crate::sync::lock;
 use crate::wire::{DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION};
 
 /// How long a send waits for upstream connections still finishing their handshake.
@@ -98,10 +99,6 @@ pub(crate) struct Hub {
     changed: Condvar,
     next_id: AtomicU64,
     next_mailbox: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Default for Hub {
@@ -562,7 +559,7 @@ fn result_for(shared: &Shared, request: &DownstreamRequest) -> (DownstreamResult
     if let Some(code) = codes.by_transaction.get(&request.transaction_id()) {
         return describe(code.clone());
     }
-    let store = shared.store.lock().unwrap_or_else(|e| e.into_inner());
+    let store = lock(&shared.store);
     match request {
         DownstreamRequest::Unicast(m) => {
             if let Some(code) = codes.by_device.get(&m.dev_eui) {

@@ -81,7 +81,7 @@ impl<In: StreamFrame> Correlator<In> {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Sender<In>>> {
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.waiters)
     }
 }
 

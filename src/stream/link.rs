@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,7 @@ use tungstenite::{Bytes, Message, WebSocket};
 use super::socket::{wait_ready, would_block, Interest, Socket};
 use super::CloseReason;
 use crate::error::{Error, Result};
+use crate::sync::lock;
 
 /// Most frames the reader takes per lock, so writers are not starved by a flood. Large
 /// batches matter: each lock hand-over between the reader and an acking thread costs a
@@ -404,11 +405,6 @@ impl Drop for Link {
         self.close();
         self.wait_closed();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere must not turn every later call into a panic too.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(

@@ -267,10 +267,7 @@ struct Inbox<T> {
 
 impl<T> Inbox<T> {
     fn take_stashed(&self) -> Option<T> {
-        self.stash
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front()
+        crate::sync::lock(&self.stash).pop_front()
     }
 }
 

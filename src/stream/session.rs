@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::link::Link;
 use super::CloseReason;
 use crate::error::{ApiError, Error, Result};
+use crate::sync::lock;
 
 /// Automatic reconnection after a connection fails: exponential backoff with jitter.
 ///
@@ -358,10 +359,6 @@ fn watch(session: &std::sync::Weak<Session>, link: &Link) {
 fn give_up(session: &Session, why: String) {
     *lock(&session.gave_up) = Some(CloseReason::Error(why.clone()));
     session.emit(ConnectionEvent::GaveUp(why));
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Jitter for backoff delays: a small xorshift generator, so that many clients restarted
