@@ -42,7 +42,9 @@
 //! GPS instant inside a leap second to `T`, the end of the leap second, as a clock
 //! that stands still through it would: the inverse never goes backwards (a later GPS time
 //! never gives an earlier `SystemTime`), and every other GPS instant round-trips
-//! exactly, to the nanosecond.
+//! exactly, to the nanosecond. A system clock that smears a leap second over hours
+//! instead (some cloud providers do) is off by up to a second around it, and GPS time
+//! computed from it too.
 //!
 //! ## The leap-second table
 //!
@@ -50,16 +52,19 @@
 //! epoch: the Unix time of the 00:00:00 UTC that follows the inserted second, and GPS-UTC
 //! from then on. Its source is the IERS `leap-seconds.list`
 //! (<https://hpiers.obspm.fr/iers/bul/bulc/ntp/leap-seconds.list>, also shipped in tzdata as
-//! `leap-seconds.list`), as updated through IERS Bulletin C 70 (July 2025): no leap
-//! second since 2017-01-01, and none before its expiry on 2026-06-28. Leap seconds are
-//! announced in Bulletin C (<https://hpiers.obspm.fr/iers/bul/bulc/bulletinc.dat>) about
-//! six months ahead. To add one:
+//! `leap-seconds.list`) in its edition of 2025-07-07 (IERS Bulletin C of July 2025): no
+//! leap second since 2017-01-01, and none before that edition's expiry on 2026-06-28.
+//! Leap seconds are announced in Bulletin C
+//! (<https://hpiers.obspm.fr/iers/bul/bulc/bulletinc.dat>) about six months ahead. To
+//! add one:
 //!
 //! 1. take the new line of `leap-seconds.list`: an NTP timestamp `X` (seconds since
 //!    1900) and `DTAI` (TAI-UTC);
-//! 2. append `LeapSecond { unix_secs: X - 2_208_988_800, gps_minus_utc: DTAI - 19 }` to
-//!    `LEAP_SECONDS` (TAI is 19 s ahead of GPS) and grow the array's length by one;
-//! 3. add its row to the `every_leap_second` test (the second before, at and after).
+//! 2. append `leap(X - 2_208_988_800, DTAI - 19)` to `LEAP_SECONDS` (the Unix time of
+//!    the new 00:00:00 UTC, and GPS-UTC: TAI is 19 s ahead of GPS) and grow the array's
+//!    length by one;
+//! 3. add its row to `EVERY_LEAP_SECOND` in the tests (the GPS second before, at and
+//!    after it, computed independently).
 //!
 //! A compile-time check refuses a table whose dates do not increase or whose offset
 //! does not grow by exactly one per entry; a negative leap second (never yet decided)
