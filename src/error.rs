@@ -119,6 +119,13 @@ pub enum InvalidInput {
         /// The system clock when it was checked, unix seconds.
         now: u64,
     },
+    /// An instant GPS time cannot express: before the GPS epoch (1980-01-06T00:00:00 UTC,
+    /// unix second 315964800), or too far ahead for a class B slot in u64 milliseconds.
+    #[error("unix second {unix_secs} is outside GPS time (from 1980-01-06T00:00:00 UTC)")]
+    OutsideGpsTime {
+        /// The instant, in whole unix seconds (rounded down; negative before 1970).
+        unix_secs: i64,
+    },
     /// A transaction id of zero; the service requires positive ids.
     #[error("transaction id must be positive")]
     TransactionId,

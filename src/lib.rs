@@ -152,6 +152,8 @@
 //! - [`model`]: devices, groups, radios, transmission windows and stream messages;
 //! - [`config`]: endpoints derived from a base URL, and the access token;
 //! - [`wire`]: the exact JSON the service speaks;
+//! - [`timing`]: GPS time with leap seconds, class B slots and class C deadlines from
+//!   `SystemTime`;
 //! - [`error`]: one error type with variants to match on;
 //! - `mic` (feature `mic`): the MIC challenge solver and LoRaWAN 1.0.x MICs;
 //! - `emulator` (feature `emulator`): a local RAN Routing API server for tests.
@@ -175,6 +177,7 @@ mod rest;
 pub mod routing_table;
 pub mod stream;
 mod sync;
+pub mod timing;
 mod tls;
 pub mod upstream;
 pub mod wire;

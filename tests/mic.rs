@@ -2,7 +2,9 @@
 #![cfg(feature = "mic")]
 
 use proptest::prelude::*;
-use ran_routing::mic::{self, AesKey, DataUplink, KeyStore, Keys, MicError, Session, Solver};
+use ran_routing::mic::{
+    self, AesKey, DataUplink, JoinAccept, KeyStore, Keys, MicError, Session, Solver,
+};
 use ran_routing::{DevAddr, DevEui, JoinEui, UpstreamRejectResultCode, UpstreamReply};
 
 fn hex(s: &str) -> Vec<u8> {
@@ -487,5 +489,116 @@ proptest! {
         other[0] ^= 0x80;
         let wrong = mic::solve(&data_keys(DEV, &AesKey::new(other), last), &msg);
         prop_assert!(matches!(wrong, Err(MicError::NoMatch { .. })), "{:?}", wrong);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// OTAA: join accept and the session it starts
+// ---------------------------------------------------------------------------------------
+
+/// The whole OTAA exchange of the published TTN capture (Arjan van Bentem, "Deciphering a
+/// LoRaWAN OTAA Join Accept", runkit.com/avbentem, referred to from lora-packet issue 10):
+/// the crate's join request builder makes the captured request byte for byte, the solver
+/// finds its MIC, the LNS's join accept is the captured one, and the session keys the
+/// device derives sign a data uplink that the solver then solves.
+#[test]
+fn otaa_join_then_data_uplink_in_the_new_session() {
+    let app_key = key("b6b53f4a168a7a88bdf7ea135ce9cfca");
+    let (join_eui, dev_eui) = (
+        JoinEui::new(0x70b3d57ed00000dc),
+        DevEui::new(0x00afee7cf5ed6f1e),
+    );
+    let request = mic::join_request(&app_key, join_eui, dev_eui, 0xcc85);
+    assert_eq!(
+        request,
+        hex("00dc0000d07ed5b3701e6fedf57ceeaf0085cc587fe913")
+    );
+
+    // The LNS: solve the join request, answer with a join accept, keep the session.
+    let mut lns_keys = Keys::new();
+    lns_keys.set_join_key(dev_eui, app_key.clone());
+    let msg = mic::upstream_with_challenge(&request, 1, vec![dev_eui], 4095, 3).unwrap();
+    assert_eq!(mic::solve(&lns_keys, &msg).unwrap().dev_eui, dev_eui);
+    let dev_nonce = match mic::Uplink::parse(&msg.phy_payload_no_mic).unwrap() {
+        mic::Uplink::JoinRequest { dev_nonce, .. } => dev_nonce,
+        other => panic!("{other:?}"),
+    };
+    let accept = JoinAccept::new(0xe5063a, 0x000013, DevAddr::new(0x26012e43))
+        .unwrap()
+        .with_dl_settings(0x03)
+        .with_rx_delay(1)
+        .unwrap()
+        .with_cf_list(hex("184f84e85684b85e84886684586e8400"))
+        .unwrap();
+    let downlink = accept.encrypt(&app_key);
+    assert_eq!(
+        downlink,
+        hex("204dd85ae608b87fc4889970b7d2042c9e72959b0057aed6094b16003df12de145")
+    );
+    let lns_session = accept.session_keys(&app_key, dev_nonce);
+    lns_keys.set_session(dev_eui, lns_session.session());
+
+    // The device: read the join accept, derive the same keys, send its first uplink.
+    let received = JoinAccept::decrypt(&app_key, &downlink).unwrap();
+    let device_session = received.session_keys(&app_key, 0xcc85);
+    assert_eq!(device_session, lns_session);
+    assert_eq!(
+        device_session.nwk_s_key,
+        key("2c96f7028184bb0be8aa49275290d4fc")
+    );
+    assert_eq!(
+        device_session.app_s_key,
+        key("f3a5c8f0232a38c144029c165865802c")
+    );
+    for fcnt in 0..3 {
+        let uplink = DataUplink::new(received.dev_addr(), fcnt)
+            .payload(1, *b"real")
+            .build(&device_session.nwk_s_key)
+            .unwrap();
+        let msg =
+            mic::upstream_with_challenge(&uplink, 2 + u64::from(fcnt), vec![dev_eui], 4095, 9)
+                .unwrap();
+        let solved = mic::solve(&lns_keys, &msg).unwrap();
+        assert_eq!((solved.dev_eui, solved.fcnt), (dev_eui, Some(fcnt)));
+        lns_keys.record(&solved);
+    }
+
+    // A join accept under another key is refused by the device.
+    assert_eq!(
+        JoinAccept::decrypt(&AesKey::new([0; 16]), &downlink),
+        Err(MicError::MicMismatch)
+    );
+}
+
+proptest! {
+    /// Any join accept reads back as built with its key, and fails the MIC with any other.
+    #[test]
+    fn join_accepts_round_trip_only_under_their_key(
+        key_bytes in any::<[u8; 16]>(),
+        app_nonce in 0u32..=0xff_ffff,
+        net_id in 0u32..=0xff_ffff,
+        addr in any::<u32>(),
+        dl_settings in any::<u8>(),
+        rx_delay in 0u8..=15,
+        cf_list in any::<Option<[u8; 16]>>(),
+        flip in 0usize..128,
+    ) {
+        let app_key = AesKey::new(key_bytes);
+        let mut accept = JoinAccept::new(app_nonce, net_id, DevAddr::new(addr))
+            .unwrap()
+            .with_dl_settings(dl_settings)
+            .with_rx_delay(rx_delay)
+            .unwrap();
+        if let Some(cf_list) = cf_list {
+            accept = accept.with_cf_list(cf_list).unwrap();
+        }
+        let wire = accept.encrypt(&app_key);
+        prop_assert_eq!(JoinAccept::decrypt(&app_key, &wire), Ok(accept));
+        let mut other = key_bytes;
+        other[flip / 8] ^= 1 << (flip % 8);
+        prop_assert_eq!(
+            JoinAccept::decrypt(&AesKey::new(other), &wire),
+            Err(MicError::MicMismatch)
+        );
     }
 }

@@ -13,6 +13,8 @@
 //! - [`join_request_mic`], [`data_uplink_mic`], [`verify_join_request`],
 //!   [`verify_data_uplink`], [`Uplink::parse`]: the LoRaWAN pieces.
 //! - [`join_request`], [`DataUplink`], [`upstream_with_challenge`]: frames and challenges.
+//! - [`JoinAccept`], [`SessionKeys`]: the join accept that answers a join request, and the
+//!   session keys both sides derive from it.
 //!
 //! An LNS's upstream loop, on a join request:
 //!
@@ -50,6 +52,7 @@
 mod build;
 mod compute;
 mod frame;
+mod join;
 mod key;
 mod solver;
 
@@ -60,6 +63,7 @@ pub use compute::{
     data_uplink_mic, join_request_mic, split_mic, verify_data_uplink, verify_join_request,
 };
 pub use frame::{MType, Uplink, MAX_MESSAGE_LEN};
+pub use join::{JoinAccept, SessionKeys};
 pub use key::{AesKey, ParseKeyError};
 pub use solver::{fcnt_candidates, FCntCandidates, KeyStore, Keys, Session, Solved, Solver};
 
@@ -104,6 +108,38 @@ pub enum MicError {
         /// The low 16 bits the frame carries.
         fcnt16: u16,
     },
+    /// A frame of another message type than the one asked for.
+    #[error("expected a {expected} frame, got {got}")]
+    WrongMType {
+        /// The type asked for.
+        expected: MType,
+        /// The frame's type.
+        got: MType,
+    },
+    /// A frame or field of a length its type does not allow.
+    #[error("{what} of {len} bytes: it must be {expected} bytes")]
+    Length {
+        /// What was being read or built: `"join accept"`, `"CFList"`.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The lengths allowed.
+        expected: &'static str,
+    },
+    /// A field value its bits cannot carry.
+    #[error("{field} {value} is out of range 0..={max}")]
+    OutOfRange {
+        /// The field: `"AppNonce"`, `"NetID"`, `"RxDelay"`.
+        field: &'static str,
+        /// The value given or received.
+        value: u64,
+        /// The largest value allowed.
+        max: u64,
+    },
+    /// A frame whose MIC is not the one the key gives: the wrong key, or a corrupted or
+    /// forged frame.
+    #[error("the MIC does not match: wrong key, or a corrupted or forged frame")]
+    MicMismatch,
     /// A challenge size outside the API's 2 to 4096 candidates.
     #[error("a MIC challenge has 2 to 4096 candidates, not {candidates}")]
     ChallengeSize {
