@@ -162,8 +162,6 @@
 pub mod config;
 pub mod core;
 pub mod downstream;
-#[cfg(feature = "emulator")]
-pub mod emulator;
 pub mod error;
 pub mod ids;
 #[cfg(feature = "mic")]
