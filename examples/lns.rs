@@ -397,7 +397,7 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
 
     // The emulator knows each frame's true device and MIC, and judged every answer.
     for (tid, dev_eui) in &played {
-        let verdict = emu.upstream_verdict(*tid);
+        let verdict = emu.played_upstream(*tid).map(|p| p.verdict);
         let want = if *dev_eui == IMPOSTOR {
             UpstreamVerdict::Rejected(UpstreamRejectResultCode::MicFailed)
         } else {

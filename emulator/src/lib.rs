@@ -36,7 +36,7 @@
 //! Devices with real keys ([`RadioDevice`], [`Emulator::add_radio_device`]) make the
 //! upstreams realistic: [`Emulator::play_join_request`] and [`Emulator::play_uplink`]
 //! send a correctly signed frame whose true MIC hides among decoys, and the LNS's ack is
-//! checked against it ([`Emulator::upstream_verdict`], [`Emulator::mic_stats`]).
+//! checked against it ([`Emulator::played_upstream`], [`Emulator::mic_stats`]).
 //!
 //! Behaviour the service leaves open, and what the emulator does:
 //! - HTTP statuses: `Unauthorized` 401, `ValidationFailed` 422, `*.AlreadyExists` and

@@ -1,10 +1,10 @@
 //! The control API under `/emulator/`, over plain HTTP, as a test in another language
 //! or a user of the `ran-emulator` binary would drive it.
 
-mod emulator_support;
+mod support;
 
-use emulator_support::*;
-use ran_routing::emulator::Emulator;
+use support::*;
+use ran_routing_emulator::Emulator;
 use serde_json::json;
 
 #[test]

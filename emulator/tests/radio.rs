@@ -4,16 +4,16 @@
 //! checked independently of how it built them; the last test runs the crate's client and
 //! solver end to end.
 
-mod emulator_support;
+mod support;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use emulator_support::*;
-use ran_routing::emulator::{Emulator, RadioDevice, UpstreamVerdict};
+use support::*;
+use ran_routing_emulator::{ControlClient, Emulator, Error, RadioDevice, UpstreamVerdict};
 use ran_routing::mic::{self, AesKey, KeyStore, Keys, Session};
-use ran_routing::{Core, DevAddr, DevEui, Error, JoinEui, UpstreamRejectResultCode};
+use ran_routing::{Core, DevAddr, DevEui, JoinEui, UpstreamRejectResultCode};
 use serde_json::{json, Value};
 
 const APP_KEY: &str = "2b7e151628aed2a6abf7158809cf4f3c";
@@ -289,7 +289,7 @@ fn wrong_acks_rejects_and_duplicates_are_counted() {
     assert_eq!(stats.other_rejects, 1);
     assert_eq!(stats.unanswered(), 1);
     // Replies to upstreams the emulator did not play are not judged.
-    assert_eq!(emu.upstream_verdict(5), None);
+    assert_eq!(emu.played_upstream(5).map(|p| p.verdict), None);
     ack(&mut ws, 5, 1, 1);
     assert!(eventually(|| emu.upstream_replies().len() == 6));
     assert_eq!(emu.mic_stats(), stats);
@@ -543,7 +543,7 @@ fn client_and_solver_answer_every_upstream() {
         } else {
             UpstreamVerdict::Rejected(UpstreamRejectResultCode::MicFailed)
         };
-        assert_eq!(emu.upstream_verdict(tid), Some(want), "upstream {tid}");
+        assert_eq!(emu.played_upstream(tid).map(|p| p.verdict), Some(want), "upstream {tid}");
     }
     let stats = emu.mic_stats();
     assert_eq!((stats.played, stats.solved, stats.mic_failed), (60, 48, 12));

@@ -1,10 +1,10 @@
 //! The emulator's REST API, spoken raw with `ureq`: every endpoint, every documented
 //! error code, authentication, malformed bodies, keep-alive.
 
-mod emulator_support;
+mod support;
 
-use emulator_support::*;
-use ran_routing::emulator::Emulator;
+use support::*;
+use ran_routing_emulator::Emulator;
 use serde_json::{json, Value};
 
 fn emulator() -> (Emulator, Api) {

@@ -627,12 +627,6 @@ impl Emulator {
         self.shared.radio.played(transaction_id)
     }
 
-    /// The verdict on the played upstream with this transaction id; `None` if the
-    /// emulator did not play it.
-    pub fn upstream_verdict(&self, transaction_id: u64) -> Option<UpstreamVerdict> {
-        self.played_upstream(transaction_id).map(|p| p.verdict)
-    }
-
     /// Waits up to `timeout` for the LNS to answer the played upstream, and returns the
     /// verdict ([`UpstreamVerdict::Unanswered`] on timeout; `None` if the emulator did
     /// not play it).
@@ -646,7 +640,7 @@ impl Emulator {
                 .get(&transaction_id)
                 .is_none_or(|p| p.verdict.is_answered())
         });
-        self.upstream_verdict(transaction_id)
+        self.played_upstream(transaction_id).map(|p| p.verdict)
     }
 
     /// Waits up to `timeout` until every played upstream has been answered; returns

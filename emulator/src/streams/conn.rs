@@ -200,19 +200,6 @@ impl<S: Socket> Conn<S> {
                     }
                 }
             }
-            match self.ws.flush() {
-                Ok(()) => {
-                    stuck_since = None;
-                    for done in unflushed.drain(..) {
-                        let _ = done.send(Ok(()));
-                    }
-                }
-                Err(e) if would_block(&e) => {
-                    stuck_since.get_or_insert_with(Instant::now);
-                }
-                Err(tungstenite::Error::ConnectionClosed) => return "closed".into(),
-                Err(e) => return format!("write failed: {e}"),
-            }
             // The peer's frames, unless our answers to earlier ones are still unsent.
             let mut more_to_read = false;
             if stuck_since.is_none() {
@@ -247,6 +234,19 @@ impl<S: Socket> Conn<S> {
                         Err(e) => return format!("read failed: {e}"),
                     }
                 }
+            }
+            match self.ws.flush() {
+                Ok(()) => {
+                    stuck_since = None;
+                    for done in unflushed.drain(..) {
+                        let _ = done.send(Ok(()));
+                    }
+                }
+                Err(e) if would_block(&e) => {
+                    stuck_since.get_or_insert_with(Instant::now);
+                }
+                Err(tungstenite::Error::ConnectionClosed) => return "closed".into(),
+                Err(e) => return format!("write failed: {e}"),
             }
             let now = Instant::now();
             if closing.is_some_and(|deadline| now >= deadline) {

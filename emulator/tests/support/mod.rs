@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ran_routing::emulator::Emulator;
+use ran_routing_emulator::Emulator;
 use serde_json::Value;
 use tungstenite::{Message, WebSocket};
 
