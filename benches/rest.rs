@@ -16,7 +16,7 @@ mod support;
 
 use std::time::Instant;
 
-use ran_routing::emulator::Emulator;
+use ran_routing_emulator::Emulator;
 use ran_routing::{Core, DevEui, JoinEui};
 use support::{median, size, Report};
 

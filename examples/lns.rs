@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ran_routing::emulator::{Emulator, RadioDevice, UpstreamVerdict};
+use ran_routing_emulator::{Emulator, RadioDevice, UpstreamVerdict};
 use ran_routing::mic::{self, AesKey, Keys, Session, Uplink};
 use ran_routing::{
     ApiError, ConnectionEvent, DevAddr, DevEui, DeviceIdentity, DownstreamConnection,

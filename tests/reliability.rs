@@ -8,7 +8,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ran_routing::emulator::{Emulator, RawFrame};
+use ran_routing_emulator::{Emulator, RawFrame};
 use ran_routing::stream::RecvTimeoutError;
 use ran_routing::*;
 use reliability_support::*;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use ran_routing::emulator::Emulator;
+use ran_routing_emulator::Emulator;
 use ran_routing::{ApiError, DevAddr, DevEui, Error, InvalidInput, JoinEui, Select};
 
 const DEV_EUI: DevEui = DevEui::new(0x7abe1b8c93d7174f);

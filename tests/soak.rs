@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ran_routing::emulator::Emulator;
+use ran_routing_emulator::Emulator;
 use ran_routing::{ConnectionEvent, DevEui, Error};
 use reliability_support::*;
 

@@ -18,7 +18,7 @@ use std::net::TcpListener;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ran_routing::emulator::{Emulator, RawFrame};
+use ran_routing_emulator::{Emulator, RawFrame};
 use ran_routing::*;
 use reliability_support::*;
 

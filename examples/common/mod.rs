@@ -7,7 +7,7 @@
 
 use std::error::Error;
 
-use ran_routing::emulator::Emulator;
+use ran_routing_emulator::Emulator;
 use ran_routing::Core;
 
 /// What the examples' `main` returns: any error ends the process with exit code 1.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ran_routing::emulator::Emulator;
+use ran_routing_emulator::Emulator;
 use ran_routing::{Core, CoreBuilder};
 
 /// Bounds every REST call of a test, so a bug fails instead of hanging.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use ran_routing::emulator::Emulator;
+use ran_routing_emulator::Emulator;
 use ran_routing::{
     ConnectionEvent, Core, DevEui, LoRaModulation, Reconnect, UpstreamMessage, UpstreamRadio,
 };
