@@ -168,7 +168,10 @@ impl ControlClient {
             return Ok(value);
         }
         let detail = &value["detail"];
-        let code = detail["error_code"].as_str().unwrap_or("Unknown").to_owned();
+        let code = detail["error_code"]
+            .as_str()
+            .unwrap_or("Unknown")
+            .to_owned();
         let mut description = detail["error_description"]
             .as_str()
             .unwrap_or_default()

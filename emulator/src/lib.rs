@@ -71,7 +71,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use ran_routing::{
-    Device, DevEui, DownstreamRequest, DownstreamResultCode, MulticastGroup, UpstreamMessage,
+    DevEui, Device, DownstreamRequest, DownstreamResultCode, MulticastGroup, UpstreamMessage,
     UpstreamReply,
 };
 use server::{Config, Server, Shared, Token};

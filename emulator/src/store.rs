@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-use ran_routing::{DevAddr, DevEui, Device, DeviceIdentity, JoinEui, MulticastAddr, MulticastGroup};
+use ran_routing::{
+    DevAddr, DevEui, Device, DeviceIdentity, JoinEui, MulticastAddr, MulticastGroup,
+};
 
 /// A failed rule: the error code and its description.
 #[derive(Debug, Clone, PartialEq, Eq)]

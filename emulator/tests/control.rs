@@ -21,7 +21,10 @@ fn control_api_drives_the_streams() {
 
     // No upstream connection yet.
     let frame: UpstreamMessage = serde_json::from_value(upstream_frame(11)).unwrap();
-    assert!(matches!(control.send_upstream(&frame), Err(Error::Closed(_))));
+    assert!(matches!(
+        control.send_upstream(&frame),
+        Err(Error::Closed(_))
+    ));
     assert_error(
         &raw.post("upstream", &upstream_frame(11).to_string()),
         503,

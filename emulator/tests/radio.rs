@@ -10,11 +10,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::*;
-use ran_routing_emulator::{ControlClient, Emulator, Error, RadioDevice, UpstreamVerdict};
 use ran_routing::mic::{self, AesKey, KeyStore, Keys, Session};
 use ran_routing::{Core, DevAddr, DevEui, JoinEui, UpstreamRejectResultCode};
+use ran_routing_emulator::{ControlClient, Emulator, Error, RadioDevice, UpstreamVerdict};
 use serde_json::json;
+use support::*;
 
 const APP_KEY: &str = "2b7e151628aed2a6abf7158809cf4f3c";
 const NWK_S_KEY_A: &str = "000102030405060708090a0b0c0d0e0f";
@@ -411,7 +411,10 @@ fn control_api_plays_and_judges() {
         verdict(&emu, tid),
         UpstreamVerdict::Rejected(UpstreamRejectResultCode::MicFailed)
     );
-    assert_eq!(control.played_upstream(tid).unwrap(), emu.played_upstream(tid));
+    assert_eq!(
+        control.played_upstream(tid).unwrap(),
+        emu.played_upstream(tid)
+    );
     let answer = raw.get(&format!("upstreams/{tid}")).1;
     assert_eq!(answer["verdict"], "Rejected", "{answer}");
     assert_eq!(answer["result_code"], "MICFailed", "{answer}");
@@ -553,7 +556,11 @@ fn client_and_solver_answer_every_upstream() {
         } else {
             UpstreamVerdict::Rejected(UpstreamRejectResultCode::MicFailed)
         };
-        assert_eq!(emu.played_upstream(tid).map(|p| p.verdict), Some(want), "upstream {tid}");
+        assert_eq!(
+            emu.played_upstream(tid).map(|p| p.verdict),
+            Some(want),
+            "upstream {tid}"
+        );
     }
     let stats = emu.mic_stats();
     assert_eq!((stats.played, stats.solved, stats.mic_failed), (60, 48, 12));

@@ -3,9 +3,9 @@
 
 mod support;
 
-use support::*;
 use ran_routing_emulator::Emulator;
 use serde_json::{json, Value};
+use support::*;
 
 fn emulator() -> (Emulator, Api) {
     let emu = Emulator::start().expect("emulator");

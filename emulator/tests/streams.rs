@@ -6,12 +6,12 @@ mod support;
 
 use std::time::Duration;
 
-use support::*;
-use ran_routing_emulator::Emulator;
 use ran_routing::{
     DevEui, DownstreamRequest, DownstreamResultCode, UpstreamMessage, UpstreamReply,
 };
+use ran_routing_emulator::Emulator;
 use serde_json::{json, Value};
+use support::*;
 use tungstenite::Message;
 
 fn emulator() -> (Emulator, Api) {

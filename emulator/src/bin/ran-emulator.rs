@@ -199,9 +199,15 @@ mod tests {
         assert!(args(&["--nope"]).is_err());
         assert!(args(&["--cert-out", "x"]).is_err());
         assert!(args(&["--ping-interval", "0"]).is_err());
-        let o = args(&["--device-limit=5", "--ping-interval", "0.5", "--base-path", "/x"])
-            .unwrap()
-            .unwrap();
+        let o = args(&[
+            "--device-limit=5",
+            "--ping-interval",
+            "0.5",
+            "--base-path",
+            "/x",
+        ])
+        .unwrap()
+        .unwrap();
         assert_eq!(o.device_limit, Some(5));
         assert_eq!(o.ping_interval, Some(Duration::from_millis(500)));
         assert_eq!(o.base_path.as_deref(), Some("/x"));

@@ -14,7 +14,9 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ran_routing::mic::{self, AesKey, DataUplink, MAX_CHALLENGE, MIN_CHALLENGE};
-use ran_routing::{DevAddr, DevEui, JoinEui, UpstreamMessage, UpstreamRejectResultCode, UpstreamReply};
+use ran_routing::{
+    DevAddr, DevEui, JoinEui, UpstreamMessage, UpstreamRejectResultCode, UpstreamReply,
+};
 
 use crate::error::{Error, Result};
 use crate::server::Shared;
@@ -143,9 +145,8 @@ impl RadioDevice {
     /// The body of `POST /emulator/radio/devices` that puts this device on the air, keys
     /// included.
     pub(crate) fn control_body(&self) -> serde_json::Value {
-        let hex = |key: &AesKey| -> String {
-            key.expose().iter().map(|b| format!("{b:02x}")).collect()
-        };
+        let hex =
+            |key: &AesKey| -> String { key.expose().iter().map(|b| format!("{b:02x}")).collect() };
         let mut body = serde_json::Map::new();
         body.insert("dev_eui".into(), self.dev_eui.to_string().into());
         if let Some(join) = &self.join {

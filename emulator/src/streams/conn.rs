@@ -58,7 +58,10 @@ impl Handle {
             return Err(Error::Closed("the connection is closed".into()));
         }
         let (done, written) = crossbeam_channel::bounded(1);
-        match self.tx.send_timeout(Command { message, done }, WRITE_TIMEOUT) {
+        match self
+            .tx
+            .send_timeout(Command { message, done }, WRITE_TIMEOUT)
+        {
             Ok(()) => {}
             Err(SendTimeoutError::Timeout(_)) => {
                 return Err(Error::Closed(

@@ -195,8 +195,12 @@ pub(crate) fn downstream_request(frame: &[u8]) -> Checked<DownstreamRequest> {
             .map_err(|e| format!("not a Downstream: {e}"))?;
         header(d.protocol_version, d.transaction_id)?;
         let window = d.tx_window.check()?;
-        let message =
-            DownstreamMessage::new(d.transaction_id, DevEui::new(d.dev_eui), window, d.phy_payload);
+        let message = DownstreamMessage::new(
+            d.transaction_id,
+            DevEui::new(d.dev_eui),
+            window,
+            d.phy_payload,
+        );
         Ok(match d.target_dev_addr {
             Some(addr) => message.with_target_dev_addr(DevAddr::new(addr)),
             None => message,
@@ -232,7 +236,9 @@ impl TxWindow {
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
                 if deadline == 0 || deadline > now + 512 {
-                    Err(format!("Deadline {deadline} not within now ({now}) + 512 s"))
+                    Err(format!(
+                        "Deadline {deadline} not within now ({now}) + 512 s"
+                    ))
                 } else {
                     Ok(TransmissionWindow::class_c(radio, deadline))
                 }
@@ -281,10 +287,7 @@ fn modulation_json(m: &Modulation) -> (&'static str, Value) {
             "FSK",
             json!({"FrequencyDeviation": f.frequency_deviation, "BitRate": f.bit_rate}),
         ),
-        Modulation::Fhss(f) => (
-            "FHSS",
-            json!({"OCW": f.ocw, "CodingRate": f.coding_rate}),
-        ),
+        Modulation::Fhss(f) => ("FHSS", json!({"OCW": f.ocw, "CodingRate": f.coding_rate})),
     }
 }
 
@@ -336,9 +339,10 @@ mod tests {
             ack,
             UpstreamAck::new(3, DevEui::new(u64::MAX), u32::MAX).into()
         );
-        let reject =
-            upstream_reply(br#"{"ProtocolVersion": 1, "TransactionID": 3, "ResultCode": "MICFailed"}"#)
-                .unwrap();
+        let reject = upstream_reply(
+            br#"{"ProtocolVersion": 1, "TransactionID": 3, "ResultCode": "MICFailed"}"#,
+        )
+        .unwrap();
         assert_eq!(
             reject,
             UpstreamReject::new(3, UpstreamRejectResultCode::MicFailed).into()
@@ -378,7 +382,10 @@ mod tests {
             DOWN.replace("\"Delay\": 1", "\"Delay\": 16"),
             DOWN.replace("\"Spreading\": 12", "\"Spreading\": 13"),
             DOWN.replace("\"LoRa\"", "\"Lora\""),
-            DOWN.replace("}}, \"Delay\"", "}, \"FSK\": {\"FrequencyDeviation\": 1, \"BitRate\": 2}}, \"Delay\""),
+            DOWN.replace(
+                "}}, \"Delay\"",
+                "}, \"FSK\": {\"FrequencyDeviation\": 1, \"BitRate\": 2}}, \"Delay\"",
+            ),
             DOWN.replace("\"PHYPayload\"", "\"PhyPayload\""),
             MULTI.replace("[1, 2]", "[]"),
             MULTI.replace("\"Addr\": 4010043934", "\"Addr\": 4294967296"),
@@ -394,12 +401,19 @@ mod tests {
         let message: UpstreamMessage = serde_json::from_str(frame).unwrap();
         let written: Value = serde_json::from_str(&upstream_json(&message)).unwrap();
         assert_eq!(written, serde_json::from_str::<Value>(frame).unwrap());
-        let result: Value =
-            serde_json::from_str(&downstream_result(1, &DownstreamResultCode::TooLate, "x", 9))
-                .unwrap();
+        let result: Value = serde_json::from_str(&downstream_result(
+            1,
+            &DownstreamResultCode::TooLate,
+            "x",
+            9,
+        ))
+        .unwrap();
         let reference = r#"{"ProtocolVersion": 1, "TransactionID": 1, "ResultCode": "TooLate", "ResultMessage": "x", "MailboxID": 9}"#;
         assert_eq!(result, serde_json::from_str::<Value>(reference).unwrap());
         let ack: Value = serde_json::from_str(&downstream_ack(1, 1)).unwrap();
-        assert_eq!(ack, json!({"ProtocolVersion": 1, "TransactionID": 1, "MailboxID": 1}));
+        assert_eq!(
+            ack,
+            json!({"ProtocolVersion": 1, "TransactionID": 1, "MailboxID": 1})
+        );
     }
 }
