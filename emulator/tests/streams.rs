@@ -4,7 +4,10 @@
 
 mod support;
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ran_routing::{
     DevEui, DownstreamRequest, DownstreamResultCode, UpstreamMessage, UpstreamReply,
@@ -279,7 +282,24 @@ fn invalid_downlinks_get_no_answer() {
     two_modulations["TxWindow"]["Radio"]["FSK"] = json!({"FrequencyDeviation": 1, "BitRate": 1});
     let mut zero_tx = downstream_frame(0, 1);
     zero_tx["TransactionID"] = json!(0);
+    // What a lenient codec (the client's own) would take: an unknown key, no version,
+    // a hex string for a number, a frame both unicast and multicast.
+    let mut extra_key = downstream_frame(6, 1);
+    extra_key["Priority"] = json!(1);
+    let mut no_version = downstream_frame(7, 1);
+    no_version
+        .as_object_mut()
+        .unwrap()
+        .remove("ProtocolVersion");
+    let mut hex_dev_eui = downstream_frame(8, 1);
+    hex_dev_eui["DevEUI"] = json!("0000000000000001");
+    let mut both_targets = downstream_frame(10, 1);
+    both_targets["Addr"] = json!(1);
     let bad = [
+        extra_key,
+        no_version,
+        hex_dev_eui,
+        both_targets,
         Value::String("not json".into()),
         json!({}),
         bad_spreading,
@@ -480,4 +500,99 @@ mod tls {
         api.agent = tls_agent(&emu.certificate_pem().unwrap());
         assert_eq!(api.get("devices/select", &[]).0, 200);
     }
+}
+
+/// Reads and writes of one connection take turns: a client that floods pings (and
+/// drains what it gets) does not keep injected upstream frames from going out.
+#[test]
+fn a_ping_flood_does_not_starve_sends() {
+    let (emu, _api) = emulator();
+    let ws = connect(&emu, "upstream");
+    assert!(emu.wait_upstream_connections(1, TIMEOUT));
+    let Socket::Plain(tcp) = ws.get_ref() else {
+        unreachable!("plain emulator");
+    };
+    let mut writer = tcp.try_clone().unwrap();
+    let mut reader = tcp.try_clone().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Masked, empty client pings, back to back.
+    let pings: Vec<u8> = [0x89u8, 0x80, 1, 2, 3, 4].repeat(10_000);
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                if writer.write_all(&pings).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let drain = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 65536];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            match reader.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    // Keep only what is not a pong (0x8a 0x00), to find the frames.
+                    let mut i = 0;
+                    while i < n {
+                        if chunk[i] == 0x8a && chunk.get(i + 1) == Some(&0) {
+                            i += 2;
+                        } else {
+                            seen.push(chunk[i]);
+                            i += 1;
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&seen);
+                    if text.contains("\"TransactionID\":20}")
+                        || text.contains("\"TransactionID\":20,")
+                    {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    });
+    for tid in 1..=20 {
+        emu.send_upstream(&upstream_message(tid))
+            .unwrap_or_else(|e| panic!("upstream {tid} during a ping flood: {e}"));
+    }
+    let all_seen = drain.join().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let _ = tcp.shutdown(std::net::Shutdown::Both);
+    flood.join().unwrap();
+    assert!(all_seen, "the upstream frames never reached the client");
+}
+
+/// A client that sends downlinks and never reads their answers stalls on TCP: the
+/// emulator stops reading once its answers cannot be written, instead of buffering
+/// without bound.
+#[test]
+fn a_client_that_never_reads_is_pushed_back() {
+    let (emu, api) = emulator();
+    api.ok("devices/insert", json!({"DevEUI": "01", "DevAddr": "01"}));
+    let mut ws = connect(&emu, "downstream");
+    set_write_timeout(&ws, Some(Duration::from_secs(1)));
+    const N: u64 = 1_000_000;
+    let mut sent = 0;
+    for tid in 1..=N {
+        let frame = Message::text(downstream_frame(tid, 1).to_string());
+        if ws.send(frame).is_err() {
+            break;
+        }
+        sent = tid;
+    }
+    assert!(
+        sent < N,
+        "all {N} downlinks went through without being read"
+    );
+    // Whatever the emulator read, it could answer only part of: it holds no more than
+    // one batch of answers beyond what the socket took.
+    let received = emu.downstream_received().len() as u64;
+    assert!(received <= sent, "{received} > {sent}");
+    assert!(emu.downstream_connections() == 1);
 }

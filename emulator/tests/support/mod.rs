@@ -261,6 +261,14 @@ pub fn set_read_timeout(ws: &Ws, timeout: Option<Duration>) {
     tcp.set_read_timeout(timeout).unwrap();
 }
 
+pub fn set_write_timeout(ws: &Ws, timeout: Option<Duration>) {
+    let tcp = match ws.get_ref() {
+        Socket::Plain(s) => s,
+        Socket::Tls(s) => &s.sock,
+    };
+    tcp.set_write_timeout(timeout).unwrap();
+}
+
 pub fn send_json(ws: &mut Ws, value: Value) {
     ws.send(Message::text(value.to_string())).expect("send");
 }
