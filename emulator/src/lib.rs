@@ -49,8 +49,16 @@
 //! - A downlink to a device not in the routing table (or to an unknown multicast group)
 //!   is acknowledged, then discarded: its `DownstreamResult` has `GatewayNotFound` and a
 //!   message saying why.
+//! - Stream frames from the LNS are decoded strictly (the specification's keys and no
+//!   others, `ProtocolVersion` 1, the value rules); anything else is logged, counted
+//!   ([`Emulator::invalid_frames`]) and left unanswered.
+//!
+//! The emulator uses only the public API of the `ran-routing` client crate (its model
+//! types and MIC builders) and has its own codec for every frame, so the client's tests
+//! against it check the client's codec against an independent one.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 mod client;
 mod control;

@@ -125,7 +125,10 @@ impl<S: Socket> Conn<S> {
         let poller = Arc::new(Poller::new()?);
         // SAFETY: `tcp` is owned by the returned value, whose `Drop` deletes it from the
         // poller before the descriptor closes.
-        unsafe { poller.add(&tcp, Event::readable(KEY))? };
+        #[allow(unsafe_code)]
+        unsafe {
+            poller.add(&tcp, Event::readable(KEY))?
+        };
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_FRAME_SIZE))
             .max_frame_size(Some(MAX_FRAME_SIZE));
