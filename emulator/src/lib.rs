@@ -553,6 +553,19 @@ mod tests {
     }
 
     #[test]
+    fn the_token_never_appears_in_debug() {
+        let builder = Emulator::builder().token("s3cret-token");
+        assert!(!format!("{builder:?}").contains("s3cret"), "{builder:?}");
+        let emu = builder.start().unwrap();
+        assert_eq!(emu.token(), "s3cret-token");
+        assert!(!format!("{emu:?}").contains("s3cret"));
+        assert!(matches!(
+            Emulator::builder().token("two words").start(),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
     fn base_paths() {
         assert_eq!(normalize_base_path("/api/v1/").unwrap(), "/api/v1");
         assert_eq!(normalize_base_path("api").unwrap(), "/api");
