@@ -16,8 +16,8 @@ mod support;
 
 use std::time::Instant;
 
-use ran_routing::emulator::Emulator;
 use ran_routing::{Core, DevEui, JoinEui};
+use ran_routing_emulator::Emulator;
 use support::{median, size, Report};
 
 const JOIN_EUI: u64 = 0x3ced_cf62_4f8b_68f4;

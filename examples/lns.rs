@@ -22,13 +22,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ran_routing::emulator::{Emulator, RadioDevice, UpstreamVerdict};
 use ran_routing::mic::{self, AesKey, Keys, Session, Uplink};
 use ran_routing::{
     ApiError, ConnectionEvent, DevAddr, DevEui, DeviceIdentity, DownstreamConnection,
     DownstreamMessage, DownstreamRadio, Error, JoinEui, Reconnect, TransmissionWindow,
     UpstreamConnection, UpstreamMessage, UpstreamRejectResultCode,
 };
+use ran_routing_emulator::{Emulator, RadioDevice, UpstreamVerdict};
 
 const WORKERS: usize = 4;
 /// Plays with a wrong AppKey on the emulator (see `lns-keys.txt`).
@@ -397,7 +397,7 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
 
     // The emulator knows each frame's true device and MIC, and judged every answer.
     for (tid, dev_eui) in &played {
-        let verdict = emu.upstream_verdict(*tid);
+        let verdict = emu.played_upstream(*tid).map(|p| p.verdict);
         let want = if *dev_eui == IMPOSTOR {
             UpstreamVerdict::Rejected(UpstreamRejectResultCode::MicFailed)
         } else {

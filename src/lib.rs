@@ -55,13 +55,13 @@
 //! a [`DownstreamReply::Result`]; [`DownstreamConnection::send_and_wait`] returns the
 //! result of one downlink while other threads iterate the rest.
 //!
-//! The whole walkthrough, here against the embedded emulator (feature `emulator`), which
+//! The whole walkthrough, here against the emulator (the `ran-routing-emulator` crate), which
 //! plays the RAN and the radio:
 //!
 //! ```
-//! # #[cfg(all(feature = "emulator", feature = "mic"))] {
+//! # #[cfg(feature = "mic")] {
 //! use std::time::Duration;
-//! use ran_routing::emulator::Emulator;
+//! use ran_routing_emulator::Emulator;
 //! use ran_routing::mic::{self, AesKey, Keys};
 //! use ran_routing::*;
 //!
@@ -156,7 +156,6 @@
 //!   `SystemTime`;
 //! - [`error`]: one error type with variants to match on;
 //! - `mic` (feature `mic`): the MIC challenge solver and LoRaWAN 1.0.x MICs;
-//! - `emulator` (feature `emulator`): a local RAN Routing API server for tests.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -164,8 +163,6 @@
 pub mod config;
 pub mod core;
 pub mod downstream;
-#[cfg(feature = "emulator")]
-pub mod emulator;
 pub mod error;
 pub mod ids;
 #[cfg(feature = "mic")]

@@ -8,9 +8,9 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ran_routing::emulator::{Emulator, RawFrame};
 use ran_routing::stream::RecvTimeoutError;
 use ran_routing::*;
+use ran_routing_emulator::{Emulator, RawFrame};
 use reliability_support::*;
 
 /// The memory test measures the whole process: it runs alone, the others together.

@@ -3,8 +3,8 @@
 
 mod common;
 
-use ran_routing::emulator::Emulator;
 use ran_routing::{ApiError, DevAddr, DevEui, Error, InvalidInput, JoinEui, Select};
+use ran_routing_emulator::Emulator;
 
 const DEV_EUI: DevEui = DevEui::new(0x7abe1b8c93d7174f);
 const DEV_EUI_2: DevEui = DevEui::new(0x7bbe1b8c93d7174a);

@@ -31,7 +31,7 @@ fn the_token_never_shows() {
     log::set_logger(&LOG).unwrap();
     log::set_max_level(log::LevelFilter::Debug);
 
-    let emu = ran_routing::emulator::Emulator::builder()
+    let emu = ran_routing_emulator::Emulator::builder()
         .token("the-real-secret-token")
         .start()
         .unwrap();

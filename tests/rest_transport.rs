@@ -9,8 +9,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ran_routing::emulator::Emulator;
 use ran_routing::{ApiError, Core, DevAddr, DevEui, Endpoints, Error, JoinEui, MulticastAddr};
+use ran_routing_emulator::Emulator;
 
 fn client(addr: SocketAddr, timeout: Duration) -> Core {
     Core::builder("token")

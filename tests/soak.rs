@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ran_routing::emulator::Emulator;
 use ran_routing::{ConnectionEvent, DevEui, Error};
+use ran_routing_emulator::Emulator;
 use reliability_support::*;
 
 /// Transaction ids from here on are markers, not uplinks.

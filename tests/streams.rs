@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ran_routing::emulator::Emulator;
 use ran_routing::*;
+use ran_routing_emulator::Emulator;
 
 const WAIT: Duration = Duration::from_secs(10);
 

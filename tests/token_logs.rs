@@ -18,8 +18,8 @@ use std::net::TcpListener;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ran_routing::emulator::{Emulator, RawFrame};
 use ran_routing::*;
+use ran_routing_emulator::{Emulator, RawFrame};
 use reliability_support::*;
 
 const TOKEN: &str = "s3cr3t-Token-4f9d2b7e81c6a5";

@@ -7,8 +7,8 @@
 
 use std::error::Error;
 
-use ran_routing::emulator::Emulator;
 use ran_routing::Core;
+use ran_routing_emulator::Emulator;
 
 /// What the examples' `main` returns: any error ends the process with exit code 1.
 pub type Outcome = Result<(), Box<dyn Error>>;

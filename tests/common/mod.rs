@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use ran_routing::emulator::Emulator;
 use ran_routing::{Core, CoreBuilder};
+use ran_routing_emulator::Emulator;
 
 /// Bounds every REST call of a test, so a bug fails instead of hanging.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);

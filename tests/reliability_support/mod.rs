@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use ran_routing::emulator::Emulator;
 use ran_routing::{
     ConnectionEvent, Core, DevEui, LoRaModulation, Reconnect, UpstreamMessage, UpstreamRadio,
 };
+use ran_routing_emulator::Emulator;
 
 /// Every blocking wait of these tests ends after this long, so a bug fails instead of
 /// hanging.

@@ -10,20 +10,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use ran_routing::mic::{self, AesKey, DataUplink, MAX_CHALLENGE, MIN_CHALLENGE};
+use ran_routing::{
+    DevAddr, DevEui, JoinEui, UpstreamMessage, UpstreamRejectResultCode, UpstreamReply,
+};
 
-use super::control::validation_failed;
-use super::http::{Request, Response};
-use super::server::Shared;
-use super::Emulator;
-use crate::error::{Error, InvalidInput, Result};
-use crate::ids::{DevAddr, DevEui, JoinEui};
-use crate::mic::{self, AesKey, DataUplink, MAX_CHALLENGE, MIN_CHALLENGE};
-use crate::model::{UpstreamMessage, UpstreamRejectResultCode, UpstreamReply};
+use crate::error::{Error, Result};
+use crate::server::Shared;
+use crate::Emulator;
+
+pub(crate) mod routes;
 
 /// The first transaction id of played upstreams. Far above the small ids tests inject by
 /// hand, so replies to those are never mistaken for answers to played ones.
@@ -39,7 +38,7 @@ const CHANNELS: [u32; 3] = [868_100_000, 868_300_000, 868_500_000];
 /// Its `Debug` never prints a key.
 ///
 /// ```
-/// use ran_routing::emulator::RadioDevice;
+/// use ran_routing_emulator::RadioDevice;
 /// use ran_routing::mic::AesKey;
 /// use ran_routing::{DevAddr, DevEui, JoinEui};
 ///
@@ -142,6 +141,26 @@ impl RadioDevice {
     pub fn fcnt(&self) -> Option<u32> {
         self.session.as_ref().map(|s| s.fcnt)
     }
+
+    /// The body of `POST /emulator/radio/devices` that puts this device on the air, keys
+    /// included.
+    pub(crate) fn control_body(&self) -> serde_json::Value {
+        let hex =
+            |key: &AesKey| -> String { key.expose().iter().map(|b| format!("{b:02x}")).collect() };
+        let mut body = serde_json::Map::new();
+        body.insert("dev_eui".into(), self.dev_eui.to_string().into());
+        if let Some(join) = &self.join {
+            body.insert("join_eui".into(), join.join_eui.to_string().into());
+            body.insert("app_key".into(), hex(&join.app_key).into());
+            body.insert("dev_nonce".into(), join.dev_nonce.into());
+        }
+        if let Some(session) = &self.session {
+            body.insert("dev_addr".into(), session.dev_addr.to_string().into());
+            body.insert("nwk_s_key".into(), hex(&session.nwk_s_key).into());
+            body.insert("fcnt".into(), session.fcnt.into());
+        }
+        serde_json::Value::Object(body)
+    }
 }
 
 /// What became of a played upstream: how the LNS answered it.
@@ -216,7 +235,7 @@ impl MicStats {
 }
 
 /// What a device transmits.
-enum Transmission {
+pub(crate) enum Transmission {
     JoinRequest,
     Data {
         fport: u8,
@@ -251,7 +270,7 @@ pub(crate) struct Radio {
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
-    Error::Invalid(InvalidInput::Other(msg.into()))
+    Error::Invalid(msg.into())
 }
 
 impl Default for Radio {
@@ -278,22 +297,22 @@ impl Radio {
         crate::sync::lock(&self.state)
     }
 
-    fn add(&self, device: RadioDevice) {
+    pub(crate) fn add(&self, device: RadioDevice) {
         let mut s = self.lock();
         let candidates = s.max_candidates;
         s.devices
             .insert(device.dev_eui, DeviceState { device, candidates });
     }
 
-    fn remove(&self, dev_eui: DevEui) -> bool {
+    pub(crate) fn remove(&self, dev_eui: DevEui) -> bool {
         self.lock().devices.remove(&dev_eui).is_some()
     }
 
-    fn device(&self, dev_eui: DevEui) -> Option<RadioDevice> {
+    pub(crate) fn device(&self, dev_eui: DevEui) -> Option<RadioDevice> {
         self.lock().devices.get(&dev_eui).map(|d| d.device.clone())
     }
 
-    fn devices(&self) -> Vec<(RadioDevice, usize)> {
+    pub(crate) fn devices(&self) -> Vec<(RadioDevice, usize)> {
         self.lock()
             .devices
             .values()
@@ -301,7 +320,7 @@ impl Radio {
             .collect()
     }
 
-    fn set_challenge_size(&self, min: usize, max: usize) -> Result<()> {
+    pub(crate) fn set_challenge_size(&self, min: usize, max: usize) -> Result<()> {
         let range = MIN_CHALLENGE..=MAX_CHALLENGE;
         if !range.contains(&min) || !range.contains(&max) || min > max {
             return Err(invalid(format!(
@@ -456,11 +475,11 @@ impl Radio {
         self.answered.notify_all();
     }
 
-    fn played(&self, transaction_id: u64) -> Option<PlayedUpstream> {
+    pub(crate) fn played(&self, transaction_id: u64) -> Option<PlayedUpstream> {
         self.lock().played.get(&transaction_id).cloned()
     }
 
-    fn stats(&self) -> MicStats {
+    pub(crate) fn stats(&self) -> MicStats {
         self.lock().stats
     }
 
@@ -487,11 +506,11 @@ impl Radio {
 
 /// Plays a transmission: builds it, sends it to the next upstream connection, and
 /// returns its transaction id.
-fn play(shared: &Shared, dev_eui: DevEui, tx: Transmission) -> Result<u64> {
+pub(crate) fn play(shared: &Shared, dev_eui: DevEui, tx: Transmission) -> Result<u64> {
     let msg = shared.radio.prepare(dev_eui, tx)?;
-    let sent = serde_json::to_string(&msg)
-        .map_err(|e| invalid(e.to_string()))
-        .and_then(|text| shared.hub.send_upstream(&text));
+    let sent = shared
+        .hub
+        .send_upstream(&crate::streams::upstream_json(&msg));
     match sent {
         Ok(()) => Ok(msg.transaction_id),
         Err(e) => {
@@ -505,7 +524,7 @@ fn play(shared: &Shared, dev_eui: DevEui, tx: Transmission) -> Result<u64> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use ran_routing::emulator::{Emulator, RadioDevice, UpstreamVerdict};
+/// use ran_routing_emulator::{Emulator, RadioDevice, UpstreamVerdict};
 /// use ran_routing::mic::{self, AesKey, Keys, Session};
 /// use ran_routing::{Core, DevAddr, DevEui};
 ///
@@ -609,12 +628,6 @@ impl Emulator {
         self.shared.radio.played(transaction_id)
     }
 
-    /// The verdict on the played upstream with this transaction id; `None` if the
-    /// emulator did not play it.
-    pub fn upstream_verdict(&self, transaction_id: u64) -> Option<UpstreamVerdict> {
-        self.played_upstream(transaction_id).map(|p| p.verdict)
-    }
-
     /// Waits up to `timeout` for the LNS to answer the played upstream, and returns the
     /// verdict ([`UpstreamVerdict::Unanswered`] on timeout; `None` if the emulator did
     /// not play it).
@@ -628,7 +641,7 @@ impl Emulator {
                 .get(&transaction_id)
                 .is_none_or(|p| p.verdict.is_answered())
         });
-        self.upstream_verdict(transaction_id)
+        self.played_upstream(transaction_id).map(|p| p.verdict)
     }
 
     /// Waits up to `timeout` until every played upstream has been answered; returns
@@ -645,284 +658,9 @@ impl Emulator {
     }
 }
 
-// --- control API ------------------------------------------------------------------------
-
-fn parse_body<T: serde::de::DeserializeOwned>(req: &Request) -> std::result::Result<T, Response> {
-    serde_json::from_slice(&req.body).map_err(|e| validation_failed(e.to_string()))
-}
-
-/// The body of `POST /emulator/radio/devices`. Keys stay strings until parsed into
-/// [`AesKey`]s; nothing here derives `Debug`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeviceBody {
-    dev_eui: DevEui,
-    #[serde(default)]
-    join_eui: Option<JoinEui>,
-    #[serde(default)]
-    app_key: Option<String>,
-    #[serde(default)]
-    dev_nonce: Option<u16>,
-    #[serde(default)]
-    dev_addr: Option<DevAddr>,
-    #[serde(default)]
-    nwk_s_key: Option<String>,
-    #[serde(default)]
-    fcnt: Option<u32>,
-}
-
-impl DeviceBody {
-    fn device(self) -> std::result::Result<RadioDevice, String> {
-        let key = |name: &str, hex: &str| hex.parse::<AesKey>().map_err(|e| format!("{name}: {e}"));
-        let join = match (self.join_eui, &self.app_key) {
-            (Some(join_eui), Some(hex)) => Some((join_eui, key("app_key", hex)?)),
-            (None, None) => None,
-            _ => return Err("join_eui and app_key go together".into()),
-        };
-        let session = match (self.dev_addr, &self.nwk_s_key) {
-            (Some(dev_addr), Some(hex)) => Some((dev_addr, key("nwk_s_key", hex)?)),
-            (None, None) => None,
-            _ => return Err("dev_addr and nwk_s_key go together".into()),
-        };
-        if join.is_none() && self.dev_nonce.is_some() {
-            return Err("dev_nonce needs join_eui and app_key".into());
-        }
-        if session.is_none() && self.fcnt.is_some() {
-            return Err("fcnt needs dev_addr and nwk_s_key".into());
-        }
-        let fcnt = self.fcnt.unwrap_or(0);
-        let device = match (join, session) {
-            (Some((join_eui, app_key)), session) => {
-                let device = RadioDevice::otaa(self.dev_eui, join_eui, app_key)
-                    .dev_nonce(self.dev_nonce.unwrap_or(0));
-                match session {
-                    Some((dev_addr, nwk_s_key)) => device.with_session(dev_addr, nwk_s_key, fcnt),
-                    None => device,
-                }
-            }
-            (None, Some((dev_addr, nwk_s_key))) => {
-                RadioDevice::abp(self.dev_eui, dev_addr, nwk_s_key, fcnt)
-            }
-            (None, None) => {
-                return Err("give join_eui and app_key (OTAA), dev_addr and nwk_s_key \
-                            (a session), or both"
-                    .into())
-            }
-        };
-        Ok(device)
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JoinBody {
-    dev_eui: DevEui,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UplinkBody {
-    dev_eui: DevEui,
-    fport: u8,
-    #[serde(default)]
-    payload_hex: String,
-    #[serde(default)]
-    confirmed: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChallengeSizeBody {
-    min: usize,
-    max: usize,
-}
-
-fn parse_hex_bytes(hex: &str) -> Option<Vec<u8>> {
-    // from_str_radix alone would take a sign.
-    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    hex.as_bytes()
-        .chunks_exact(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
-        .collect()
-}
-
-fn device_json(device: &RadioDevice, candidates: usize) -> Value {
-    json!({
-        "dev_eui": device.dev_eui,
-        "join_eui": device.join_eui(),
-        "next_dev_nonce": device.next_dev_nonce(),
-        "dev_addr": device.dev_addr(),
-        "fcnt": device.fcnt(),
-        "candidates": candidates,
-    })
-}
-
-fn played_json(p: &PlayedUpstream) -> Value {
-    let mut out = json!({
-        "transaction_id": p.transaction_id,
-        "dev_eui": p.dev_eui,
-        "mic": p.mic,
-        "fcnt": p.fcnt,
-        "candidates": p.candidates,
-    });
-    let verdict = match &p.verdict {
-        UpstreamVerdict::Unanswered => json!({"verdict": "Unanswered"}),
-        UpstreamVerdict::Solved => json!({"verdict": "Solved"}),
-        UpstreamVerdict::WrongAck { dev_eui, mic } => {
-            json!({"verdict": "WrongAck", "ack_dev_eui": dev_eui, "ack_mic": mic})
-        }
-        UpstreamVerdict::Rejected(code) => {
-            json!({"verdict": "Rejected", "result_code": code.to_string()})
-        }
-    };
-    if let (Some(out), Value::Object(verdict)) = (out.as_object_mut(), verdict) {
-        out.extend(verdict);
-    }
-    out
-}
-
-fn stats_json(s: &MicStats) -> Value {
-    json!({
-        "played": s.played,
-        "solved": s.solved,
-        "wrong_acks": s.wrong_acks,
-        "mic_failed": s.mic_failed,
-        "other_rejects": s.other_rejects,
-        "duplicate_replies": s.duplicate_replies,
-        "unanswered": s.unanswered(),
-    })
-}
-
-fn played_response(shared: &Shared, outcome: Result<u64>) -> Response {
-    match outcome {
-        Ok(tid) => match shared.radio.played(tid) {
-            Some(p) => Response::json(200, &played_json(&p)),
-            None => Response::json(200, &json!({"transaction_id": tid})),
-        },
-        Err(e @ Error::Closed(_)) => {
-            Response::error(503, "Emulator.NoUpstreamConnection", e.to_string(), None)
-        }
-        Err(e) => validation_failed(e.to_string()),
-    }
-}
-
-const ROUTES: &[(&str, &str)] = &[
-    ("GET", "devices"),
-    ("POST", "devices"),
-    ("DELETE", "devices/{dev_eui}"),
-    ("POST", "join-request"),
-    ("POST", "uplink"),
-    ("GET", "upstreams/{transaction_id}"),
-    ("GET", "stats"),
-    ("POST", "challenge-size"),
-];
-
-/// `/emulator/radio/{route}`.
-pub(crate) fn handle(shared: &Arc<Shared>, route: &str, req: &Request) -> Response {
-    let radio = &shared.radio;
-    let outcome = match (req.method.as_str(), route) {
-        ("GET", "devices") => {
-            let devices: Vec<Value> = radio
-                .devices()
-                .iter()
-                .map(|(d, candidates)| device_json(d, *candidates))
-                .collect();
-            Ok(Response::json(200, &devices))
-        }
-        ("POST", "devices") => parse_body::<DeviceBody>(req).and_then(|body| {
-            let device = body.device().map_err(validation_failed)?;
-            let dev_eui = device.dev_eui;
-            radio.add(device);
-            Ok(Response::json(200, &json!({"dev_eui": dev_eui})))
-        }),
-        ("DELETE", path) if path.starts_with("devices/") => {
-            match path["devices/".len()..].parse::<DevEui>() {
-                Ok(dev_eui) if radio.remove(dev_eui) => {
-                    Ok(Response::json(200, &json!({"removed": dev_eui})))
-                }
-                Ok(dev_eui) => Err(Response::error(
-                    404,
-                    "Emulator.UnknownRadioDevice",
-                    format!("no radio device {dev_eui}"),
-                    None,
-                )),
-                Err(e) => Err(validation_failed(e.to_string())),
-            }
-        }
-        ("POST", "join-request") => parse_body::<JoinBody>(req).map(|body| {
-            played_response(
-                shared,
-                play(shared, body.dev_eui, Transmission::JoinRequest),
-            )
-        }),
-        ("POST", "uplink") => parse_body::<UplinkBody>(req).and_then(|body| {
-            let payload = parse_hex_bytes(&body.payload_hex)
-                .ok_or_else(|| validation_failed("payload_hex: expected pairs of hex digits"))?;
-            let tx = Transmission::Data {
-                fport: body.fport,
-                payload,
-                confirmed: body.confirmed,
-            };
-            Ok(played_response(shared, play(shared, body.dev_eui, tx)))
-        }),
-        ("GET", path) if path.starts_with("upstreams/") => {
-            match path["upstreams/".len()..].parse::<u64>() {
-                Ok(tid) => match radio.played(tid) {
-                    Some(p) => Ok(Response::json(200, &played_json(&p))),
-                    None => Err(Response::error(
-                        404,
-                        "Emulator.UnknownUpstream",
-                        format!("the emulator played no upstream {tid}"),
-                        None,
-                    )),
-                },
-                Err(e) => Err(validation_failed(format!("transaction id: {e}"))),
-            }
-        }
-        ("GET", "stats") => Ok(Response::json(200, &stats_json(&radio.stats()))),
-        ("POST", "challenge-size") => parse_body::<ChallengeSizeBody>(req).and_then(|body| {
-            radio
-                .set_challenge_size(body.min, body.max)
-                .map_err(|e| validation_failed(e.to_string()))?;
-            Ok(Response::json(
-                200,
-                &json!({"min": body.min, "max": body.max}),
-            ))
-        }),
-        (method, route) => Err(not_routed(method, route)),
-    };
-    outcome.unwrap_or_else(|response| response)
-}
-
-fn not_routed(method: &str, route: &str) -> Response {
-    let shape = |r: &str| match r.split_once('/') {
-        Some((head, _)) => format!("{head}/{{"),
-        None => r.to_owned(),
-    };
-    let allowed: Vec<&str> = ROUTES
-        .iter()
-        .filter(|(_, r)| {
-            *r == route || (r.contains('{') && route.contains('/') && r.starts_with(&shape(route)))
-        })
-        .map(|(m, _)| *m)
-        .collect();
-    super::control::not_routed(method, &format!("/emulator/radio/{route}"), &allowed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_payloads() {
-        assert_eq!(parse_hex_bytes(""), Some(vec![]));
-        assert_eq!(parse_hex_bytes("00fFa5"), Some(vec![0, 0xff, 0xa5]));
-        for bad in ["0", "0g", "+1", "é0", " 01"] {
-            assert_eq!(parse_hex_bytes(bad), None, "{bad:?}");
-        }
-    }
 
     #[test]
     fn challenge_sizes_are_checked() {

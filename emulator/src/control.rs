@@ -10,15 +10,15 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::{Request, Response};
-use super::server::Shared;
-use super::streams::Kind;
-use crate::error::FieldError;
-use crate::ids::DevEui;
-use crate::model::{DownstreamResultCode, UpstreamMessage};
+use ran_routing::{DevEui, DownstreamResultCode, UpstreamMessage};
+
+use crate::http::{FieldError, Request, Response};
+use crate::server::Shared;
+use crate::streams::Kind;
+use crate::sync::lock;
 
 /// A 422 `ValidationFailed` answer about the request body.
-pub(super) fn validation_failed(msg: impl Into<String>) -> Response {
+pub(crate) fn validation_failed(msg: impl Into<String>) -> Response {
     Response::error(
         422,
         "ValidationFailed",
@@ -31,7 +31,7 @@ pub(super) fn validation_failed(msg: impl Into<String>) -> Response {
     )
 }
 
-fn no_upstream(e: crate::Error) -> Response {
+pub(crate) fn no_upstream(e: crate::Error) -> Response {
     Response::error(503, "Emulator.NoUpstreamConnection", e.to_string(), None)
 }
 
@@ -76,7 +76,7 @@ pub(crate) fn handle(
         );
     }
     if let Some(radio_route) = route.strip_prefix("radio/") {
-        return super::radio::handle(shared, radio_route, req);
+        return crate::radio::routes::handle(shared, radio_route, req);
     }
     let hub = &shared.hub;
     match (req.method.as_str(), route) {
@@ -117,17 +117,17 @@ pub(crate) fn handle(
             Response::json(200, &json!({"code": "Success"}))
         }
         ("GET", "devices") => {
-            let store = crate::sync::lock(&shared.store);
+            let store = lock(&shared.store);
             Response::json(200, &store.select(None, 0, None))
         }
         ("GET", "multicast-groups") => {
-            let store = crate::sync::lock(&shared.store);
+            let store = lock(&shared.store);
             Response::json(200, &store.groups(&[]))
         }
         ("GET", "status") => Response::json(
             200,
             &json!({
-                "base_url": super::base_url(shared),
+                "base_url": crate::base_url(shared),
                 "upstream_connections": hub.connections(Kind::Upstream),
                 "downstream_connections": hub.connections(Kind::Downstream),
                 "accepted_connections": shared.accepted.load(std::sync::atomic::Ordering::SeqCst),
@@ -159,7 +159,7 @@ pub(crate) fn handle(
 
 /// 404 for a path no control endpoint has, 405 (with `Allow`) for a known path with
 /// another method.
-pub(super) fn not_routed(method: &str, path: &str, allowed: &[&str]) -> Response {
+pub(crate) fn not_routed(method: &str, path: &str, allowed: &[&str]) -> Response {
     if allowed.is_empty() {
         Response::error(
             404,

@@ -11,12 +11,17 @@ use std::str::FromStr;
 
 use serde_json::{Map, Value};
 
-use super::http::{Request, Response};
-use super::store::{DeviceUpdate, GroupUpdate, Refusal, Store};
-use crate::error::FieldError;
-use crate::ids::{DevAddr, DevEui, JoinEui, MulticastAddr};
-use crate::model::{DeviceIdentity, MulticastGroup};
-use crate::wire::Deleted;
+use ran_routing::{DevAddr, DevEui, DeviceIdentity, JoinEui, MulticastAddr, MulticastGroup};
+use serde::Serialize;
+
+use crate::http::{FieldError, Request, Response};
+use crate::store::{DeviceUpdate, GroupUpdate, Refusal, Store};
+
+/// `{"deleted": n}`, the answer to the delete calls.
+#[derive(Serialize)]
+struct Deleted {
+    deleted: u64,
+}
 
 /// Largest `Details` string the emulator stores, in bytes. The service documents a limit
 /// without its value; this one is generous and keeps memory bounded.

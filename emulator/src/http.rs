@@ -10,7 +10,30 @@ use std::io::{self, Read, Write};
 
 use serde::Serialize;
 
-use crate::wire::{ErrorBody, ErrorDetail};
+/// The service's error body: `{"detail": {"error_code", "error_description",
+/// "error_detail"?}}`.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    detail: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    error_code: &'a str,
+    error_description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_detail: Option<Vec<FieldError>>,
+}
+
+/// One failed field of a `ValidationFailed` answer, in the shape of the service's
+/// validation layer: `{"loc": ["body", "DevEUI"], "msg": ..., "type": ...}`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FieldError {
+    pub(crate) loc: Vec<String>,
+    pub(crate) msg: String,
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+}
 
 /// Size limits for one request.
 #[derive(Debug, Clone, Copy)]
@@ -123,13 +146,13 @@ impl Response {
         status: u16,
         code: &str,
         description: impl Into<String>,
-        detail: Option<Vec<crate::error::FieldError>>,
+        detail: Option<Vec<FieldError>>,
     ) -> Self {
         Self::json(
             status,
             &ErrorBody {
                 detail: ErrorDetail {
-                    error_code: code.to_owned(),
+                    error_code: code,
                     error_description: description.into(),
                     error_detail: detail,
                 },

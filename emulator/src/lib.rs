@@ -1,5 +1,6 @@
-//! A local RAN Routing API server for tests, examples and users' own test suites
-//! (feature `emulator`).
+//! A local Everynet RAN Routing API server, for testing LoRaWAN Network Server code
+//! without the live service: as a library ([`Emulator`], in-process, for test suites) and as
+//! the `ran-emulator` binary (see the README).
 //!
 //! [`Emulator`] speaks the service's protocol over real sockets: the REST routing table
 //! and multicast groups with the live service's rules and error codes, and the upstream
@@ -9,7 +10,8 @@
 //! their result codes.
 //!
 //! The same controls are served over HTTP under `/emulator/` (no token, loopback clients
-//! only) for the `ran-emulator` binary:
+//! only), for the binary and for tests in other languages; [`ControlClient`] is a typed
+//! Rust client of them:
 //!
 //! | call | does |
 //! |---|---|
@@ -34,7 +36,7 @@
 //! Devices with real keys ([`RadioDevice`], [`Emulator::add_radio_device`]) make the
 //! upstreams realistic: [`Emulator::play_join_request`] and [`Emulator::play_uplink`]
 //! send a correctly signed frame whose true MIC hides among decoys, and the LNS's ack is
-//! checked against it ([`Emulator::upstream_verdict`], [`Emulator::mic_stats`]).
+//! checked against it ([`Emulator::played_upstream`], [`Emulator::mic_stats`]).
 //!
 //! Behaviour the service leaves open, and what the emulator does:
 //! - HTTP statuses: `Unauthorized` 401, `ValidationFailed` 422, `*.AlreadyExists` and
@@ -47,14 +49,27 @@
 //! - A downlink to a device not in the routing table (or to an unknown multicast group)
 //!   is acknowledged, then discarded: its `DownstreamResult` has `GatewayNotFound` and a
 //!   message saying why.
+//! - Stream frames from the LNS are decoded strictly (the specification's keys and no
+//!   others, `ProtocolVersion` 1, the value rules); anything else is logged, counted
+//!   ([`Emulator::invalid_frames`]) and left unanswered.
+//!
+//! The emulator uses only the public API of the `ran-routing` client crate (its model
+//! types and MIC builders) and has its own codec for every frame, so the client's tests
+//! against it check the client's codec against an independent one.
 
+#![warn(missing_docs)]
+#![deny(unsafe_code)]
+
+mod client;
 mod control;
+mod error;
 mod http;
 mod radio;
 mod rest;
 mod server;
 mod store;
 mod streams;
+mod sync;
 mod tls;
 
 use std::fmt;
@@ -63,15 +78,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::config::AccessToken;
-use crate::error::{Error, Result};
-use crate::ids::DevEui;
-use crate::model::{
-    Device, DownstreamRequest, DownstreamResultCode, MulticastGroup, UpstreamMessage, UpstreamReply,
+use ran_routing::{
+    DevEui, Device, DownstreamRequest, DownstreamResultCode, MulticastGroup, UpstreamMessage,
+    UpstreamReply,
 };
-use server::{Config, Server, Shared};
+use server::{Config, Server, Shared, Token};
 use streams::Kind;
 
+pub use client::{ControlClient, RadioDeviceInfo, Status};
+pub use error::{Error, Result};
 pub use radio::{MicStats, PlayedUpstream, RadioDevice, UpstreamVerdict};
 
 /// The base URL of the API an emulator serves.
@@ -109,7 +124,7 @@ pub enum RawFrame {
 /// or on [`shutdown`](Self::shutdown).
 ///
 /// ```
-/// use ran_routing::emulator::Emulator;
+/// use ran_routing_emulator::Emulator;
 /// use serde_json::{json, Value};
 ///
 /// let emu = Emulator::start()?;
@@ -171,7 +186,7 @@ impl Emulator {
 
     /// The access token clients must present.
     pub fn token(&self) -> &str {
-        &self.shared.config.token
+        self.shared.config.token.expose()
     }
 
     /// The PEM of the self-signed certificate when TLS is on, for clients to trust. It is
@@ -189,7 +204,7 @@ impl Emulator {
     /// Stops the server: no new connections, every open one closed, every thread
     /// joined. Dropping the emulator does the same; calling it twice is harmless.
     pub fn shutdown(&self) {
-        crate::sync::lock(&self.server).stop();
+        sync::lock(&self.server).stop();
     }
 
     // --- upstream ------------------------------------------------------------------
@@ -200,9 +215,9 @@ impl Emulator {
     /// waited for (up to 2 s), so a client may send right after connecting. Fails with
     /// [`Error::Closed`] when no upstream connection is open.
     pub fn send_upstream(&self, message: &UpstreamMessage) -> Result<()> {
-        let text = serde_json::to_string(message)
-            .map_err(|e| Error::Invalid(crate::error::InvalidInput::Other(e.to_string())))?;
-        self.shared.hub.send_upstream(&text)
+        self.shared
+            .hub
+            .send_upstream(&streams::upstream_json(message))
     }
 
     /// Sends any text as an upstream frame, valid or not: for testing how a client copes
@@ -343,7 +358,7 @@ impl Emulator {
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, store::Store> {
-        crate::sync::lock(&self.shared.store)
+        sync::lock(&self.shared.store)
     }
 }
 
@@ -366,7 +381,7 @@ impl Drop for Emulator {
 #[derive(Debug, Clone)]
 pub struct EmulatorBuilder {
     bind: SocketAddr,
-    token: Option<String>,
+    token: Option<Token>,
     tls: bool,
     device_limit: Option<usize>,
     base_path: String,
@@ -404,7 +419,7 @@ impl EmulatorBuilder {
 
     /// The access token to accept. Default: 32 random hex digits.
     pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
+        self.token = Some(Token::unchecked(token.into()));
         self
     }
 
@@ -463,11 +478,8 @@ impl EmulatorBuilder {
     /// Binds the socket and starts serving.
     pub fn start(self) -> Result<Emulator> {
         let token = match self.token {
-            Some(token) => {
-                AccessToken::new(token.clone())?;
-                token
-            }
-            None => tls::random_token(),
+            Some(token) => token.checked()?,
+            None => Token::unchecked(tls::random_token()),
         };
         let base_path = normalize_base_path(&self.base_path)?;
         if self.ping_interval.is_zero()
@@ -538,6 +550,19 @@ mod tests {
         fn send_sync<T: Send + Sync>() {}
         send_sync::<Emulator>();
         send_sync::<EmulatorBuilder>();
+    }
+
+    #[test]
+    fn the_token_never_appears_in_debug() {
+        let builder = Emulator::builder().token("s3cret-token");
+        assert!(!format!("{builder:?}").contains("s3cret"), "{builder:?}");
+        let emu = builder.start().unwrap();
+        assert_eq!(emu.token(), "s3cret-token");
+        assert!(!format!("{emu:?}").contains("s3cret"));
+        assert!(matches!(
+            Emulator::builder().token("two words").start(),
+            Err(Error::Config(_))
+        ));
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! The emulator's REST API, spoken raw with `ureq`: every endpoint, every documented
 //! error code, authentication, malformed bodies, keep-alive.
 
-mod emulator_support;
+mod support;
 
-use emulator_support::*;
-use ran_routing::emulator::Emulator;
+use ran_routing_emulator::Emulator;
 use serde_json::{json, Value};
+use support::*;
 
 fn emulator() -> (Emulator, Api) {
     let emu = Emulator::start().expect("emulator");

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ran_routing::emulator::Emulator;
+use ran_routing_emulator::Emulator;
 use serde_json::Value;
 use tungstenite::{Message, WebSocket};
 
@@ -259,6 +259,14 @@ pub fn set_read_timeout(ws: &Ws, timeout: Option<Duration>) {
         Socket::Tls(s) => &s.sock,
     };
     tcp.set_read_timeout(timeout).unwrap();
+}
+
+pub fn set_write_timeout(ws: &Ws, timeout: Option<Duration>) {
+    let tcp = match ws.get_ref() {
+        Socket::Plain(s) => s,
+        Socket::Tls(s) => &s.sock,
+    };
+    tcp.set_write_timeout(timeout).unwrap();
 }
 
 pub fn send_json(ws: &mut Ws, value: Value) {

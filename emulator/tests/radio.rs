@@ -4,17 +4,17 @@
 //! checked independently of how it built them; the last test runs the crate's client and
 //! solver end to end.
 
-mod emulator_support;
+mod support;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use emulator_support::*;
-use ran_routing::emulator::{Emulator, RadioDevice, UpstreamVerdict};
 use ran_routing::mic::{self, AesKey, KeyStore, Keys, Session};
-use ran_routing::{Core, DevAddr, DevEui, Error, JoinEui, UpstreamRejectResultCode};
-use serde_json::{json, Value};
+use ran_routing::{Core, DevAddr, DevEui, JoinEui, UpstreamRejectResultCode};
+use ran_routing_emulator::{ControlClient, Emulator, Error, RadioDevice, UpstreamVerdict};
+use serde_json::json;
+use support::*;
 
 const APP_KEY: &str = "2b7e151628aed2a6abf7158809cf4f3c";
 const NWK_S_KEY_A: &str = "000102030405060708090a0b0c0d0e0f";
@@ -289,7 +289,7 @@ fn wrong_acks_rejects_and_duplicates_are_counted() {
     assert_eq!(stats.other_rejects, 1);
     assert_eq!(stats.unanswered(), 1);
     // Replies to upstreams the emulator did not play are not judged.
-    assert_eq!(emu.upstream_verdict(5), None);
+    assert_eq!(emu.played_upstream(5).map(|p| p.verdict), None);
     ack(&mut ws, 5, 1, 1);
     assert!(eventually(|| emu.upstream_replies().len() == 6));
     assert_eq!(emu.mic_stats(), stats);
@@ -342,78 +342,91 @@ fn keys_never_appear_in_debug() {
 #[test]
 fn control_api_plays_and_judges() {
     let emu = Emulator::start().unwrap();
-    let control = Control::at(format!("{}radio/", emu.control_url()));
-    let ok = |answer: (u16, Value)| {
-        assert_eq!(answer.0, 200, "{}", answer.1);
-        answer.1
-    };
-    ok(control.post_json(
-        "devices",
-        json!({"dev_eui": "0004a30b001c0530", "join_eui": "70b3d57ed0000001", "app_key": APP_KEY}),
-    ));
-    ok(control.post_json(
+    let control = ControlClient::new(emu.control_url());
+    let raw = Control::at(format!("{}radio/", emu.control_url()));
+    let otaa = DevEui::new(0x0004a30b001c0530);
+    let abp = DevEui::new(0x0004a30b001c0531);
+    control
+        .add_radio_device(&RadioDevice::otaa(
+            otaa,
+            JoinEui::new(0x70b3d57ed0000001),
+            key(APP_KEY),
+        ))
+        .unwrap();
+    // The raw body the typed client sends, as a test in another language would.
+    let (status, answer) = raw.post_json(
         "devices",
         json!({"dev_eui": "0004a30b001c0531", "dev_addr": "26011bda",
                "nwk_s_key": NWK_S_KEY_A, "fcnt": 70000}),
-    ));
-    ok(control.post_json("challenge-size", json!({"min": 16, "max": 16})));
-    let devices = ok(control.get("devices"));
-    assert_eq!(devices.as_array().unwrap().len(), 2, "{devices}");
-    assert_eq!(devices[1]["dev_addr"], "26011bda");
-    assert_eq!(devices[1]["fcnt"], 70000);
-    assert!(!devices.to_string().contains(&APP_KEY[..8]), "{devices}");
+    );
+    assert_eq!(status, 200, "{answer}");
+    control.set_mic_challenge_size(16, 16).unwrap();
+    let devices = control.radio_devices().unwrap();
+    assert_eq!(devices.len(), 2, "{devices:?}");
+    assert_eq!(devices[0].join_eui, Some(JoinEui::new(0x70b3d57ed0000001)));
+    assert_eq!(devices[0].next_dev_nonce, Some(0));
+    assert_eq!(devices[1].dev_addr, Some(DevAddr::new(0x26011bda)));
+    assert_eq!(devices[1].fcnt, Some(70000));
+    assert_eq!(devices[1].candidates, 16);
+    assert!(!raw.get("devices").1.to_string().contains(&APP_KEY[..8]));
 
     // Nothing listens yet.
+    assert!(matches!(
+        control.play_uplink(abp, 3, &[0xca, 0xfe], false),
+        Err(Error::Closed(_))
+    ));
     let body = json!({"dev_eui": "0004a30b001c0531", "fport": 3, "payload_hex": "cafe"});
     assert_error(
-        &control.post_json("uplink", body.clone()),
+        &raw.post_json("uplink", body),
         503,
         "Emulator.NoUpstreamConnection",
     );
 
     let mut ws = connect(&emu, "upstream");
     assert!(emu.wait_upstream_connections(1, TIMEOUT));
-    let body = json!({"dev_eui": "0004a30b001c0531", "fport": 3, "payload_hex": "cafe",
-                      "confirmed": true});
-    let played = ok(control.post_json("uplink", body));
-    let tid = played["transaction_id"].as_u64().unwrap();
-    // The failed play above still used a frame counter, as a frame sent into the void does.
-    assert_eq!(played["fcnt"], 70_001);
-    assert_eq!(played["candidates"], 16);
-    assert_eq!(played["verdict"], "Unanswered");
+    let played = control.play_uplink(abp, 3, &[0xca, 0xfe], true).unwrap();
+    let tid = played.transaction_id;
+    // The failed plays above still used frame counters, as frames sent into the void do.
+    assert_eq!(played.fcnt, Some(70_002));
+    assert_eq!(played.candidates, 16);
+    assert_eq!(played.verdict, UpstreamVerdict::Unanswered);
     let up = read_upstream(&mut ws);
     assert_eq!(up.transaction_id, tid);
     assert_eq!(up.payload[0], 0x80);
     assert_eq!(&up.payload[8..], &[3, 0xca, 0xfe]);
-    let mic = mic::data_uplink_mic(&key(NWK_S_KEY_A), &up.payload, 70_001).unwrap();
-    assert_eq!(played["mic"], mic);
+    let mic = mic::data_uplink_mic(&key(NWK_S_KEY_A), &up.payload, 70_002).unwrap();
+    assert_eq!(played.mic, mic);
     ack(&mut ws, tid, 0x0004a30b001c0531, mic);
     assert_eq!(verdict(&emu, tid), UpstreamVerdict::Solved);
     assert_eq!(
-        ok(control.get(&format!("upstreams/{tid}")))["verdict"],
-        "Solved"
+        control.played_upstream(tid).unwrap().map(|p| p.verdict),
+        Some(UpstreamVerdict::Solved)
     );
 
-    let played = ok(control.post_json("join-request", json!({"dev_eui": "0004a30b001c0530"})));
-    let tid = played["transaction_id"].as_u64().unwrap();
+    let played = control.play_join_request(otaa).unwrap();
+    let tid = played.transaction_id;
     assert_eq!(read_upstream(&mut ws).transaction_id, tid);
     reject(&mut ws, tid, "MICFailed");
     assert_eq!(
         verdict(&emu, tid),
         UpstreamVerdict::Rejected(UpstreamRejectResultCode::MicFailed)
     );
-    let answer = ok(control.get(&format!("upstreams/{tid}")));
+    assert_eq!(
+        control.played_upstream(tid).unwrap(),
+        emu.played_upstream(tid)
+    );
+    let answer = raw.get(&format!("upstreams/{tid}")).1;
     assert_eq!(answer["verdict"], "Rejected", "{answer}");
     assert_eq!(answer["result_code"], "MICFailed", "{answer}");
-    let stats = ok(control.get("stats"));
-    assert_eq!(stats["played"], 2, "{stats}");
-    assert_eq!(stats["solved"], 1, "{stats}");
-    assert_eq!(stats["mic_failed"], 1, "{stats}");
-    assert_eq!(stats["unanswered"], 0, "{stats}");
+    let stats = control.mic_stats().unwrap();
+    assert_eq!(stats, emu.mic_stats());
+    assert_eq!((stats.played, stats.solved, stats.mic_failed), (2, 1, 1));
+    assert_eq!(stats.unanswered(), 0);
+    assert_eq!(raw.get("stats").1["unanswered"], 0);
 
     // Bad input: 422, and a mistyped key is never echoed.
     let bad_key = "2b7e151628aed2a6abf7158809cf4f3g";
-    let answer = control.post_json(
+    let answer = raw.post_json(
         "devices",
         json!({"dev_eui": "01", "join_eui": "02", "app_key": bad_key}),
     );
@@ -429,37 +442,37 @@ fn control_api_plays_and_judges() {
         json!({"dev_eui": "01", "dev_addr": "02", "nwk_s_key": NWK_S_KEY_A, "dev_nonce": 1}),
         json!({"dev_eui": "01", "join_eui": "02", "app_key": APP_KEY, "extra": 1}),
     ] {
-        assert_error(&control.post_json("devices", body), 422, "ValidationFailed");
+        assert_error(&raw.post_json("devices", body), 422, "ValidationFailed");
     }
     let uplink = |hex: &str| json!({"dev_eui": "0004a30b001c0531", "fport": 1, "payload_hex": hex});
     assert_error(
-        &control.post_json("uplink", uplink("abc")),
+        &raw.post_json("uplink", uplink("abc")),
         422,
         "ValidationFailed",
     );
     assert_error(
-        &control.post_json("uplink", json!({"dev_eui": "99", "fport": 1})),
+        &raw.post_json("uplink", json!({"dev_eui": "99", "fport": 1})),
         422,
         "ValidationFailed",
     );
     assert_error(
-        &control.post_json("challenge-size", json!({"min": 1, "max": 2})),
+        &raw.post_json("challenge-size", json!({"min": 1, "max": 2})),
         422,
         "ValidationFailed",
     );
-    assert_error(&control.get("upstreams/5"), 404, "Emulator.UnknownUpstream");
-    assert_error(&control.get("upstreams/x"), 422, "ValidationFailed");
-    assert_error(&control.get("nothing"), 404, "Unknown");
-    assert_error(&control.get("uplink"), 405, "Unknown");
-    assert_error(&control.post_json("upstreams/1", json!({})), 405, "Unknown");
+    assert_error(&raw.get("upstreams/5"), 404, "Emulator.UnknownUpstream");
+    assert_error(&raw.get("upstreams/x"), 422, "ValidationFailed");
+    assert_error(&raw.get("nothing"), 404, "Unknown");
+    assert_error(&raw.get("uplink"), 405, "Unknown");
+    assert_error(&raw.post_json("upstreams/1", json!({})), 405, "Unknown");
 
-    ok(control.delete("devices/0004a30b001c0530"));
+    assert!(control.remove_radio_device(otaa).unwrap());
     assert_error(
-        &control.delete("devices/0004a30b001c0530"),
+        &raw.delete("devices/0004a30b001c0530"),
         404,
         "Emulator.UnknownRadioDevice",
     );
-    assert_eq!(ok(control.get("devices")).as_array().unwrap().len(), 1);
+    assert_eq!(control.radio_devices().unwrap().len(), 1);
 }
 
 /// The crate's client and solver, end to end: four LNS workers on one upstream
@@ -543,7 +556,11 @@ fn client_and_solver_answer_every_upstream() {
         } else {
             UpstreamVerdict::Rejected(UpstreamRejectResultCode::MicFailed)
         };
-        assert_eq!(emu.upstream_verdict(tid), Some(want), "upstream {tid}");
+        assert_eq!(
+            emu.played_upstream(tid).map(|p| p.verdict),
+            Some(want),
+            "upstream {tid}"
+        );
     }
     let stats = emu.mic_stats();
     assert_eq!((stats.played, stats.solved, stats.mic_failed), (60, 48, 12));

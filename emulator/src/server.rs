@@ -7,19 +7,68 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::http::{HttpConn, Limits, Next, Request, Response};
-use super::radio::Radio;
-use super::store::Store;
-use super::streams::{self, Hub, Kind};
-use super::tls::Tls;
-use super::{control, rest};
 use crate::error::{Error, Result};
-use crate::stream::socket::Socket;
+use crate::http::{HttpConn, Limits, Next, Request, Response};
+use crate::radio::Radio;
+use crate::store::Store;
+use crate::streams::{self, Hub, Kind};
 use crate::sync::lock;
+use crate::tls::Tls;
+use crate::{control, rest};
+
+/// The access token the server accepts. Its `Debug` never shows it.
+#[derive(Clone)]
+pub(crate) struct Token(String);
+
+impl Token {
+    /// A token not checked yet; see [`checked`](Self::checked).
+    pub(crate) fn unchecked(token: String) -> Self {
+        Self(token)
+    }
+
+    /// The token, if it can travel in a header and a query: non-empty visible ASCII.
+    pub(crate) fn checked(self) -> Result<Self> {
+        if self.0.is_empty() || !self.0.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::Config(
+                "the access token must be non-empty visible ASCII".into(),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// The secret itself.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// A byte stream a connection is served on: TCP, or TLS over TCP.
+pub(crate) trait Socket: std::io::Read + std::io::Write + Send + 'static {
+    /// The TCP stream underneath, for readiness, shutdown and options.
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Socket for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Socket for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+}
 
 /// How the server behaves; fixed once it runs.
 pub(crate) struct Config {
-    pub(crate) token: String,
+    pub(crate) token: Token,
     /// `""` for the root, else `/segment[/segment...]` without a trailing slash.
     pub(crate) base_path: String,
     pub(crate) tls: Option<Tls>,
@@ -60,8 +109,8 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(config: Config, bind: SocketAddr, store: Store) -> Result<Server> {
-        let listener = TcpListener::bind(bind).map_err(Error::Io)?;
-        let local_addr = listener.local_addr().map_err(Error::Io)?;
+        let listener = TcpListener::bind(bind)?;
+        let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             config,
             store: Mutex::new(store),
@@ -76,8 +125,7 @@ impl Server {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("ran-emulator-accept".into())
-                .spawn(move || accept_loop(&shared, &listener))
-                .map_err(Error::Io)?
+                .spawn(move || accept_loop(&shared, &listener))?
         };
         Ok(Server {
             shared,
@@ -280,7 +328,7 @@ fn route(shared: &Arc<Shared>, req: &Request, peer: SocketAddr) -> Routed {
         "stream/downstream" => return Routed::Stream(Kind::Downstream),
         _ => {}
     }
-    let authorize = |req: &Request| authorize(&shared.config.token, req);
+    let authorize = |req: &Request| authorize(shared.config.token.expose(), req);
     Routed::Respond(
         rest::handle(&shared.store, route, req, authorize).unwrap_or_else(|| not_found(req)),
     )

@@ -2,14 +2,14 @@
 //! service. Prints its URL and token, then serves until killed.
 //!
 //! ```sh
-//! cargo run --features emulator --bin ran-emulator -- --port 8080
+//! cargo run -p ran-routing-emulator --bin ran-emulator -- --port 8080
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ran_routing::emulator::Emulator;
+use ran_routing_emulator::Emulator;
 
 const USAGE: &str = "\
 ran-emulator: a local Everynet RAN Routing API server
@@ -28,8 +28,10 @@ Options:
   -h, --help              print this help
 
 The control API is served under /emulator/ (loopback clients only, no token).
-Log level: RAN_EMULATOR_LOG=error|warn|info|debug|trace [default: info].";
+Log level: RAN_EMULATOR_LOG=error|warn|info|debug|trace [default: info], or
+per module (env_logger syntax), e.g. RAN_EMULATOR_LOG=ran_routing_emulator=debug.";
 
+#[derive(Debug)]
 struct Options {
     bind: IpAddr,
     port: u16,
@@ -41,7 +43,10 @@ struct Options {
     ping_interval: Option<Duration>,
 }
 
+/// The options, or `None` for `--help`.
 fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
+    use lexopt::prelude::*;
+
     let mut options = Options {
         bind: IpAddr::from([127, 0, 0, 1]),
         port: 0,
@@ -52,18 +57,22 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
         device_limit: None,
         ping_interval: None,
     };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        // Both `--flag value` and `--flag=value`.
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
+    let mut parser = lexopt::Parser::from_args(args);
+    let text = |v: std::ffi::OsString, flag: &str| {
+        v.into_string()
+            .map_err(|_| format!("{flag}: not valid UTF-8"))
+    };
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        let flag = match arg {
+            Short(c) => format!("-{c}"),
+            Long(name) => format!("--{name}"),
+            Value(v) => return Err(format!("unexpected argument {v:?}")),
         };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{name} needs a value"))
+        let mut value = |flag: &str| {
+            parser
+                .value()
+                .map_err(|e| e.to_string())
+                .and_then(|v| text(v, flag))
         };
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
@@ -91,30 +100,13 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
                 }
                 options.ping_interval = Some(Duration::from_secs_f64(secs));
             }
-            other => return Err(format!("unknown argument {other:?}")),
+            other => return Err(format!("unknown option {other}")),
         }
     }
     if options.cert_out.is_some() && !options.tls {
         return Err("--cert-out needs --tls".into());
     }
     Ok(Some(options))
-}
-
-/// Log lines to stderr, filtered by `RAN_EMULATOR_LOG`.
-struct StderrLog(log::LevelFilter);
-
-impl log::Log for StderrLog {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= self.0
-    }
-
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            eprintln!("[{}] {}", record.level(), record.args());
-        }
-    }
-
-    fn flush(&self) {}
 }
 
 fn main() -> ExitCode {
@@ -129,14 +121,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let level = std::env::var("RAN_EMULATOR_LOG")
-        .ok()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(log::LevelFilter::Info);
-    let logger: &'static StderrLog = Box::leak(Box::new(StderrLog(level)));
-    if log::set_logger(logger).is_ok() {
-        log::set_max_level(level);
-    }
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("RAN_EMULATOR_LOG", "info"))
+        .init();
 
     let mut builder = Emulator::builder()
         .bind(SocketAddr::new(options.bind, options.port))
@@ -213,5 +199,21 @@ mod tests {
         assert!(args(&["--nope"]).is_err());
         assert!(args(&["--cert-out", "x"]).is_err());
         assert!(args(&["--ping-interval", "0"]).is_err());
+        let o = args(&[
+            "--device-limit=5",
+            "--ping-interval",
+            "0.5",
+            "--base-path",
+            "/x",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.device_limit, Some(5));
+        assert_eq!(o.ping_interval, Some(Duration::from_millis(500)));
+        assert_eq!(o.base_path.as_deref(), Some("/x"));
+        let o = args(&["--tls", "--cert-out", "c.pem"]).unwrap().unwrap();
+        assert_eq!(o.cert_out.as_deref(), Some("c.pem"));
+        assert!(args(&["-h"]).unwrap().is_none());
+        assert!(args(&["--tls=yes"]).is_err());
     }
 }

@@ -2,16 +2,19 @@
 //! handshake and token, round-robin, ack and result generation, result codes, invalid
 //! frames, pings, dropped connections.
 
-mod emulator_support;
+mod support;
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use emulator_support::*;
-use ran_routing::emulator::Emulator;
 use ran_routing::{
     DevEui, DownstreamRequest, DownstreamResultCode, UpstreamMessage, UpstreamReply,
 };
+use ran_routing_emulator::Emulator;
 use serde_json::{json, Value};
+use support::*;
 use tungstenite::Message;
 
 fn emulator() -> (Emulator, Api) {
@@ -279,7 +282,24 @@ fn invalid_downlinks_get_no_answer() {
     two_modulations["TxWindow"]["Radio"]["FSK"] = json!({"FrequencyDeviation": 1, "BitRate": 1});
     let mut zero_tx = downstream_frame(0, 1);
     zero_tx["TransactionID"] = json!(0);
+    // What a lenient codec (the client's own) would take: an unknown key, no version,
+    // a hex string for a number, a frame both unicast and multicast.
+    let mut extra_key = downstream_frame(6, 1);
+    extra_key["Priority"] = json!(1);
+    let mut no_version = downstream_frame(7, 1);
+    no_version
+        .as_object_mut()
+        .unwrap()
+        .remove("ProtocolVersion");
+    let mut hex_dev_eui = downstream_frame(8, 1);
+    hex_dev_eui["DevEUI"] = json!("0000000000000001");
+    let mut both_targets = downstream_frame(10, 1);
+    both_targets["Addr"] = json!(1);
     let bad = [
+        extra_key,
+        no_version,
+        hex_dev_eui,
+        both_targets,
         Value::String("not json".into()),
         json!({}),
         bad_spreading,
@@ -376,4 +396,203 @@ fn silent_peers_are_dropped() {
     assert!(emu.wait_downstream_connections(1, TIMEOUT));
     assert!(eventually(|| emu.downstream_connections() == 0));
     assert!(ends(&mut ws));
+}
+
+/// The emulator over TLS: `https` with `ureq` trusting only the emulator's certificate,
+/// `wss` with `tungstenite` over rustls.
+mod tls {
+    use super::*;
+
+    fn tls_agent(pem: &str) -> ureq::Agent {
+        let cert = ureq::tls::Certificate::from_pem(pem.as_bytes()).unwrap();
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
+            .build();
+        ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(TIMEOUT))
+                .tls_config(tls)
+                .build(),
+        )
+    }
+
+    #[test]
+    fn https_and_wss_with_the_generated_certificate() {
+        let emu = Emulator::builder().tls(true).start().unwrap();
+        assert!(
+            emu.base_url().starts_with("https://127.0.0.1:"),
+            "{}",
+            emu.base_url()
+        );
+        let pem = emu.certificate_pem().expect("a certificate");
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+
+        let mut api = Api::new(&emu);
+        api.agent = tls_agent(&pem);
+        let before = emu.accepted_connections();
+        for i in 0..10 {
+            api.ok(
+                "devices/insert",
+                json!({"DevEUI": format!("{i:016x}"), "DevAddr": "01"}),
+            );
+        }
+        assert_error(
+            &api.post("devices/insert", json!({"DevEUI": "01"})),
+            422,
+            "ValidationFailed",
+        );
+        // One TLS connection for all of it.
+        assert_eq!(emu.accepted_connections() - before, 1);
+        // `localhost` is in the certificate too.
+        let localhost = api.base.replace("127.0.0.1", "localhost");
+        let resp = api
+            .agent
+            .get(format!("{localhost}/devices/select"))
+            .header("Authorization", format!("Bearer {}", api.token))
+            .call()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+
+        // wss: upstream out, reply back.
+        let mut ws = connect(&emu, "upstream");
+        assert!(emu.wait_upstream_connections(1, TIMEOUT));
+        let message = serde_json::from_value(upstream_frame(1)).unwrap();
+        emu.send_upstream(&message).unwrap();
+        assert_eq!(next_json(&mut ws), upstream_frame(1));
+        send_json(
+            &mut ws,
+            json!({"ProtocolVersion": 1, "TransactionID": 1, "ResultCode": "MICFailed"}),
+        );
+        assert!(emu.wait_upstream_reply(TIMEOUT).is_some());
+        // And a bad token is refused over wss too.
+        let err = try_connect(&emu, &stream_url(&emu, "downstream", "nope")).unwrap_err();
+        assert!(matches!(err, tungstenite::Error::Http(r) if r.status() == 401));
+    }
+
+    #[test]
+    fn untrusted_clients_fail_the_handshake() {
+        let emu = Emulator::builder().tls(true).start().unwrap();
+        // The default agent trusts only public roots.
+        let err = agent()
+            .get(format!("{}/devices/select", emu.base_url()))
+            .call()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Io(_)
+            ),
+            "{err:?}"
+        );
+        // Another emulator's certificate is not this one's.
+        let other = Emulator::builder().tls(true).start().unwrap();
+        let err = tls_agent(&other.certificate_pem().unwrap())
+            .get(format!("{}/devices/select", emu.base_url()))
+            .call()
+            .unwrap_err();
+        assert!(!matches!(err, ureq::Error::StatusCode(_)), "{err:?}");
+        // Plain HTTP to a TLS port gets nothing usable, and the server keeps serving.
+        let answer = raw_exchange(&emu, b"GET /api/v1/devices/select HTTP/1.1\r\n\r\n");
+        assert!(!answer.contains("200 OK"), "{answer}");
+        assert!(Emulator::start().unwrap().certificate_pem().is_none());
+        let mut api = Api::new(&emu);
+        api.agent = tls_agent(&emu.certificate_pem().unwrap());
+        assert_eq!(api.get("devices/select", &[]).0, 200);
+    }
+}
+
+/// Reads and writes of one connection take turns: a client that floods pings (and
+/// drains what it gets) does not keep injected upstream frames from going out.
+#[test]
+fn a_ping_flood_does_not_starve_sends() {
+    let (emu, _api) = emulator();
+    let ws = connect(&emu, "upstream");
+    assert!(emu.wait_upstream_connections(1, TIMEOUT));
+    let Socket::Plain(tcp) = ws.get_ref() else {
+        unreachable!("plain emulator");
+    };
+    let mut writer = tcp.try_clone().unwrap();
+    let mut reader = tcp.try_clone().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Masked, empty client pings, back to back.
+    let pings: Vec<u8> = [0x89u8, 0x80, 1, 2, 3, 4].repeat(10_000);
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                if writer.write_all(&pings).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let drain = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 65536];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            match reader.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    // Keep only what is not a pong (0x8a 0x00), to find the frames.
+                    let mut i = 0;
+                    while i < n {
+                        if chunk[i] == 0x8a && chunk.get(i + 1) == Some(&0) {
+                            i += 2;
+                        } else {
+                            seen.push(chunk[i]);
+                            i += 1;
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&seen);
+                    if text.contains("\"TransactionID\":20}")
+                        || text.contains("\"TransactionID\":20,")
+                    {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    });
+    for tid in 1..=20 {
+        emu.send_upstream(&upstream_message(tid))
+            .unwrap_or_else(|e| panic!("upstream {tid} during a ping flood: {e}"));
+    }
+    let all_seen = drain.join().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let _ = tcp.shutdown(std::net::Shutdown::Both);
+    flood.join().unwrap();
+    assert!(all_seen, "the upstream frames never reached the client");
+}
+
+/// A client that sends downlinks and never reads their answers stalls on TCP: the
+/// emulator stops reading once its answers cannot be written, instead of buffering
+/// without bound.
+#[test]
+fn a_client_that_never_reads_is_pushed_back() {
+    let (emu, api) = emulator();
+    api.ok("devices/insert", json!({"DevEUI": "01", "DevAddr": "01"}));
+    let mut ws = connect(&emu, "downstream");
+    set_write_timeout(&ws, Some(Duration::from_secs(1)));
+    const N: u64 = 1_000_000;
+    let mut sent = 0;
+    for tid in 1..=N {
+        let frame = Message::text(downstream_frame(tid, 1).to_string());
+        if ws.send(frame).is_err() {
+            break;
+        }
+        sent = tid;
+    }
+    assert!(
+        sent < N,
+        "all {N} downlinks went through without being read"
+    );
+    // Whatever the emulator read, it could answer only part of: it holds no more than
+    // one batch of answers beyond what the socket took.
+    let received = emu.downstream_received().len() as u64;
+    assert!(received <= sent, "{received} > {sent}");
+    assert!(emu.downstream_connections() == 1);
 }

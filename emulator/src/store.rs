@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-use crate::ids::{DevAddr, DevEui, JoinEui, MulticastAddr};
-use crate::model::{Device, DeviceIdentity, MulticastGroup};
+use ran_routing::{
+    DevAddr, DevEui, Device, DeviceIdentity, JoinEui, MulticastAddr, MulticastGroup,
+};
 
 /// A failed rule: the error code and its description.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -402,7 +403,7 @@ mod tests {
         let order: Vec<u64> = s
             .select(None, 0, None)
             .iter()
-            .map(|d| d.dev_eui.0)
+            .map(|d| d.dev_eui.get())
             .collect();
         assert_eq!(order, [1, 3]);
     }

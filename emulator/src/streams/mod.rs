@@ -1,4 +1,5 @@
-//! The upstream and downstream WebSockets: the upgrade, then one [`Link`] per connection.
+//! The upstream and downstream WebSockets: the upgrade, then one connection thread each
+//! (see `conn`), with frames read and written by the emulator's own codec (`frames`).
 //!
 //! The [`Hub`] knows every live stream connection and keeps what tests look at: replies
 //! to upstream messages, downlinks received, and the result codes to answer with.
@@ -12,27 +13,25 @@
 //! - A frame that is not a valid message is logged and counted, and gets no answer: the
 //!   service has no error frame to send.
 
-use std::collections::{HashMap, VecDeque};
+mod conn;
+mod frames;
+
+use std::collections::HashMap;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::{Bytes, Message, WebSocket};
+use ran_routing::{DevEui, DownstreamRequest, DownstreamResultCode, UpstreamReply};
+use tungstenite::Message;
 
-use super::http::{HttpConn, Request, Response};
-use super::server::Shared;
 use crate::error::{Error, Result};
-use crate::ids::DevEui;
-use crate::model::{
-    DownstreamAck, DownstreamReply, DownstreamRequest, DownstreamResult, DownstreamResultCode,
-    UpstreamReply,
-};
-use crate::stream::link::{Link, LinkOptions, Outbox};
-use crate::stream::socket::Socket;
+use crate::http::{HttpConn, Request, Response};
+use crate::server::{Shared, Socket};
 use crate::sync::lock;
-use crate::wire::{DEFAULT_MAX_FRAME_SIZE, PROTOCOL_VERSION};
+use conn::Handle;
+
+pub(crate) use frames::upstream_json;
 
 /// How long a send waits for upstream connections still finishing their handshake.
 const HANDSHAKE_GRACE: Duration = Duration::from_secs(2);
@@ -56,7 +55,7 @@ impl Kind {
 struct Peer {
     id: u64,
     kind: Kind,
-    link: Arc<Link>,
+    handle: Arc<Handle>,
     tcp: TcpStream,
 }
 
@@ -165,11 +164,11 @@ impl Hub {
     pub(crate) fn send_upstream_message(&self, message: Message, retry: bool) -> Result<()> {
         loop {
             let next = self.wait_for(HANDSHAKE_GRACE, |state| {
-                let upstream: Vec<(u64, Arc<Link>)> = state
+                let upstream: Vec<(u64, Arc<Handle>)> = state
                     .peers
                     .iter()
-                    .filter(|p| p.kind == Kind::Upstream && !p.link.is_closed())
-                    .map(|p| (p.id, p.link.clone()))
+                    .filter(|p| p.kind == Kind::Upstream && !p.handle.is_closed())
+                    .map(|p| (p.id, p.handle.clone()))
                     .collect();
                 if upstream.is_empty() {
                     return (state.upstream_handshakes == 0).then_some(None);
@@ -178,10 +177,10 @@ impl Hub {
                 state.next_upstream = state.next_upstream.wrapping_add(1);
                 Some(Some(upstream[i].clone()))
             });
-            let Some(Some((id, link))) = next else {
+            let Some(Some((id, handle))) = next else {
                 return Err(Error::Closed("no upstream connection is open".into()));
             };
-            match link.send_message(message.clone()) {
+            match handle.send(message.clone()) {
                 Ok(()) => return Ok(()),
                 Err(e) if !retry => return Err(e),
                 // That connection just died: the next one gets the message.
@@ -194,7 +193,7 @@ impl Hub {
         lock(&self.state)
             .peers
             .iter()
-            .filter(|p| p.kind == kind && !p.link.is_closed())
+            .filter(|p| p.kind == kind && !p.handle.is_closed())
             .count()
     }
 
@@ -203,7 +202,7 @@ impl Hub {
             let live = s
                 .peers
                 .iter()
-                .filter(|p| p.kind == kind && !p.link.is_closed())
+                .filter(|p| p.kind == kind && !p.handle.is_closed())
                 .count();
             (live >= n).then_some(())
         })
@@ -219,13 +218,8 @@ impl Hub {
 
     /// Closes every stream connection with a WebSocket close frame.
     pub(crate) fn close_connections(&self) {
-        let links: Vec<Arc<Link>> = lock(&self.state)
-            .peers
-            .iter()
-            .map(|p| p.link.clone())
-            .collect();
-        for link in links {
-            link.close();
+        for peer in lock(&self.state).peers.iter() {
+            peer.handle.close();
         }
     }
 
@@ -343,7 +337,7 @@ fn check_handshake(shared: &Shared, req: &Request) -> std::result::Result<String
         );
     }
     let token = req.query_values("access_token");
-    if token.last().map(String::as_str) != Some(shared.config.token.as_str()) {
+    if token.last().map(String::as_str) != Some(shared.config.token.expose()) {
         let why = if token.is_empty() {
             "missing access_token query parameter"
         } else {
@@ -404,105 +398,54 @@ pub(crate) fn serve<S: Socket>(
         log::debug!("emulator: {} handshake failed: {e}", kind.name());
         return;
     }
-    if let Err(e) = run(shared, kind, conn, pending) {
-        log::debug!("emulator: {} connection failed: {e}", kind.name());
-    }
-}
-
-fn run<S: Socket>(
-    shared: &Arc<Shared>,
-    kind: Kind,
-    conn: HttpConn<S>,
-    pending: Handshake<'_>,
-) -> Result<()> {
-    let tcp = conn.stream.tcp().try_clone().map_err(Error::Io)?;
-    tcp.set_read_timeout(None).map_err(Error::Io)?;
-    tcp.set_write_timeout(None).map_err(Error::Io)?;
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(DEFAULT_MAX_FRAME_SIZE))
-        .max_frame_size(Some(DEFAULT_MAX_FRAME_SIZE))
-        .write_buffer_size(0);
-    let ws = WebSocket::from_partially_read(conn.stream, conn.buf, Role::Server, Some(config));
-    let (tx, rx) = crossbeam_channel::bounded::<Bytes>(1024);
-    let stash = Arc::new(Mutex::new(VecDeque::new()));
-    let outbox = Outbox {
-        tx,
-        stash: stash.clone(),
-    };
-    let options = LinkOptions {
-        name: format!("emulator-{}", kind.name()),
-        close_timeout: Duration::from_secs(1),
-        write_timeout: Duration::from_secs(10),
-        // The service pings its clients; one that stops answering is dropped.
-        ping_interval: Some(shared.config.ping_interval),
-        pong_timeout: shared.config.pong_timeout,
-    };
-    let link = Arc::new(Link::spawn(ws, options, Some, outbox)?);
     let id = shared.hub.next_id.fetch_add(1, Ordering::Relaxed);
+    let started = conn::Conn::start(shared, kind, conn.stream, conn.buf).and_then(|c| {
+        let tcp = c.tcp().try_clone()?;
+        Ok((c, tcp))
+    });
+    let (connection, tcp) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            log::debug!("emulator: {} connection failed: {e}", kind.name());
+            return;
+        }
+    };
     shared.hub.add(Peer {
         id,
         kind,
-        link: link.clone(),
+        handle: connection.handle(),
         tcp,
     });
     drop(pending);
     log::debug!("emulator: {} connection {id} open", kind.name());
-
-    // Ends when the link's reader exits and drops the channel's sender.
-    for frame in rx.iter() {
-        handle_frame(shared, kind, &link, &frame);
-    }
-    // Frames read after a local close still count as received.
-    let rest: Vec<Bytes> = lock(&stash).drain(..).collect();
-    for frame in rest {
-        handle_frame(shared, kind, &link, &frame);
-    }
+    let reason = connection.run();
     shared.hub.remove(id);
-    link.close();
-    let reason = link.wait_closed();
     log::debug!("emulator: {} connection {id} ended: {reason}", kind.name());
-    Ok(())
 }
 
-fn handle_frame(shared: &Shared, kind: Kind, link: &Link, frame: &[u8]) {
+/// Reads one frame an LNS sent: records replies and answers downlinks; a frame that is
+/// not a valid message is logged and counted.
+fn handle_frame(shared: &Shared, kind: Kind, frame: &[u8]) -> Vec<String> {
     match kind {
-        Kind::Upstream => match serde_json::from_slice::<UpstreamReply>(frame) {
+        Kind::Upstream => match frames::upstream_reply(frame) {
             Ok(reply) => {
                 shared.radio.check(&reply);
                 shared.hub.update(|s| s.records.replies.push(reply));
+                Vec::new()
             }
-            Err(e) => invalid(shared, kind, frame, &e.to_string()),
+            Err(e) => {
+                invalid(shared, kind, frame, &e);
+                Vec::new()
+            }
         },
-        Kind::Downstream => {
-            let request = serde_json::from_slice::<serde_json::Value>(frame)
-                .map_err(|e| e.to_string())
-                .and_then(|v| exactly_one_of_each(&v).map(|()| v))
-                .and_then(|v| {
-                    serde_json::from_value::<DownstreamRequest>(v).map_err(|e| e.to_string())
-                })
-                .and_then(|r| r.validate().map(|()| r).map_err(|e| e.to_string()));
-            match request {
-                Ok(request) => answer_downstream(shared, link, request),
-                Err(e) => invalid(shared, kind, frame, &e),
+        Kind::Downstream => match frames::downstream_request(frame) {
+            Ok(request) => answer_downstream(shared, request),
+            Err(e) => {
+                invalid(shared, kind, frame, &e);
+                Vec::new()
             }
-        }
+        },
     }
-}
-
-/// The "exactly one of" rules of a transmission window, which decoding into the model
-/// alone would not enforce (it takes the first key it recognises).
-fn exactly_one_of_each(frame: &serde_json::Value) -> std::result::Result<(), String> {
-    let window = &frame["TxWindow"];
-    let count =
-        |v: &serde_json::Value, keys: &[&str]| keys.iter().filter(|k| v.get(**k).is_some()).count();
-    if window.is_object() && count(window, &["Delay", "TMMS", "Deadline"]) != 1 {
-        return Err("TxWindow needs exactly one of Delay, TMMS and Deadline".into());
-    }
-    let radio = &window["Radio"];
-    if radio.is_object() && count(radio, &["LoRa", "FSK", "FHSS"]) != 1 {
-        return Err("Radio needs exactly one of LoRa, FSK and FHSS".into());
-    }
-    Ok(())
 }
 
 fn invalid(shared: &Shared, kind: Kind, frame: &[u8], why: &str) {
@@ -514,36 +457,17 @@ fn invalid(shared: &Shared, kind: Kind, frame: &[u8], why: &str) {
     shared.hub.invalid();
 }
 
-fn answer_downstream(shared: &Shared, link: &Link, request: DownstreamRequest) {
+/// Records a downlink; returns its DownstreamAck and DownstreamResult frames.
+fn answer_downstream(shared: &Shared, request: DownstreamRequest) -> Vec<String> {
     let transaction_id = request.transaction_id();
     let (code, message) = result_for(shared, &request);
-    shared
-        .hub
-        .update(|s| s.records.received.push(request.clone()));
+    shared.hub.update(|s| s.records.received.push(request));
     let mailbox_id = shared.hub.next_mailbox.fetch_add(1, Ordering::Relaxed);
-    let ack = DownstreamReply::Ack(DownstreamAck {
-        protocol_version: PROTOCOL_VERSION,
-        transaction_id,
-        mailbox_id,
-    });
-    let result = DownstreamReply::Result(DownstreamResult {
-        protocol_version: PROTOCOL_VERSION,
-        transaction_id,
-        result_code: code,
-        result_message: Some(message),
-        mailbox_id: Some(mailbox_id),
-    });
-    for reply in [ack, result] {
-        let Ok(text) = serde_json::to_string(&reply) else {
-            continue;
-        };
-        if let Err(e) = link.send_text(text) {
-            log::debug!("emulator: cannot answer downlink {transaction_id}: {e}");
-            return;
-        }
-    }
+    vec![
+        frames::downstream_ack(transaction_id, mailbox_id),
+        frames::downstream_result(transaction_id, &code, &message, mailbox_id),
+    ]
 }
-
 /// The result code and message for a downlink: a per-transaction code, else a
 /// per-device one, else `GatewayNotFound` for an unknown target, else the default.
 fn result_for(shared: &Shared, request: &DownstreamRequest) -> (DownstreamResultCode, String) {

@@ -1,0 +1,419 @@
+//! The stream frames, read and written by the emulator's own code: what an LNS sends is
+//! decoded strictly (exact keys, no unknown ones, the value rules of the API), and what
+//! the emulator sends is written key by key, so a codec bug in the client crate cannot
+//! hide by being on both sides. Decoded frames become the client's model types only
+//! for recording.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ran_routing::{
+    DevAddr, DevEui, DownstreamMessage, DownstreamRadio, DownstreamRequest, DownstreamResultCode,
+    FhssModulation, FskModulation, LoRaModulation, Modulation, MulticastAddr,
+    MulticastDownstreamMessage, TransmissionWindow, UpstreamAck, UpstreamMessage, UpstreamReject,
+    UpstreamRejectResultCode, UpstreamReply,
+};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// The protocol version every frame carries.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame (and message) a stream connection reads, as the service allows.
+pub(crate) const MAX_FRAME_SIZE: usize = 1 << 20;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ack {
+    #[serde(rename = "ProtocolVersion")]
+    protocol_version: u32,
+    #[serde(rename = "TransactionID")]
+    transaction_id: u64,
+    #[serde(rename = "DevEUI")]
+    dev_eui: u64,
+    #[serde(rename = "MIC")]
+    mic: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reject {
+    #[serde(rename = "ProtocolVersion")]
+    protocol_version: u32,
+    #[serde(rename = "TransactionID")]
+    transaction_id: u64,
+    #[serde(rename = "ResultCode")]
+    result_code: String,
+    #[serde(rename = "ResultMessage", default)]
+    result_message: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Downstream {
+    #[serde(rename = "ProtocolVersion")]
+    protocol_version: u32,
+    #[serde(rename = "TransactionID")]
+    transaction_id: u64,
+    #[serde(rename = "DevEUI")]
+    dev_eui: u64,
+    #[serde(rename = "TargetDevAddr", default)]
+    target_dev_addr: Option<u32>,
+    #[serde(rename = "TxWindow")]
+    tx_window: TxWindow,
+    #[serde(rename = "PHYPayload")]
+    phy_payload: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MulticastDownstream {
+    #[serde(rename = "ProtocolVersion")]
+    protocol_version: u32,
+    #[serde(rename = "TransactionID")]
+    transaction_id: u64,
+    #[serde(rename = "Addr")]
+    addr: u32,
+    #[serde(rename = "TxWindow")]
+    tx_window: TxWindow,
+    #[serde(rename = "PHYPayload")]
+    phy_payload: Vec<u8>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TxWindow {
+    #[serde(rename = "Radio")]
+    radio: Radio,
+    #[serde(rename = "Delay", default)]
+    delay: Option<u8>,
+    #[serde(rename = "TMMS", default)]
+    tmms: Option<Vec<u64>>,
+    #[serde(rename = "Deadline", default)]
+    deadline: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Radio {
+    #[serde(rename = "Frequency")]
+    frequency: u32,
+    #[serde(rename = "LoRa", default)]
+    lora: Option<LoRa>,
+    #[serde(rename = "FSK", default)]
+    fsk: Option<Fsk>,
+    #[serde(rename = "FHSS", default)]
+    fhss: Option<Fhss>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoRa {
+    #[serde(rename = "Spreading")]
+    spreading: u8,
+    #[serde(rename = "Bandwidth")]
+    bandwidth: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fsk {
+    #[serde(rename = "FrequencyDeviation")]
+    frequency_deviation: u32,
+    #[serde(rename = "BitRate")]
+    bit_rate: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fhss {
+    #[serde(rename = "OCW")]
+    ocw: u32,
+    #[serde(rename = "CodingRate")]
+    coding_rate: String,
+}
+
+type Checked<T> = Result<T, String>;
+
+fn object(frame: &[u8]) -> Checked<Map<String, Value>> {
+    serde_json::from_slice(frame).map_err(|e| format!("not a JSON object: {e}"))
+}
+
+fn header(protocol_version: u32, transaction_id: u64) -> Checked<()> {
+    if protocol_version != PROTOCOL_VERSION {
+        return Err(format!("ProtocolVersion {protocol_version}, expected 1"));
+    }
+    if transaction_id == 0 {
+        return Err("TransactionID 0".into());
+    }
+    Ok(())
+}
+
+/// An UpstreamAck or UpstreamReject (a frame with `ResultCode` is a reject, as the
+/// reference client decides).
+pub(crate) fn upstream_reply(frame: &[u8]) -> Checked<UpstreamReply> {
+    let map = object(frame)?;
+    if map.contains_key("ResultCode") {
+        let r: Reject = serde_json::from_value(Value::Object(map))
+            .map_err(|e| format!("not an UpstreamReject: {e}"))?;
+        header(r.protocol_version, r.transaction_id)?;
+        let code = match r.result_code.as_str() {
+            "MICFailed" => UpstreamRejectResultCode::MicFailed,
+            "Other" => UpstreamRejectResultCode::Other,
+            other => return Err(format!("unknown ResultCode {other:?}")),
+        };
+        let reject = UpstreamReject::new(r.transaction_id, code);
+        Ok(match r.result_message {
+            Some(m) => reject.with_message(m),
+            None => reject,
+        }
+        .into())
+    } else {
+        let a: Ack = serde_json::from_value(Value::Object(map))
+            .map_err(|e| format!("not an UpstreamAck: {e}"))?;
+        header(a.protocol_version, a.transaction_id)?;
+        Ok(UpstreamAck::new(a.transaction_id, DevEui::new(a.dev_eui), a.mic).into())
+    }
+}
+
+/// A Downstream or MulticastDownstream (a frame with `Addr` is multicast).
+pub(crate) fn downstream_request(frame: &[u8]) -> Checked<DownstreamRequest> {
+    let map = object(frame)?;
+    if map.contains_key("Addr") {
+        let m: MulticastDownstream = serde_json::from_value(Value::Object(map))
+            .map_err(|e| format!("not a MulticastDownstream: {e}"))?;
+        header(m.protocol_version, m.transaction_id)?;
+        let window = m.tx_window.check()?;
+        Ok(MulticastDownstreamMessage::new(
+            m.transaction_id,
+            MulticastAddr::new(m.addr),
+            window,
+            m.phy_payload,
+        )
+        .into())
+    } else {
+        let d: Downstream = serde_json::from_value(Value::Object(map))
+            .map_err(|e| format!("not a Downstream: {e}"))?;
+        header(d.protocol_version, d.transaction_id)?;
+        let window = d.tx_window.check()?;
+        let message = DownstreamMessage::new(
+            d.transaction_id,
+            DevEui::new(d.dev_eui),
+            window,
+            d.phy_payload,
+        );
+        Ok(match d.target_dev_addr {
+            Some(addr) => message.with_target_dev_addr(DevAddr::new(addr)),
+            None => message,
+        }
+        .into())
+    }
+}
+
+impl TxWindow {
+    /// The value rules: exactly one modulation and one timing, each in its range.
+    fn check(self) -> Checked<TransmissionWindow> {
+        let modulation = match (self.radio.lora, self.radio.fsk, self.radio.fhss) {
+            (Some(l), None, None) if l.spreading <= 12 => {
+                Modulation::from(LoRaModulation::new(l.spreading, l.bandwidth))
+            }
+            (Some(l), None, None) => return Err(format!("Spreading {} above 12", l.spreading)),
+            (None, Some(f), None) => FskModulation::new(f.frequency_deviation, f.bit_rate).into(),
+            (None, None, Some(f)) => FhssModulation::new(f.ocw, f.coding_rate).into(),
+            _ => return Err("Radio needs exactly one of LoRa, FSK and FHSS".into()),
+        };
+        let radio = DownstreamRadio::new(self.radio.frequency, modulation);
+        match (self.delay, self.tmms, self.deadline) {
+            (Some(delay), None, None) if (1..=15).contains(&delay) => {
+                Ok(TransmissionWindow::class_a(radio, delay))
+            }
+            (Some(delay), None, None) => Err(format!("Delay {delay} outside 1 to 15")),
+            (None, Some(slots), None) if (1..=8).contains(&slots.len()) => {
+                Ok(TransmissionWindow::class_b(radio, slots))
+            }
+            (None, Some(slots), None) => Err(format!("{} TMMS slots, not 1 to 8", slots.len())),
+            (None, None, Some(deadline)) => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                if deadline == 0 || deadline > now + 512 {
+                    Err(format!(
+                        "Deadline {deadline} not within now ({now}) + 512 s"
+                    ))
+                } else {
+                    Ok(TransmissionWindow::class_c(radio, deadline))
+                }
+            }
+            _ => Err("TxWindow needs exactly one of Delay, TMMS and Deadline".into()),
+        }
+    }
+}
+
+/// An Upstream frame, written key by key from the model's fields.
+pub(crate) fn upstream_json(m: &UpstreamMessage) -> String {
+    let mut radio = Map::new();
+    radio.insert("Frequency".into(), m.radio.frequency.into());
+    let (key, modulation) = modulation_json(&m.radio.modulation);
+    radio.insert(key.into(), modulation);
+    radio.insert("RSSI".into(), json!(m.radio.rssi));
+    radio.insert("SNR".into(), json!(m.radio.snr));
+    let mut frame = Map::new();
+    frame.insert("ProtocolVersion".into(), m.protocol_version.into());
+    frame.insert("TransactionID".into(), m.transaction_id.into());
+    if let Some(outdated) = m.outdated {
+        frame.insert("Outdated".into(), outdated.into());
+    }
+    let dev_euis: Vec<u64> = m.dev_euis.iter().map(|d| d.get()).collect();
+    frame.insert("DevEUIs".into(), json!(dev_euis));
+    frame.insert("Radio".into(), Value::Object(radio));
+    frame.insert("PHYPayloadNoMIC".into(), json!(m.phy_payload_no_mic));
+    frame.insert("MICChallenge".into(), json!(m.mic_challenge));
+    if let Some(gps) = &m.gps {
+        let mut g = json!({"Lat": gps.lat, "Lng": gps.lng});
+        if let (Some(alt), Some(g)) = (gps.alt, g.as_object_mut()) {
+            g.insert("Alt".into(), json!(alt));
+        }
+        frame.insert("GPS".into(), g);
+    }
+    Value::Object(frame).to_string()
+}
+
+fn modulation_json(m: &Modulation) -> (&'static str, Value) {
+    match m {
+        Modulation::LoRa(l) => (
+            "LoRa",
+            json!({"Spreading": l.spreading, "Bandwidth": l.bandwidth}),
+        ),
+        Modulation::Fsk(f) => (
+            "FSK",
+            json!({"FrequencyDeviation": f.frequency_deviation, "BitRate": f.bit_rate}),
+        ),
+        Modulation::Fhss(f) => ("FHSS", json!({"OCW": f.ocw, "CodingRate": f.coding_rate})),
+    }
+}
+
+/// A DownstreamAck.
+pub(crate) fn downstream_ack(transaction_id: u64, mailbox_id: u64) -> String {
+    json!({
+        "ProtocolVersion": PROTOCOL_VERSION,
+        "TransactionID": transaction_id,
+        "MailboxID": mailbox_id,
+    })
+    .to_string()
+}
+
+/// A DownstreamResult.
+pub(crate) fn downstream_result(
+    transaction_id: u64,
+    code: &DownstreamResultCode,
+    message: &str,
+    mailbox_id: u64,
+) -> String {
+    json!({
+        "ProtocolVersion": PROTOCOL_VERSION,
+        "TransactionID": transaction_id,
+        "ResultCode": code.as_str(),
+        "ResultMessage": message,
+        "MailboxID": mailbox_id,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOWN: &str = r#"{"ProtocolVersion": 1, "TransactionID": 1, "DevEUI": 5, "TargetDevAddr": 7,
+        "TxWindow": {"Radio": {"Frequency": 868300000, "LoRa": {"Spreading": 12, "Bandwidth": 125000}}, "Delay": 1},
+        "PHYPayload": [104, 105]}"#;
+    const MULTI: &str = r#"{"ProtocolVersion": 1, "TransactionID": 2, "Addr": 4010043934,
+        "TxWindow": {"Radio": {"Frequency": 868300000, "FSK": {"FrequencyDeviation": 5000, "BitRate": 50000}}, "TMMS": [1, 2]},
+        "PHYPayload": [104, 105]}"#;
+
+    #[test]
+    fn reference_frames_decode() {
+        let ack = upstream_reply(
+            br#"{"ProtocolVersion": 1, "TransactionID": 3, "DevEUI": 18446744073709551615, "MIC": 4294967295}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ack,
+            UpstreamAck::new(3, DevEui::new(u64::MAX), u32::MAX).into()
+        );
+        let reject = upstream_reply(
+            br#"{"ProtocolVersion": 1, "TransactionID": 3, "ResultCode": "MICFailed"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            reject,
+            UpstreamReject::new(3, UpstreamRejectResultCode::MicFailed).into()
+        );
+        let DownstreamRequest::Unicast(d) = downstream_request(DOWN.as_bytes()).unwrap() else {
+            panic!("not unicast");
+        };
+        assert_eq!(d.target_dev_addr, Some(DevAddr::new(7)));
+        let DownstreamRequest::Multicast(m) = downstream_request(MULTI.as_bytes()).unwrap() else {
+            panic!("not multicast");
+        };
+        assert_eq!(m.addr, MulticastAddr::new(4010043934));
+    }
+
+    #[test]
+    fn strict_decoding_refuses_what_a_lenient_codec_would_take() {
+        let bad_replies = [
+            // Unknown key, a misspelt one, a hex string where a number goes.
+            r#"{"ProtocolVersion": 1, "TransactionID": 3, "DevEUI": 1, "MIC": 2, "Extra": 0}"#,
+            r#"{"ProtocolVersion": 1, "TransactionId": 3, "DevEUI": 1, "MIC": 2}"#,
+            r#"{"ProtocolVersion": 1, "TransactionID": 3, "DevEUI": "01", "MIC": 2}"#,
+            // No version, another version, transaction 0, an unknown reject code.
+            r#"{"TransactionID": 3, "DevEUI": 1, "MIC": 2}"#,
+            r#"{"ProtocolVersion": 2, "TransactionID": 3, "DevEUI": 1, "MIC": 2}"#,
+            r#"{"ProtocolVersion": 1, "TransactionID": 0, "DevEUI": 1, "MIC": 2}"#,
+            r#"{"ProtocolVersion": 1, "TransactionID": 3, "ResultCode": "Toolate"}"#,
+            r#"{"ProtocolVersion": 1, "TransactionID": 3, "ResultCode": "Other", "MIC": 2}"#,
+            r#"{"ProtocolVersion": 1, "TransactionID": 3, "DevEUI": 1, "MIC": 4294967296}"#,
+        ];
+        for frame in bad_replies {
+            assert!(upstream_reply(frame.as_bytes()).is_err(), "{frame}");
+        }
+        let both = DOWN.replace("\"DevEUI\": 5,", "\"DevEUI\": 5, \"Addr\": 9,");
+        let bad_downlinks = [
+            both,
+            DOWN.replace("\"Delay\": 1", "\"Delay\": 1, \"Deadline\": 1"),
+            DOWN.replace("\"Delay\": 1", "\"Delay\": 16"),
+            DOWN.replace("\"Spreading\": 12", "\"Spreading\": 13"),
+            DOWN.replace("\"LoRa\"", "\"Lora\""),
+            DOWN.replace(
+                "}}, \"Delay\"",
+                "}, \"FSK\": {\"FrequencyDeviation\": 1, \"BitRate\": 2}}, \"Delay\"",
+            ),
+            DOWN.replace("\"PHYPayload\"", "\"PhyPayload\""),
+            MULTI.replace("[1, 2]", "[]"),
+            MULTI.replace("\"Addr\": 4010043934", "\"Addr\": 4294967296"),
+        ];
+        for frame in &bad_downlinks {
+            assert!(downstream_request(frame.as_bytes()).is_err(), "{frame}");
+        }
+    }
+
+    #[test]
+    fn written_frames_match_the_reference() {
+        let frame = r#"{"ProtocolVersion":1,"TransactionID":4,"Outdated":true,"DevEUIs":[8844537008791951183],"Radio":{"Frequency":868100000,"LoRa":{"Spreading":12,"Bandwidth":125000},"RSSI":-52.0,"SNR":-3.0},"PHYPayloadNoMIC":[64,184],"MICChallenge":[1308830714,114830713],"GPS":{"Lat":1.5,"Lng":2.5,"Alt":3.0}}"#;
+        let message: UpstreamMessage = serde_json::from_str(frame).unwrap();
+        let written: Value = serde_json::from_str(&upstream_json(&message)).unwrap();
+        assert_eq!(written, serde_json::from_str::<Value>(frame).unwrap());
+        let result: Value = serde_json::from_str(&downstream_result(
+            1,
+            &DownstreamResultCode::TooLate,
+            "x",
+            9,
+        ))
+        .unwrap();
+        let reference = r#"{"ProtocolVersion": 1, "TransactionID": 1, "ResultCode": "TooLate", "ResultMessage": "x", "MailboxID": 9}"#;
+        assert_eq!(result, serde_json::from_str::<Value>(reference).unwrap());
+        let ack: Value = serde_json::from_str(&downstream_ack(1, 1)).unwrap();
+        assert_eq!(
+            ack,
+            json!({"ProtocolVersion": 1, "TransactionID": 1, "MailboxID": 1})
+        );
+    }
+}
