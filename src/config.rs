@@ -37,7 +37,10 @@ impl Endpoints {
         let base = if base.contains("://") {
             base
         } else {
+            // As the Python client does; said aloud, since a plain-HTTP emulator then
+            // fails with a TLS error.
             with_scheme = format!("https://{base}");
+            log::info!("base URL {base:?} has no scheme: using {with_scheme:?}");
             &with_scheme
         };
         let uri = parse_uri(base, &["http", "https"])?;

@@ -145,7 +145,7 @@
 //!
 //! ## Modules
 //!
-//! - [`core`]: the client, [`Core`], and its builder;
+//! - [`client`]: the client, [`Core`], and its builder;
 //! - [`routing_table`] and [`multicast`]: the REST calls, reached from a `Core`;
 //! - [`upstream`], [`downstream`] and [`stream`]: the stream connections;
 //! - [`ids`]: `DevEui`, `JoinEui`, `DevAddr`, `MulticastAddr`, printed as hex;
@@ -160,7 +160,7 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 pub mod config;
-pub mod core;
+pub mod client;
 pub mod downstream;
 #[cfg(feature = "emulator")]
 pub mod emulator;
@@ -177,17 +177,18 @@ pub mod stream;
 mod sync;
 mod tls;
 pub mod upstream;
-pub mod wire;
+mod wire;
 
-pub use crate::core::{Core, CoreBuilder};
+pub use client::{Core, CoreBuilder};
 pub use config::{AccessToken, Endpoints};
 pub use downstream::{DownstreamBuilder, DownstreamConnection};
-pub use error::{ApiError, Error, FieldError, InvalidInput, Result};
+pub use error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind};
 pub use ids::{DevAddr, DevEui, JoinEui, MulticastAddr, ParseIdError};
 pub use model::{
-    Device, DeviceIdentity, DownstreamAck, DownstreamMessage, DownstreamRadio, DownstreamReply,
+    Device, DeviceIdentity, DeviceUpdate, DownstreamAck, DownstreamMessage, DownstreamRadio, DownstreamReply,
     DownstreamRequest, DownstreamResult, DownstreamResultCode, FhssModulation, FskModulation, Gps,
-    LoRaModulation, Modulation, MulticastDownstreamMessage, MulticastGroup, TransmissionWindow,
+    LoRaModulation, Modulation, MulticastDownstreamMessage, MulticastGroup, MulticastGroupUpdate,
+    NewDevice, TransmissionWindow,
     TxTiming, UpstreamAck, UpstreamMessage, UpstreamRadio, UpstreamReject,
     UpstreamRejectResultCode, UpstreamReply,
 };

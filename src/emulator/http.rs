@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 
 use serde::Serialize;
 
-use crate::wire::{ErrorBody, ErrorDetail};
+use crate::rest::{ErrorBody, ErrorDetail};
 
 /// Size limits for one request.
 #[derive(Debug, Clone, Copy)]

@@ -201,7 +201,7 @@ impl Emulator {
     /// [`Error::Closed`] when no upstream connection is open.
     pub fn send_upstream(&self, message: &UpstreamMessage) -> Result<()> {
         let text = serde_json::to_string(message)
-            .map_err(|e| Error::Invalid(crate::error::InvalidInput::Other(e.to_string())))?;
+            .map_err(|e| Error::Invalid(crate::error::InvalidInput::Encode(e.to_string())))?;
         self.shared.hub.send_upstream(&text)
     }
 

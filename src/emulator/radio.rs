@@ -251,7 +251,7 @@ pub(crate) struct Radio {
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
-    Error::Invalid(InvalidInput::Other(msg.into()))
+    Error::Invalid(InvalidInput::Emulator(msg.into()))
 }
 
 impl Default for Radio {

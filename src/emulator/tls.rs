@@ -27,17 +27,17 @@ impl Tls {
     pub(crate) fn generate() -> Result<Self> {
         let names: Vec<String> = NAMES.iter().map(|n| (*n).to_owned()).collect();
         let certified = rcgen::generate_simple_self_signed(names)
-            .map_err(|e| Error::Tls(format!("cannot generate the certificate: {e}")))?;
+            .map_err(|e| Error::Config(format!("cannot generate the certificate: {e}")))?;
         let cert: CertificateDer<'static> = certified.cert.der().clone();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
             certified.signing_key.serialize_der(),
         ));
         let config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Tls(e.to_string()))?
+            .map_err(|e| Error::tls("emulator TLS setup", e))?
             .with_no_client_auth()
             .with_single_cert(vec![cert], key)
-            .map_err(|e| Error::Tls(e.to_string()))?;
+            .map_err(|e| Error::tls("emulator TLS setup", e))?;
         Ok(Self {
             config: Arc::new(config),
             certificate_pem: certified.cert.pem(),

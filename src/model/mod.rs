@@ -24,7 +24,7 @@
 //! ```
 
 use crate::error::InvalidInput;
-use crate::wire::PROTOCOL_VERSION;
+pub use crate::wire::PROTOCOL_VERSION;
 
 mod codes;
 mod decode;
