@@ -468,4 +468,3 @@ impl fmt::Display for FieldErrors<'_> {
         Ok(())
     }
 }
-

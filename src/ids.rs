@@ -254,9 +254,18 @@ mod tests {
     #[test]
     fn missing_or_extra_digits_are_errors_not_other_devices() {
         // 15 digits, 6 digits, 17 digits: typos, not 07abe1b8c93d7174f and friends.
-        for bad in ["7abe1b8c93d7174", "7abe1b", "07abe1b8c93d7174f0", "0x7abe1b8c93d7174"] {
+        for bad in [
+            "7abe1b8c93d7174",
+            "7abe1b",
+            "07abe1b8c93d7174f0",
+            "0x7abe1b8c93d7174",
+        ] {
             let err = bad.parse::<DevEui>().unwrap_err();
-            assert_eq!((err.kind(), err.expected_digits()), ("DevEUI", 16), "{bad:?}");
+            assert_eq!(
+                (err.kind(), err.expected_digits()),
+                ("DevEUI", 16),
+                "{bad:?}"
+            );
             assert!(err.to_string().contains("exactly 16 hex digits"), "{err}");
         }
         for bad in ["1", "627bb8b", "0x627bb8b", "627bb8bb0"] {
@@ -271,7 +280,10 @@ mod tests {
             serde_json::from_str::<DevAddr>("\"0x627bb8bb\"").unwrap(),
             DevAddr::new(0x627bb8bb)
         );
-        assert_eq!(serde_json::from_str::<DevAddr>("1").unwrap(), DevAddr::new(1));
+        assert_eq!(
+            serde_json::from_str::<DevAddr>("1").unwrap(),
+            DevAddr::new(1)
+        );
         // `?` turns it into the crate's error, as invalid input.
         fn parse(text: &str) -> crate::Result<DevEui> {
             Ok(text.parse()?)

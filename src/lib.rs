@@ -159,8 +159,8 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-pub mod config;
 pub mod client;
+pub mod config;
 pub mod downstream;
 #[cfg(feature = "emulator")]
 pub mod emulator;
@@ -185,12 +185,11 @@ pub use downstream::{DownstreamBuilder, DownstreamConnection};
 pub use error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind};
 pub use ids::{DevAddr, DevEui, JoinEui, MulticastAddr, ParseIdError};
 pub use model::{
-    Device, DeviceIdentity, DeviceUpdate, DownstreamAck, DownstreamMessage, DownstreamRadio, DownstreamReply,
-    DownstreamRequest, DownstreamResult, DownstreamResultCode, FhssModulation, FskModulation, Gps,
-    LoRaModulation, Modulation, MulticastDownstreamMessage, MulticastGroup, MulticastGroupUpdate,
-    NewDevice, TransmissionWindow,
-    TxTiming, UpstreamAck, UpstreamMessage, UpstreamRadio, UpstreamReject,
-    UpstreamRejectResultCode, UpstreamReply,
+    Device, DeviceIdentity, DeviceUpdate, DownstreamAck, DownstreamMessage, DownstreamRadio,
+    DownstreamReply, DownstreamRequest, DownstreamResult, DownstreamResultCode, FhssModulation,
+    FskModulation, Gps, LoRaModulation, Modulation, MulticastDownstreamMessage, MulticastGroup,
+    MulticastGroupUpdate, NewDevice, TransmissionWindow, TxTiming, UpstreamAck, UpstreamMessage,
+    UpstreamRadio, UpstreamReject, UpstreamRejectResultCode, UpstreamReply,
 };
 pub use multicast::MulticastGroups;
 pub use routing_table::{RoutingTable, Select};

@@ -152,7 +152,10 @@ impl<'a> MulticastGroups<'a> {
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
     #[doc(alias = "get_multicast_groups")]
-    pub fn get(&self, addrs: impl IntoIterator<Item = MulticastAddr>) -> Result<Vec<MulticastGroup>> {
+    pub fn get(
+        &self,
+        addrs: impl IntoIterator<Item = MulticastAddr>,
+    ) -> Result<Vec<MulticastGroup>> {
         let addrs: Vec<MulticastAddr> = addrs.into_iter().collect();
         rest::post(self.core, GET, Some(&AddrsBody { addrs: &addrs }))
     }

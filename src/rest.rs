@@ -426,7 +426,10 @@ mod tests {
         ] {
             let clean = scrub(echo, &token);
             assert!(clean.contains("***"), "{clean}");
-            assert!(!clean.contains("s3cr3t") && !clean.contains("t0k"), "{clean}");
+            assert!(
+                !clean.contains("s3cr3t") && !clean.contains("t0k"),
+                "{clean}"
+            );
         }
         assert_eq!(scrub("s3cr3t/t0k and %", &token), "s3cr3t/t0k and %");
         assert_eq!(scrub("a s3cr3t/t0k+ns3cr3t/t0k+n é", &token), "a ****** é");
@@ -434,6 +437,15 @@ mod tests {
         let body = r#"{"detail": {"error_code": "Unauthorized", "error_description": "token s3cr3t\/t0k\u002bn refused"}}"#;
         let err = api_error(401, body, &token);
         assert_eq!(err.to_string(), "unauthorized: token *** refused");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_error_body_maps_without_panicking(data: Vec<u8>, status in 400u16..600) {
+            let body = String::from_utf8_lossy(&data);
+            let err = from_response(status, &body);
+            let _ = (err.code(), err.to_string());
+        }
     }
 
     #[test]

@@ -85,7 +85,7 @@ fn untrusted_clients_fail_the_handshake() {
     assert!(
         matches!(
             err,
-            ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Io(_)
+            ureq::Error::Tls { .. } | ureq::Error::Rustls(_) | ureq::Error::Io(_)
         ),
         "{err:?}"
     );

@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Mutex;
 
-use ran_routing::{Core, DevAddr, DevEui, JoinEui};
+use ran_routing::{Core, DevAddr, DevEui, DeviceUpdate, JoinEui, NewDevice, Select};
 
 struct Capture(Mutex<Vec<String>>);
 
@@ -37,12 +37,19 @@ fn the_token_never_shows() {
         .unwrap();
     let ran = common::core(&emu);
     let table = ran.routing_table();
-    table.insert(DevEui::new(1), JoinEui::new(2)).unwrap();
+    table
+        .insert(NewDevice::new(DevEui::new(1), JoinEui::new(2)))
+        .unwrap();
     let mut shown = vec![format!("{ran:?}")];
     for err in [
-        table.insert(DevEui::new(1), DevAddr::new(2)).unwrap_err(),
         table
-            .update(DevEui::new(1), JoinEui::new(3), Some(DevAddr::new(1)), None)
+            .insert(NewDevice::new(DevEui::new(1), DevAddr::new(2)))
+            .unwrap_err(),
+        table
+            .update(
+                DeviceUpdate::new(DevEui::new(1), JoinEui::new(3))
+                    .with_active_dev_addr(DevAddr::new(1)),
+            )
             .unwrap_err(),
     ] {
         shown.push(format!("{err}"));
@@ -54,7 +61,7 @@ fn the_token_never_shows() {
         .request_timeout(common::CALL_TIMEOUT)
         .build()
         .unwrap();
-    let err = wrong.routing_table().select().unwrap_err();
+    let err = wrong.routing_table().select(Select::all()).unwrap_err();
     shown.extend([format!("{err}"), format!("{err:?}"), format!("{wrong:?}")]);
     ran.close();
     drop(emu);

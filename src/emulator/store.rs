@@ -402,7 +402,7 @@ mod tests {
         let order: Vec<u64> = s
             .select(None, 0, None)
             .iter()
-            .map(|d| d.dev_eui.0)
+            .map(|d| d.dev_eui.get())
             .collect();
         assert_eq!(order, [1, 3]);
     }

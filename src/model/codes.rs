@@ -4,8 +4,6 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-
-
 macro_rules! result_code {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $wire:literal,)* }) => {
         $(#[$doc])*
@@ -94,4 +92,3 @@ impl DownstreamResultCode {
         *self == Self::Success
     }
 }
-

@@ -1,6 +1,5 @@
 //! Downstream stream messages: downlinks out, acks and results in.
 
-
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::*;
@@ -315,4 +314,3 @@ impl From<DownstreamResult> for DownstreamReply {
         Self::Result(m)
     }
 }
-

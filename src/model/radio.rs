@@ -1,10 +1,8 @@
 //! Radio settings: modulations, upstream and downstream radios, GPS.
 
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::InvalidInput;
-
 
 /// LoRa modulation parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -172,4 +170,3 @@ pub struct Gps {
     #[serde(rename = "Alt", default, skip_serializing_if = "Option::is_none")]
     pub alt: Option<f64>,
 }
-

@@ -106,7 +106,6 @@ impl MulticastGroup {
     }
 }
 
-
 /// A device to insert in the routing table: its DevEUI, its [`DeviceIdentity`] and
 /// optional details. The argument of [`RoutingTable::insert`](crate::RoutingTable::insert),
 /// read like the Python client's keywords:

@@ -1,11 +1,9 @@
 //! Transmission windows: when and how a downlink goes out.
 
-
 use serde::{Deserialize, Serialize};
 
 use super::*;
 use crate::error::InvalidInput;
-
 
 /// When a downlink goes out: exactly one of a class A delay, class B slots or a class C
 /// deadline.
@@ -100,4 +98,3 @@ impl TransmissionWindow {
         self.timing.validate()
     }
 }
-

@@ -1,6 +1,5 @@
 //! Upstream stream messages: uplinks in, acks and rejects out.
 
-
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::*;
@@ -238,4 +237,3 @@ impl From<UpstreamReject> for UpstreamReply {
         Self::Reject(m)
     }
 }
-
