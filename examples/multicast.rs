@@ -41,7 +41,7 @@ fn run(ran: &common::Ran) -> common::Outcome {
     let device = ran
         .core
         .routing_table()
-        .insert(NewDevice::new(DEV_EUI, DEV_ADDR))?;
+        .insert(NewDevice::abp(DEV_EUI, DEV_ADDR))?;
     println!("{device:?}");
 
     // Creating a multicast group.

@@ -45,7 +45,7 @@ fn walkthrough(ran: &common::Ran) -> common::Outcome {
     // 1. Subscribe an OTAA device: a routing table row keyed by (DevEUI, JoinEUI).
     let device = core
         .routing_table()
-        .insert(NewDevice::new(DEV_EUI, JOIN_EUI))?;
+        .insert(NewDevice::otaa(DEV_EUI, JOIN_EUI))?;
     println!("1. Inserted {device:?}");
 
     // 2. The routing table can be read back at any time.

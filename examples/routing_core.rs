@@ -35,14 +35,14 @@ fn run(ran: &common::Ran) -> common::Outcome {
     let was_empty = table.select(Select::all())?.is_empty();
 
     // Creating an OTAA device.
-    let device = table.insert(NewDevice::new(DEV_EUI, JOIN_EUI))?;
+    let device = table.insert(NewDevice::otaa(DEV_EUI, JOIN_EUI))?;
     println!("{device:?}");
     ensure!(device.dev_eui == DEV_EUI, "{device:?}");
     ensure!(device.join_eui == Some(JOIN_EUI), "{device:?}");
     ensure!(device.active_dev_addr.is_none(), "{device:?}");
 
     // Creating an ABP device.
-    let abp = table.insert(NewDevice::new(DEV_EUI_2, DEV_ADDR))?;
+    let abp = table.insert(NewDevice::abp(DEV_EUI_2, DEV_ADDR))?;
     println!("{abp:?}");
     ensure!(abp.active_dev_addr == Some(DEV_ADDR), "{abp:?}");
     ensure!(abp.join_eui.is_none(), "{abp:?}");
@@ -108,8 +108,8 @@ fn run(ran: &common::Ran) -> common::Outcome {
 
     // Deleting all devices: only where it cannot remove someone else's devices.
     if was_empty {
-        table.insert(NewDevice::new(DEV_EUI, JOIN_EUI))?;
-        table.insert(NewDevice::new(DEV_EUI_2, DEV_ADDR))?;
+        table.insert(NewDevice::otaa(DEV_EUI, JOIN_EUI))?;
+        table.insert(NewDevice::abp(DEV_EUI_2, DEV_ADDR))?;
         let deleted = table.delete_all()?;
         ensure!(deleted == 2, "delete_all deleted {deleted}");
         ensure!(

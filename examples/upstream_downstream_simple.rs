@@ -25,7 +25,7 @@ fn main() -> common::Outcome {
     if ran.emulator.is_some() {
         ran.core
             .routing_table()
-            .insert(NewDevice::new(DEV_EUI, DEV_ADDR))?;
+            .insert(NewDevice::abp(DEV_EUI, DEV_ADDR))?;
     }
     let outcome = run(&ran);
     if ran.emulator.is_some() {

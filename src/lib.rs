@@ -68,7 +68,7 @@
 //! let emulator = Emulator::start()?;
 //! let ran = Core::new(emulator.token(), &emulator.base_url())?;
 //! let (dev_eui, join_eui) = (DevEui::new(0x7ABE1B8C93D7174F), JoinEui::new(0x3CEDCF624F8B68F4));
-//! ran.routing_table().insert(dev_eui, join_eui)?;
+//! ran.routing_table().insert(NewDevice::otaa(dev_eui, join_eui))?;
 //!
 //! let upstream = ran.upstream().connect()?;
 //! let downstream = ran.downstream().connect()?;
@@ -96,12 +96,16 @@
 //! let result = downstream.send_and_wait(downlink, Duration::from_secs(5))?;
 //! assert!(result.result_code.is_success());
 //!
-//! ran.routing_table().delete(&[dev_eui])?;
+//! ran.routing_table().delete([dev_eui])?;
 //! ran.close();
 //! assert_eq!(upstream.wait_closed(), CloseReason::Local);
 //! # }
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # Ok::<(), ran_routing::Error>(())
 //! ```
+//!
+//! Every error type a call returns (`ParseIdError`, `mic::ParseKeyError`,
+//! `mic::MicError`, the channel errors of `recv_timeout`, ...) converts into [`Error`],
+//! so `?` works in a `fn main() -> Result<(), ran_routing::Error>`.
 //!
 //! ## Shutdown
 //!
@@ -135,7 +139,8 @@
 //!
 //! One [`Error`] type keeps apart input rejected before anything was sent
 //! ([`Error::Invalid`]), the service's error codes ([`Error::Api`] with an [`ApiError`]
-//! per code), transport failures (`Io`, `Timeout`, `Tls`, `WebSocket`), answers that
+//! per code), transport failures (`Io`, `Timeout` with the [`TimeoutKind`] that fired,
+//! `Tls` with the `rustls` error as its source, `WebSocket`), answers that
 //! cannot be decoded, and closed connections. The access token never appears in any
 //! error, `Debug` output or log line of this crate, nor in `tungstenite`'s (the crate
 //! writes the stream handshake, whose URL carries the token, itself). One caveat outside
@@ -151,7 +156,6 @@
 //! - [`ids`]: `DevEui`, `JoinEui`, `DevAddr`, `MulticastAddr`, printed as hex;
 //! - [`model`]: devices, groups, radios, transmission windows and stream messages;
 //! - [`config`]: endpoints derived from a base URL, and the access token;
-//! - [`wire`]: the exact JSON the service speaks;
 //! - [`error`]: one error type with variants to match on;
 //! - `mic` (feature `mic`): the MIC challenge solver and LoRaWAN 1.0.x MICs;
 //! - `emulator` (feature `emulator`): a local RAN Routing API server for tests.
@@ -197,3 +201,30 @@ pub use stream::{
     CloseReason, Connection, ConnectionEvent, Reconnect, StreamBuilder, StreamFrame, StreamOptions,
 };
 pub use upstream::{UpstreamBuilder, UpstreamConnection};
+
+/// The README's first example, compiled as it is shown (the `mic` feature brings its
+/// solver); a unit test below checks the README still shows exactly this code.
+#[cfg(all(doctest, feature = "mic"))]
+#[doc = "```no_run"]
+#[doc = include_str!("../tests/readme/first_look.rs")]
+#[doc = "```"]
+pub struct ReadmeFirstLook;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_readme_shows_the_compiled_first_example() {
+        let readme = include_str!("../README.md");
+        let snippet = include_str!("../tests/readme/first_look.rs");
+        assert!(
+            readme.contains(&format!("```rust,no_run\n{snippet}```")),
+            "README.md's \"A first look\" differs from tests/readme/first_look.rs"
+        );
+    }
+
+    #[test]
+    fn errors_stay_cheap_to_return() {
+        // As ureq does: a bigger Error slows every Result of the crate down.
+        assert_eq!(std::mem::size_of::<crate::Error>(), 64);
+    }
+}

@@ -39,14 +39,14 @@ fn insert_otaa_abp_and_details() {
     let ran = common::core(&emu);
     let table = ran.routing_table();
 
-    let otaa = table.insert(NewDevice::new(DEV_EUI, JOIN_EUI)).unwrap();
+    let otaa = table.insert(NewDevice::otaa(DEV_EUI, JOIN_EUI)).unwrap();
     assert_eq!(otaa.dev_eui, DEV_EUI);
     assert_eq!(otaa.join_eui, Some(JOIN_EUI));
     assert_eq!(otaa.active_dev_addr, None);
     assert_eq!(otaa.target_dev_addr, None);
     assert_eq!(otaa.details, None);
 
-    let abp = table.insert(NewDevice::new(DEV_EUI_2, DEV_ADDR)).unwrap();
+    let abp = table.insert(NewDevice::abp(DEV_EUI_2, DEV_ADDR)).unwrap();
     assert_eq!(abp.join_eui, None);
     assert_eq!(abp.active_dev_addr, Some(DEV_ADDR));
 
@@ -134,7 +134,7 @@ fn update_active_target_and_both() {
     let emu = common::emulator();
     let ran = common::core(&emu);
     let table = ran.routing_table();
-    table.insert(NewDevice::new(DEV_EUI, JOIN_EUI)).unwrap();
+    table.insert(NewDevice::otaa(DEV_EUI, JOIN_EUI)).unwrap();
 
     let device = table
         .update(DeviceUpdate::new(DEV_EUI, JOIN_EUI).with_active_dev_addr(DevAddr::new(0x627bb8bc)))
@@ -200,10 +200,10 @@ fn device_errors() {
         .expect("emulator");
     let ran = common::core(&emu);
     let table = ran.routing_table();
-    table.insert(NewDevice::new(DEV_EUI, JOIN_EUI)).unwrap();
-    table.insert(NewDevice::new(DEV_EUI_2, DEV_ADDR)).unwrap();
+    table.insert(NewDevice::otaa(DEV_EUI, JOIN_EUI)).unwrap();
+    table.insert(NewDevice::abp(DEV_EUI_2, DEV_ADDR)).unwrap();
 
-    let err = api_error(table.insert(NewDevice::new(DEV_EUI, DEV_ADDR)));
+    let err = api_error(table.insert(NewDevice::abp(DEV_EUI, DEV_ADDR)));
     assert!(
         matches!(err, ApiError::DeviceAlreadyExists { .. }),
         "{err:?}"
@@ -237,7 +237,7 @@ fn validation_failed_carries_the_field_detail() {
     let details = format!("\"{}\"", "x".repeat(64 * 1024));
     let err = api_error(
         ran.routing_table()
-            .insert(NewDevice::new(DEV_EUI, JOIN_EUI).with_details(&details)),
+            .insert(NewDevice::otaa(DEV_EUI, JOIN_EUI).with_details(&details)),
     );
     let ApiError::ValidationFailed { detail, .. } = &err else {
         panic!("expected ValidationFailed, got {err:?}");
@@ -261,7 +261,9 @@ fn wrong_token_is_unauthorized_and_never_shown() {
     let table = ran.routing_table();
     let errors = [
         table.select(Select::all()).unwrap_err(),
-        table.insert(NewDevice::new(DEV_EUI, JOIN_EUI)).unwrap_err(),
+        table
+            .insert(NewDevice::otaa(DEV_EUI, JOIN_EUI))
+            .unwrap_err(),
         table.delete_all().unwrap_err(),
         ran.multicast_groups().get([]).unwrap_err(),
     ];
@@ -297,7 +299,7 @@ fn bad_input_is_refused_before_any_request() {
     ));
     assert!(err.nothing_sent());
     let err = table
-        .insert(NewDevice::new(DEV_EUI, JOIN_EUI).with_details("customer: ACME"))
+        .insert(NewDevice::otaa(DEV_EUI, JOIN_EUI).with_details("customer: ACME"))
         .unwrap_err();
     assert!(matches!(
         err,

@@ -77,3 +77,62 @@ fn the_token_never_shows() {
         }
     }
 }
+
+/// A token whose percent-encoded form differs from the raw one.
+const ECHOED_TOKEN: &str = "echo/t0ken+s3cr3t=";
+
+fn assert_scrubbed(err: &ran_routing::Error) {
+    for text in [err.to_string(), format!("{err:?}")] {
+        assert!(text.contains("***"), "nothing echoed? {text}");
+        for spelling in [ECHOED_TOKEN, "echo%2Ft0ken", "t0ken", "s3cr3t"] {
+            assert!(!text.contains(spelling), "{spelling} in {text}");
+        }
+    }
+}
+
+#[test]
+fn servers_echoing_the_request_do_not_leak_the_token_into_errors() {
+    // A proxy's error page that echoes the request: the REST call's Authorization header.
+    for status in [401, 404, 502] {
+        let url = common::raw_http_server(status, "bad gateway, you sent:\n", true);
+        let ran = Core::builder(ECHOED_TOKEN)
+            .base_url(&url)
+            .request_timeout(common::CALL_TIMEOUT)
+            .build()
+            .unwrap();
+        let err = ran.routing_table().select(Select::all()).unwrap_err();
+        assert_scrubbed(&err);
+    }
+    // The stream handshake's request line carries the token percent-encoded in its
+    // query; a refusal that echoes it (as Unauthorized or as any other answer).
+    for status in [400, 403, 502] {
+        let url = common::raw_http_server(status, "refused:\n", true);
+        let ran = Core::builder(ECHOED_TOKEN)
+            .base_url(&url)
+            .connect_timeout(common::CALL_TIMEOUT)
+            .build()
+            .unwrap();
+        let err = ran.upstream().connect().unwrap_err();
+        assert_scrubbed(&err);
+    }
+}
+
+#[test]
+fn stream_connect_errors_name_the_url_without_the_token() {
+    // Nothing listens on the port once the listener is dropped.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let ran = Core::new(ECHOED_TOKEN, &format!("http://127.0.0.1:{port}/api/v1")).unwrap();
+    let err = ran.downstream().connect().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("ws://127.0.0.1:{port}/api/v1/stream/downstream/")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("t0ken") && !text.contains("access_token"),
+        "{text}"
+    );
+}

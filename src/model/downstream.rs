@@ -74,6 +74,7 @@ impl DownstreamMessage {
 
 /// A downlink to a multicast group (LNS → RAN, downstream stream).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MulticastDownstreamMessage {
     /// Protocol version (1).
     #[serde(rename = "ProtocolVersion", default = "protocol_version")]

@@ -6,6 +6,7 @@ use crate::error::InvalidInput;
 
 /// LoRa modulation parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LoRaModulation {
     /// Spreading factor, 0 to 12 (LoRa itself uses 5 to 12).
     #[serde(rename = "Spreading")]
@@ -30,6 +31,7 @@ impl LoRaModulation {
 
 /// FSK modulation parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FskModulation {
     /// Frequency deviation in Hz.
     #[serde(rename = "FrequencyDeviation")]
@@ -51,6 +53,7 @@ impl FskModulation {
 
 /// LR-FHSS modulation parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FhssModulation {
     /// Operating channel width in Hz.
     #[serde(rename = "OCW")]

@@ -71,6 +71,7 @@ impl UpstreamMessage {
 
 /// The LNS solved the MIC challenge of an upstream message (LNS → RAN).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct UpstreamAck {
     /// Protocol version (1).
     #[serde(rename = "ProtocolVersion", default = "protocol_version")]
@@ -109,6 +110,7 @@ impl UpstreamAck {
 
 /// The LNS refuses an upstream message (LNS → RAN).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct UpstreamReject {
     /// Protocol version (1).
     #[serde(rename = "ProtocolVersion", default = "protocol_version")]
