@@ -66,15 +66,9 @@ pub enum Error {
     },
     /// The TLS handshake failed, for example because the server's certificate is not
     /// trusted or the server does not speak TLS at all. The `rustls` error, when there is
-    /// one, is the [`source`](std::error::Error::source).
-    #[error("TLS error: {detail}")]
-    Tls {
-        /// What failed, naming the URL.
-        detail: String,
-        /// The TLS library's error.
-        #[source]
-        source: Option<Box<rustls::Error>>,
-    },
+    /// one, is the [`source`](std::error::Error::source). (Boxed: it is large, and rare.)
+    #[error(transparent)]
+    Tls(Box<TlsError>),
     /// The WebSocket protocol failed (handshake or framing).
     #[error("WebSocket error: {0}")]
     WebSocket(String),
@@ -107,6 +101,27 @@ pub enum Error {
     #[cfg(feature = "mic")]
     #[error(transparent)]
     Mic(#[from] crate::mic::MicError),
+}
+
+/// A TLS failure, in an [`Error::Tls`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("TLS error: {detail}")]
+pub struct TlsError {
+    detail: String,
+    #[source]
+    source: Option<rustls::Error>,
+}
+
+impl TlsError {
+    /// What failed, naming the URL.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// The TLS library's error, when there is one.
+    pub fn rustls_error(&self) -> Option<&rustls::Error> {
+        self.source.as_ref()
+    }
 }
 
 /// Which wait ran out, in an [`Error::Timeout`].
@@ -190,10 +205,18 @@ impl Error {
         } else {
             format!("{context}: {error}")
         };
-        Error::Tls {
+        Error::Tls(Box::new(TlsError {
             detail,
-            source: Some(Box::new(error)),
-        }
+            source: Some(error),
+        }))
+    }
+
+    /// A TLS failure without a `rustls` error.
+    pub(crate) fn tls_text(detail: String) -> Self {
+        Error::Tls(Box::new(TlsError {
+            detail,
+            source: None,
+        }))
     }
 
     /// The same error, naming `url` (which must not hold the token) where it does not yet.
@@ -204,10 +227,10 @@ impl Error {
                 kind,
                 detail: format!("{url}: {detail}"),
             },
-            Error::Tls { detail, source } => Error::Tls {
-                detail: format!("{url}: {detail}"),
-                source,
-            },
+            Error::Tls(mut tls) => {
+                tls.detail = format!("{url}: {}", tls.detail);
+                Error::Tls(tls)
+            }
             Error::WebSocket(text) => Error::WebSocket(format!("{url}: {text}")),
             other => other,
         }

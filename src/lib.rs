@@ -186,7 +186,7 @@ mod wire;
 pub use client::{Core, CoreBuilder};
 pub use config::{AccessToken, Endpoints};
 pub use downstream::{DownstreamBuilder, DownstreamConnection};
-pub use error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind};
+pub use error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind, TlsError};
 pub use ids::{DevAddr, DevEui, JoinEui, MulticastAddr, ParseIdError};
 pub use model::{
     Device, DeviceIdentity, DeviceUpdate, DownstreamAck, DownstreamMessage, DownstreamRadio,

@@ -181,15 +181,9 @@ fn transport_error(e: ureq::Error, method: &str, url: &str, core: &Core) -> Erro
             io(e.kind(), &e)
         }
         ureq::Error::Rustls(e) => Error::tls(format_args!("{method} {url}"), e),
-        ureq::Error::Tls(e) => Error::Tls {
-            detail: format!("{method} {url}: {e}"),
-            source: None,
-        },
+        ureq::Error::Tls(e) => Error::tls_text(format!("{method} {url}: {e}")),
         ureq::Error::Pem(e) => Error::Config(format!("{method} {url}: PEM: {e:?}")),
-        ureq::Error::TlsRequired => Error::Tls {
-            detail: format!("{method} {url}: TLS required"),
-            source: None,
-        },
+        ureq::Error::TlsRequired => Error::tls_text(format!("{method} {url}: TLS required")),
         ureq::Error::HostNotFound => io(io::ErrorKind::NotFound, &"host not found"),
         ureq::Error::ConnectionFailed => io(io::ErrorKind::ConnectionRefused, &"connection failed"),
         ureq::Error::ConnectProxyFailed(why) => {

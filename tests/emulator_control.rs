@@ -55,7 +55,10 @@ fn control_api_drives_the_streams() {
     assert_eq!(control.get("upstream/replies"), (200, json!([ack])));
 
     // Result codes, for all and per device; the list of received downlinks.
-    api.ok("devices/insert", json!({"DevEUI": "05", "DevAddr": "01"}));
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000005", "DevAddr": "00000001"}),
+    );
     assert_eq!(
         control
             .post("downstream/result-code", r#"{"code": "TooLate"}"#)
@@ -84,7 +87,7 @@ fn control_api_drives_the_streams() {
         r#"{}"#,
         r#"{"code": ""}"#,
         r#"{"code": "TooLate", "dev_eui": "zz"}"#,
-        r#"{"code": "TooLate", "dev_eui": "01", "transaction_id": 1}"#,
+        r#"{"code": "TooLate", "dev_eui": "0000000000000001", "transaction_id": 1}"#,
         r#"{"code": "TooLate", "other": 1}"#,
     ] {
         assert_error(
@@ -93,7 +96,10 @@ fn control_api_drives_the_streams() {
             "ValidationFailed",
         );
     }
-    api.ok("devices/insert", json!({"DevEUI": "06", "DevAddr": "01"}));
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000006", "DevAddr": "00000001"}),
+    );
     let results = |down: &mut Ws, tx: u64| -> String {
         assert_eq!(next_json(down)["TransactionID"], tx, "ack first");
         let result = next_json(down);

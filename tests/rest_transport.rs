@@ -91,14 +91,41 @@ fn a_server_that_never_answers_times_out() {
     let ran = client(silent.addr, timeout);
     let started = Instant::now();
     let err = ran.routing_table().select(Select::all()).unwrap_err();
-    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                kind: ran_routing::TimeoutKind::Request,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let err = ran
         .routing_table()
         .insert(NewDevice::new(DevEui::new(1), JoinEui::new(2)))
         .unwrap_err();
-    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                kind: ran_routing::TimeoutKind::Request,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("devices/insert"), "{err}");
     assert!(err.to_string().contains("request timeout (300ms)"), "{err}");
+    // The stream handshake to the same silent server: its own kind of timeout, naming
+    // the URL.
+    let err = ran.upstream().connect().unwrap_err();
+    assert_eq!(
+        err.timeout_kind(),
+        Some(ran_routing::TimeoutKind::WebSocketHandshake),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("/stream/upstream/"), "{err}");
     assert!(started.elapsed() >= timeout);
     assert!(
         started.elapsed() < common::CALL_TIMEOUT,
@@ -242,9 +269,10 @@ fn tls_without_the_certificate_is_a_tls_error() {
     let emu = tls_emulator();
     let ran = common::builder(&emu).build().unwrap();
     let err = ran.routing_table().select(Select::all()).unwrap_err();
-    let Error::Tls { detail, .. } = &err else {
+    let Error::Tls(tls) = &err else {
         panic!("expected Error::Tls, got {err:?}");
     };
+    let detail = tls.detail();
     assert!(detail.to_lowercase().contains("certificate"), "{detail}");
     // The TLS library's own error stays reachable.
     let source = std::error::Error::source(&err).expect("a source");
@@ -256,7 +284,7 @@ fn tls_without_the_certificate_is_a_tls_error() {
         .multicast_groups()
         .create("x", MulticastAddr::new(1))
         .unwrap_err();
-    assert!(matches!(err, Error::Tls { .. }), "{err:?}");
+    assert!(matches!(err, Error::Tls(_)), "{err:?}");
 }
 
 #[test]

@@ -247,7 +247,7 @@ fn tls_without_the_certificate_is_a_tls_error() {
         .build()
         .unwrap();
     let err = core.upstream().connect().unwrap_err();
-    assert!(matches!(err, Error::Tls { .. }), "{err:?}");
+    assert!(matches!(err, Error::Tls(_)), "{err:?}");
 }
 
 #[test]

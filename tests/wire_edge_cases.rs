@@ -1470,7 +1470,7 @@ fn id_parse_errors() {
     let err = "1ffffffff".parse::<DevAddr>().unwrap_err();
     assert_eq!(
         err.to_string(),
-        "invalid DevAddr \"1ffffffff\": expected 1 to 8 hex digits"
+        "invalid DevAddr \"1ffffffff\": expected exactly 8 hex digits"
     );
     // A long input is cut in the message.
     let err = "z".repeat(1000).parse::<DevEui>().unwrap_err();
