@@ -491,3 +491,55 @@ impl fmt::Display for FieldErrors<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_errors_convert_to_what_they_mean() {
+        let timeout = Error::from(crossbeam_channel::RecvTimeoutError::Timeout);
+        assert_eq!(timeout.timeout_kind(), Some(TimeoutKind::Receive));
+        let empty = Error::from(crossbeam_channel::TryRecvError::Empty);
+        assert_eq!(empty.timeout_kind(), Some(TimeoutKind::Receive));
+        for closed in [
+            Error::from(crossbeam_channel::RecvTimeoutError::Disconnected),
+            Error::from(crossbeam_channel::TryRecvError::Disconnected),
+            Error::from(crossbeam_channel::RecvError),
+        ] {
+            assert!(matches!(closed, Error::Closed(_)), "{closed:?}");
+        }
+    }
+
+    #[test]
+    fn tls_errors_keep_the_rustls_error_and_name_plain_http() {
+        let err = Error::tls(
+            "GET https://host/x",
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        );
+        assert!(
+            err.to_string()
+                .contains("GET https://host/x: the server does not speak TLS: use an http:// URL?"),
+            "{err}"
+        );
+        let source = std::error::Error::source(&err).unwrap();
+        assert!(source.downcast_ref::<rustls::Error>().is_some());
+        let err = Error::tls("x", rustls::Error::DecryptError).at("wss://host/stream/");
+        assert_eq!(
+            err.to_string(),
+            "TLS error: wss://host/stream/: x: cannot decrypt peer's message"
+        );
+    }
+
+    #[cfg(feature = "mic")]
+    #[test]
+    fn mic_errors_convert() {
+        let key: Result<crate::mic::AesKey, _> = "2b7e".parse();
+        assert!(matches!(
+            Error::from(key.unwrap_err()),
+            Error::Invalid(InvalidInput::Key(_))
+        ));
+        let err = Error::from(crate::mic::MicError::ChallengeSize { candidates: 1 });
+        assert!(matches!(err, Error::Mic(_)), "{err:?}");
+    }
+}

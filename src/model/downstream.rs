@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::*;
+use super::{
+    check_transaction_id, protocol_version, DownstreamResultCode, TransmissionWindow,
+    PROTOCOL_VERSION,
+};
 use crate::error::InvalidInput;
 use crate::ids::{DevAddr, DevEui, MulticastAddr};
 use crate::wire;

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::*;
+use super::DownstreamRadio;
 use crate::error::InvalidInput;
 
 /// When a downlink goes out: exactly one of a class A delay, class B slots or a class C

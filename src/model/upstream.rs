@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::*;
+use super::{
+    check_transaction_id, protocol_version, Gps, UpstreamRadio, UpstreamRejectResultCode,
+    PROTOCOL_VERSION,
+};
 use crate::error::InvalidInput;
 use crate::ids::DevEui;
 use crate::wire;
