@@ -65,8 +65,20 @@ fn the_token_never_shows() {
     shown.extend([format!("{err}"), format!("{err:?}"), format!("{wrong:?}")]);
     ran.close();
     drop(emu);
+    // A base URL without a scheme means https, and the log says so.
+    let assumed = Core::new("a-wrong-secret-token", "ran.example.com/api/v1").unwrap();
+    assert_eq!(
+        assumed.endpoints().routing(),
+        "https://ran.example.com/api/v1/"
+    );
 
     let logged = LOG.0.lock().unwrap().clone();
+    assert!(
+        logged.iter().any(|l| l.contains(
+            "\"ran.example.com/api/v1\" has no scheme: using \"https://ran.example.com/api/v1\""
+        )),
+        "the assumed scheme is logged: {logged:#?}"
+    );
     assert!(
         logged.iter().any(|l| l.contains("devices/select")),
         "the calls are logged: {logged:#?}"
