@@ -270,7 +270,10 @@ fn multicast_downlinks() {
 #[test]
 fn invalid_downlinks_get_no_answer() {
     let (emu, api) = emulator();
-    api.ok("devices/insert", json!({"DevEUI": "01", "DevAddr": "01"}));
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000001", "DevAddr": "00000001"}),
+    );
     let mut ws = connect(&emu, "downstream");
     let mut bad_spreading = downstream_frame(2, 1);
     bad_spreading["TxWindow"]["Radio"]["LoRa"]["Spreading"] = json!(13);

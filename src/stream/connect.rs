@@ -11,7 +11,7 @@ use tungstenite::{Bytes, WebSocket};
 use super::link::{Link, LinkOptions, Outbox};
 use super::socket::Socket;
 use crate::config::AccessToken;
-use crate::error::{ApiError, Error, Result};
+use crate::error::{ApiError, Error, Result, TimeoutKind};
 
 /// Everything needed to open one stream connection.
 #[derive(Clone)]
@@ -26,8 +26,21 @@ pub(crate) struct ConnectParams {
     pub(crate) max_frame_size: usize,
 }
 
-/// Opens the connection and starts its threads.
+/// Opens the connection and starts its threads. Errors name the URL (never the token).
 pub(crate) fn open_link<T, D>(
+    params: &ConnectParams,
+    options: LinkOptions,
+    decode: D,
+    outbox: Outbox<T>,
+) -> Result<Link>
+where
+    T: Send + 'static,
+    D: FnMut(Bytes) -> Option<T> + Send + 'static,
+{
+    open_link_unnamed(params, options, decode, outbox).map_err(|e| e.at(&params.url))
+}
+
+fn open_link_unnamed<T, D>(
     params: &ConnectParams,
     options: LinkOptions,
     decode: D,
@@ -63,7 +76,7 @@ where
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| Error::Config(format!("bad TLS server name {host:?}: {e}")))?;
         let conn = rustls::ClientConnection::new(params.tls.clone(), name)
-            .map_err(|e| Error::Tls(e.to_string()))?;
+            .map_err(|e| Error::tls("TLS setup", e))?;
         let mut stream = rustls::StreamOwned::new(conn, tcp);
         let mut sock = UntilDeadline {
             tcp: &stream.sock,
@@ -136,7 +149,7 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
     }
     Err(match last {
         Some(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-            Error::Timeout(format!("connecting to {host}:{port}"))
+            Error::timeout(TimeoutKind::Connect, format!("connecting to {host}:{port}"))
         }
         Some(e) => Error::Io(e),
         None => Error::Io(std::io::Error::other(format!(
@@ -147,13 +160,16 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
 
 fn tls_error(e: std::io::Error, timeout: Duration) -> Error {
     if super::socket::would_block(&e) || e.kind() == std::io::ErrorKind::TimedOut {
-        return Error::Timeout(format!("TLS handshake took longer than {timeout:?}"));
+        return Error::timeout(
+            TimeoutKind::TlsHandshake,
+            format!("TLS handshake took longer than {timeout:?}"),
+        );
     }
     match e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
-        Some(tls) => Error::Tls(tls.to_string()),
+        Some(tls) => Error::tls("TLS handshake", tls.clone()),
         None => Error::Io(e),
     }
 }
@@ -188,10 +204,13 @@ fn handshake<S: Socket>(
     }
     request.push_str("\r\n");
     let timeout = || {
-        Error::Timeout(format!(
-            "WebSocket handshake took longer than {:?}",
-            params.connect_timeout
-        ))
+        Error::timeout(
+            TimeoutKind::WebSocketHandshake,
+            format!(
+                "WebSocket handshake took longer than {:?}",
+                params.connect_timeout
+            ),
+        )
     };
     let io = |e: std::io::Error| {
         if super::socket::would_block(&e) || e.kind() == std::io::ErrorKind::TimedOut {
@@ -274,7 +293,7 @@ fn handshake<S: Socket>(
         }
         body.truncate(limit);
         let body = String::from_utf8_lossy(&body);
-        return Err(refusal(status, &body));
+        return Err(refusal(status, &body, &params.token));
     }
     let has_token = |name: &str, token: &str| {
         header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
@@ -309,15 +328,15 @@ fn handshake<S: Socket>(
 
 /// The error for a refused upgrade: a refused token is always `Unauthorized`, so that
 /// reconnection knows to stop.
-fn refusal(status: u16, body: &str) -> Error {
+fn refusal(status: u16, body: &str, token: &AccessToken) -> Error {
     if status == 401 || status == 403 {
-        let description = match ApiError::from_response(status, body) {
+        let description = match crate::rest::api_error(status, body, token) {
             ApiError::Unauthorized { description } => description,
             _ => format!("the stream handshake was refused with HTTP {status}"),
         };
         Error::Api(ApiError::Unauthorized { description })
     } else {
-        Error::Api(ApiError::from_response(status, body))
+        Error::Api(crate::rest::api_error(status, body, token))
     }
 }
 

@@ -599,9 +599,10 @@ fn flush<S: Socket>(ws: &Mutex<WebSocket<S>>, tcp: &TcpStream, timeout: Duration
             Ok(()) => return Ok(()),
             Err(tungstenite::Error::Io(e)) if would_block(&e) => {
                 if !wait_ready(tcp, Interest::Write, Some(timeout)).map_err(Error::Io)? {
-                    return Err(Error::Timeout(format!(
-                        "the peer took no data for {timeout:?}"
-                    )));
+                    return Err(Error::timeout(
+                        crate::error::TimeoutKind::Write,
+                        format!("the peer took no data for {timeout:?}"),
+                    ));
                 }
             }
             // Nothing left to write on a connection that finished closing.

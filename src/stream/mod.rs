@@ -252,7 +252,7 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
             max_frame_size: self.options.max_frame_size,
         };
         let connection = Connection::open(&params, self.name, &self.options, self.events.clone())?;
-        let closer: std::sync::Weak<dyn crate::core::StreamCloser> = connection.closer();
+        let closer: std::sync::Weak<dyn crate::client::StreamCloser> = connection.closer();
         self.core.track_stream(closer);
         Ok(connection)
     }
@@ -343,7 +343,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         let message = message.into();
         message.validate()?;
         let text = serde_json::to_string(&message)
-            .map_err(|e| crate::Error::Invalid(InvalidInput::Other(e.to_string())))?;
+            .map_err(|e| crate::Error::Invalid(InvalidInput::Encode(e.to_string())))?;
         self.session.send_text(text)
     }
 

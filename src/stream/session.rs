@@ -268,7 +268,7 @@ impl Drop for Session {
     }
 }
 
-impl crate::core::StreamCloser for Session {
+impl crate::client::StreamCloser for Session {
     fn close_stream(&self) {
         self.close();
     }
