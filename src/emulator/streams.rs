@@ -19,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::{Bytes, Message, WebSocket};
+use tungstenite::{Bytes, Message};
 
 use super::http::{HttpConn, Request, Response};
 use super::server::Shared;
@@ -422,7 +422,6 @@ fn run<S: Socket>(
         .max_message_size(Some(DEFAULT_MAX_FRAME_SIZE))
         .max_frame_size(Some(DEFAULT_MAX_FRAME_SIZE))
         .write_buffer_size(0);
-    let ws = WebSocket::from_partially_read(conn.stream, conn.buf, Role::Server, Some(config));
     let (tx, rx) = crossbeam_channel::bounded::<Bytes>(1024);
     let stash = Arc::new(Mutex::new(VecDeque::new()));
     let outbox = Outbox {
@@ -437,7 +436,15 @@ fn run<S: Socket>(
         ping_interval: Some(shared.config.ping_interval),
         pong_timeout: shared.config.pong_timeout,
     };
-    let link = Arc::new(Link::spawn(ws, options, Some, outbox)?);
+    let link = Arc::new(Link::spawn(
+        conn.stream,
+        conn.buf,
+        Role::Server,
+        config,
+        options,
+        Some,
+        outbox,
+    )?);
     let id = shared.hub.next_id.fetch_add(1, Ordering::Relaxed);
     shared.hub.add(Peer {
         id,
