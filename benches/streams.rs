@@ -754,7 +754,8 @@ fn slow_consumer(report: &mut Report, window: Duration) {
     let (child, port) = spawn_server(&["--serve-flood", &SERVER_RATE.to_string()]);
     let core = Core::new(TOKEN, &base_url(port)).unwrap();
     let up = core.upstream().connect().unwrap();
-    let capacity = ran_routing::StreamOptions::default().capacity;
+    // The default capacity of a connection's channel.
+    let capacity = 1024;
     // Let the first frames arrive so allocator start-up is not counted as growth.
     let _ = up.recv_timeout(Duration::from_secs(5)).unwrap();
     let rss_start = support::status_kib("VmRSS");

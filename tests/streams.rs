@@ -277,7 +277,9 @@ fn close_ends_a_blocked_iterator() {
 fn close_with_messages_buffered_delivers_them_all() {
     both_transports(|emu| {
         let core = common::core(emu);
-        let up = core.upstream().capacity(4).connect().unwrap();
+        // Room for half in the channel: the rest go to the stash after close, which
+        // holds up to a channel's worth (a flooding server cannot grow it further).
+        let up = core.upstream().capacity(20).connect().unwrap();
         assert!(emu.wait_upstream_connections(1, WAIT));
         for id in 1..=40 {
             emu.send_upstream(&uplink(id, 1)).unwrap();
@@ -296,7 +298,7 @@ fn close_with_messages_buffered_delivers_them_all() {
 fn server_side_close_surfaces_its_code() {
     both_transports(|emu| {
         let core = common::core(emu);
-        let up = core.upstream().connect().unwrap();
+        let up = core.upstream().no_reconnect().connect().unwrap();
         assert!(emu.wait_upstream_connections(1, WAIT));
         emu.send_upstream(&uplink(1, 1)).unwrap();
         emu.close_stream_connections();

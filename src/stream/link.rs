@@ -68,11 +68,6 @@ impl<S> Metered<S> {
             exhausted: false,
         }
     }
-
-    fn start_batch(&mut self) {
-        self.read_left = READ_BATCH_BYTES;
-        self.exhausted = false;
-    }
 }
 
 impl<S: Read> Read for Metered<S> {
@@ -523,6 +518,77 @@ impl Drop for Link {
     }
 }
 
+/// What one pass under the lock found, besides the frames it added to the batch.
+struct Pass {
+    /// More may be waiting without the socket becoming readable again.
+    more: bool,
+    /// A ping or close came: its automatic reply needs a flush.
+    reply: bool,
+    /// The link ended, and why.
+    end: Option<CloseReason>,
+}
+
+/// Reads frames into `batch` under the lock: at most [`READ_BATCH`] frames of any kind
+/// and `budget` bytes off the socket (0: only what tungstenite already holds).
+fn read_pass<S: Socket>(
+    ws: &Mutex<WebSocket<Metered<S>>>,
+    shared: &Shared,
+    budget: usize,
+    batch: &mut Vec<Bytes>,
+) -> Pass {
+    let mut pass = Pass {
+        more: false,
+        reply: false,
+        end: None,
+    };
+    let mut ws = lock(ws);
+    let socket = ws.get_mut();
+    socket.read_left = budget;
+    socket.exhausted = false;
+    let mut frames = 0;
+    let mut batch_bytes = 0;
+    loop {
+        match ws.read() {
+            Ok(Message::Text(text)) => {
+                batch_bytes += text.len();
+                batch.push(text.into());
+            }
+            Ok(Message::Binary(data)) => {
+                batch_bytes += data.len();
+                batch.push(data);
+            }
+            Ok(Message::Ping(_)) => pass.reply = true,
+            Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => {}
+            Ok(Message::Close(frame)) => {
+                pass.reply = true;
+                if !shared.closing.load(Ordering::Acquire) {
+                    shared.end(remote_reason(frame));
+                }
+            }
+            Err(tungstenite::Error::Io(e)) if would_block(&e) => {
+                pass.more = ws.get_ref().exhausted && budget > 0;
+                break;
+            }
+            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
+                pass.end = Some(CloseReason::Local);
+                break;
+            }
+            Err(e) => {
+                pass.end = Some(CloseReason::Error(e.to_string()));
+                break;
+            }
+        }
+        // Every frame counts, control frames too: a ping flood is a flood.
+        frames += 1;
+        if frames >= READ_BATCH || batch_bytes >= READ_BATCH_BYTES {
+            pass.more = true;
+            break;
+        }
+    }
+    pass.more |= pass.end.is_none() && budget > 0 && ws.get_ref().inner.has_buffered_input();
+    pass
+}
+
 fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(
     ws: &Mutex<WebSocket<Metered<S>>>,
     tcp: &TcpStream,
@@ -536,70 +602,34 @@ fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(
     // The handshake may have read frames past its response: look before waiting.
     let mut more = true;
     let mut stopped = false;
+    // Once closing with a channel's worth stashed: hand over only the frames already
+    // read off the socket, then stop.
+    let mut last_passes = false;
     let end = loop {
         if shared.abandoned.load(Ordering::Acquire) {
             break CloseReason::Local;
         }
-        if stopped && outbox.stash_full() {
+        if stopped && !last_passes && outbox.stash_full() {
             log::debug!(
                 "{}: closing with a channel's worth of messages waiting; reading no more",
                 shared.name
             );
-            break CloseReason::Local;
+            last_passes = true;
         }
-        if more {
+        let budget = if last_passes { 0 } else { READ_BATCH_BYTES };
+        if more || last_passes {
             shared.hand_over_to_writers();
         } else if let Err(e) = wait_ready(tcp, Interest::Read, None) {
             break CloseReason::Error(format!("waiting for data: {e}"));
         }
-        let mut end = None;
-        let mut reply = false;
-        {
-            let mut ws = lock(ws);
-            ws.get_mut().start_batch();
-            more = false;
-            let mut frames = 0;
-            let mut batch_bytes = 0;
-            loop {
-                match ws.read() {
-                    Ok(Message::Text(text)) => {
-                        batch_bytes += text.len();
-                        batch.push(text.into());
-                    }
-                    Ok(Message::Binary(data)) => {
-                        batch_bytes += data.len();
-                        batch.push(data);
-                    }
-                    Ok(Message::Ping(_)) => reply = true,
-                    Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => {}
-                    Ok(Message::Close(frame)) => {
-                        reply = true;
-                        if !shared.closing.load(Ordering::Acquire) {
-                            shared.end(remote_reason(frame));
-                        }
-                    }
-                    Err(tungstenite::Error::Io(e)) if would_block(&e) => {
-                        more = ws.get_ref().exhausted;
-                        break;
-                    }
-                    Err(tungstenite::Error::ConnectionClosed)
-                    | Err(tungstenite::Error::AlreadyClosed) => {
-                        end = Some(CloseReason::Local);
-                        break;
-                    }
-                    Err(e) => {
-                        end = Some(CloseReason::Error(e.to_string()));
-                        break;
-                    }
-                }
-                // Every frame counts, control frames too: a ping flood is a flood.
-                frames += 1;
-                if frames >= READ_BATCH || batch_bytes >= READ_BATCH_BYTES {
-                    more = true;
-                    break;
-                }
-            }
-            more |= end.is_none() && ws.get_ref().inner.has_buffered_input();
+        let Pass {
+            more: again,
+            reply,
+            mut end,
+        } = read_pass(ws, shared, budget, &mut batch);
+        more = again;
+        if last_passes && batch.is_empty() && !more {
+            end = end.or(Some(CloseReason::Local));
         }
         shared
             .last_seen

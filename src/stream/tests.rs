@@ -201,8 +201,9 @@ fn close_delivers_everything_already_received() {
         }
         read_until_close(&mut ws);
     });
-    // Capacity 4: most of the 50 sit in the socket or the stash when we close.
-    let up = open(&params, 4);
+    // Capacity 25: half of the 50 sit in the socket or the stash when we close, which
+    // holds up to a channel's worth.
+    let up = open(&params, 25);
     let first = up.recv_timeout(WAIT).unwrap();
     assert_eq!(first.transaction_id, 1);
     // Let the reader fill the channel and block on it.
@@ -1031,8 +1032,11 @@ fn closing_against_a_flood_keeps_a_bounded_stash_that_len_counts() {
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
     let waiting = up.len();
+    // The channel, a channel's worth of stash, the rest of the batch in hand, and what
+    // tungstenite had already read off the socket (its 128 KiB read buffer).
+    let already_read = 128 * 1024 / unit.len() + 1;
     assert!(
-        waiting >= 2 * capacity && waiting <= 2 * capacity + link::READ_BATCH,
+        waiting >= 2 * capacity && waiting <= 2 * capacity + link::READ_BATCH + already_read,
         "{waiting} messages kept"
     );
     // len() counts the stash: exactly what the receiving side still hands out.
