@@ -495,7 +495,8 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         TryIter { conn: self }
     }
 
-    /// How many received messages are waiting for the consumer.
+    /// How many received messages are waiting for the consumer, including those kept
+    /// after [`close`](Self::close) beyond the channel.
     pub fn len(&self) -> usize {
         self.inbox.len()
     }
@@ -508,7 +509,10 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
 
 impl<In, Out> Connection<In, Out> {
     /// Starts closing the connection and returns at once. Messages already received are
-    /// still handed out by the receiving methods; sends fail from now on.
+    /// still handed out by the receiving methods; sends fail from now on. While the
+    /// server's close reply is awaited, what it still sends is kept up to one more
+    /// channel's worth ([`capacity`](StreamBuilder::capacity)); then reading stops, so a
+    /// server that floods cannot grow memory while closing.
     pub fn close(&self) {
         self.session.close();
     }
@@ -537,7 +541,8 @@ impl<In, Out> Connection<In, Out> {
         self.session.is_connected()
     }
 
-    /// Why the connection ended, once it has.
+    /// Why the connection ended, once it has. The first reason is kept: a connection
+    /// that failed or that the server closed says so even after [`close`](Self::close).
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.session.reason()
     }
