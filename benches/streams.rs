@@ -395,7 +395,7 @@ enum Side {
 /// Alternates which side goes first, so drift in machine load hits both alike.
 /// `RAN_BENCH_SIDE` may leave one side out, e.g. to profile the other.
 fn order(rep: usize) -> Vec<Side> {
-    let both = if rep % 2 == 0 {
+    let both = if rep.is_multiple_of(2) {
         [Side::Ours, Side::Baseline]
     } else {
         [Side::Baseline, Side::Ours]

@@ -196,7 +196,5 @@ pub use model::{
 };
 pub use multicast::MulticastGroups;
 pub use routing_table::{RoutingTable, Select};
-pub use stream::{
-    CloseReason, Connection, ConnectionEvent, Reconnect, StreamBuilder, StreamFrame,
-};
+pub use stream::{CloseReason, Connection, ConnectionEvent, Reconnect, StreamBuilder, StreamFrame};
 pub use upstream::{UpstreamBuilder, UpstreamConnection};

@@ -72,7 +72,7 @@ fn upstream_in_order_acked_and_rejected() {
         }
         for (i, reply) in replies.iter().enumerate() {
             let id = i as u64 + 1;
-            let expected: UpstreamReply = if id % 2 == 0 {
+            let expected: UpstreamReply = if id.is_multiple_of(2) {
                 UpstreamAck::new(id, DevEui::new(0x7ABE1B8C93D7174F), 1_308_830_714).into()
             } else {
                 UpstreamReject::new(id, UpstreamRejectResultCode::MicFailed)

@@ -76,10 +76,26 @@ where
                 .map_err(|e| tls_error(e, params.connect_timeout))?;
         }
         let (stream, rest) = handshake(params, &uri, stream)?;
-        Link::spawn(stream, rest, Role::Client, ws_config(params), options, decode, outbox)
+        Link::spawn(
+            stream,
+            rest,
+            Role::Client,
+            ws_config(params),
+            options,
+            decode,
+            outbox,
+        )
     } else {
         let (stream, rest) = handshake(params, &uri, tcp)?;
-        Link::spawn(stream, rest, Role::Client, ws_config(params), options, decode, outbox)
+        Link::spawn(
+            stream,
+            rest,
+            Role::Client,
+            ws_config(params),
+            options,
+            decode,
+            outbox,
+        )
     }
 }
 

@@ -385,7 +385,8 @@ impl Link {
     {
         let tcp = stream.tcp().try_clone().map_err(Error::Io)?;
         tcp.set_nonblocking(true).map_err(Error::Io)?;
-        let ws = WebSocket::from_partially_read(Metered::new(stream), read_ahead, role, Some(config));
+        let ws =
+            WebSocket::from_partially_read(Metered::new(stream), read_ahead, role, Some(config));
         let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(COMMANDS);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let (alive_tx, done) = crossbeam_channel::bounded::<()>(0);

@@ -39,10 +39,11 @@ use link::{LinkOptions, Outbox};
 pub use session::{ConnectionEvent, Reconnect};
 use session::{EventHandler, Session};
 
-/// A message type that travels on a stream: [`UpstreamMessage`] and
-/// [`UpstreamReply`](crate::UpstreamReply) on the upstream,
-/// [`DownstreamRequest`](crate::DownstreamRequest) and [`DownstreamReply`] on the
-/// downstream. Sealed: the crate's message types are the only ones.
+/// A message type that travels on a stream: [`UpstreamMessage`](crate::UpstreamMessage)
+/// and [`UpstreamReply`](crate::UpstreamReply) on the upstream,
+/// [`DownstreamRequest`](crate::DownstreamRequest) and
+/// [`DownstreamReply`](crate::DownstreamReply) on the downstream. Sealed: the crate's
+/// message types are the only ones.
 pub trait StreamFrame: sealed::Frame + Serialize + DeserializeOwned + Send + 'static {}
 
 impl<T: sealed::Frame + Serialize + DeserializeOwned + Send + 'static> StreamFrame for T {}

@@ -85,10 +85,7 @@ fn once() -> StreamOptions {
 }
 
 fn open(params: &ConnectParams, capacity: usize) -> Up {
-    let options = StreamOptions {
-        capacity,
-        ..once()
-    };
+    let options = StreamOptions { capacity, ..once() };
     Up::open(params, "test-upstream", &options, None).unwrap()
 }
 
@@ -413,9 +410,7 @@ fn handshake_carries_the_token_and_keeps_frames_sent_with_the_answer() {
 #[test]
 fn handshake_answers_are_checked_and_bounded() {
     use std::io::Write;
-    let open_err = |params: &ConnectParams| {
-        Up::open(params, "test", &once(), None).unwrap_err()
-    };
+    let open_err = |params: &ConnectParams| Up::open(params, "test", &once(), None).unwrap_err();
     // An upgrade accepted with the wrong key.
     let (params, server) = raw_server(WAIT, |mut tcp, _| {
         let answer = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
@@ -900,7 +895,9 @@ fn flood_server(
         while !stopped.load(Ordering::Relaxed) {
             match out.write(&chunk[at..]) {
                 Ok(n) => at = (at + n) % chunk.len(),
-                Err(e) if super::socket::would_block(&e) || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e)
+                    if super::socket::would_block(&e)
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
                 Err(_) => break,
             }
         }
@@ -932,7 +929,10 @@ fn flood_probe(prefix: &'static [u8], unit: &'static [u8], by_drop: bool) -> Flo
         ..once()
     };
     let up = Arc::new(Up::open(&params, "test-flood", &options, None).unwrap());
-    let (sampling, most_commands) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicUsize::new(0)));
+    let (sampling, most_commands) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicUsize::new(0)),
+    );
     let sampler = {
         let (up, sampling, most) = (up.clone(), sampling.clone(), most_commands.clone());
         thread::spawn(move || {
