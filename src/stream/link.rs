@@ -260,8 +260,10 @@ struct Shared {
     flush_wanted: AtomicBool,
     /// Our `Close` is queued: it is queued once.
     close_sent: AtomicBool,
-    /// Threads waiting to write: the reader lets them have the WebSocket first.
-    writers_waiting: AtomicUsize,
+    /// Writers that started waiting for the WebSocket, and those that got it: the
+    /// reader lets the ones waiting at the end of its batch go first.
+    write_tickets: AtomicUsize,
+    write_grants: AtomicUsize,
     /// The close timeout ran out: the reader stops whatever the peer still sends.
     abandoned: AtomicBool,
 }
@@ -286,21 +288,24 @@ impl Shared {
 
     /// Takes the WebSocket to write: counted, so the reader hands it over.
     fn lock_to_write<'a, S>(&self, ws: &'a Mutex<S>) -> std::sync::MutexGuard<'a, S> {
-        self.writers_waiting.fetch_add(1, Ordering::SeqCst);
+        self.write_tickets.fetch_add(1, Ordering::SeqCst);
         let guard = lock(ws);
-        self.writers_waiting.fetch_sub(1, Ordering::SeqCst);
+        self.write_grants.fetch_add(1, Ordering::SeqCst);
         guard
     }
 
-    /// Before the reader takes the WebSocket again: lets waiting writers have it first.
-    /// A mutex lets the thread that just unlocked take it straight back, which is how a
+    /// Before the reader takes the WebSocket again: lets the writers waiting now have it
+    /// first (not those that come later, so busy senders cannot hold the reader off). A
+    /// mutex lets the thread that just unlocked take it straight back, which is how a
     /// flood kept sends waiting for tens of seconds.
     fn hand_over_to_writers(&self) {
-        if self.writers_waiting.load(Ordering::SeqCst) == 0 {
+        let waiting = self.write_tickets.load(Ordering::SeqCst);
+        let served = |grants: usize| grants.wrapping_sub(waiting) as isize >= 0;
+        if served(self.write_grants.load(Ordering::SeqCst)) {
             return;
         }
         let started = Instant::now();
-        while self.writers_waiting.load(Ordering::SeqCst) > 0 && started.elapsed() < HAND_OVER {
+        while !served(self.write_grants.load(Ordering::SeqCst)) && started.elapsed() < HAND_OVER {
             std::thread::yield_now();
         }
     }
@@ -401,7 +406,8 @@ impl Link {
             epoch: Instant::now(),
             flush_wanted: AtomicBool::new(false),
             close_sent: AtomicBool::new(false),
-            writers_waiting: AtomicUsize::new(0),
+            write_tickets: AtomicUsize::new(0),
+            write_grants: AtomicUsize::new(0),
             abandoned: AtomicBool::new(false),
         });
         let ws = Arc::new(Mutex::new(ws));

@@ -989,7 +989,7 @@ fn a_ping_flood_does_not_starve_a_send_or_the_close() {
     // Generous bounds: the write timeout is 2 s, the close timeout 500 ms; before the
     // fix the send took 40 s and the command queue grew by a flush per read pass.
     assert!(f.send < Duration::from_secs(6), "send took {:?}", f.send);
-    assert!(f.close < Duration::from_secs(3), "close took {:?}", f.close);
+    assert!(f.close < Duration::from_secs(10), "close took {:?}", f.close);
     assert!(f.most_commands <= 2, "{} commands queued", f.most_commands);
 }
 
@@ -998,8 +998,10 @@ fn an_empty_continuation_flood_does_not_starve_a_send_or_the_drop() {
     // A text message that never ends: a first fragment, then empty continuations, which
     // tungstenite reads in a loop of its own without returning a message.
     let f = flood_probe(&[0x01, 0x00], &[0x00, 0x00], true);
+    // In a debug build on a loaded machine one batch of 2-byte frames takes up to about
+    // a second to parse; before the fix neither the send nor the drop ever finished.
     assert!(f.send < Duration::from_secs(6), "send took {:?}", f.send);
-    assert!(f.close < Duration::from_secs(3), "drop took {:?}", f.close);
+    assert!(f.close < Duration::from_secs(10), "drop took {:?}", f.close);
     assert!(f.most_commands <= 2, "{} commands queued", f.most_commands);
 }
 
