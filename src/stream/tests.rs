@@ -989,7 +989,11 @@ fn a_ping_flood_does_not_starve_a_send_or_the_close() {
     // Generous bounds: the write timeout is 2 s, the close timeout 500 ms; before the
     // fix the send took 40 s and the command queue grew by a flush per read pass.
     assert!(f.send < Duration::from_secs(6), "send took {:?}", f.send);
-    assert!(f.close < Duration::from_secs(10), "close took {:?}", f.close);
+    assert!(
+        f.close < Duration::from_secs(10),
+        "close took {:?}",
+        f.close
+    );
     assert!(f.most_commands <= 2, "{} commands queued", f.most_commands);
 }
 
