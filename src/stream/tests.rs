@@ -1021,7 +1021,7 @@ fn closing_against_a_flood_keeps_a_bounded_stash_that_len_counts() {
     let capacity = 8;
     let options = StreamOptions {
         capacity,
-        close_timeout: Duration::from_secs(2),
+        close_timeout: Duration::from_secs(5),
         ping_interval: None,
         ..once()
     };
@@ -1047,7 +1047,8 @@ fn closing_against_a_flood_keeps_a_bounded_stash_that_len_counts() {
     );
     // len() counts the stash: exactly what the receiving side still hands out.
     assert_eq!(up.iter().count(), waiting);
-    assert!(closing < Duration::from_secs(2), "{closing:?}");
+    // Done as soon as the stash is full, not after the close timeout.
+    assert!(closing < Duration::from_secs(5), "{closing:?}");
 }
 
 #[test]
