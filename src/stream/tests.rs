@@ -946,23 +946,55 @@ fn flood_probe(prefix: &'static [u8], unit: &'static [u8], by_drop: bool) -> Flo
     };
     thread::sleep(Duration::from_millis(300));
     let rss_before = rss_kib();
-    let started = Instant::now();
-    let sent = up.send(crate::UpstreamAck::new(1, DevEui::new(1), 1));
-    let send = started.elapsed();
+    // Each step runs on a thread of its own and is given up on after 20 s, so that a
+    // starved send or close fails the test instead of hanging it.
+    let bounded = |what: &str, step: Box<dyn FnOnce() -> String + Send>| {
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let started = Instant::now();
+        thread::spawn(move || {
+            let _ = done_tx.send(step());
+        });
+        match done.recv_timeout(Duration::from_secs(20)) {
+            Ok(outcome) => (started.elapsed(), outcome),
+            Err(_) => {
+                stop.store(true, Ordering::Relaxed);
+                panic!("{what} did not finish within 20 s");
+            }
+        }
+    };
+    let sender = up.clone();
+    let (send, sent) = bounded(
+        "the send",
+        Box::new(move || {
+            format!(
+                "{:?}",
+                sender.send(crate::UpstreamAck::new(1, DevEui::new(1), 1))
+            )
+        }),
+    );
     // Keep flooding a while longer, so that a queue that grows shows.
     thread::sleep(Duration::from_secs(1));
     let rss_growth_kib = rss_kib().saturating_sub(rss_before);
     sampling.store(false, Ordering::Relaxed);
     sampler.join().unwrap();
-    let started = Instant::now();
-    if by_drop {
-        drop(Arc::into_inner(up).unwrap());
+    let (close, closed) = if by_drop {
+        let up = Arc::into_inner(up).unwrap();
+        bounded(
+            "the drop",
+            Box::new(move || {
+                drop(up);
+                "dropped".to_owned()
+            }),
+        )
     } else {
-        up.close();
-        let reason = up.wait_closed_timeout(Duration::from_secs(60));
-        assert_eq!(reason, Some(CloseReason::Local));
-    }
-    let close = started.elapsed();
+        bounded(
+            "the close",
+            Box::new(move || {
+                up.close();
+                format!("{:?}", up.wait_closed())
+            }),
+        )
+    };
     stop.store(true, Ordering::Relaxed);
     server.join().unwrap();
     let figures = FloodFigures {
@@ -972,14 +1004,17 @@ fn flood_probe(prefix: &'static [u8], unit: &'static [u8], by_drop: bool) -> Flo
         most_commands: most_commands.load(Ordering::Relaxed),
     };
     eprintln!(
-        "flood {unit:02x?}: send {:?} ({sent:?}), {} {:?}, RSS +{} KiB, most queued commands {}",
+        "flood {unit:02x?}: send {:?} ({sent}), {} {:?} ({closed}), RSS +{} KiB, most queued commands {}",
         figures.send,
         if by_drop { "drop" } else { "close" },
         figures.close,
         figures.rss_growth_kib,
         figures.most_commands,
     );
-    assert!(sent.is_ok(), "{sent:?}");
+    assert_eq!(sent, "Ok(())");
+    if !by_drop {
+        assert_eq!(closed, format!("{:?}", CloseReason::Local));
+    }
     figures
 }
 
