@@ -82,7 +82,10 @@ impl Connection<DownstreamReply, DownstreamRequest> {
     /// The ack and the result for this transaction go to this call only; every other
     /// reply still reaches [`iter`](Connection::iter), so a thread can iterate while
     /// others wait, and many threads may wait at once. On timeout the error is
-    /// [`Error::DownstreamTimeout`], saying whether the ack came.
+    /// [`Error::DownstreamTimeout`], saying whether the ack came; when the connection
+    /// ends first it is [`Error::DownstreamInterrupted`], with the ack if it came. In both
+    /// cases the downlink was sent ([`Error::nothing_sent`] is `false`): resending it may
+    /// deliver it twice.
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -108,18 +111,25 @@ impl Connection<DownstreamReply, DownstreamRequest> {
     ) -> Result<DownstreamResult> {
         let request = request.into();
         let transaction_id = request.transaction_id();
-        let (replies, _) = self.send_and_collect(transaction_id, request, timeout)?;
+        let collected = self.send_and_collect(transaction_id, request, timeout)?;
         let mut ack = None;
-        for reply in replies {
+        for reply in collected.replies {
             match reply {
                 DownstreamReply::Ack(a) => ack = Some(a),
                 DownstreamReply::Result(result) => return Ok(result),
             }
         }
-        Err(Error::DownstreamTimeout {
-            transaction_id,
-            ack,
-        })
+        match collected.ended {
+            Some(reason) => Err(Error::DownstreamInterrupted {
+                transaction_id,
+                ack,
+                reason,
+            }),
+            None => Err(Error::DownstreamTimeout {
+                transaction_id,
+                ack,
+            }),
+        }
     }
 }
 

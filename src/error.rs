@@ -97,6 +97,19 @@ pub enum Error {
         /// The RAN's ack, if it came.
         ack: Option<crate::model::DownstreamAck>,
     },
+    /// A downlink was sent, but the connection ended before its result came.
+    #[error(
+        "the connection ended before the result of downlink {transaction_id} came ({}): {reason}",
+        if ack.is_some() { "the RAN acknowledged it" } else { "it may have been sent" }
+    )]
+    DownstreamInterrupted {
+        /// The downlink's transaction id.
+        transaction_id: u64,
+        /// The RAN's ack, if it came before the end.
+        ack: Option<crate::model::DownstreamAck>,
+        /// Why the connection ended.
+        reason: String,
+    },
     /// A MIC could not be computed, or no candidate of a challenge matched.
     #[cfg(feature = "mic")]
     #[error(transparent)]

@@ -117,11 +117,14 @@
 //!
 //! ## Staying connected
 //!
-//! An LNS runs for months. [`StreamBuilder::reconnect`] turns on automatic reconnection
-//! with exponential backoff and jitter; meanwhile `iter()` keeps waiting and sends fail
-//! fast with [`Error::NotConnected`]. A refused token is final. Keepalive pings detect a
-//! dead peer (half-open TCP, a dropped NAT mapping); [`StreamBuilder::on_event`] reports
-//! every state change.
+//! An LNS runs for months. Streams reconnect by themselves after a failure, with
+//! exponential backoff and jitter ([`StreamBuilder::reconnect`] tunes it,
+//! [`StreamBuilder::no_reconnect`] turns it off); meanwhile `iter()` keeps waiting and
+//! sends fail fast with [`Error::NotConnected`]. A refused token is final. Keepalive pings
+//! detect a dead peer (half-open TCP, a dropped NAT mapping); [`StreamBuilder::on_event`]
+//! reports every state change, and every end is logged at warn level with its reason.
+//! When `iter()` ends, [`Connection::close_reason`] tells a close
+//! ([`CloseReason::Local`]) from a failure.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -199,9 +202,7 @@ pub use model::{
 };
 pub use multicast::MulticastGroups;
 pub use routing_table::{RoutingTable, Select};
-pub use stream::{
-    CloseReason, Connection, ConnectionEvent, Reconnect, StreamBuilder, StreamFrame, StreamOptions,
-};
+pub use stream::{CloseReason, Connection, ConnectionEvent, Reconnect, StreamBuilder, StreamFrame};
 pub use upstream::{UpstreamBuilder, UpstreamConnection};
 
 /// The README's first example, compiled as it is shown (the `mic` feature brings its

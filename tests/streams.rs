@@ -75,7 +75,7 @@ fn upstream_in_order_acked_and_rejected() {
         }
         for (i, reply) in replies.iter().enumerate() {
             let id = i as u64 + 1;
-            let expected: UpstreamReply = if id % 2 == 0 {
+            let expected: UpstreamReply = if id.is_multiple_of(2) {
                 UpstreamAck::new(id, DevEui::new(0x7ABE1B8C93D7174F), 1_308_830_714).into()
             } else {
                 UpstreamReject::new(id, UpstreamRejectResultCode::MicFailed)
@@ -274,7 +274,9 @@ fn close_ends_a_blocked_iterator() {
 fn close_with_messages_buffered_delivers_them_all() {
     both_transports(|emu| {
         let core = common::core(emu);
-        let up = core.upstream().capacity(4).connect().unwrap();
+        // Room for half in the channel: the rest go to the stash after close, which
+        // holds up to a channel's worth (a flooding server cannot grow it further).
+        let up = core.upstream().capacity(20).connect().unwrap();
         assert!(emu.wait_upstream_connections(1, WAIT));
         for id in 1..=40 {
             emu.send_upstream(&uplink(id, 1)).unwrap();
@@ -293,7 +295,7 @@ fn close_with_messages_buffered_delivers_them_all() {
 fn server_side_close_surfaces_its_code() {
     both_transports(|emu| {
         let core = common::core(emu);
-        let up = core.upstream().connect().unwrap();
+        let up = core.upstream().no_reconnect().connect().unwrap();
         assert!(emu.wait_upstream_connections(1, WAIT));
         emu.send_upstream(&uplink(1, 1)).unwrap();
         emu.close_stream_connections();

@@ -186,10 +186,7 @@ fn session() -> Vec<String> {
     show!(&core.upstream().connect().unwrap_err());
     let limited = core
         .upstream()
-        .reconnect(Reconnect {
-            max_attempts: Some(2),
-            ..fast_reconnect()
-        })
+        .reconnect(fast_reconnect().max_attempts(Some(2)))
         .connect()
         .unwrap_err();
     show!(&limited);

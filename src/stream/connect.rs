@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::{Bytes, WebSocket};
+use tungstenite::Bytes;
 
 use super::link::{Link, LinkOptions, Outbox};
 use super::socket::Socket;
@@ -88,11 +88,27 @@ where
                 .complete_io(&mut sock)
                 .map_err(|e| tls_error(e, params.connect_timeout))?;
         }
-        let ws = handshake(params, &uri, stream)?;
-        Link::spawn(ws, options, decode, outbox)
+        let (stream, rest) = handshake(params, &uri, stream)?;
+        Link::spawn(
+            stream,
+            rest,
+            Role::Client,
+            ws_config(params),
+            options,
+            decode,
+            outbox,
+        )
     } else {
-        let ws = handshake(params, &uri, tcp)?;
-        Link::spawn(ws, options, decode, outbox)
+        let (stream, rest) = handshake(params, &uri, tcp)?;
+        Link::spawn(
+            stream,
+            rest,
+            Role::Client,
+            ws_config(params),
+            options,
+            decode,
+            outbox,
+        )
     }
 }
 
@@ -178,13 +194,22 @@ fn tls_error(e: std::io::Error, timeout: Duration) -> Error {
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 const MAX_REFUSAL_BODY: usize = 64 * 1024;
 
+fn ws_config(params: &ConnectParams) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(params.max_frame_size))
+        .max_frame_size(Some(params.max_frame_size))
+        // Each send is flushed at once; buffering would only delay acks.
+        .write_buffer_size(0)
+}
+
 /// The WebSocket upgrade, written and read here: tungstenite's client would log the whole
-/// request at TRACE, and the request line carries the token in its query string.
+/// request at TRACE, and the request line carries the token in its query string. Returns
+/// the socket and what was read past the answer.
 fn handshake<S: Socket>(
     params: &ConnectParams,
     uri: &http::Uri,
     mut stream: S,
-) -> Result<WebSocket<S>> {
+) -> Result<(S, Vec<u8>)> {
     let deadline = Instant::now() + params.connect_timeout;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let separator = if path.contains('?') { '&' } else { '?' };
@@ -309,21 +334,9 @@ fn handshake<S: Socket>(
     }
     // Frames the server sent right after its answer are the WebSocket's to read.
     let rest = buf.split_off(head_len);
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(params.max_frame_size))
-        .max_frame_size(Some(params.max_frame_size))
-        // Each send is flushed at once; buffering would only delay acks.
-        .write_buffer_size(0);
-    let ws = WebSocket::from_partially_read(stream, rest, Role::Client, Some(config));
-    ws.get_ref()
-        .tcp()
-        .set_read_timeout(None)
-        .map_err(Error::Io)?;
-    ws.get_ref()
-        .tcp()
-        .set_write_timeout(None)
-        .map_err(Error::Io)?;
-    Ok(ws)
+    stream.tcp().set_read_timeout(None).map_err(Error::Io)?;
+    stream.tcp().set_write_timeout(None).map_err(Error::Io)?;
+    Ok((stream, rest))
 }
 
 /// The error for a refused upgrade: a refused token is always `Unauthorized`, so that
