@@ -64,6 +64,31 @@ fn reject(ws: &mut Ws, transaction_id: u64, code: &str) {
     );
 }
 
+/// Subscribes the device as its LNS would (the RAN routes only subscribed devices'
+/// traffic) and puts it on the air.
+fn on_air(emu: &Emulator, device: RadioDevice) {
+    subscribe(emu, &device);
+    emu.add_radio_device(device).unwrap();
+}
+
+fn subscribe(emu: &Emulator, device: &RadioDevice) {
+    let api = Api::new(emu);
+    let dev_eui = device.dev_eui().to_string();
+    let body = match (device.join_eui(), device.dev_addr()) {
+        (Some(join_eui), _) => json!({"DevEUI": dev_eui, "JoinEUI": join_eui.to_string()}),
+        (None, Some(dev_addr)) => json!({"DevEUI": dev_eui, "DevAddr": dev_addr.to_string()}),
+        (None, None) => unreachable!("a radio device has keys"),
+    };
+    let (status, answer) = api.post("devices/insert", body);
+    assert_eq!(status, 200, "{answer}");
+    if let (Some(join_eui), Some(dev_addr)) = (device.join_eui(), device.dev_addr()) {
+        let body = json!({"DevEUI": dev_eui, "JoinEUI": join_eui.to_string(),
+                          "ActiveDevAddr": dev_addr.to_string()});
+        let (status, answer) = api.post("devices/update", body);
+        assert_eq!(status, 200, "{answer}");
+    }
+}
+
 fn verdict(emu: &Emulator, transaction_id: u64) -> UpstreamVerdict {
     emu.wait_upstream_verdict(transaction_id, TIMEOUT)
         .expect("a played upstream")
@@ -85,7 +110,7 @@ fn join_requests_hide_the_true_mic_and_take_the_next_dev_nonce() {
         DevEui::new(0x0004a30b001c0530),
         JoinEui::new(0x70b3d57ed0000001),
     );
-    emu.add_radio_device(RadioDevice::otaa(dev_eui, join_eui, key(APP_KEY)).dev_nonce(0x00ff));
+    on_air(&emu, RadioDevice::otaa(dev_eui, join_eui, key(APP_KEY)).dev_nonce(0x00ff));
     let mut ws = connect(&emu, "upstream");
     assert!(emu.wait_upstream_connections(1, TIMEOUT));
 
@@ -127,7 +152,7 @@ fn data_uplinks_count_past_65535() {
     let emu = Emulator::start().unwrap();
     emu.set_mic_challenge_size(4096, 4096).unwrap();
     let (dev_eui, dev_addr) = (DevEui::new(0x0004a30b001c0531), DevAddr::new(0x26011bda));
-    emu.add_radio_device(RadioDevice::abp(
+    on_air(&emu, RadioDevice::abp(
         dev_eui,
         dev_addr,
         key(NWK_S_KEY_A),
@@ -172,9 +197,10 @@ fn devices_sharing_a_dev_addr_are_all_candidates() {
     let emu = Emulator::start().unwrap();
     let shared_addr = DevAddr::new(0x26000001);
     let (a, b, c) = (DevEui::new(0xa), DevEui::new(0xb), DevEui::new(0xc));
-    emu.add_radio_device(RadioDevice::abp(b, shared_addr, key(NWK_S_KEY_B), 10));
-    emu.add_radio_device(RadioDevice::abp(a, shared_addr, key(NWK_S_KEY_A), 0));
-    emu.add_radio_device(RadioDevice::abp(
+    // The RAN lists the subscribed devices with the address, in table order.
+    on_air(&emu, RadioDevice::abp(a, shared_addr, key(NWK_S_KEY_A), 0));
+    on_air(&emu, RadioDevice::abp(b, shared_addr, key(NWK_S_KEY_B), 10));
+    on_air(&emu, RadioDevice::abp(
         c,
         DevAddr::new(0x26000002),
         key(NWK_S_KEY_A),
@@ -182,7 +208,7 @@ fn devices_sharing_a_dev_addr_are_all_candidates() {
     ));
     // An OTAA device that has joined with the same address.
     let d = DevEui::new(0xd);
-    emu.add_radio_device(
+    on_air(&emu, 
         RadioDevice::otaa(d, JoinEui::new(1), key(APP_KEY)).with_session(
             shared_addr,
             key(APP_KEY),
@@ -222,7 +248,7 @@ fn wrong_acks_rejects_and_duplicates_are_counted() {
     let emu = Emulator::start().unwrap();
     emu.set_mic_challenge_size(8, 64).unwrap();
     let dev_eui = DevEui::new(0x77);
-    emu.add_radio_device(RadioDevice::otaa(dev_eui, JoinEui::new(7), key(APP_KEY)));
+    on_air(&emu, RadioDevice::otaa(dev_eui, JoinEui::new(7), key(APP_KEY)));
     let mut ws = connect(&emu, "upstream");
     assert!(emu.wait_upstream_connections(1, TIMEOUT));
     let play = |ws: &mut Ws| {
@@ -288,19 +314,29 @@ fn wrong_acks_rejects_and_duplicates_are_counted() {
     assert_eq!(stats.mic_failed, 1);
     assert_eq!(stats.other_rejects, 1);
     assert_eq!(stats.unanswered(), 1);
-    // Replies to upstreams the emulator did not play are not judged.
+    // Replies to upstreams the emulator never sent are not judged, but counted (and
+    // logged at warn): a confused LNS shows.
+    assert_eq!(stats.unknown_replies, 0);
     assert_eq!(emu.played_upstream(5).map(|p| p.verdict), None);
     ack(&mut ws, 5, 1, 1);
     assert!(eventually(|| emu.upstream_replies().len() == 6));
-    assert_eq!(emu.mic_stats(), stats);
+    let mut expected = stats;
+    expected.unknown_replies = 1;
+    assert_eq!(emu.mic_stats(), expected);
+    let status = ControlClient::new(emu.control_url());
+    let raw = Control::at(format!("{}radio/", emu.control_url()));
+    assert_eq!(raw.get("stats").1["unknown_replies"], 1);
+    assert_eq!(status.mic_stats().unwrap().unknown_replies, 1);
+    let root = Control::at(emu.control_url());
+    assert_eq!(root.get("status").1["unknown_upstream_replies"], 1);
 }
 
 #[test]
 fn bad_plays_fail_with_typed_errors() {
     let emu = Emulator::start().unwrap();
     let (otaa, abp) = (DevEui::new(1), DevEui::new(2));
-    emu.add_radio_device(RadioDevice::otaa(otaa, JoinEui::new(1), key(APP_KEY)));
-    emu.add_radio_device(RadioDevice::abp(abp, DevAddr::new(2), key(NWK_S_KEY_A), 0));
+    on_air(&emu, RadioDevice::otaa(otaa, JoinEui::new(1), key(APP_KEY)));
+    on_air(&emu, RadioDevice::abp(abp, DevAddr::new(2), key(NWK_S_KEY_A), 0));
     let invalid = |r: Result<u64, Error>| matches!(r, Err(Error::Invalid(_)));
     assert!(invalid(emu.play_join_request(DevEui::new(3))));
     assert!(invalid(emu.play_join_request(abp)));
@@ -309,10 +345,21 @@ fn bad_plays_fail_with_typed_errors() {
     assert!(emu.set_mic_challenge_size(1, 4096).is_err());
     assert!(emu.set_mic_challenge_size(64, 32).is_err());
 
-    // No upstream connection: nothing is played, but the device did transmit.
+    // No upstream connection: nothing is played, and nothing used up, so the next
+    // play takes the same DevNonce and FCnt.
     assert!(matches!(emu.play_uplink(abp, 1, []), Err(Error::Closed(_))));
+    assert!(matches!(emu.play_join_request(otaa), Err(Error::Closed(_))));
     assert_eq!(emu.mic_stats().played, 0);
-    assert_eq!(emu.radio_device(abp).unwrap().fcnt(), Some(1));
+    assert_eq!(emu.radio_device(abp).unwrap().fcnt(), Some(0));
+    assert_eq!(emu.radio_device(otaa).unwrap().next_dev_nonce(), Some(0));
+    assert_eq!(emu.radio_device(otaa).unwrap().pending_dev_nonce(), None);
+
+    // Re-adding a device is refused; replacing it is explicit.
+    let other = RadioDevice::abp(abp, DevAddr::new(2), key(NWK_S_KEY_B), 9);
+    assert!(matches!(emu.add_radio_device(other.clone()), Err(Error::Invalid(_))));
+    assert_eq!(emu.radio_device(abp).unwrap().fcnt(), Some(0));
+    assert!(emu.replace_radio_device(other));
+    assert_eq!(emu.radio_device(abp).unwrap().fcnt(), Some(9));
 
     assert!(emu.remove_radio_device(abp));
     assert!(!emu.remove_radio_device(abp));
@@ -327,7 +374,7 @@ fn keys_never_appear_in_debug() {
         key(NWK_S_KEY_A),
         0,
     );
-    emu.add_radio_device(device.clone());
+    on_air(&emu, device.clone());
     for text in [
         format!("{device:?}"),
         format!("{:?}", emu.radio_device(DevEui::new(1))),
@@ -346,6 +393,14 @@ fn control_api_plays_and_judges() {
     let raw = Control::at(format!("{}radio/", emu.control_url()));
     let otaa = DevEui::new(0x0004a30b001c0530);
     let abp = DevEui::new(0x0004a30b001c0531);
+    subscribe(
+        &emu,
+        &RadioDevice::otaa(otaa, JoinEui::new(0x70b3d57ed0000001), key(APP_KEY)),
+    );
+    subscribe(
+        &emu,
+        &RadioDevice::abp(abp, DevAddr::new(0x26011bda), key(NWK_S_KEY_A), 0),
+    );
     control
         .add_radio_device(&RadioDevice::otaa(
             otaa,
@@ -358,6 +413,25 @@ fn control_api_plays_and_judges() {
         "devices",
         json!({"dev_eui": "0004a30b001c0531", "dev_addr": "26011bda",
                "nwk_s_key": NWK_S_KEY_A, "fcnt": 70000}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    // Posting it again would silently change its keys: refused unless said explicitly.
+    let again = json!({"dev_eui": "0004a30b001c0531", "dev_addr": "26011bda",
+                       "nwk_s_key": NWK_S_KEY_B, "fcnt": 5});
+    let answer = raw.post_json("devices", again.clone());
+    assert_error(&answer, 409, "Emulator.RadioDeviceExists");
+    assert!(answer.1.to_string().contains("replace"), "{}", answer.1);
+    assert!(!answer.1.to_string().contains(&NWK_S_KEY_B[..8]));
+    assert_eq!(emu.radio_device(abp).unwrap().fcnt(), Some(70000));
+    let mut replace = again;
+    replace["replace"] = json!(true);
+    let (status, answer) = raw.post_json("devices", replace);
+    assert_eq!((status, &answer["replaced"]), (200, &json!(true)), "{answer}");
+    assert_eq!(emu.radio_device(abp).unwrap().fcnt(), Some(5));
+    let (status, answer) = raw.post_json(
+        "devices",
+        json!({"dev_eui": "0004a30b001c0531", "dev_addr": "26011bda",
+               "nwk_s_key": NWK_S_KEY_A, "fcnt": 70000, "replace": true}),
     );
     assert_eq!(status, 200, "{answer}");
     control.set_mic_challenge_size(16, 16).unwrap();
@@ -386,15 +460,15 @@ fn control_api_plays_and_judges() {
     assert!(emu.wait_upstream_connections(1, TIMEOUT));
     let played = control.play_uplink(abp, 3, &[0xca, 0xfe], true).unwrap();
     let tid = played.transaction_id;
-    // The failed plays above still used frame counters, as frames sent into the void do.
-    assert_eq!(played.fcnt, Some(70_002));
+    // The plays refused with 503 above used up no frame counter.
+    assert_eq!(played.fcnt, Some(70_000));
     assert_eq!(played.candidates, 16);
     assert_eq!(played.verdict, UpstreamVerdict::Unanswered);
     let up = read_upstream(&mut ws);
     assert_eq!(up.transaction_id, tid);
     assert_eq!(up.payload[0], 0x80);
     assert_eq!(&up.payload[8..], &[3, 0xca, 0xfe]);
-    let mic = mic::data_uplink_mic(&key(NWK_S_KEY_A), &up.payload, 70_002).unwrap();
+    let mic = mic::data_uplink_mic(&key(NWK_S_KEY_A), &up.payload, 70_000).unwrap();
     assert_eq!(played.mic, mic);
     ack(&mut ws, tid, 0x0004a30b001c0531, mic);
     assert_eq!(verdict(&emu, tid), UpstreamVerdict::Solved);
@@ -461,6 +535,7 @@ fn control_api_plays_and_judges() {
         "ValidationFailed",
     );
     assert_error(&raw.get("upstreams/5"), 404, "Emulator.UnknownUpstream");
+    assert_error(&raw.get("downlinks/5"), 404, "Emulator.UnknownDownlink");
     assert_error(&raw.get("upstreams/x"), 422, "ValidationFailed");
     assert_error(&raw.get("nothing"), 404, "Unknown");
     assert_error(&raw.get("uplink"), 405, "Unknown");
@@ -492,14 +567,14 @@ fn client_and_solver_answer_every_upstream() {
 
     let mut keys = Keys::new();
     keys.set_join_key(otaa, key(APP_KEY));
-    emu.add_radio_device(RadioDevice::otaa(otaa, JoinEui::new(1), key(APP_KEY)));
+    on_air(&emu, RadioDevice::otaa(otaa, JoinEui::new(1), key(APP_KEY)));
     for (i, (&dev_eui, nwk_s_key)) in abp.iter().zip(&nwk_keys).enumerate() {
         let start = 65_530 + i as u32;
         keys.set_session(
             dev_eui,
             Session::new(nwk_s_key.clone()).with_fcnt_up(start - 1),
         );
-        emu.add_radio_device(RadioDevice::abp(
+        on_air(&emu, RadioDevice::abp(
             dev_eui,
             shared_addr,
             nwk_s_key.clone(),
@@ -508,7 +583,7 @@ fn client_and_solver_answer_every_upstream() {
     }
     // On the air with the shared address, but the LNS has a stale key for it.
     keys.set_session(stranger, Session::new(AesKey::new([0x55; 16])));
-    emu.add_radio_device(RadioDevice::abp(
+    on_air(&emu, RadioDevice::abp(
         stranger,
         shared_addr,
         AesKey::new([0x66; 16]),
