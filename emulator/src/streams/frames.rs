@@ -209,7 +209,8 @@ pub(crate) fn downstream_request(frame: &[u8]) -> Checked<DownstreamRequest> {
 }
 
 impl TxWindow {
-    /// The value rules: exactly one modulation and one timing, each in its range.
+    /// The value rules: exactly one modulation and one timing, each in its range. Timing
+    /// errors start with "TxWindow", so the downlink can be answered `WindowNotFound`.
     fn check(self) -> Checked<TransmissionWindow> {
         let modulation = match (self.radio.lora, self.radio.fsk, self.radio.fhss) {
             (Some(l), None, None) if l.spreading <= 12 => {
@@ -225,14 +226,17 @@ impl TxWindow {
             (Some(delay), None, None) if (1..=15).contains(&delay) => {
                 Ok(TransmissionWindow::class_a(radio, delay))
             }
-            (Some(delay), None, None) => Err(format!("Delay {delay} outside 1 to 15")),
+            (Some(delay), None, None) => Err(format!("TxWindow: Delay {delay} outside 1 to 15")),
             (None, Some(slots), None) if (1..=8).contains(&slots.len()) => {
                 Ok(TransmissionWindow::class_b(radio, slots))
             }
-            (None, Some(slots), None) => Err(format!("{} TMMS slots, not 1 to 8", slots.len())),
+            (None, Some(slots), None) => Err(format!(
+                "TxWindow: {} TMMS slots, not 1 to 8",
+                slots.len()
+            )),
             // Any later deadline is clamped to now + 512 s by the judge (the spec's
             // "default and maximum"), a past one means "as soon as possible".
-            (None, None, Some(0)) => Err("Deadline 0 is not a time".into()),
+            (None, None, Some(0)) => Err("TxWindow: Deadline 0 is not a time".into()),
             (None, None, Some(deadline)) => Ok(TransmissionWindow::class_c(radio, deadline)),
             _ => Err("TxWindow needs exactly one of Delay, TMMS and Deadline".into()),
         }

@@ -87,6 +87,12 @@ pub(super) fn judge(shared: &Shared, request: &DownstreamRequest, arrival: Insta
             _ => {}
         }
     }
+    if !codes.default.is_success() {
+        return refuse(
+            codes.default.clone(),
+            format!("emulated failure: {}", codes.default),
+        );
+    }
     if let Some(m) = unicast {
         if rules.security_contexts && is_join_accept(&m.phy_payload) && m.target_dev_addr.is_none()
         {
@@ -157,13 +163,6 @@ pub(super) fn judge(shared: &Shared, request: &DownstreamRequest, arrival: Insta
             TxTiming::Tmms(_) => {}
         }
     }
-    if !codes.default.is_success() {
-        return refuse(
-            codes.default.clone(),
-            format!("emulated failure: {}", codes.default),
-        );
-    }
-
     // Transmitted.
     let at = rules.downlink_timing.then(|| {
         transmit_at + rules.scale(airtime(&window.radio.modulation, request_payload(request)))

@@ -598,10 +598,7 @@ fn handle_frame(shared: &Shared, kind: Kind, frame: &[u8]) -> Vec<Answer> {
                 let Some(transaction_id) = frames::transaction_id_of(frame) else {
                     return Vec::new();
                 };
-                let window = ["Delay", "TMMS", "Deadline", "TxWindow"]
-                    .iter()
-                    .any(|key| e.contains(key));
-                let code = if window {
+                let code = if e.starts_with("TxWindow") {
                     DownstreamResultCode::WindowNotFound
                 } else {
                     DownstreamResultCode::GatewayError
