@@ -490,7 +490,10 @@ mod tests {
         assert!(!s.switch_context(dev, old));
         assert!(s.switch_context(dev, new));
         let row = s.device(dev).unwrap();
-        assert_eq!((row.active_dev_addr, row.target_dev_addr), (Some(new), None));
+        assert_eq!(
+            (row.active_dev_addr, row.target_dev_addr),
+            (Some(new), None)
+        );
         assert!(s.by_dev_addr(old).is_empty());
         assert!(!s.switch_context(dev, new));
     }

@@ -194,7 +194,10 @@ fn ack_and_result(ws: &mut Ws, transaction_id: u64) -> Value {
 /// An emulator whose emulated time runs ten times faster: a 3 s class A Delay opens
 /// 300 ms after the uplink.
 fn fast_emulator() -> (Emulator, Api) {
-    let emu = Emulator::builder().time_scale(0.1).start().expect("emulator");
+    let emu = Emulator::builder()
+        .time_scale(0.1)
+        .start()
+        .expect("emulator");
     let api = Api::new(&emu);
     (emu, api)
 }
@@ -258,7 +261,10 @@ fn downlinks_get_an_ack_then_a_result() {
     ws.send(Message::binary(join_accept.to_string().into_bytes()))
         .unwrap();
     assert_eq!(ack_and_result(&mut ws, 2)["ResultCode"], "Success");
-    assert_eq!(emu.devices()[0].target_dev_addr, Some(ran_routing::DevAddr::new(7)));
+    assert_eq!(
+        emu.devices()[0].target_dev_addr,
+        Some(ran_routing::DevAddr::new(7))
+    );
 
     // Result codes: for all, per device, per transaction; chosen failures come at once.
     emu.set_downstream_result(DownstreamResultCode::TooLate);
@@ -288,10 +294,16 @@ fn downlinks_get_an_ack_then_a_result() {
     send_json(&mut ws, class_c_frame(8, dev, 10));
     send_json(&mut ws, class_c_frame(9, dev, 10));
     let (ack8, ack9) = (next_json(&mut ws), next_json(&mut ws));
-    assert_eq!((&ack8["TransactionID"], &ack9["TransactionID"]), (&json!(8), &json!(9)));
+    assert_eq!(
+        (&ack8["TransactionID"], &ack9["TransactionID"]),
+        (&json!(8), &json!(9))
+    );
     assert_ne!(ack8["MailboxID"], ack9["MailboxID"]);
     let (r8, r9) = (next_json(&mut ws), next_json(&mut ws));
-    assert_eq!((&r8["MailboxID"], &r9["MailboxID"]), (&ack8["MailboxID"], &ack9["MailboxID"]));
+    assert_eq!(
+        (&r8["MailboxID"], &r9["MailboxID"]),
+        (&ack8["MailboxID"], &ack9["MailboxID"])
+    );
     assert_eq!(emu.downstream_received().len(), 9);
 }
 
@@ -335,7 +347,11 @@ fn class_a_downlinks_are_timed_from_the_last_acked_uplink() {
     send_json(&mut down, with_delay(downstream_frame(3, 1), 3));
     let result = ack_and_result(&mut down, 3);
     assert_eq!(result["ResultCode"], "Success", "{result}");
-    assert!(sent.elapsed() >= Duration::from_millis(300), "{:?}", sent.elapsed());
+    assert!(
+        sent.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        sent.elapsed()
+    );
 
     // Too late: the window 1 s (100 ms) after the uplink has passed.
     acked_uplink(&emu, &mut up, 12, 1);
@@ -370,7 +386,10 @@ fn a_far_deadline_is_clamped_and_answered() {
     let result = ack_and_result(&mut down, 1);
     assert_eq!(result["ResultCode"], "Success", "{result}");
     assert!(
-        result["ResultMessage"].as_str().unwrap().contains("clamped"),
+        result["ResultMessage"]
+            .as_str()
+            .unwrap()
+            .contains("clamped"),
         "{result}"
     );
     let mut asap = class_c_frame(2, 1, 0);
@@ -445,7 +464,10 @@ fn a_misspelt_result_code_is_refused() {
     let answer = control.post("downstream/result-code", r#"{"code": "Toolate"}"#);
     assert_error(&answer, 422, "ValidationFailed");
     let text = answer.1.to_string();
-    assert!(text.contains("TooLate") && text.contains("WindowNotFound"), "{text}");
+    assert!(
+        text.contains("TooLate") && text.contains("WindowNotFound"),
+        "{text}"
+    );
     let answer = control.post("downstream/result-code", r#"{"code": "TooLate"}"#);
     assert_eq!(answer.0, 200, "{}", answer.1);
 }

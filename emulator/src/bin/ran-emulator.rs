@@ -272,7 +272,10 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(o.lenient);
-        assert_eq!(o.rules_off, ["subscription", "target", "timing", "outdated"]);
+        assert_eq!(
+            o.rules_off,
+            ["subscription", "target", "timing", "outdated"]
+        );
         assert_eq!(o.time_scale, Some(0.1));
         for bad in ["-1", "x", "inf", "NaN"] {
             assert!(args(&["--time-scale", bad]).is_err(), "{bad}");

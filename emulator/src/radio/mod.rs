@@ -18,7 +18,9 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ran_routing::mic::{self, AesKey, DataUplink, JoinAccept, MicError, MAX_CHALLENGE, MIN_CHALLENGE};
+use ran_routing::mic::{
+    self, AesKey, DataUplink, JoinAccept, MicError, MAX_CHALLENGE, MIN_CHALLENGE,
+};
 use ran_routing::{
     DevAddr, DevEui, DownstreamResultCode, JoinEui, UpstreamMessage, UpstreamRejectResultCode,
     UpstreamReply,
@@ -583,9 +585,14 @@ impl Radio {
         };
         let seed = self.seed ^ transaction_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         // DevEUIs are filled in by the routing (see `play`).
-        let mut msg =
-            mic::upstream_with_challenge(&frame, transaction_id, vec![dev_eui], candidates - 1, seed)
-                .map_err(|e| invalid(e.to_string()))?;
+        let mut msg = mic::upstream_with_challenge(
+            &frame,
+            transaction_id,
+            vec![dev_eui],
+            candidates - 1,
+            seed,
+        )
+        .map_err(|e| invalid(e.to_string()))?;
         msg.radio.frequency = CHANNELS[(transaction_id % CHANNELS.len() as u64) as usize];
         let (_, mic) = mic::split_mic(&frame).map_err(|e| invalid(e.to_string()))?;
         Ok(Prepared {
@@ -818,7 +825,10 @@ impl Radio {
             _ => DownlinkVerdict::Ignored(IgnoredReason::Malformed),
         };
         match &verdict {
-            DownlinkVerdict::Joined { dev_addr, dev_nonce } => {
+            DownlinkVerdict::Joined {
+                dev_addr,
+                dev_nonce,
+            } => {
                 s.stats.joins += 1;
                 state.candidates = s.max_candidates;
                 log::info!(

@@ -8,9 +8,7 @@ use serde_json::{json, Value};
 use ran_routing::mic::AesKey;
 use ran_routing::{DevAddr, DevEui, JoinEui};
 
-use super::{
-    play, DownlinkVerdict, MicStats, Play, PlayedUpstream, RadioDevice, UpstreamVerdict,
-};
+use super::{play, DownlinkVerdict, MicStats, Play, PlayedUpstream, RadioDevice, UpstreamVerdict};
 use crate::control::{no_upstream, validation_failed};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -184,7 +182,10 @@ fn downlink_json(transaction_id: u64, v: &DownlinkVerdict) -> Value {
         DownlinkVerdict::NotTransmitted(code) => {
             ("NotTransmitted", json!({"result_code": code.to_string()}))
         }
-        DownlinkVerdict::Joined { dev_addr, dev_nonce } => (
+        DownlinkVerdict::Joined {
+            dev_addr,
+            dev_nonce,
+        } => (
             "Joined",
             json!({"dev_addr": dev_addr, "dev_nonce": dev_nonce}),
         ),

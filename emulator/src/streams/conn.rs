@@ -240,8 +240,7 @@ impl<S: Socket> Conn<S> {
                             };
                             if let Some(data) = data {
                                 for answer in handle_frame(&self.shared, self.kind, &data) {
-                                    if let Some(at) = answer.at.filter(|at| *at > Instant::now())
-                                    {
+                                    if let Some(at) = answer.at.filter(|at| *at > Instant::now()) {
                                         later.push(Reverse((at, next_seq, answer.text)));
                                         next_seq += 1;
                                         continue;

@@ -4,7 +4,6 @@
 //! hide by being on both sides. Decoded frames become the client's model types only
 //! for recording.
 
-
 use ran_routing::{
     DevAddr, DevEui, DownstreamMessage, DownstreamRadio, DownstreamRequest, DownstreamResultCode,
     FhssModulation, FskModulation, LoRaModulation, Modulation, MulticastAddr,
@@ -230,10 +229,9 @@ impl TxWindow {
             (None, Some(slots), None) if (1..=8).contains(&slots.len()) => {
                 Ok(TransmissionWindow::class_b(radio, slots))
             }
-            (None, Some(slots), None) => Err(format!(
-                "TxWindow: {} TMMS slots, not 1 to 8",
-                slots.len()
-            )),
+            (None, Some(slots), None) => {
+                Err(format!("TxWindow: {} TMMS slots, not 1 to 8", slots.len()))
+            }
             // Any later deadline is clamped to now + 512 s by the judge (the spec's
             // "default and maximum"), a past one means "as soon as possible".
             (None, None, Some(0)) => Err("TxWindow: Deadline 0 is not a time".into()),

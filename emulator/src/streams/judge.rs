@@ -216,7 +216,12 @@ fn request_payload(request: &DownstreamRequest) -> usize {
 /// The last acknowledged uplink of `dev_eui` whose window of `delay` had not passed when
 /// the downlink arrived, waiting a little for an ack still on its way; else the last one
 /// (too old), or `None`.
-fn last_acked(shared: &Shared, dev_eui: DevEui, arrival: Instant, delay: Duration) -> Option<Heard> {
+fn last_acked(
+    shared: &Shared,
+    dev_eui: DevEui,
+    arrival: Instant,
+    delay: Duration,
+) -> Option<Heard> {
     shared
         .hub
         .wait_for(ACK_GRACE, |s| {
@@ -239,7 +244,11 @@ pub(crate) fn airtime(modulation: &Modulation, len: usize) -> Duration {
                 f64::from(l.bandwidth)
             };
             let symbol = sf.exp2() / bw;
-            let ldro = if sf >= 11.0 && bw <= 125_000.0 { 1.0 } else { 0.0 };
+            let ldro = if sf >= 11.0 && bw <= 125_000.0 {
+                1.0
+            } else {
+                0.0
+            };
             let bits = 8.0 * len as f64 - 4.0 * sf + 28.0 - 20.0 * 0.0;
             let payload_symbols = 8.0 + ((bits / (4.0 * (sf - 2.0 * ldro))).ceil() * 5.0).max(0.0);
             Duration::from_secs_f64((12.25 + payload_symbols) * symbol)
