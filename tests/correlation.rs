@@ -47,10 +47,7 @@ fn send_and_wait_returns_the_result_for_that_downlink() {
     let id = core.next_transaction_id();
     emu.set_downstream_result_for_transaction(id, DownstreamResultCode::NoAck);
     let result = down
-        .send_downstream_and_wait(
-            DownstreamMessage::new(id, dev_eui, asap(), vec![1]),
-            WAIT,
-        )
+        .send_downstream_and_wait(DownstreamMessage::new(id, dev_eui, asap(), vec![1]), WAIT)
         .unwrap();
     assert_eq!(result.transaction_id, id);
     assert_eq!(result.result_code, DownstreamResultCode::NoAck);

@@ -25,18 +25,29 @@
 //! | `GET /emulator/status` | base URL, open stream connections, accepted TCP connections, invalid frames |
 //! | `POST /emulator/streams/drop`, `POST /emulator/streams/close` | cut every stream connection (TCP) or close it (WebSocket close frame) |
 //! | `POST /emulator/records/clear` | forget recorded replies and downlinks |
-//! | `POST /emulator/radio/devices` | puts a device with keys on the air: `{"dev_eui", "join_eui", "app_key"}` (OTAA) and/or `{"dev_eui", "dev_addr", "nwk_s_key", "fcnt"}` (a session), keys as 32 hex digits |
+//! | `POST /emulator/radio/devices` | puts a device with keys on the air: `{"dev_eui", "join_eui", "app_key"}` (OTAA) and/or `{"dev_eui", "dev_addr", "nwk_s_key", "fcnt"}` (a session), keys as 32 hex digits; 409 for one already there unless `"replace": true` |
 //! | `GET /emulator/radio/devices`, `DELETE /emulator/radio/devices/{dev_eui}` | the devices on the air (no keys); take one off |
 //! | `POST /emulator/radio/join-request` | `{"dev_eui"}`: the device sends its next join request; answers the played upstream |
 //! | `POST /emulator/radio/uplink` | `{"dev_eui", "fport", "payload_hex", "confirmed"}`: the device sends its next data uplink |
 //! | `GET /emulator/radio/upstreams/{transaction_id}` | a played upstream: true DevEUI and MIC, verdict on the LNS's answer |
+//! | `GET /emulator/radio/downlinks/{transaction_id}` | what a radio device made of a downlink: joined, received, ignored (why), not transmitted |
 //! | `GET /emulator/radio/stats` | played upstreams counted by verdict |
 //! | `POST /emulator/radio/challenge-size` | `{"min", "max"}`: MIC candidates per challenge (2 to 4096) |
 //!
 //! Devices with real keys ([`RadioDevice`], [`Emulator::add_radio_device`]) make the
 //! upstreams realistic: [`Emulator::play_join_request`] and [`Emulator::play_uplink`]
 //! send a correctly signed frame whose true MIC hides among decoys, and the LNS's ack is
-//! checked against it ([`Emulator::played_upstream`], [`Emulator::mic_stats`]).
+//! checked against it ([`Emulator::played_upstream`], [`Emulator::mic_stats`]). OTAA
+//! devices join on a valid join accept from the LNS and talk in their new session
+//! ([`Emulator::downlink_verdict`]).
+//!
+//! The service's routing rules are enforced, each switchable off on the builder
+//! ([`EmulatorBuilder::lenient`] for all): only subscribed devices' played traffic reaches
+//! the LNS ([`EmulatorBuilder::subscription_gate`]), a join accept needs
+//! `TargetDevAddr` ([`EmulatorBuilder::require_target_dev_addr`]), class A downlinks are
+//! timed from the device's last acknowledged uplink and answered after their transmission
+//! time ([`EmulatorBuilder::judge_downlink_timing`], [`EmulatorBuilder::time_scale`]),
+//! and late uplinks carry `Outdated` ([`EmulatorBuilder::mark_outdated`]).
 //!
 //! Behaviour the service leaves open, and what the emulator does:
 //! - HTTP statuses: `Unauthorized` 401, `ValidationFailed` 422, `*.AlreadyExists` and
