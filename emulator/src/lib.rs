@@ -227,6 +227,10 @@ impl Emulator {
     /// socket. A connection whose handshake is still finishing on the server side is
     /// waited for (up to 2 s), so a client may send right after connecting. Fails with
     /// [`Error::Closed`] when no upstream connection is open.
+    ///
+    /// The message goes out as given, whatever the routing table (only played upstreams
+    /// are routed); the RAN counts it as heard now, so an ack naming a DevEUI starts that
+    /// device's class A windows.
     pub fn send_upstream(&self, message: &UpstreamMessage) -> Result<()> {
         self.shared
             .hub

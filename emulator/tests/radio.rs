@@ -667,7 +667,7 @@ fn client_and_solver_answer_every_upstream() {
 // --- OTAA end to end, and the routing rules, with the crate's client and solver -------
 
 /// Emulated time runs five times faster: JoinAcceptDelay1 (5 s) is 1 s, RX1 of a data
-/// downlink with RxDelay 2 is 400 ms.
+/// downlink with RxDelay 5 is 1 s.
 const TIME_SCALE: f64 = 0.2;
 const WAIT: Duration = Duration::from_secs(10);
 const NET_ID: u32 = 0x000013;
@@ -723,7 +723,7 @@ impl Lns {
         let dev_nonce = u16::from_le_bytes([p[17], p[18]]);
         let accept = mic::JoinAccept::new(0x00abcd, NET_ID, dev_addr)
             .unwrap()
-            .with_rx_delay(2)
+            .with_rx_delay(5)
             .unwrap();
         let keys = accept.session_keys(app_key, dev_nonce);
         let tid = self.core.next_transaction_id();
@@ -738,12 +738,13 @@ impl Lns {
         (tid, result, keys)
     }
 
-    /// Answers a confirmed uplink with an ACK downlink in RX1 (RxDelay 2 s).
+    /// Answers a confirmed uplink with an ACK downlink in RX1, `delay` seconds after it.
     fn ack_downlink(
         &self,
         uplink: &ran_routing::UpstreamMessage,
         dev_eui: DevEui,
         dev_addr: DevAddr,
+        delay: u8,
     ) -> (u64, ran_routing::DownstreamResult) {
         // MHDR (unconfirmed data down) | DevAddr | FCtrl (ACK) | FCnt | MIC.
         let mut frame = vec![0x60];
@@ -751,7 +752,7 @@ impl Lns {
         frame.extend_from_slice(&[0x20, 0, 0, 0, 0, 0, 0]);
         let tid = self.core.next_transaction_id();
         let downlink =
-            ran_routing::DownstreamMessage::new(tid, dev_eui, rx_window(uplink, 2), frame);
+            ran_routing::DownstreamMessage::new(tid, dev_eui, rx_window(uplink, delay), frame);
         (tid, self.downstream.send_and_wait(downlink, WAIT).unwrap())
     }
 }
@@ -856,7 +857,7 @@ fn an_otaa_device_joins_and_talks_in_its_new_session() {
     let (msg, solved) = lns.answer();
     assert_eq!(solved.and_then(|s| s.fcnt), Some(3));
     played.push(tid);
-    let (down_tid, result) = lns.ack_downlink(&msg, dev_eui, dev_addr);
+    let (down_tid, result) = lns.ack_downlink(&msg, dev_eui, dev_addr, 5);
     assert_eq!(
         result.result_code,
         ran_routing::DownstreamResultCode::Success,
@@ -1175,7 +1176,7 @@ fn late_uplinks_are_outdated() {
     assert!(emu.played_upstream(late).unwrap().outdated);
     assert_eq!(verdict(&emu, late), UpstreamVerdict::Solved);
     // Its RX1 (2 s) passed before it was even delivered.
-    let (_, result) = lns.ack_downlink(&msg, dev_eui, dev_addr);
+    let (_, result) = lns.ack_downlink(&msg, dev_eui, dev_addr, 2);
     assert_eq!(
         result.result_code,
         ran_routing::DownstreamResultCode::TooLate

@@ -191,8 +191,8 @@ fn ack_and_result(ws: &mut Ws, transaction_id: u64) -> Value {
     result
 }
 
-/// An emulator whose emulated time runs ten times faster: a 3 s class A Delay opens
-/// 300 ms after the uplink.
+/// An emulator whose emulated time runs ten times faster: an 8 s class A Delay opens
+/// 800 ms after the uplink, time enough on a loaded machine.
 fn fast_emulator() -> (Emulator, Api) {
     let emu = Emulator::builder()
         .time_scale(0.1)
@@ -248,14 +248,14 @@ fn downlinks_get_an_ack_then_a_result() {
     assert!(emu.wait_upstream_connections(1, TIMEOUT));
     let dev = 0x7abe1b8c93d7174f_u64;
     acked_uplink(&emu, &mut up, 100, dev);
-    send_json(&mut ws, with_delay(downstream_frame(1, dev), 3));
+    send_json(&mut ws, with_delay(downstream_frame(1, dev), 8));
     assert_eq!(ack_and_result(&mut ws, 1)["ResultCode"], "Success");
     let got = emu.wait_downstream(TIMEOUT).expect("recorded");
     assert!(matches!(got, DownstreamRequest::Unicast(ref m) if m.dev_eui == DevEui::new(dev)));
 
     // A join accept with TargetDevAddr, as a binary frame; it becomes the row's target.
     acked_uplink(&emu, &mut up, 101, dev);
-    let mut join_accept = with_delay(downstream_frame(2, dev), 5);
+    let mut join_accept = with_delay(downstream_frame(2, dev), 8);
     join_accept["TargetDevAddr"] = json!(7);
     join_accept["PHYPayload"] = json!(vec![0x20; 17]);
     ws.send(Message::binary(join_accept.to_string().into_bytes()))
@@ -278,7 +278,7 @@ fn downlinks_get_an_ack_then_a_result() {
     assert_eq!(ack_and_result(&mut ws, 5)["ResultCode"], "GatewayError");
     emu.reset_downstream_results();
     acked_uplink(&emu, &mut up, 102, dev);
-    send_json(&mut ws, with_delay(downstream_frame(6, dev), 3));
+    send_json(&mut ws, with_delay(downstream_frame(6, dev), 8));
     assert_eq!(ack_and_result(&mut ws, 6)["ResultCode"], "Success");
 
     // Not in the routing table: discarded.
@@ -420,7 +420,7 @@ fn a_join_accept_without_target_dev_addr_is_refused() {
         .contains("TargetDevAddr is mandatory"));
     assert_eq!(emu.devices()[0].target_dev_addr, None);
     // A data downlink needs none.
-    let mut data = with_delay(downstream_frame(2, 1), 5);
+    let mut data = with_delay(downstream_frame(2, 1), 10);
     data["PHYPayload"] = json!([0x60, 1, 0, 0, 0, 0x20, 0, 0, 1, 2, 3, 4]);
     send_json(&mut down, data);
     assert_eq!(ack_and_result(&mut down, 2)["ResultCode"], "Success");
