@@ -237,12 +237,11 @@ fn last_acked(
 pub(crate) fn airtime(modulation: &Modulation, len: usize) -> Duration {
     match modulation {
         Modulation::LoRa(l) => {
+            // Values no radio has (the reference client's example sends Spreading 1,
+            // Bandwidth 1) are taken as the nearest real ones: SF5 to SF12, 7.8 to
+            // 500 kHz.
             let sf = f64::from(l.spreading.clamp(5, 12));
-            let bw = if l.bandwidth == 0 {
-                125_000.0
-            } else {
-                f64::from(l.bandwidth)
-            };
+            let bw = f64::from(l.bandwidth.clamp(7_800, 500_000));
             let symbol = sf.exp2() / bw;
             let ldro = if sf >= 11.0 && bw <= 125_000.0 {
                 1.0
@@ -254,7 +253,7 @@ pub(crate) fn airtime(modulation: &Modulation, len: usize) -> Duration {
             Duration::from_secs_f64((12.25 + payload_symbols) * symbol)
         }
         Modulation::Fsk(f) => {
-            let rate = f64::from(f.bit_rate.max(1));
+            let rate = f64::from(f.bit_rate.max(600));
             Duration::from_secs_f64((5 + 3 + 1 + len + 2) as f64 * 8.0 / rate)
         }
         // LR-FHSS: a rough figure; its timing is not modelled.
@@ -277,5 +276,8 @@ mod tests {
         assert!((40..50).contains(&sf7.as_millis()), "{sf7:?}");
         let fsk = airtime(&FskModulation::new(25_000, 50_000).into(), 17);
         assert!((4..6).contains(&fsk.as_millis()), "{fsk:?}");
+        // Nonsense radio values stay within what a real radio takes.
+        let odd = airtime(&LoRaModulation::new(1, 1).into(), 2);
+        assert!(odd < Duration::from_secs(1), "{odd:?}");
     }
 }
