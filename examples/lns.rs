@@ -1,12 +1,23 @@
 //! A small but real LNS loop: worker threads share one upstream connection, solve each
 //! uplink's MIC challenge with the device keys from a file, ack or reject it, and answer
-//! join requests and confirmed uplinks with a downlink whose result they wait for. Both
-//! streams reconnect by themselves after a network failure.
+//! join requests with real join accepts and confirmed uplinks with an ACK, each a
+//! downlink whose result is waited for. Both streams reconnect by themselves after a
+//! network failure.
+//!
+//! The join flow (LoRaWAN 1.0.x): the worker solves the join request with the AppKey,
+//! acks it, allocates a DevAddr, derives the session keys from the request's DevNonce
+//! and keeps them in its key store, tells the routing table the new address
+//! (`update` with TargetDevAddr), and sends the join accept in RX1 (JoinAcceptDelay1,
+//! 5 s after the request) with `TargetDevAddr` set, as the RAN requires. The device's
+//! next uplinks come from the new address and are solved with the new session.
 //!
 //! `cargo run --example lns` runs it against the embedded emulator, which plays the
 //! devices of `examples/lns-keys.txt` with real MICs (one of them with a key the LNS does
-//! not have), cuts the network once, and judges every answer. The example stops after it
-//! has handled every uplink, and fails unless each was answered correctly.
+//! not have): the OTAA devices join, then every device sends uplinks; the emulator cuts
+//! the network once, enforces the service's routing rules (subscription, transmission
+//! windows) and judges every answer. The example stops after it has handled every
+//! uplink, and fails unless each was answered correctly and each join accept joined its
+//! device.
 //!
 //! With `RAN_URL` and `RAN_TOKEN` set (optional `RAN_CA_CERT`) it serves that endpoint
 //! with the keys of `RAN_KEYS_FILE` (default `examples/lns-keys.txt`; the format is
@@ -18,19 +29,21 @@
 mod common;
 
 use std::io::BufRead;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ran_routing::mic::{self, AesKey, Keys, Session, Uplink};
+use ran_routing::mic::{self, AesKey, JoinAccept, KeyStore, Keys, Session, Uplink};
 use ran_routing::{
-    ApiError, ConnectionEvent, DevAddr, DevEui, DeviceIdentity, DownstreamConnection,
+    ApiError, ConnectionEvent, DevAddr, DevEui, DeviceIdentity, DeviceUpdate, DownstreamConnection,
     DownstreamMessage, DownstreamRadio, Error, JoinEui, NewDevice, Reconnect, TransmissionWindow,
     UpstreamConnection, UpstreamMessage, UpstreamRejectResultCode,
 };
 use ran_routing_emulator::{Emulator, RadioDevice, UpstreamVerdict};
 
 const WORKERS: usize = 4;
+/// The network's NetID (0x000013 is a test value); join accepts carry it.
+const NET_ID: u32 = 0x000013;
 /// Plays with a wrong AppKey on the emulator (see `lns-keys.txt`).
 const IMPOSTOR: DevEui = DevEui::new(0x70b3d57ed00010ee);
 
@@ -107,12 +120,18 @@ struct Lns {
     rejected: AtomicU64,
     downlinks_ok: AtomicU64,
     downlinks_failed: AtomicU64,
+    /// Downlinks sent whose result has not come yet.
+    downlinks_pending: AtomicU64,
+    /// The next AppNonce (24 bits): a fresh one for every join accept.
+    next_app_nonce: AtomicU32,
+    /// DevAddrs handed out, by device.
+    dev_addrs: Mutex<std::collections::HashMap<DevEui, DevAddr>>,
 }
 
 impl Lns {
     /// One worker: takes upstream messages until the connection is closed for good.
     /// The iterator is shared, so each message goes to exactly one worker.
-    fn work(&self) {
+    fn work(self: &Arc<Self>) {
         for msg in self.upstream.iter() {
             if let Err(e) = self.handle(&msg) {
                 println!("upstream {}: {e}", msg.transaction_id);
@@ -121,7 +140,7 @@ impl Lns {
         }
     }
 
-    fn handle(&self, msg: &UpstreamMessage) -> Result<(), Error> {
+    fn handle(self: &Arc<Self>, msg: &UpstreamMessage) -> Result<(), Box<dyn std::error::Error>> {
         let outcome = {
             let mut keys = self.keys.lock().unwrap();
             let outcome = mic::solve(&*keys, msg);
@@ -133,7 +152,8 @@ impl Lns {
             outcome
         };
         // Every upstream gets exactly one answer: an ack naming the device and its true
-        // MIC, or a reject (MICFailed when no key produced a candidate).
+        // MIC, or a reject (MICFailed when no key produced a candidate). Class A windows
+        // count from the acknowledged uplink, so the ack goes first.
         self.upstream.send(mic::reply(msg, &outcome))?;
         let solved = match outcome {
             Ok(solved) => solved,
@@ -149,21 +169,30 @@ impl Lns {
             .map(|f| format!(" FCnt {f}"))
             .unwrap_or_default();
         // A join request wants a join accept, a confirmed uplink an ACK.
-        let (delay, target_dev_addr, what) = match Uplink::parse(&msg.phy_payload_no_mic) {
-            Ok(Uplink::JoinRequest { .. }) => {
-                (5, Some(allocate_dev_addr(solved.dev_eui)), "join accept")
-            }
-            Ok(Uplink::Data {
-                confirmed: true, ..
-            }) => (1, None, "ACK"),
-            _ => {
-                println!(
-                    "upstream {}: {}{fcnt} acked",
-                    msg.transaction_id, solved.dev_eui
-                );
-                return Ok(());
-            }
-        };
+        let (delay, target_dev_addr, phy_payload, what) =
+            match Uplink::parse(&msg.phy_payload_no_mic) {
+                Ok(Uplink::JoinRequest {
+                    join_eui,
+                    dev_nonce,
+                    ..
+                }) => {
+                    let (dev_addr, phy_payload) = self.join(solved.dev_eui, join_eui, dev_nonce)?;
+                    // RX1 of a join request: JoinAcceptDelay1, 5 s.
+                    (5, Some(dev_addr), phy_payload, "join accept")
+                }
+                Ok(Uplink::Data {
+                    confirmed: true,
+                    dev_addr,
+                    ..
+                }) => (1, None, ack_frame(dev_addr), "ACK"),
+                _ => {
+                    println!(
+                        "upstream {}: {}{fcnt} acked",
+                        msg.transaction_id, solved.dev_eui
+                    );
+                    return Ok(());
+                }
+            };
         // RX1: the uplink's channel and data rate (EU868), `delay` seconds after it.
         let radio = DownstreamRadio::new(msg.radio.frequency, msg.radio.modulation.clone());
         let mut downlink = DownstreamMessage::new(
@@ -171,42 +200,88 @@ impl Lns {
             self.core.next_transaction_id(),
             solved.dev_eui,
             TransmissionWindow::class_a(radio, delay),
-            // A real LNS builds the frame here (a join accept encrypted with the AppKey,
-            // or a data downlink with the ACK bit and its own MIC).
-            format!("demo {what}").into_bytes(),
+            phy_payload,
         );
+        // Mandatory for a join accept: the RAN routes the device's next uplinks by it.
         downlink.target_dev_addr = target_dev_addr;
         // The ack and result of this downlink come back to this call only, even though
-        // other workers use the same connection at the same time.
-        match self
-            .downstream
-            .send_and_wait(downlink, Duration::from_secs(10))
-        {
-            Ok(result) if result.result_code.is_success() => {
-                self.downlinks_ok.fetch_add(1, Ordering::SeqCst);
-                println!(
-                    "upstream {}: {}{fcnt} acked, {what} sent",
-                    msg.transaction_id, solved.dev_eui
-                );
+        // other workers use the same connection at the same time. The RAN answers once
+        // the window has passed (5 s for a join accept), so the wait runs on its own
+        // thread and this worker goes on with the next uplink, whose window is running.
+        let lns = self.clone();
+        let (tid, dev_eui) = (msg.transaction_id, solved.dev_eui);
+        self.downlinks_pending.fetch_add(1, Ordering::SeqCst);
+        std::thread::spawn(move || {
+            match lns
+                .downstream
+                .send_and_wait(downlink, Duration::from_secs(30))
+            {
+                Ok(result) if result.result_code.is_success() => {
+                    lns.downlinks_ok.fetch_add(1, Ordering::SeqCst);
+                    println!("upstream {tid}: {dev_eui}{fcnt} acked, {what} sent");
+                }
+                Ok(result) => {
+                    lns.downlinks_failed.fetch_add(1, Ordering::SeqCst);
+                    println!(
+                        "upstream {tid}: {what} failed: {} {}",
+                        result.result_code,
+                        result.result_message.unwrap_or_default()
+                    );
+                }
+                Err(e) => {
+                    lns.downlinks_failed.fetch_add(1, Ordering::SeqCst);
+                    println!("upstream {tid}: {what} failed: {e}");
+                }
             }
-            Ok(result) => {
-                self.downlinks_failed.fetch_add(1, Ordering::SeqCst);
-                println!(
-                    "upstream {}: {what} failed: {}",
-                    msg.transaction_id, result.result_code
-                );
-            }
-            Err(e) => {
-                self.downlinks_failed.fetch_add(1, Ordering::SeqCst);
-                println!("upstream {}: {what} failed: {e}", msg.transaction_id);
-            }
-        }
+            lns.downlinks_pending.fetch_sub(1, Ordering::SeqCst);
+        });
         Ok(())
+    }
+
+    /// Accepts a join: a DevAddr and session keys for this DevNonce, kept in the key
+    /// store and told to the routing table; returns the address and the encrypted join
+    /// accept.
+    fn join(
+        &self,
+        dev_eui: DevEui,
+        join_eui: JoinEui,
+        dev_nonce: u16,
+    ) -> Result<(DevAddr, Vec<u8>), Box<dyn std::error::Error>> {
+        let dev_addr = allocate_dev_addr(dev_eui);
+        let app_nonce = self.next_app_nonce.fetch_add(1, Ordering::SeqCst) & 0x00ff_ffff;
+        let accept = JoinAccept::new(app_nonce, NET_ID, dev_addr)?.with_rx_delay(1)?;
+        let phy_payload = {
+            let mut keys = self.keys.lock().unwrap();
+            let app_key = keys.join_key(dev_eui).ok_or("no AppKey")?;
+            // The device derives the same keys from the same DevNonce; its next uplinks
+            // are signed with the new NwkSKey, from FCnt 0.
+            let session_keys = accept.session_keys(&app_key, dev_nonce);
+            keys.set_session(dev_eui, session_keys.session());
+            accept.encrypt(&app_key)
+        };
+        // The new address is the device's second security context until it first sends
+        // from it; the RAN then makes it the active one.
+        self.core
+            .routing_table()
+            .update(DeviceUpdate::new(dev_eui, join_eui).with_target_dev_addr(dev_addr))?;
+        self.dev_addrs.lock().unwrap().insert(dev_eui, dev_addr);
+        Ok((dev_addr, phy_payload))
     }
 }
 
-/// The DevAddr a joining device gets. A real LNS allocates one from its NetID's range
-/// and derives the session keys; here the address just follows from the DevEUI.
+/// An unconfirmed data downlink with the ACK bit and no payload. A real LNS signs it
+/// with the session's NwkSKey (the crate builds uplink MICs only); the MIC here is left
+/// zero, which the emulator's devices do not check.
+fn ack_frame(dev_addr: DevAddr) -> Vec<u8> {
+    let mut frame = vec![0x60];
+    frame.extend_from_slice(&dev_addr.get().to_le_bytes());
+    // FCtrl (ACK), FCntDown, MIC.
+    frame.extend_from_slice(&[0x20, 0, 0, 0, 0, 0, 0]);
+    frame
+}
+
+/// The DevAddr a joining device gets. A real LNS allocates one from its NetID's range;
+/// here the address just follows from the DevEUI.
 fn allocate_dev_addr(dev_eui: DevEui) -> DevAddr {
     DevAddr::new(0x2600_0000 | (dev_eui.get() as u32 & 0x01ff_ffff))
 }
@@ -292,6 +367,9 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
         rejected: AtomicU64::new(0),
         downlinks_ok: AtomicU64::new(0),
         downlinks_failed: AtomicU64::new(0),
+        downlinks_pending: AtomicU64::new(0),
+        next_app_nonce: AtomicU32::new(0x00e506),
+        dev_addrs: Mutex::new(Default::default()),
     });
     let mut threads: Vec<_> = (0..WORKERS)
         .map(|_| {
@@ -347,8 +425,10 @@ fn wait_until_stopped() {
     }
 }
 
-/// On the emulator: the file's devices go on the air and send join requests and
-/// uplinks, twice, with a network failure in between. Then every verdict must be right.
+/// On the emulator: the file's devices go on the air (the LNS subscribed them at
+/// start-up, as the RAN routes only subscribed devices' traffic); the OTAA devices join,
+/// then every device sends uplinks, with a network failure in between. Then every
+/// verdict must be right.
 fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
     // Small challenges: a wrong key's MIC could collide with one of thousands of decoys
     // (odds candidates / 2^32 per guess), which would make the demo's check flaky.
@@ -374,17 +454,30 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
                 let next = fcnt_up.map_or(0, |f| f + 1);
                 RadioDevice::abp(*dev_eui, *dev_addr, nwk_s_key.clone(), next)
             }
-        });
+        })?;
     }
     if !emu.wait_upstream_connections(1, Duration::from_secs(10)) {
         return Err("the upstream connection never reached the emulator".into());
     }
 
+    // Round 1: the OTAA devices join, the ABP devices talk.
     let mut played = Vec::new();
     play_round(emu, devices, &mut played)?;
-    wait_for("every upstream handled", || {
-        lns.handled.load(Ordering::SeqCst) == played.len() as u64
-    })?;
+    wait_until_handled(lns, &played)?;
+    for device in devices {
+        if let Device::Otaa { dev_eui, .. } = device {
+            if *dev_eui == IMPOSTOR {
+                continue;
+            }
+            let joined = emu.radio_device(*dev_eui).and_then(|d| d.dev_addr());
+            let granted = lns.dev_addrs.lock().unwrap().get(dev_eui).copied();
+            ensure!(
+                joined.is_some() && joined == granted,
+                "{dev_eui} joined as {joined:?}, granted {granted:?}"
+            );
+            println!("{dev_eui} joined as {}", granted.unwrap_or(DevAddr::new(0)));
+        }
+    }
 
     println!("The emulator cuts both stream connections...");
     emu.drop_stream_connections();
@@ -394,10 +487,9 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
         lns.upstream.is_connected() && lns.downstream.is_connected()
     })?;
 
+    // Round 2: every device talks, the joined ones in their new sessions.
     play_round(emu, devices, &mut played)?;
-    wait_for("every upstream handled", || {
-        lns.handled.load(Ordering::SeqCst) == played.len() as u64
-    })?;
+    wait_until_handled(lns, &played)?;
 
     // The emulator knows each frame's true device and MIC, and judged every answer.
     for (tid, dev_eui) in &played {
@@ -416,12 +508,25 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
         lns.downlinks_failed.load(Ordering::SeqCst) == 0,
         "some downlinks failed"
     );
-    println!("The emulator's verdicts: {:?}", emu.mic_stats());
+    let stats = emu.mic_stats();
+    ensure!(
+        stats.joins == 2 && stats.ignored_downlinks == 0 && stats.withheld == 0,
+        "{stats:?}"
+    );
+    println!("The emulator's verdicts: {stats:?}");
     Ok(())
 }
 
-/// Every OTAA device sends a join request, every ABP device three uplinks (the first
-/// confirmed).
+/// Waits until every played upstream is handled and every downlink's result is in.
+fn wait_until_handled(lns: &Lns, played: &[(u64, DevEui)]) -> common::Outcome {
+    wait_for("every upstream handled", || {
+        lns.handled.load(Ordering::SeqCst) == played.len() as u64
+            && lns.downlinks_pending.load(Ordering::SeqCst) == 0
+    })
+}
+
+/// Every OTAA device that has not joined sends a join request, every other device three
+/// uplinks (the first confirmed).
 fn play_round(
     emu: &Emulator,
     devices: &[Device],
@@ -429,9 +534,15 @@ fn play_round(
 ) -> common::Outcome {
     for device in devices {
         let dev_eui = device.dev_eui();
+        let joined = emu
+            .radio_device(dev_eui)
+            .and_then(|d| d.dev_addr())
+            .is_some();
         match device {
-            Device::Otaa { .. } => played.push((emu.play_join_request(dev_eui)?, dev_eui)),
-            Device::Abp { .. } => {
+            Device::Otaa { .. } if !joined => {
+                played.push((emu.play_join_request(dev_eui)?, dev_eui))
+            }
+            _ => {
                 played.push((
                     emu.play_confirmed_uplink(dev_eui, 1, *b"temp=21.5")?,
                     dev_eui,

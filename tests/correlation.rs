@@ -12,16 +12,27 @@ use ran_routing::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn class_a() -> TransmissionWindow {
-    TransmissionWindow::class_a(
+/// Class C, as soon as possible: these downlinks follow no uplink, and the emulator
+/// answers a class A one without an acknowledged uplink `WindowNotFound`.
+fn asap() -> TransmissionWindow {
+    TransmissionWindow::class_c(
         DownstreamRadio::new(868_300_000, LoRaModulation::new(12, 125_000)),
         1,
     )
 }
 
+/// Emulated time runs 1000 times faster, so thousands of results (each after its time
+/// on air) come quickly.
+fn emulator() -> ran_routing_emulator::Emulator {
+    ran_routing_emulator::Emulator::builder()
+        .time_scale(0.001)
+        .start()
+        .unwrap()
+}
+
 #[test]
 fn send_and_wait_returns_the_result_for_that_downlink() {
-    let emu = common::emulator();
+    let emu = emulator();
     let core = common::core(&emu);
     let dev_eui = DevEui::new(0x7ABE1B8C93D7174F);
     core.routing_table()
@@ -34,10 +45,7 @@ fn send_and_wait_returns_the_result_for_that_downlink() {
     let id = core.next_transaction_id();
     emu.set_downstream_result_for_transaction(id, DownstreamResultCode::NoAck);
     let result = down
-        .send_and_wait(
-            DownstreamMessage::new(id, dev_eui, class_a(), vec![1]),
-            WAIT,
-        )
+        .send_and_wait(DownstreamMessage::new(id, dev_eui, asap(), vec![1]), WAIT)
         .unwrap();
     assert_eq!(result.transaction_id, id);
     assert_eq!(result.result_code, DownstreamResultCode::NoAck);
@@ -45,7 +53,7 @@ fn send_and_wait_returns_the_result_for_that_downlink() {
     let id = core.next_transaction_id();
     let result = down
         .send_and_wait(
-            MulticastDownstreamMessage::new(id, group, class_a(), vec![2]),
+            MulticastDownstreamMessage::new(id, group, asap(), vec![2]),
             WAIT,
         )
         .unwrap();
@@ -57,7 +65,7 @@ fn send_and_wait_returns_the_result_for_that_downlink() {
     assert!(down.recv_timeout(Duration::from_millis(200)).is_err());
 
     let err = down
-        .send_and_wait(DownstreamMessage::new(0, dev_eui, class_a(), vec![1]), WAIT)
+        .send_and_wait(DownstreamMessage::new(0, dev_eui, asap(), vec![1]), WAIT)
         .unwrap_err();
     assert!(
         matches!(err, Error::Invalid(InvalidInput::TransactionId)),
@@ -70,7 +78,7 @@ fn eight_waiting_threads_and_an_iterating_one_share_a_connection() {
     const THREADS: u64 = 8;
     const PER_THREAD: u64 = 1000;
     const UNCORRELATED: u64 = 200;
-    let emu = common::emulator();
+    let emu = emulator();
     let core = common::core(&emu);
     let dev_eui = DevEui::new(42);
     core.routing_table()
@@ -105,7 +113,7 @@ fn eight_waiting_threads_and_an_iterating_one_share_a_connection() {
                     let id = core.next_transaction_id();
                     let result = down
                         .send_and_wait(
-                            DownstreamMessage::new(id, dev_eui, class_a(), vec![t as u8]),
+                            DownstreamMessage::new(id, dev_eui, asap(), vec![t as u8]),
                             WAIT,
                         )
                         .unwrap();
@@ -115,7 +123,7 @@ fn eight_waiting_threads_and_an_iterating_one_share_a_connection() {
         })
         .collect();
     for &id in &uncorrelated {
-        down.send_downstream(id, dev_eui, class_a(), vec![0xff])
+        down.send_downstream(id, dev_eui, asap(), vec![0xff])
             .unwrap();
     }
     for w in waiters {

@@ -89,6 +89,12 @@ fn upstream_in_order_acked_and_rejected() {
     });
 }
 
+/// Class C, as soon as possible: the emulator answers a class A downlink that follows no
+/// acknowledged uplink `WindowNotFound`.
+fn asap() -> TransmissionWindow {
+    TransmissionWindow::class_c(class_a().radio, 1)
+}
+
 #[test]
 fn unicast_and_multicast_downlinks_get_ack_then_result() {
     both_transports(|emu| {
@@ -101,9 +107,9 @@ fn unicast_and_multicast_downlinks_get_ack_then_result() {
         core.multicast_groups().create("group", group).unwrap();
         emu.set_downstream_result_for_transaction(2, DownstreamResultCode::TooLate);
         let down = core.downstream().connect().unwrap();
-        down.send_downstream(1, dev_eui, class_a(), b"hi".to_vec())
+        down.send_downstream(1, dev_eui, asap(), b"hi".to_vec())
             .unwrap();
-        down.send_multicast_downstream(2, group, class_a(), b"all".to_vec())
+        down.send_multicast_downstream(2, group, asap(), b"all".to_vec())
             .unwrap();
         let replies: Vec<DownstreamReply> =
             (0..4).map(|_| down.recv_timeout(WAIT).unwrap()).collect();
@@ -128,8 +134,8 @@ fn unicast_and_multicast_downlinks_get_ack_then_result() {
         assert_eq!(
             received,
             vec![
-                DownstreamMessage::new(1, dev_eui, class_a(), b"hi".to_vec()).into(),
-                MulticastDownstreamMessage::new(2, group, class_a(), b"all".to_vec()).into(),
+                DownstreamMessage::new(1, dev_eui, asap(), b"hi".to_vec()).into(),
+                MulticastDownstreamMessage::new(2, group, asap(), b"all".to_vec()).into(),
             ]
         );
         down.close();

@@ -56,7 +56,11 @@ struct PlayedBody {
     dev_eui: DevEui,
     mic: u32,
     fcnt: Option<u32>,
+    #[serde(default)]
+    dev_nonce: Option<u16>,
     candidates: usize,
+    #[serde(default)]
+    outdated: bool,
     verdict: String,
     #[serde(default)]
     ack_dev_eui: Option<DevEui>,
@@ -71,6 +75,7 @@ impl PlayedBody {
         let verdict = match (self.verdict.as_str(), self.ack_dev_eui, self.ack_mic) {
             ("Unanswered", ..) => UpstreamVerdict::Unanswered,
             ("Solved", ..) => UpstreamVerdict::Solved,
+            ("Withheld", ..) => UpstreamVerdict::Withheld,
             ("WrongAck", Some(dev_eui), Some(mic)) => UpstreamVerdict::WrongAck { dev_eui, mic },
             ("Rejected", ..) => UpstreamVerdict::Rejected(UpstreamRejectResultCode::from(
                 self.result_code.as_deref().unwrap_or(""),
@@ -84,7 +89,9 @@ impl PlayedBody {
             dev_eui: self.dev_eui,
             mic: self.mic,
             fcnt: self.fcnt,
+            dev_nonce: self.dev_nonce,
             candidates: self.candidates,
+            outdated: self.outdated,
             verdict,
         })
     }
@@ -98,6 +105,14 @@ struct StatsBody {
     mic_failed: u64,
     other_rejects: u64,
     duplicate_replies: u64,
+    #[serde(default)]
+    unknown_replies: u64,
+    #[serde(default)]
+    withheld: u64,
+    #[serde(default)]
+    joins: u64,
+    #[serde(default)]
+    ignored_downlinks: u64,
 }
 
 /// A client of an emulator's control API: one method per route, the same names and
@@ -355,6 +370,10 @@ impl ControlClient {
             mic_failed: s.mic_failed,
             other_rejects: s.other_rejects,
             duplicate_replies: s.duplicate_replies,
+            unknown_replies: s.unknown_replies,
+            withheld: s.withheld,
+            joins: s.joins,
+            ignored_downlinks: s.ignored_downlinks,
         })
     }
 

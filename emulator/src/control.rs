@@ -109,6 +109,13 @@ pub(crate) fn handle(
                 return validation_failed("give dev_eui or transaction_id, not both");
             }
             let code = DownstreamResultCode::from(body.code.as_str());
+            if let DownstreamResultCode::Unknown(_) = code {
+                return validation_failed(format!(
+                    "code: {:?} is not a downstream result code; use one of Success, \
+                     WindowNotFound, GatewayNotFound, TooLate, NoAck, GatewayError",
+                    body.code
+                ));
+            }
             hub.set_result(code, body.dev_eui, body.transaction_id);
             Response::json(200, &json!({"code": body.code}))
         }
@@ -132,6 +139,8 @@ pub(crate) fn handle(
                 "downstream_connections": hub.connections(Kind::Downstream),
                 "accepted_connections": shared.accepted.load(std::sync::atomic::Ordering::SeqCst),
                 "invalid_frames": hub.invalid_frames(),
+                "unknown_upstream_replies": hub.unknown_replies(),
+                "withheld_upstreams": shared.radio.stats().withheld,
             }),
         ),
         ("POST", "streams/drop") => {

@@ -25,18 +25,29 @@
 //! | `GET /emulator/status` | base URL, open stream connections, accepted TCP connections, invalid frames |
 //! | `POST /emulator/streams/drop`, `POST /emulator/streams/close` | cut every stream connection (TCP) or close it (WebSocket close frame) |
 //! | `POST /emulator/records/clear` | forget recorded replies and downlinks |
-//! | `POST /emulator/radio/devices` | puts a device with keys on the air: `{"dev_eui", "join_eui", "app_key"}` (OTAA) and/or `{"dev_eui", "dev_addr", "nwk_s_key", "fcnt"}` (a session), keys as 32 hex digits |
+//! | `POST /emulator/radio/devices` | puts a device with keys on the air: `{"dev_eui", "join_eui", "app_key"}` (OTAA) and/or `{"dev_eui", "dev_addr", "nwk_s_key", "fcnt"}` (a session), keys as 32 hex digits; 409 for one already there unless `"replace": true` |
 //! | `GET /emulator/radio/devices`, `DELETE /emulator/radio/devices/{dev_eui}` | the devices on the air (no keys); take one off |
 //! | `POST /emulator/radio/join-request` | `{"dev_eui"}`: the device sends its next join request; answers the played upstream |
 //! | `POST /emulator/radio/uplink` | `{"dev_eui", "fport", "payload_hex", "confirmed"}`: the device sends its next data uplink |
 //! | `GET /emulator/radio/upstreams/{transaction_id}` | a played upstream: true DevEUI and MIC, verdict on the LNS's answer |
+//! | `GET /emulator/radio/downlinks/{transaction_id}` | what a radio device made of a downlink: joined, received, ignored (why), not transmitted |
 //! | `GET /emulator/radio/stats` | played upstreams counted by verdict |
 //! | `POST /emulator/radio/challenge-size` | `{"min", "max"}`: MIC candidates per challenge (2 to 4096) |
 //!
 //! Devices with real keys ([`RadioDevice`], [`Emulator::add_radio_device`]) make the
 //! upstreams realistic: [`Emulator::play_join_request`] and [`Emulator::play_uplink`]
 //! send a correctly signed frame whose true MIC hides among decoys, and the LNS's ack is
-//! checked against it ([`Emulator::played_upstream`], [`Emulator::mic_stats`]).
+//! checked against it ([`Emulator::played_upstream`], [`Emulator::mic_stats`]). OTAA
+//! devices join on a valid join accept from the LNS and talk in their new session
+//! ([`Emulator::downlink_verdict`]).
+//!
+//! The service's routing rules are enforced, each switchable off on the builder
+//! ([`EmulatorBuilder::lenient`] for all): only subscribed devices' played traffic reaches
+//! the LNS ([`EmulatorBuilder::subscription_gate`]), a join accept needs
+//! `TargetDevAddr` ([`EmulatorBuilder::require_target_dev_addr`]), class A downlinks are
+//! timed from the device's last acknowledged uplink and answered after their transmission
+//! time ([`EmulatorBuilder::judge_downlink_timing`], [`EmulatorBuilder::time_scale`]),
+//! and late uplinks carry `Outdated` ([`EmulatorBuilder::mark_outdated`]).
 //!
 //! Behaviour the service leaves open, and what the emulator does:
 //! - HTTP statuses: `Unauthorized` 401, `ValidationFailed` 422, `*.AlreadyExists` and
@@ -87,7 +98,9 @@ use streams::Kind;
 
 pub use client::{ControlClient, RadioDeviceInfo, Status};
 pub use error::{Error, Result};
-pub use radio::{MicStats, PlayedUpstream, RadioDevice, UpstreamVerdict};
+pub use radio::{
+    DownlinkVerdict, IgnoredReason, MicStats, Play, PlayedUpstream, RadioDevice, UpstreamVerdict,
+};
 
 /// The base URL of the API an emulator serves.
 fn base_url(shared: &Shared) -> String {
@@ -214,10 +227,14 @@ impl Emulator {
     /// socket. A connection whose handshake is still finishing on the server side is
     /// waited for (up to 2 s), so a client may send right after connecting. Fails with
     /// [`Error::Closed`] when no upstream connection is open.
+    ///
+    /// The message goes out as given, whatever the routing table (only played upstreams
+    /// are routed); the RAN counts it as heard now, so an ack naming a DevEUI starts that
+    /// device's class A windows.
     pub fn send_upstream(&self, message: &UpstreamMessage) -> Result<()> {
         self.shared
             .hub
-            .send_upstream(&streams::upstream_json(message))
+            .send_upstream_tracked(message, std::time::Instant::now())
     }
 
     /// Sends any text as an upstream frame, valid or not: for testing how a client copes
@@ -390,6 +407,7 @@ pub struct EmulatorBuilder {
     idle_timeout: Duration,
     max_body_size: usize,
     max_connections: usize,
+    rules: radio::Rules,
 }
 
 impl Default for EmulatorBuilder {
@@ -405,6 +423,7 @@ impl Default for EmulatorBuilder {
             idle_timeout: Duration::from_secs(120),
             max_body_size: http::Limits::default().max_body,
             max_connections: 1024,
+            rules: radio::Rules::default(),
         }
     }
 }
@@ -475,8 +494,68 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Turns every routing rule off (see the README's "Routing rules"): played
+    /// upstreams reach the LNS whatever the routing table says, join accepts need no
+    /// `TargetDevAddr`, downlinks are answered at once whatever their window, and no
+    /// upstream is marked `Outdated`. The setters below turn single rules back on.
+    pub fn lenient(mut self) -> Self {
+        self.rules = radio::Rules {
+            time_scale: self.rules.time_scale,
+            ..radio::Rules::lenient()
+        };
+        self
+    }
+
+    /// Rule: a played join request reaches the LNS only if its DevEUI is in the routing
+    /// table with its JoinEUI, a played data uplink only if a row has its DevAddr as
+    /// active or target address (`DevEUIs` lists those rows); others are withheld and
+    /// counted. Default on.
+    pub fn subscription_gate(mut self, on: bool) -> Self {
+        self.rules.subscription = on;
+        self
+    }
+
+    /// Rule: a join accept (a Downstream whose PHYPayload is one) without
+    /// `TargetDevAddr` is refused with a `GatewayError` result saying why. Default on.
+    pub fn require_target_dev_addr(mut self, on: bool) -> Self {
+        self.rules.security_contexts = on;
+        self
+    }
+
+    /// Rule: a class A `Delay` counts from the last acknowledged uplink of the
+    /// downlink's DevEUI (`WindowNotFound` without one, `TooLate` once the window has
+    /// passed), a join accept reaches a radio device only in its join-accept windows,
+    /// and every result is sent after the transmission ends (window plus time on air).
+    /// Off: results at once, `Success` unless chosen otherwise. Default on.
+    pub fn judge_downlink_timing(mut self, on: bool) -> Self {
+        self.rules.downlink_timing = on;
+        self
+    }
+
+    /// Rule: played upstreams heard over 2.5 s before delivery carry `Outdated: true`.
+    /// Default on.
+    pub fn mark_outdated(mut self, on: bool) -> Self {
+        self.rules.outdated = on;
+        self
+    }
+
+    /// How fast emulated time runs, as real seconds per emulated second: 0.1 makes a
+    /// 5 s join-accept window 0.5 s, and results arrive ten times sooner; 0 answers at
+    /// once (windows then pass at once too). Applies to transmission windows, times on
+    /// air and `Play::heard_ago`. Default 1 (real time).
+    pub fn time_scale(mut self, scale: f64) -> Self {
+        self.rules.time_scale = scale;
+        self
+    }
+
     /// Binds the socket and starts serving.
     pub fn start(self) -> Result<Emulator> {
+        if !self.rules.time_scale.is_finite() || self.rules.time_scale < 0.0 {
+            return Err(Error::Config(format!(
+                "the time scale must be a finite number >= 0, not {}",
+                self.rules.time_scale
+            )));
+        }
         let token = match self.token {
             Some(token) => token.checked()?,
             None => Token::unchecked(tls::random_token()),
@@ -511,6 +590,7 @@ impl EmulatorBuilder {
         };
         let server = Server::start(config, self.bind, store::Store::new(self.device_limit))?;
         let shared = server.shared.clone();
+        shared.radio.set_rules(self.rules);
         log::info!("emulator: serving {}", base_url(&shared));
         Ok(Emulator {
             server: Mutex::new(server),

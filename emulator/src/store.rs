@@ -247,6 +247,41 @@ impl Store {
         self.devices.get(&dev_eui)
     }
 
+    /// The devices a data uplink from `dev_addr` is routed to: every row with it as
+    /// active or target address (the second security context of a join in progress).
+    pub(crate) fn by_dev_addr(&self, dev_addr: DevAddr) -> Vec<DevEui> {
+        self.devices
+            .values()
+            .filter(|d| d.active_dev_addr == Some(dev_addr) || d.target_dev_addr == Some(dev_addr))
+            .map(|d| d.dev_eui)
+            .collect()
+    }
+
+    /// A Downstream's `TargetDevAddr` (a join accept's) becomes the row's target address.
+    pub(crate) fn set_target(&mut self, dev_eui: DevEui, dev_addr: DevAddr) -> bool {
+        match self.devices.get_mut(&dev_eui) {
+            Some(device) => {
+                device.target_dev_addr = Some(dev_addr);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The device sent an uplink from `dev_addr`: if that is its row's target address,
+    /// the security context switches (the target becomes active, the target is
+    /// cleared). Returns whether it switched.
+    pub(crate) fn switch_context(&mut self, dev_eui: DevEui, dev_addr: DevAddr) -> bool {
+        match self.devices.get_mut(&dev_eui) {
+            Some(device) if device.target_dev_addr == Some(dev_addr) => {
+                device.active_dev_addr = Some(dev_addr);
+                device.target_dev_addr = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
     // --- multicast groups --------------------------------------------------------------
 
     pub(crate) fn create_group(
@@ -429,6 +464,38 @@ mod tests {
                 "Device.NotFound"
             );
         }
+    }
+
+    #[test]
+    fn security_contexts_switch_on_the_first_uplink_from_the_target() {
+        let mut s = Store::new(None);
+        let (dev, old, new) = (DevEui::new(1), DevAddr::new(0x10), DevAddr::new(0x20));
+        s.insert(dev, otaa(9), None).unwrap();
+        s.update(
+            dev,
+            JoinEui::new(9),
+            DeviceUpdate {
+                active_dev_addr: Some(old),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(s.by_dev_addr(new).is_empty());
+        assert!(s.set_target(dev, new));
+        assert!(!s.set_target(DevEui::new(2), new));
+        // Both contexts route while the join is in progress.
+        assert_eq!(s.by_dev_addr(old), [dev]);
+        assert_eq!(s.by_dev_addr(new), [dev]);
+        // An uplink from the old address switches nothing.
+        assert!(!s.switch_context(dev, old));
+        assert!(s.switch_context(dev, new));
+        let row = s.device(dev).unwrap();
+        assert_eq!(
+            (row.active_dev_addr, row.target_dev_addr),
+            (Some(new), None)
+        );
+        assert!(s.by_dev_addr(old).is_empty());
+        assert!(!s.switch_context(dev, new));
     }
 
     #[test]

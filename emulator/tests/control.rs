@@ -124,6 +124,15 @@ fn control_api_drives_the_streams() {
     send_json(&mut down, downstream_frame(3, 5));
     assert_eq!(results(&mut down, 3), "WindowNotFound");
     control.reset_downstream_results().unwrap();
+    // A class A Delay counts from the device's last acknowledged uplink.
+    control
+        .send_upstream(&serde_json::from_value(upstream_frame(12)).unwrap())
+        .unwrap();
+    assert_eq!(next_json(&mut up)["TransactionID"], 12);
+    send_json(
+        &mut up,
+        json!({"ProtocolVersion": 1, "TransactionID": 12, "DevEUI": 5, "MIC": 1}),
+    );
     send_json(&mut down, downstream_frame(4, 5));
     assert_eq!(results(&mut down, 4), "Success");
     let received = control.downstream_received().unwrap();

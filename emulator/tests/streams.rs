@@ -191,28 +191,82 @@ fn ack_and_result(ws: &mut Ws, transaction_id: u64) -> Value {
     result
 }
 
+/// An emulator whose emulated time runs ten times faster: an 8 s class A Delay opens
+/// 800 ms after the uplink, time enough on a loaded machine.
+fn fast_emulator() -> (Emulator, Api) {
+    let emu = Emulator::builder()
+        .time_scale(0.1)
+        .start()
+        .expect("emulator");
+    let api = Api::new(&emu);
+    (emu, api)
+}
+
+fn with_delay(mut frame: Value, delay: u64) -> Value {
+    frame["TxWindow"]["Delay"] = json!(delay);
+    frame
+}
+
+/// A class C downlink with a deadline `ahead` seconds from now.
+fn class_c_frame(transaction_id: u64, dev_eui: u64, ahead: u64) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut frame = downstream_frame(transaction_id, dev_eui);
+    let window = frame["TxWindow"].as_object_mut().unwrap();
+    window.remove("Delay");
+    window.insert("Deadline".into(), json!(now + ahead));
+    frame
+}
+
+/// The LNS acks an upstream naming `dev_eui`: class A windows count from it.
+fn acked_uplink(emu: &Emulator, up: &mut Ws, transaction_id: u64, dev_eui: u64) {
+    let mut msg = upstream_message(transaction_id);
+    msg.dev_euis = vec![DevEui::new(dev_eui)];
+    emu.send_upstream(&msg).unwrap();
+    assert_eq!(next_json(up)["TransactionID"], transaction_id);
+    send_json(
+        up,
+        json!({"ProtocolVersion": 1, "TransactionID": transaction_id, "DevEUI": dev_eui, "MIC": 1}),
+    );
+    assert!(eventually(|| emu
+        .upstream_replies()
+        .iter()
+        .any(|r| r.transaction_id() == transaction_id)));
+}
+
 #[test]
 fn downlinks_get_an_ack_then_a_result() {
-    let (emu, api) = emulator();
+    let (emu, api) = fast_emulator();
     api.ok(
         "devices/insert",
         json!({"DevEUI": "7abe1b8c93d7174f", "JoinEUI": "3cedcf624f8b68f4"}),
     );
+    let mut up = connect(&emu, "upstream");
     let mut ws = connect(&emu, "downstream");
+    assert!(emu.wait_upstream_connections(1, TIMEOUT));
     let dev = 0x7abe1b8c93d7174f_u64;
-    send_json(&mut ws, downstream_frame(1, dev));
+    acked_uplink(&emu, &mut up, 100, dev);
+    send_json(&mut ws, with_delay(downstream_frame(1, dev), 8));
     assert_eq!(ack_and_result(&mut ws, 1)["ResultCode"], "Success");
     let got = emu.wait_downstream(TIMEOUT).expect("recorded");
     assert!(matches!(got, DownstreamRequest::Unicast(ref m) if m.dev_eui == DevEui::new(dev)));
 
-    // A join accept with TargetDevAddr, as a binary frame.
-    let mut join_accept = downstream_frame(2, dev);
+    // A join accept with TargetDevAddr, as a binary frame; it becomes the row's target.
+    acked_uplink(&emu, &mut up, 101, dev);
+    let mut join_accept = with_delay(downstream_frame(2, dev), 8);
     join_accept["TargetDevAddr"] = json!(7);
+    join_accept["PHYPayload"] = json!(vec![0x20; 17]);
     ws.send(Message::binary(join_accept.to_string().into_bytes()))
         .unwrap();
     assert_eq!(ack_and_result(&mut ws, 2)["ResultCode"], "Success");
+    assert_eq!(
+        emu.devices()[0].target_dev_addr,
+        Some(ran_routing::DevAddr::new(7))
+    );
 
-    // Result codes: for all, per device, per transaction.
+    // Result codes: for all, per device, per transaction; chosen failures come at once.
     emu.set_downstream_result(DownstreamResultCode::TooLate);
     send_json(&mut ws, downstream_frame(3, dev));
     assert_eq!(ack_and_result(&mut ws, 3)["ResultCode"], "TooLate");
@@ -223,7 +277,8 @@ fn downlinks_get_an_ack_then_a_result() {
     send_json(&mut ws, downstream_frame(5, dev));
     assert_eq!(ack_and_result(&mut ws, 5)["ResultCode"], "GatewayError");
     emu.reset_downstream_results();
-    send_json(&mut ws, downstream_frame(6, dev));
+    acked_uplink(&emu, &mut up, 102, dev);
+    send_json(&mut ws, with_delay(downstream_frame(6, dev), 8));
     assert_eq!(ack_and_result(&mut ws, 6)["ResultCode"], "Success");
 
     // Not in the routing table: discarded.
@@ -236,12 +291,185 @@ fn downlinks_get_an_ack_then_a_result() {
         .contains("discarded"));
 
     // Mailbox ids differ per downlink.
-    send_json(&mut ws, downstream_frame(8, dev));
-    send_json(&mut ws, downstream_frame(9, dev));
-    let m8 = ack_and_result(&mut ws, 8)["MailboxID"].clone();
-    let m9 = ack_and_result(&mut ws, 9)["MailboxID"].clone();
-    assert_ne!(m8, m9);
+    send_json(&mut ws, class_c_frame(8, dev, 10));
+    send_json(&mut ws, class_c_frame(9, dev, 10));
+    let (ack8, ack9) = (next_json(&mut ws), next_json(&mut ws));
+    assert_eq!(
+        (&ack8["TransactionID"], &ack9["TransactionID"]),
+        (&json!(8), &json!(9))
+    );
+    assert_ne!(ack8["MailboxID"], ack9["MailboxID"]);
+    let (r8, r9) = (next_json(&mut ws), next_json(&mut ws));
+    assert_eq!(
+        (&r8["MailboxID"], &r9["MailboxID"]),
+        (&ack8["MailboxID"], &ack9["MailboxID"])
+    );
     assert_eq!(emu.downstream_received().len(), 9);
+}
+
+/// Routing rule: a class A Delay counts from the last acknowledged uplink of the
+/// device; no such uplink is `WindowNotFound`, a window passed is `TooLate`, and a
+/// result comes once the transmission would have ended, never before.
+#[test]
+fn class_a_downlinks_are_timed_from_the_last_acked_uplink() {
+    let (emu, api) = fast_emulator();
+    api.ok("devices/insert", json!({"DevEUI": "01", "DevAddr": "01"}));
+    let mut up = connect(&emu, "upstream");
+    let mut down = connect(&emu, "downstream");
+    assert!(emu.wait_upstream_connections(1, TIMEOUT));
+
+    // No uplink to time it from.
+    send_json(&mut down, downstream_frame(1, 1));
+    let result = ack_and_result(&mut down, 1);
+    assert_eq!(result["ResultCode"], "WindowNotFound", "{result}");
+    assert!(result["ResultMessage"]
+        .as_str()
+        .unwrap()
+        .contains("no acknowledged uplink"));
+
+    // A rejected uplink is no acknowledged one.
+    let mut msg = upstream_message(10);
+    msg.dev_euis = vec![DevEui::new(1)];
+    emu.send_upstream(&msg).unwrap();
+    next_json(&mut up);
+    send_json(
+        &mut up,
+        json!({"ProtocolVersion": 1, "TransactionID": 10, "ResultCode": "MICFailed"}),
+    );
+    assert!(eventually(|| emu.upstream_replies().len() == 1));
+    send_json(&mut down, downstream_frame(2, 1));
+    assert_eq!(ack_and_result(&mut down, 2)["ResultCode"], "WindowNotFound");
+
+    // On time: Delay 3 (300 ms here) after the uplink; the result comes after the
+    // window opened and the frame was on air.
+    let sent = Instant::now();
+    acked_uplink(&emu, &mut up, 11, 1);
+    send_json(&mut down, with_delay(downstream_frame(3, 1), 3));
+    let result = ack_and_result(&mut down, 3);
+    assert_eq!(result["ResultCode"], "Success", "{result}");
+    assert!(
+        sent.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        sent.elapsed()
+    );
+
+    // Too late: the window 1 s (100 ms) after the uplink has passed.
+    acked_uplink(&emu, &mut up, 12, 1);
+    std::thread::sleep(Duration::from_millis(400));
+    send_json(&mut down, downstream_frame(4, 1));
+    let result = ack_and_result(&mut down, 4);
+    assert_eq!(result["ResultCode"], "TooLate", "{result}");
+    // The later window, RX2-like, is still open.
+    send_json(&mut down, with_delay(downstream_frame(5, 1), 15));
+    assert_eq!(ack_and_result(&mut down, 5)["ResultCode"], "Success");
+
+    // A multicast group sends no uplink: class A cannot be timed.
+    api.ok(
+        "multicast/multicast-groups/create",
+        json!({"name": "g", "addr": "00000009"}),
+    );
+    let mut multicast = downstream_frame(6, 1);
+    multicast.as_object_mut().unwrap().remove("DevEUI");
+    multicast["Addr"] = json!(9);
+    send_json(&mut down, multicast);
+    assert_eq!(ack_and_result(&mut down, 6)["ResultCode"], "WindowNotFound");
+}
+
+/// `Deadline` beyond now + 512 s is the spec's "default and maximum": clamped, and
+/// answered; a past one means "as soon as possible".
+#[test]
+fn a_far_deadline_is_clamped_and_answered() {
+    let (emu, api) = fast_emulator();
+    api.ok("devices/insert", json!({"DevEUI": "01", "DevAddr": "01"}));
+    let mut down = connect(&emu, "downstream");
+    send_json(&mut down, class_c_frame(1, 1, 100_000));
+    let result = ack_and_result(&mut down, 1);
+    assert_eq!(result["ResultCode"], "Success", "{result}");
+    assert!(
+        result["ResultMessage"]
+            .as_str()
+            .unwrap()
+            .contains("clamped"),
+        "{result}"
+    );
+    let mut asap = class_c_frame(2, 1, 0);
+    asap["TxWindow"]["Deadline"] = json!(1);
+    send_json(&mut down, asap);
+    assert_eq!(ack_and_result(&mut down, 2)["ResultCode"], "Success");
+    assert_eq!(emu.invalid_frames(), 0);
+}
+
+/// Routing rule: a join accept needs `TargetDevAddr`; without it the RAN refuses it with
+/// a result the LNS sees, and the row is left as it was.
+#[test]
+fn a_join_accept_without_target_dev_addr_is_refused() {
+    let (emu, api) = fast_emulator();
+    api.ok("devices/insert", json!({"DevEUI": "01", "JoinEUI": "02"}));
+    let mut up = connect(&emu, "upstream");
+    let mut down = connect(&emu, "downstream");
+    assert!(emu.wait_upstream_connections(1, TIMEOUT));
+    acked_uplink(&emu, &mut up, 10, 1);
+    let mut join_accept = with_delay(downstream_frame(1, 1), 5);
+    join_accept["PHYPayload"] = json!(vec![0x20; 17]);
+    send_json(&mut down, join_accept.clone());
+    let result = ack_and_result(&mut down, 1);
+    assert_eq!(result["ResultCode"], "GatewayError", "{result}");
+    assert!(result["ResultMessage"]
+        .as_str()
+        .unwrap()
+        .contains("TargetDevAddr is mandatory"));
+    assert_eq!(emu.devices()[0].target_dev_addr, None);
+    // A data downlink needs none.
+    let mut data = with_delay(downstream_frame(2, 1), 10);
+    data["PHYPayload"] = json!([0x60, 1, 0, 0, 0, 0x20, 0, 0, 1, 2, 3, 4]);
+    send_json(&mut down, data);
+    assert_eq!(ack_and_result(&mut down, 2)["ResultCode"], "Success");
+
+    // The rule can be switched off.
+    let emu = Emulator::builder()
+        .time_scale(0.1)
+        .require_target_dev_addr(false)
+        .start()
+        .unwrap();
+    Api::new(&emu).ok("devices/insert", json!({"DevEUI": "01", "JoinEUI": "02"}));
+    let mut up = connect(&emu, "upstream");
+    let mut down = connect(&emu, "downstream");
+    assert!(emu.wait_upstream_connections(1, TIMEOUT));
+    acked_uplink(&emu, &mut up, 10, 1);
+    join_accept["TransactionID"] = json!(3);
+    send_json(&mut down, join_accept);
+    assert_eq!(ack_and_result(&mut down, 3)["ResultCode"], "Success");
+}
+
+/// With every rule off, a downlink is answered at once whatever its window.
+#[test]
+fn a_lenient_emulator_answers_every_downlink_at_once() {
+    let emu = Emulator::builder().lenient().start().unwrap();
+    Api::new(&emu).ok("devices/insert", json!({"DevEUI": "01", "JoinEUI": "02"}));
+    let mut down = connect(&emu, "downstream");
+    let mut join_accept = with_delay(downstream_frame(1, 1), 15);
+    join_accept["PHYPayload"] = json!(vec![0x20; 17]);
+    let sent = Instant::now();
+    send_json(&mut down, join_accept);
+    assert_eq!(ack_and_result(&mut down, 1)["ResultCode"], "Success");
+    // Far below the 15 s the window would take.
+    assert!(sent.elapsed() < Duration::from_secs(10));
+}
+
+/// Issue 17 item 15: a result code the client would read as `Unknown` is refused.
+#[test]
+fn a_misspelt_result_code_is_refused() {
+    let emu = Emulator::start().unwrap();
+    let control = Control::new(&emu);
+    let answer = control.post("downstream/result-code", r#"{"code": "Toolate"}"#);
+    assert_error(&answer, 422, "ValidationFailed");
+    let text = answer.1.to_string();
+    assert!(
+        text.contains("TooLate") && text.contains("WindowNotFound"),
+        "{text}"
+    );
+    let answer = control.post("downstream/result-code", r#"{"code": "TooLate"}"#);
+    assert_eq!(answer.0, 200, "{}", answer.1);
 }
 
 #[test]
@@ -268,8 +496,8 @@ fn multicast_downlinks() {
 }
 
 #[test]
-fn invalid_downlinks_get_no_answer() {
-    let (emu, api) = emulator();
+fn invalid_downlinks_are_answered_when_they_name_a_transaction() {
+    let (emu, api) = fast_emulator();
     api.ok(
         "devices/insert",
         json!({"DevEUI": "0000000000000001", "DevAddr": "00000001"}),
@@ -317,8 +545,26 @@ fn invalid_downlinks_get_no_answer() {
             v => send_json(&mut ws, v.clone()),
         }
     }
-    send_json(&mut ws, downstream_frame(9, 1));
-    // The first answer is for the valid downlink: the bad ones got none.
+    // Each bad frame that names its transaction gets a result saying why, and no ack
+    // (it was not taken); the others cannot be answered.
+    for (transaction_id, code) in [
+        (6, "GatewayError"),
+        (8, "GatewayError"),
+        (10, "GatewayError"),
+        (2, "GatewayError"),
+        (3, "WindowNotFound"),
+        (5, "GatewayError"),
+        (4, "GatewayError"),
+    ] {
+        let result = next_json(&mut ws);
+        assert_eq!(result["TransactionID"], transaction_id, "{result}");
+        assert_eq!(result["ResultCode"], code, "{result}");
+        assert!(result["ResultMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid Downstream"));
+    }
+    send_json(&mut ws, class_c_frame(9, 1, 10));
     assert_eq!(ack_and_result(&mut ws, 9)["ResultCode"], "Success");
     assert_eq!(emu.invalid_frames(), bad.len() as u64);
     assert_eq!(emu.downstream_received().len(), 1);

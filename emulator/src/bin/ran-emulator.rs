@@ -25,6 +25,12 @@ Options:
   --base-path <path>      path the API is served under [default: /api/v1]
   --device-limit <n>      most devices in the routing table [default: none]
   --ping-interval <secs>  how often stream connections are pinged [default: 30]
+  --lenient               turn every routing rule below off
+  --no-subscription-gate  deliver played upstreams whatever the routing table says
+  --no-target-dev-addr    accept join accepts without TargetDevAddr
+  --no-downlink-timing    answer downlinks at once, whatever their window
+  --no-outdated           never mark played upstreams Outdated
+  --time-scale <f>        real seconds per emulated second [default: 1]
   -h, --help              print this help
 
 The control API is served under /emulator/ (loopback clients only, no token).
@@ -41,6 +47,9 @@ struct Options {
     base_path: Option<String>,
     device_limit: Option<usize>,
     ping_interval: Option<Duration>,
+    lenient: bool,
+    rules_off: Vec<&'static str>,
+    time_scale: Option<f64>,
 }
 
 /// The options, or `None` for `--help`.
@@ -56,6 +65,9 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
         base_path: None,
         device_limit: None,
         ping_interval: None,
+        lenient: false,
+        rules_off: Vec::new(),
+        time_scale: None,
     };
     let mut parser = lexopt::Parser::from_args(args);
     let text = |v: std::ffi::OsString, flag: &str| {
@@ -100,6 +112,19 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
                 }
                 options.ping_interval = Some(Duration::from_secs_f64(secs));
             }
+            "--lenient" => options.lenient = true,
+            "--no-subscription-gate" => options.rules_off.push("subscription"),
+            "--no-target-dev-addr" => options.rules_off.push("target"),
+            "--no-downlink-timing" => options.rules_off.push("timing"),
+            "--no-outdated" => options.rules_off.push("outdated"),
+            "--time-scale" => {
+                let v = value("--time-scale")?;
+                let scale: f64 = v.parse().map_err(|_| format!("bad time scale {v:?}"))?;
+                if !(scale.is_finite() && scale >= 0.0) {
+                    return Err(format!("bad time scale {v:?}"));
+                }
+                options.time_scale = Some(scale);
+            }
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -138,6 +163,20 @@ fn main() -> ExitCode {
     }
     if let Some(interval) = options.ping_interval {
         builder = builder.ping_interval(interval);
+    }
+    if options.lenient {
+        builder = builder.lenient();
+    }
+    for rule in &options.rules_off {
+        builder = match *rule {
+            "subscription" => builder.subscription_gate(false),
+            "target" => builder.require_target_dev_addr(false),
+            "timing" => builder.judge_downlink_timing(false),
+            _ => builder.mark_outdated(false),
+        };
+    }
+    if let Some(scale) = options.time_scale {
+        builder = builder.time_scale(scale);
     }
     let emulator = match builder.start() {
         Ok(emulator) => emulator,
@@ -215,5 +254,32 @@ mod tests {
         assert_eq!(o.cert_out.as_deref(), Some("c.pem"));
         assert!(args(&["-h"]).unwrap().is_none());
         assert!(args(&["--tls=yes"]).is_err());
+    }
+
+    #[test]
+    fn parses_rule_flags() {
+        let o = args(&[]).unwrap().unwrap();
+        assert!(!o.lenient && o.rules_off.is_empty() && o.time_scale.is_none());
+        let o = args(&[
+            "--lenient",
+            "--no-subscription-gate",
+            "--no-target-dev-addr",
+            "--no-downlink-timing",
+            "--no-outdated",
+            "--time-scale",
+            "0.1",
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(o.lenient);
+        assert_eq!(
+            o.rules_off,
+            ["subscription", "target", "timing", "outdated"]
+        );
+        assert_eq!(o.time_scale, Some(0.1));
+        for bad in ["-1", "x", "inf", "NaN"] {
+            assert!(args(&["--time-scale", bad]).is_err(), "{bad}");
+        }
+        assert!(args(&["--lenient=yes"]).is_err());
     }
 }

@@ -7,15 +7,23 @@
 //! [`Emulator::play_uplink`] build the frame it would transmit, then hide its MIC among
 //! decoys as the RAN does. The true DevEUI and MIC of every played upstream are kept, so
 //! the answer to it gets an [`UpstreamVerdict`].
+//!
+//! OTAA devices join for real: a join accept the LNS sends them is decrypted with the
+//! device's AppKey, and a valid one, for the join request the device is waiting on, in
+//! its join-accept windows, gives it the new DevAddr and session keys; every downlink to
+//! a radio device gets a [`DownlinkVerdict`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ran_routing::mic::{self, AesKey, DataUplink, MAX_CHALLENGE, MIN_CHALLENGE};
+use ran_routing::mic::{
+    self, AesKey, DataUplink, JoinAccept, MicError, MAX_CHALLENGE, MIN_CHALLENGE,
+};
 use ran_routing::{
-    DevAddr, DevEui, JoinEui, UpstreamMessage, UpstreamRejectResultCode, UpstreamReply,
+    DevAddr, DevEui, DownstreamResultCode, JoinEui, UpstreamMessage, UpstreamRejectResultCode,
+    UpstreamReply,
 };
 
 use crate::error::{Error, Result};
@@ -23,6 +31,9 @@ use crate::server::Shared;
 use crate::Emulator;
 
 pub(crate) mod routes;
+mod rules;
+
+pub(crate) use rules::Rules;
 
 /// The first transaction id of played upstreams. Far above the small ids tests inject by
 /// hand, so replies to those are never mistaken for answers to played ones.
@@ -60,12 +71,18 @@ struct JoinCredentials {
     join_eui: JoinEui,
     app_key: AesKey,
     dev_nonce: u16,
+    /// The join request the device is waiting to be answered: its DevNonce and the
+    /// transaction id it was played with. Cleared by a join, or by any later
+    /// transmission (the device listens only after its latest one).
+    pending: Option<(u16, u64)>,
 }
 
 #[derive(Debug, Clone)]
 struct RadioSession {
     dev_addr: DevAddr,
     nwk_s_key: AesKey,
+    /// Kept for the application payload; the emulator sends FRMPayloads in clear.
+    app_s_key: Option<AesKey>,
     /// The full counter of the next uplink.
     fcnt: u32,
 }
@@ -79,6 +96,7 @@ impl RadioDevice {
                 join_eui,
                 app_key,
                 dev_nonce: 0,
+                pending: None,
             }),
             session: None,
         }
@@ -93,6 +111,7 @@ impl RadioDevice {
             session: Some(RadioSession {
                 dev_addr,
                 nwk_s_key,
+                app_s_key: None,
                 fcnt,
             }),
         }
@@ -103,6 +122,7 @@ impl RadioDevice {
         self.session = Some(RadioSession {
             dev_addr,
             nwk_s_key,
+            app_s_key: None,
             fcnt,
         });
         self
@@ -140,6 +160,20 @@ impl RadioDevice {
     /// The full counter of the next data uplink, for a device with a session.
     pub fn fcnt(&self) -> Option<u32> {
         self.session.as_ref().map(|s| s.fcnt)
+    }
+
+    /// The DevNonce of the join request the device waits to see answered, if any: set
+    /// by each join request, cleared by a join or a later transmission.
+    pub fn pending_dev_nonce(&self) -> Option<u16> {
+        self.join.as_ref().and_then(|j| j.pending).map(|(n, _)| n)
+    }
+
+    /// Whether the device holds these session keys (as after a join): for tests that
+    /// check what the device derived, without exposing its keys.
+    pub fn has_session_keys(&self, nwk_s_key: &AesKey, app_s_key: &AesKey) -> bool {
+        self.session
+            .as_ref()
+            .is_some_and(|s| s.nwk_s_key == *nwk_s_key && s.app_s_key.as_ref() == Some(app_s_key))
     }
 
     /// The body of `POST /emulator/radio/devices` that puts this device on the air, keys
@@ -181,10 +215,15 @@ pub enum UpstreamVerdict {
     /// Rejected, with this code (`MICFailed` is the right answer for a device whose key
     /// the LNS does not have).
     Rejected(UpstreamRejectResultCode),
+    /// Not delivered: no row of the routing table routes it to the LNS (a join request
+    /// whose DevEUI and JoinEUI are not subscribed, a data uplink from a DevAddr no row
+    /// has as active or target address), as the service withholds it. The device still
+    /// transmitted it, so its DevNonce or FCnt is used.
+    Withheld,
 }
 
 impl UpstreamVerdict {
-    /// Whether the LNS has answered.
+    /// Whether the upstream is settled: answered by the LNS, or never delivered.
     pub fn is_answered(&self) -> bool {
         *self != Self::Unanswered
     }
@@ -202,10 +241,58 @@ pub struct PlayedUpstream {
     pub mic: u32,
     /// The full uplink counter of a data uplink; `None` for a join request.
     pub fcnt: Option<u32>,
+    /// The DevNonce of a join request; `None` for a data uplink.
+    pub dev_nonce: Option<u16>,
     /// How many candidates the MIC challenge had, the true MIC included.
     pub candidates: usize,
+    /// Whether it was delivered with `Outdated: true`.
+    pub outdated: bool,
     /// The LNS's answer so far.
     pub verdict: UpstreamVerdict,
+}
+
+/// Why a radio device ignored a downlink the RAN transmitted to it, as a real device
+/// would: it stays as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IgnoredReason {
+    /// A join accept whose MIC the device's AppKey does not give: another key, or a
+    /// corrupted or forged frame.
+    MicMismatch,
+    /// A join accept that answers no join request the device is waiting on: it sent none,
+    /// a later one, or (with the timing rule on) the uplink the downlink was timed from is
+    /// not its latest join request. The device derives keys only for the DevNonce it sent.
+    UnknownDevNonce,
+    /// A join accept outside the device's join-accept windows: with the timing rule on, a
+    /// class A `Delay` other than JoinAcceptDelay1 (5 s, RX1) or JoinAcceptDelay2 (6 s,
+    /// RX2) after its join request, or not class A at all.
+    OutsideJoinWindow,
+    /// A data downlink addressed to another DevAddr than the device's session, or sent to a
+    /// device with no session.
+    NotForThisDevice,
+    /// Not a LoRaWAN 1.0 frame the device can read (too short, an uplink MType, a join
+    /// accept of the wrong length).
+    Malformed,
+}
+
+/// What a radio device made of a downlink sent to it; see [`Emulator::downlink_verdict`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DownlinkVerdict {
+    /// The RAN did not transmit it; its `DownstreamResult` had this code.
+    NotTransmitted(DownstreamResultCode),
+    /// A valid join accept: the device adopted this DevAddr and the derived session keys,
+    /// reset its frame counter and sends its next uplinks in that session.
+    Joined {
+        /// The DevAddr from the join accept.
+        dev_addr: DevAddr,
+        /// The DevNonce of the join request it answered (the keys are derived from it).
+        dev_nonce: u16,
+    },
+    /// A data downlink to the device's DevAddr: received (its MIC is not checked).
+    Received,
+    /// Transmitted, and ignored by the device.
+    Ignored(IgnoredReason),
 }
 
 /// Counts of played upstreams by verdict; see [`Emulator::mic_stats`].
@@ -224,6 +311,15 @@ pub struct MicStats {
     pub other_rejects: u64,
     /// Answers to an upstream that was already answered (ignored, not counted above).
     pub duplicate_replies: u64,
+    /// Acks and rejects naming a transaction the emulator never sent (logged at warn).
+    pub unknown_replies: u64,
+    /// Upstreams the devices transmitted that the routing table did not route to the
+    /// LNS ([`UpstreamVerdict::Withheld`]; not counted in `played`).
+    pub withheld: u64,
+    /// Join accepts that made a device join.
+    pub joins: u64,
+    /// Downlinks to radio devices that the RAN transmitted and the device ignored.
+    pub ignored_downlinks: u64,
 }
 
 impl MicStats {
@@ -234,7 +330,66 @@ impl MicStats {
     }
 }
 
+/// What a device transmits, and how long ago the RAN heard it; see [`Emulator::play`].
+///
+/// ```
+/// use std::time::Duration;
+/// use ran_routing_emulator::Play;
+///
+/// let late = Play::confirmed_uplink(1, *b"hi").heard_ago(Duration::from_secs(3));
+/// # let _ = (late, Play::join_request(), Play::uplink(2, Vec::new()));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Play {
+    tx: Transmission,
+    heard_ago: Duration,
+}
+
+impl Play {
+    /// The device's next join request (it takes the next DevNonce).
+    pub fn join_request() -> Self {
+        Self {
+            tx: Transmission::JoinRequest,
+            heard_ago: Duration::ZERO,
+        }
+    }
+
+    /// An unconfirmed data uplink with the next frame counter.
+    pub fn uplink(fport: u8, payload: impl Into<Vec<u8>>) -> Self {
+        Self {
+            tx: Transmission::Data {
+                fport,
+                payload: payload.into(),
+                confirmed: false,
+            },
+            heard_ago: Duration::ZERO,
+        }
+    }
+
+    /// A confirmed data uplink, which the LNS answers with a downlink.
+    pub fn confirmed_uplink(fport: u8, payload: impl Into<Vec<u8>>) -> Self {
+        Self {
+            tx: Transmission::Data {
+                fport,
+                payload: payload.into(),
+                confirmed: true,
+            },
+            heard_ago: Duration::ZERO,
+        }
+    }
+
+    /// The RAN heard the frame this long before it delivers it (in emulated time, see
+    /// [`EmulatorBuilder::time_scale`](crate::EmulatorBuilder::time_scale)): over 2.5 s
+    /// the upstream carries `Outdated: true`, and class A windows count from when it was
+    /// heard, so they may have passed already.
+    pub fn heard_ago(mut self, delay: Duration) -> Self {
+        self.heard_ago = delay;
+        self
+    }
+}
+
 /// What a device transmits.
+#[derive(Debug, Clone)]
 pub(crate) enum Transmission {
     JoinRequest,
     Data {
@@ -254,10 +409,14 @@ struct DeviceState {
 struct RadioState {
     devices: BTreeMap<DevEui, DeviceState>,
     played: HashMap<u64, PlayedUpstream>,
+    /// What radio devices made of the downlinks sent to them, by the downlink's
+    /// transaction id.
+    downlinks: HashMap<u64, DownlinkVerdict>,
     next_transaction_id: u64,
     min_candidates: usize,
     max_candidates: usize,
     stats: MicStats,
+    rules: Rules,
 }
 
 /// The emulated air: devices, played upstreams and their verdicts.
@@ -265,6 +424,9 @@ pub(crate) struct Radio {
     state: Mutex<RadioState>,
     /// Signalled on every verdict.
     answered: Condvar,
+    /// Held across building, sending and committing a play, so a play that cannot be
+    /// sent uses up nothing and two plays never take the same counter.
+    playing: Mutex<()>,
     /// Scatters decoys differently in every emulator.
     seed: u64,
 }
@@ -281,15 +443,33 @@ impl Default for Radio {
             state: Mutex::new(RadioState {
                 devices: BTreeMap::new(),
                 played: HashMap::new(),
+                downlinks: HashMap::new(),
                 next_transaction_id: FIRST_TRANSACTION_ID,
                 min_candidates: MIN_CHALLENGE,
                 max_candidates: MAX_CHALLENGE,
                 stats: MicStats::default(),
+                rules: Rules::default(),
             }),
             answered: Condvar::new(),
+            playing: Mutex::new(()),
             seed: hasher.finish(),
         }
     }
+}
+
+/// A transmission built but not yet committed: committing advances the device's
+/// counter and records the play.
+pub(crate) struct Prepared {
+    pub(crate) msg: UpstreamMessage,
+    dev_eui: DevEui,
+    mic: u32,
+    fcnt: Option<u32>,
+    dev_nonce: Option<u16>,
+    candidates: usize,
+    /// The DevAddr of a data uplink.
+    pub(crate) dev_addr: Option<DevAddr>,
+    /// The JoinEUI of a join request.
+    pub(crate) join_eui: Option<JoinEui>,
 }
 
 impl Radio {
@@ -297,11 +477,29 @@ impl Radio {
         crate::sync::lock(&self.state)
     }
 
-    pub(crate) fn add(&self, device: RadioDevice) {
+    pub(crate) fn rules(&self) -> Rules {
+        self.lock().rules
+    }
+
+    pub(crate) fn set_rules(&self, rules: Rules) {
+        self.lock().rules = rules;
+    }
+
+    /// Puts a device on the air; with `replace` false, refuses one whose DevEUI is
+    /// already there. Returns whether a device was replaced.
+    pub(crate) fn add(&self, device: RadioDevice, replace: bool) -> Result<bool> {
         let mut s = self.lock();
+        if !replace && s.devices.contains_key(&device.dev_eui) {
+            return Err(invalid(format!(
+                "radio device {} is already on the air: replace it explicitly to change \
+                 its keys and counters",
+                device.dev_eui
+            )));
+        }
         let candidates = s.max_candidates;
-        s.devices
-            .insert(device.dev_eui, DeviceState { device, candidates });
+        Ok(s.devices
+            .insert(device.dev_eui, DeviceState { device, candidates })
+            .is_some())
     }
 
     pub(crate) fn remove(&self, dev_eui: DevEui) -> bool {
@@ -317,6 +515,16 @@ impl Radio {
             .devices
             .values()
             .map(|d| (d.device.clone(), d.candidates))
+            .collect()
+    }
+
+    /// The radio devices whose session has this DevAddr.
+    pub(crate) fn devices_with_addr(&self, dev_addr: DevAddr) -> Vec<DevEui> {
+        self.lock()
+            .devices
+            .values()
+            .filter(|d| d.device.dev_addr() == Some(dev_addr))
+            .map(|d| d.device.dev_eui)
             .collect()
     }
 
@@ -337,85 +545,143 @@ impl Radio {
         Ok(())
     }
 
-    /// Builds the device's next transmission as the RAN would deliver it, advancing its
-    /// DevNonce or FCnt (a frame sent into the void still used its counter), and records
-    /// it as played.
-    fn prepare(&self, dev_eui: DevEui, tx: Transmission) -> Result<UpstreamMessage> {
-        let mut s = self.lock();
+    /// Builds the device's next transmission as the RAN would deliver it, without using
+    /// up its DevNonce or FCnt yet (see [`commit`](Self::commit)).
+    fn prepare(&self, dev_eui: DevEui, tx: &Transmission) -> Result<Prepared> {
+        let s = self.lock();
         let transaction_id = s.next_transaction_id;
         let state = s
             .devices
-            .get_mut(&dev_eui)
+            .get(&dev_eui)
             .ok_or_else(|| invalid(format!("no radio device {dev_eui}")))?;
         let candidates = state.candidates;
-        let (frame, dev_addr, fcnt) = match tx {
+        let (frame, dev_addr, fcnt, dev_nonce, join_eui) = match tx {
             Transmission::JoinRequest => {
-                let join = state.device.join.as_mut().ok_or_else(|| {
+                let join = state.device.join.as_ref().ok_or_else(|| {
                     invalid(format!("radio device {dev_eui} has no AppKey: not OTAA"))
                 })?;
                 let frame =
                     mic::join_request(&join.app_key, join.join_eui, dev_eui, join.dev_nonce);
-                join.dev_nonce = join.dev_nonce.wrapping_add(1);
-                (frame, None, None)
+                (frame, None, None, Some(join.dev_nonce), Some(join.join_eui))
             }
             Transmission::Data {
                 fport,
                 payload,
                 confirmed,
             } => {
-                let session = state.device.session.as_mut().ok_or_else(|| {
+                let session = state.device.session.as_ref().ok_or_else(|| {
                     invalid(format!(
                         "radio device {dev_eui} has no session: not ABP or joined"
                     ))
                 })?;
                 let fcnt = session.fcnt;
                 let frame = DataUplink::new(session.dev_addr, fcnt)
-                    .confirmed(confirmed)
-                    .payload(fport, payload)
+                    .confirmed(*confirmed)
+                    .payload(*fport, payload.clone())
                     .build(&session.nwk_s_key)
                     .map_err(|e| invalid(e.to_string()))?;
-                session.fcnt = fcnt.wrapping_add(1);
-                (frame, Some(session.dev_addr), Some(fcnt))
+                (frame, Some(session.dev_addr), Some(fcnt), None, None)
             }
         };
-        // A join request names its device; a data uplink only its DevAddr, so the RAN
-        // lists every device with that address and the LNS finds which one it was.
-        let dev_euis = match dev_addr {
-            None => vec![dev_eui],
-            Some(addr) => s
-                .devices
-                .values()
-                .filter(|d| d.device.dev_addr() == Some(addr))
-                .map(|d| d.device.dev_eui)
-                .collect(),
-        };
         let seed = self.seed ^ transaction_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut msg =
-            mic::upstream_with_challenge(&frame, transaction_id, dev_euis, candidates - 1, seed)
-                .map_err(|e| invalid(e.to_string()))?;
+        // DevEUIs are filled in by the routing (see `play`).
+        let mut msg = mic::upstream_with_challenge(
+            &frame,
+            transaction_id,
+            vec![dev_eui],
+            candidates - 1,
+            seed,
+        )
+        .map_err(|e| invalid(e.to_string()))?;
         msg.radio.frequency = CHANNELS[(transaction_id % CHANNELS.len() as u64) as usize];
         let (_, mic) = mic::split_mic(&frame).map_err(|e| invalid(e.to_string()))?;
+        Ok(Prepared {
+            msg,
+            dev_eui,
+            mic,
+            fcnt,
+            dev_nonce,
+            candidates,
+            dev_addr,
+            join_eui,
+        })
+    }
+
+    /// The device transmitted `prepared`: its DevNonce or FCnt is used, it now listens
+    /// after this transmission only, and the play is recorded (as withheld when
+    /// `delivered` is false). Returns the device's pending join request before, for
+    /// [`rollback`](Self::rollback).
+    fn commit(&self, prepared: &Prepared, delivered: bool) -> Option<(u16, u64)> {
+        let mut s = self.lock();
+        let transaction_id = prepared.msg.transaction_id;
         s.next_transaction_id += 1;
-        s.stats.played += 1;
+        let mut before = None;
+        if let Some(state) = s.devices.get_mut(&prepared.dev_eui) {
+            let device = &mut state.device;
+            if let Some(join) = &mut device.join {
+                before = join.pending.take();
+            }
+            match (prepared.dev_nonce, prepared.fcnt) {
+                (Some(dev_nonce), _) => {
+                    if let Some(join) = &mut device.join {
+                        join.dev_nonce = dev_nonce.wrapping_add(1);
+                        join.pending = Some((dev_nonce, transaction_id));
+                    }
+                }
+                (None, Some(fcnt)) => {
+                    if let Some(session) = &mut device.session {
+                        session.fcnt = fcnt.wrapping_add(1);
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        let verdict = if delivered {
+            s.stats.played += 1;
+            UpstreamVerdict::Unanswered
+        } else {
+            s.stats.withheld += 1;
+            UpstreamVerdict::Withheld
+        };
         s.played.insert(
             transaction_id,
             PlayedUpstream {
                 transaction_id,
-                dev_eui,
-                mic,
-                fcnt,
-                candidates,
-                verdict: UpstreamVerdict::Unanswered,
+                dev_eui: prepared.dev_eui,
+                mic: prepared.mic,
+                fcnt: prepared.fcnt,
+                dev_nonce: prepared.dev_nonce,
+                candidates: prepared.candidates,
+                outdated: prepared.msg.outdated == Some(true),
+                verdict,
             },
         );
-        Ok(msg)
+        self.answered.notify_all();
+        before
     }
 
-    /// Forgets an upstream that could not be sent.
-    fn unplay(&self, transaction_id: u64) {
+    /// Undoes a [`commit`](Self::commit) of a play that could not be sent: the frame
+    /// never went out, so it uses up no DevNonce, FCnt or transaction id.
+    fn rollback(&self, prepared: &Prepared, pending_before: Option<(u16, u64)>) {
         let mut s = self.lock();
+        let transaction_id = prepared.msg.transaction_id;
         if s.played.remove(&transaction_id).is_some() {
             s.stats.played -= 1;
+        }
+        if s.next_transaction_id == transaction_id + 1 {
+            s.next_transaction_id = transaction_id;
+        }
+        if let Some(state) = s.devices.get_mut(&prepared.dev_eui) {
+            let device = &mut state.device;
+            if let Some(join) = &mut device.join {
+                if let Some(dev_nonce) = prepared.dev_nonce {
+                    join.dev_nonce = dev_nonce;
+                }
+                join.pending = pending_before;
+            }
+            if let (Some(fcnt), Some(session)) = (prepared.fcnt, &mut device.session) {
+                session.fcnt = fcnt;
+            }
         }
     }
 
@@ -475,6 +741,118 @@ impl Radio {
         self.answered.notify_all();
     }
 
+    /// Whether this is a radio device (downlinks to others are not judged here).
+    pub(crate) fn has(&self, dev_eui: DevEui) -> bool {
+        self.lock().devices.contains_key(&dev_eui)
+    }
+
+    /// Records that the RAN did not transmit a downlink to a radio device.
+    pub(crate) fn not_transmitted(&self, transaction_id: u64, code: DownstreamResultCode) {
+        let mut s = self.lock();
+        s.downlinks
+            .insert(transaction_id, DownlinkVerdict::NotTransmitted(code));
+        self.answered.notify_all();
+    }
+
+    /// A radio device receives a downlink the RAN transmitted to it, as a real device
+    /// would: a join accept is checked and may make it join, a data downlink is taken if
+    /// addressed to its session. `window` is the downlink's class A delay in seconds
+    /// (`None` for class B or C), `timed_from` the transaction id of the uplink the RAN
+    /// timed it from (`None` when the timing rule is off). Returns the verdict.
+    pub(crate) fn receive(
+        &self,
+        dev_eui: DevEui,
+        transaction_id: u64,
+        phy_payload: &[u8],
+        window: Option<u8>,
+        timed_from: Option<u64>,
+    ) -> DownlinkVerdict {
+        let mut s = self.lock();
+        let s = &mut *s;
+        let timing = s.rules.downlink_timing;
+        let Some(state) = s.devices.get_mut(&dev_eui) else {
+            return DownlinkVerdict::Ignored(IgnoredReason::NotForThisDevice);
+        };
+        let device = &mut state.device;
+        let verdict = match phy_payload.first().map(|mhdr| mhdr >> 5) {
+            // Join accept.
+            Some(0b001) => match &mut device.join {
+                None => DownlinkVerdict::Ignored(IgnoredReason::UnknownDevNonce),
+                Some(join) => match join.pending {
+                    None => DownlinkVerdict::Ignored(IgnoredReason::UnknownDevNonce),
+                    Some((_, tid)) if timing && timed_from != Some(tid) => {
+                        DownlinkVerdict::Ignored(IgnoredReason::UnknownDevNonce)
+                    }
+                    Some(_) if timing && !matches!(window, Some(5 | 6)) => {
+                        DownlinkVerdict::Ignored(IgnoredReason::OutsideJoinWindow)
+                    }
+                    Some((dev_nonce, _)) => match JoinAccept::decrypt(&join.app_key, phy_payload) {
+                        Ok(accept) => {
+                            let keys = accept.session_keys(&join.app_key, dev_nonce);
+                            join.pending = None;
+                            device.session = Some(RadioSession {
+                                dev_addr: accept.dev_addr(),
+                                nwk_s_key: keys.nwk_s_key,
+                                app_s_key: Some(keys.app_s_key),
+                                fcnt: 0,
+                            });
+                            DownlinkVerdict::Joined {
+                                dev_addr: accept.dev_addr(),
+                                dev_nonce,
+                            }
+                        }
+                        Err(MicError::MicMismatch) => {
+                            DownlinkVerdict::Ignored(IgnoredReason::MicMismatch)
+                        }
+                        Err(_) => DownlinkVerdict::Ignored(IgnoredReason::Malformed),
+                    },
+                },
+            },
+            // Unconfirmed or confirmed data down: FHDR's DevAddr, little-endian.
+            Some(0b011 | 0b101) if phy_payload.len() >= 12 => {
+                let addr = DevAddr::new(u32::from_le_bytes([
+                    phy_payload[1],
+                    phy_payload[2],
+                    phy_payload[3],
+                    phy_payload[4],
+                ]));
+                if device.dev_addr() == Some(addr) {
+                    DownlinkVerdict::Received
+                } else {
+                    DownlinkVerdict::Ignored(IgnoredReason::NotForThisDevice)
+                }
+            }
+            _ => DownlinkVerdict::Ignored(IgnoredReason::Malformed),
+        };
+        match &verdict {
+            DownlinkVerdict::Joined {
+                dev_addr,
+                dev_nonce,
+            } => {
+                s.stats.joins += 1;
+                state.candidates = s.max_candidates;
+                log::info!(
+                    "emulator: radio device {dev_eui} joined as {dev_addr} (DevNonce {dev_nonce})"
+                );
+            }
+            DownlinkVerdict::Ignored(reason) => {
+                s.stats.ignored_downlinks += 1;
+                log::warn!(
+                    "emulator: radio device {dev_eui} ignored downlink {transaction_id}: \
+                     {reason:?}"
+                );
+            }
+            _ => {}
+        }
+        s.downlinks.insert(transaction_id, verdict.clone());
+        self.answered.notify_all();
+        verdict
+    }
+
+    pub(crate) fn downlink(&self, transaction_id: u64) -> Option<DownlinkVerdict> {
+        self.lock().downlinks.get(&transaction_id).cloned()
+    }
+
     pub(crate) fn played(&self, transaction_id: u64) -> Option<PlayedUpstream> {
         self.lock().played.get(&transaction_id).cloned()
     }
@@ -504,20 +882,51 @@ impl Radio {
     }
 }
 
-/// Plays a transmission: builds it, sends it to the next upstream connection, and
-/// returns its transaction id.
-pub(crate) fn play(shared: &Shared, dev_eui: DevEui, tx: Transmission) -> Result<u64> {
-    let msg = shared.radio.prepare(dev_eui, tx)?;
-    let sent = shared
-        .hub
-        .send_upstream(&crate::streams::upstream_json(&msg));
-    match sent {
-        Ok(()) => Ok(msg.transaction_id),
-        Err(e) => {
-            shared.radio.unplay(msg.transaction_id);
-            Err(e)
+/// Plays a transmission: builds it, routes it as the RAN would, sends it to the next
+/// upstream connection, and returns its transaction id. A play that cannot be sent
+/// (no upstream connection) uses up nothing.
+pub(crate) fn play(shared: &Shared, dev_eui: DevEui, play: Play) -> Result<u64> {
+    let radio = &shared.radio;
+    let _one_at_a_time = crate::sync::lock(&radio.playing);
+    let mut prepared = radio.prepare(dev_eui, &play.tx)?;
+    let rules = radio.rules();
+    // The routing table decides who gets the frame: a join request by its DevEUI and
+    // JoinEUI, a data uplink by its DevAddr (every subscribed device with it).
+    let dev_euis = match (prepared.dev_addr, prepared.join_eui) {
+        (Some(addr), _) if rules.subscription => crate::sync::lock(&shared.store).by_dev_addr(addr),
+        (Some(addr), _) => radio.devices_with_addr(addr),
+        (None, Some(join_eui)) if rules.subscription => {
+            let store = crate::sync::lock(&shared.store);
+            match store.device(dev_eui) {
+                Some(row) if row.join_eui == Some(join_eui) => vec![dev_eui],
+                _ => Vec::new(),
+            }
         }
+        (None, _) => vec![dev_eui],
+    };
+    let transaction_id = prepared.msg.transaction_id;
+    if dev_euis.is_empty() {
+        log::info!(
+            "emulator: upstream {transaction_id} from {dev_eui} withheld: no routing-table \
+             row routes it to the LNS"
+        );
+        radio.commit(&prepared, false);
+        return Ok(transaction_id);
     }
+    prepared.msg.dev_euis = dev_euis;
+    if rules.outdated && play.heard_ago > rules::OUTDATED_AFTER {
+        prepared.msg.outdated = Some(true);
+    }
+    let heard_at = Instant::now()
+        .checked_sub(rules.scale(play.heard_ago))
+        .unwrap_or_else(Instant::now);
+    // Recorded before it goes out, so an answer racing back finds it.
+    let pending_before = radio.commit(&prepared, true);
+    if let Err(e) = shared.hub.send_upstream_tracked(&prepared.msg, heard_at) {
+        radio.rollback(&prepared, pending_before);
+        return Err(e);
+    }
+    Ok(transaction_id)
 }
 
 /// Emulated devices with real keys, and the verdicts on the LNS's answers.
@@ -531,12 +940,14 @@ pub(crate) fn play(shared: &Shared, dev_eui: DevEui, tx: Transmission) -> Result
 /// let emu = Emulator::start()?;
 /// let (dev_eui, dev_addr) = (DevEui::new(0x0004a30b001c0530), DevAddr::new(0x26011bda));
 /// let nwk_s_key: AesKey = "000102030405060708090a0b0c0d0e0f".parse()?;
-/// emu.add_radio_device(RadioDevice::abp(dev_eui, dev_addr, nwk_s_key.clone(), 70_000));
+/// emu.add_radio_device(RadioDevice::abp(dev_eui, dev_addr, nwk_s_key.clone(), 70_000))?;
 ///
-/// // An LNS that has the device's session key.
+/// // An LNS that has the device's session key, and subscribes to it: the RAN routes
+/// // only subscribed devices' traffic.
 /// let mut keys = Keys::new();
 /// keys.set_session(dev_eui, Session::new(nwk_s_key).with_fcnt_up(69_999));
 /// let core = Core::new(emu.token(), &emu.base_url())?;
+/// core.routing_table().insert(dev_eui, dev_addr)?;
 /// let upstream = core.upstream().connect()?;
 ///
 /// let tid = emu.play_uplink(dev_eui, 1, *b"hello")?;
@@ -549,10 +960,17 @@ pub(crate) fn play(shared: &Shared, dev_eui: DevEui, tx: Transmission) -> Result
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 impl Emulator {
-    /// Puts a device on the emulated air, replacing any with the same DevEUI (which
-    /// restarts its counters from the new device's).
-    pub fn add_radio_device(&self, device: RadioDevice) {
-        self.shared.radio.add(device);
+    /// Puts a device on the emulated air. Fails with [`Error::Invalid`] when a device
+    /// with this DevEUI is already there: [`replace_radio_device`](Self::replace_radio_device)
+    /// says so explicitly.
+    pub fn add_radio_device(&self, device: RadioDevice) -> Result<()> {
+        self.shared.radio.add(device, false).map(|_| ())
+    }
+
+    /// Puts a device on the air, replacing any with the same DevEUI (its keys, and its
+    /// counters restart from the new device's); returns whether one was replaced.
+    pub fn replace_radio_device(&self, device: RadioDevice) -> bool {
+        matches!(self.shared.radio.add(device, true), Ok(true))
     }
 
     /// Takes a device off the air; `false` if there was none with this DevEUI.
@@ -574,37 +992,39 @@ impl Emulator {
         self.shared.radio.set_challenge_size(min, max)
     }
 
-    /// The device sends its next join request (and takes the next DevNonce); the
-    /// emulator delivers it, MIC hidden among decoys, to the next upstream connection.
-    /// Returns the upstream's transaction id.
+    /// The device transmits `play` (a join request or a data uplink); the emulator
+    /// routes it as the RAN would and delivers it, MIC hidden among decoys, to the next
+    /// upstream connection. Returns the upstream's transaction id.
     ///
-    /// Fails with [`Error::Invalid`] for an unknown device or one without an AppKey, and
-    /// with [`Error::Closed`] when no upstream connection is open (see
-    /// [`send_upstream`](Self::send_upstream)).
-    pub fn play_join_request(&self, dev_eui: DevEui) -> Result<u64> {
-        play(&self.shared, dev_eui, Transmission::JoinRequest)
+    /// With the subscription rule on (the default), a frame no routing-table row routes
+    /// to the LNS is withheld: the device used its DevNonce or FCnt, the upstream's
+    /// verdict is [`UpstreamVerdict::Withheld`] and [`MicStats::withheld`] counts it.
+    ///
+    /// Fails with [`Error::Invalid`] for an unknown device, one without the keys the
+    /// frame needs, or a payload too long for a LoRaWAN frame, and with
+    /// [`Error::Closed`] when no upstream connection is open (see
+    /// [`send_upstream`](Self::send_upstream)); a failed play uses up nothing.
+    pub fn play(&self, dev_eui: DevEui, play: Play) -> Result<u64> {
+        self::play(&self.shared, dev_eui, play)
     }
 
-    /// The device sends an unconfirmed data uplink with the next frame counter (the
-    /// frame carries its low 16 bits; the counter runs on past 65535). Its `DevEUIs`
-    /// lists every radio device with the same DevAddr, as the RAN does. Returns the
-    /// upstream's transaction id.
-    ///
-    /// The FRMPayload goes out as given, unencrypted. Fails like
-    /// [`play_join_request`](Self::play_join_request), for a device without a session,
-    /// and for a payload too long for a LoRaWAN frame.
+    /// [`play`](Self::play) of the device's next join request (it takes the next
+    /// DevNonce, and waits for a join accept in its RX1 or RX2 window).
+    pub fn play_join_request(&self, dev_eui: DevEui) -> Result<u64> {
+        self.play(dev_eui, Play::join_request())
+    }
+
+    /// [`play`](Self::play) of an unconfirmed data uplink with the next frame counter
+    /// (the frame carries its low 16 bits; the counter runs on past 65535). Its
+    /// `DevEUIs` lists every subscribed device with the same DevAddr, as the RAN does.
+    /// The FRMPayload goes out as given, unencrypted.
     pub fn play_uplink(
         &self,
         dev_eui: DevEui,
         fport: u8,
         payload: impl Into<Vec<u8>>,
     ) -> Result<u64> {
-        let tx = Transmission::Data {
-            fport,
-            payload: payload.into(),
-            confirmed: false,
-        };
-        play(&self.shared, dev_eui, tx)
+        self.play(dev_eui, Play::uplink(fport, payload))
     }
 
     /// [`play_uplink`](Self::play_uplink) for a confirmed data uplink, which the LNS
@@ -615,12 +1035,26 @@ impl Emulator {
         fport: u8,
         payload: impl Into<Vec<u8>>,
     ) -> Result<u64> {
-        let tx = Transmission::Data {
-            fport,
-            payload: payload.into(),
-            confirmed: true,
-        };
-        play(&self.shared, dev_eui, tx)
+        self.play(dev_eui, Play::confirmed_uplink(fport, payload))
+    }
+
+    /// What the radio device made of the downlink with this transaction id (the LNS's
+    /// id): joined, received, ignored and why, or not transmitted; `None` while it is
+    /// not judged yet, or for a downlink to a device that is not on the air.
+    pub fn downlink_verdict(&self, transaction_id: u64) -> Option<DownlinkVerdict> {
+        self.shared.radio.downlink(transaction_id)
+    }
+
+    /// Waits up to `timeout` for [`downlink_verdict`](Self::downlink_verdict).
+    pub fn wait_downlink_verdict(
+        &self,
+        transaction_id: u64,
+        timeout: Duration,
+    ) -> Option<DownlinkVerdict> {
+        self.shared
+            .radio
+            .wait(timeout, |s| s.downlinks.contains_key(&transaction_id));
+        self.downlink_verdict(transaction_id)
     }
 
     /// The upstream played with this transaction id: true DevEUI and MIC, and verdict.
@@ -652,10 +1086,18 @@ impl Emulator {
             .wait(timeout, |s| s.stats.unanswered() == 0)
     }
 
-    /// How the played upstreams were answered so far.
+    /// How the played upstreams were answered so far, and what the devices made of
+    /// their downlinks.
     pub fn mic_stats(&self) -> MicStats {
-        self.shared.radio.stats()
+        stats(&self.shared)
     }
+}
+
+/// The radio's counts, with the replies to unknown transactions the hub counted.
+pub(crate) fn stats(shared: &Shared) -> MicStats {
+    let mut stats = shared.radio.stats();
+    stats.unknown_replies = shared.hub.unknown_replies();
+    stats
 }
 
 #[cfg(test)]
@@ -677,34 +1119,34 @@ mod tests {
         let radio = Radio::default();
         let key = AesKey::new([7; 16]);
         let dev_eui = DevEui::new(1);
-        radio.add(RadioDevice::abp(
-            dev_eui,
-            DevAddr::new(9),
-            key.clone(),
-            u32::MAX,
-        ));
-        let first = radio
-            .prepare(
-                dev_eui,
-                Transmission::Data {
-                    fport: 1,
-                    payload: vec![],
-                    confirmed: false,
-                },
-            )
-            .unwrap();
-        assert_eq!(first.transaction_id, FIRST_TRANSACTION_ID);
+        let abp = RadioDevice::abp(dev_eui, DevAddr::new(9), key.clone(), u32::MAX);
+        radio.add(abp.clone(), false).unwrap();
+        assert!(radio.add(abp.clone(), false).is_err());
+        assert!(radio.add(abp, true).unwrap());
+        let data = Transmission::Data {
+            fport: 1,
+            payload: vec![],
+            confirmed: false,
+        };
+        let first = radio.prepare(dev_eui, &data).unwrap();
+        // Built, not yet transmitted: nothing used up.
+        assert_eq!(radio.device(dev_eui).unwrap().fcnt(), Some(u32::MAX));
+        let before = radio.commit(&first, true);
+        assert_eq!(first.msg.transaction_id, FIRST_TRANSACTION_ID);
         assert_eq!(radio.device(dev_eui).unwrap().fcnt(), Some(0));
-        let p = radio.played(first.transaction_id).unwrap();
+        let p = radio.played(first.msg.transaction_id).unwrap();
         assert_eq!(p.fcnt, Some(u32::MAX));
-        let frame = first.phy_payload_with_mic(p.mic);
+        let frame = first.msg.phy_payload_with_mic(p.mic);
         assert!(mic::verify_data_uplink(&key, &frame, u32::MAX).unwrap());
         // Not OTAA.
-        assert!(radio.prepare(dev_eui, Transmission::JoinRequest).is_err());
+        assert!(radio.prepare(dev_eui, &Transmission::JoinRequest).is_err());
         assert!(radio
-            .prepare(DevEui::new(2), Transmission::JoinRequest)
+            .prepare(DevEui::new(2), &Transmission::JoinRequest)
             .is_err());
-        radio.unplay(first.transaction_id);
+        radio.rollback(&first, before);
         assert_eq!(radio.stats().played, 0);
+        assert_eq!(radio.device(dev_eui).unwrap().fcnt(), Some(u32::MAX));
+        let again = radio.prepare(dev_eui, &data).unwrap();
+        assert_eq!(again.msg.transaction_id, FIRST_TRANSACTION_ID);
     }
 }

@@ -1,12 +1,14 @@
 //! The radio's control routes, under `/emulator/radio/`.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use ran_routing::mic::AesKey;
 use ran_routing::{DevAddr, DevEui, JoinEui};
 
-use super::{play, MicStats, PlayedUpstream, RadioDevice, Transmission, UpstreamVerdict};
+use super::{play, DownlinkVerdict, MicStats, Play, PlayedUpstream, RadioDevice, UpstreamVerdict};
 use crate::control::{no_upstream, validation_failed};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -34,6 +36,9 @@ struct DeviceBody {
     nwk_s_key: Option<String>,
     #[serde(default)]
     fcnt: Option<u32>,
+    /// Replace a device already on the air with this DevEUI (its keys and counters).
+    #[serde(default)]
+    replace: bool,
 }
 
 impl DeviceBody {
@@ -82,6 +87,8 @@ impl DeviceBody {
 #[serde(deny_unknown_fields)]
 struct JoinBody {
     dev_eui: DevEui,
+    #[serde(default)]
+    heard_ago_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +100,8 @@ struct UplinkBody {
     payload_hex: String,
     #[serde(default)]
     confirmed: bool,
+    #[serde(default)]
+    heard_ago_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +129,7 @@ fn device_json(device: &RadioDevice, candidates: usize) -> Value {
         "next_dev_nonce": device.next_dev_nonce(),
         "dev_addr": device.dev_addr(),
         "fcnt": device.fcnt(),
+        "pending_dev_nonce": device.pending_dev_nonce(),
         "candidates": candidates,
     })
 }
@@ -130,11 +140,14 @@ fn played_json(p: &PlayedUpstream) -> Value {
         "dev_eui": p.dev_eui,
         "mic": p.mic,
         "fcnt": p.fcnt,
+        "dev_nonce": p.dev_nonce,
         "candidates": p.candidates,
+        "outdated": p.outdated,
     });
     let verdict = match &p.verdict {
         UpstreamVerdict::Unanswered => json!({"verdict": "Unanswered"}),
         UpstreamVerdict::Solved => json!({"verdict": "Solved"}),
+        UpstreamVerdict::Withheld => json!({"verdict": "Withheld"}),
         UpstreamVerdict::WrongAck { dev_eui, mic } => {
             json!({"verdict": "WrongAck", "ack_dev_eui": dev_eui, "ack_mic": mic})
         }
@@ -156,8 +169,34 @@ fn stats_json(s: &MicStats) -> Value {
         "mic_failed": s.mic_failed,
         "other_rejects": s.other_rejects,
         "duplicate_replies": s.duplicate_replies,
+        "unknown_replies": s.unknown_replies,
+        "withheld": s.withheld,
+        "joins": s.joins,
+        "ignored_downlinks": s.ignored_downlinks,
         "unanswered": s.unanswered(),
     })
+}
+
+fn downlink_json(transaction_id: u64, v: &DownlinkVerdict) -> Value {
+    let (verdict, extra) = match v {
+        DownlinkVerdict::NotTransmitted(code) => {
+            ("NotTransmitted", json!({"result_code": code.to_string()}))
+        }
+        DownlinkVerdict::Joined {
+            dev_addr,
+            dev_nonce,
+        } => (
+            "Joined",
+            json!({"dev_addr": dev_addr, "dev_nonce": dev_nonce}),
+        ),
+        DownlinkVerdict::Received => ("Received", json!({})),
+        DownlinkVerdict::Ignored(reason) => ("Ignored", json!({"reason": format!("{reason:?}")})),
+    };
+    let mut out = json!({"transaction_id": transaction_id, "verdict": verdict});
+    if let (Some(out), Value::Object(extra)) = (out.as_object_mut(), extra) {
+        out.extend(extra);
+    }
+    out
 }
 
 fn played_response(shared: &Shared, outcome: Result<u64>) -> Response {
@@ -178,6 +217,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "join-request"),
     ("POST", "uplink"),
     ("GET", "upstreams/{transaction_id}"),
+    ("GET", "downlinks/{transaction_id}"),
     ("GET", "stats"),
     ("POST", "challenge-size"),
 ];
@@ -195,10 +235,21 @@ pub(crate) fn handle(shared: &std::sync::Arc<Shared>, route: &str, req: &Request
             Ok(Response::json(200, &devices))
         }
         ("POST", "devices") => parse_body::<DeviceBody>(req).and_then(|body| {
+            let replace = body.replace;
             let device = body.device().map_err(validation_failed)?;
             let dev_eui = device.dev_eui;
-            radio.add(device);
-            Ok(Response::json(200, &json!({"dev_eui": dev_eui})))
+            match radio.add(device, replace) {
+                Ok(replaced) => Ok(Response::json(
+                    200,
+                    &json!({"dev_eui": dev_eui, "replaced": replaced}),
+                )),
+                Err(e) => Err(Response::error(
+                    409,
+                    "Emulator.RadioDeviceExists",
+                    format!("{e}: post it with \"replace\": true"),
+                    None,
+                )),
+            }
         }),
         ("DELETE", path) if path.starts_with("devices/") => {
             match path["devices/".len()..].parse::<DevEui>() {
@@ -215,19 +266,18 @@ pub(crate) fn handle(shared: &std::sync::Arc<Shared>, route: &str, req: &Request
             }
         }
         ("POST", "join-request") => parse_body::<JoinBody>(req).map(|body| {
-            played_response(
-                shared,
-                play(shared, body.dev_eui, Transmission::JoinRequest),
-            )
+            let tx = Play::join_request().heard_ago(Duration::from_millis(body.heard_ago_ms));
+            played_response(shared, play(shared, body.dev_eui, tx))
         }),
         ("POST", "uplink") => parse_body::<UplinkBody>(req).and_then(|body| {
             let payload = parse_hex_bytes(&body.payload_hex)
                 .ok_or_else(|| validation_failed("payload_hex: expected pairs of hex digits"))?;
-            let tx = Transmission::Data {
-                fport: body.fport,
-                payload,
-                confirmed: body.confirmed,
-            };
+            let tx = if body.confirmed {
+                Play::confirmed_uplink(body.fport, payload)
+            } else {
+                Play::uplink(body.fport, payload)
+            }
+            .heard_ago(Duration::from_millis(body.heard_ago_ms));
             Ok(played_response(shared, play(shared, body.dev_eui, tx)))
         }),
         ("GET", path) if path.starts_with("upstreams/") => {
@@ -244,7 +294,21 @@ pub(crate) fn handle(shared: &std::sync::Arc<Shared>, route: &str, req: &Request
                 Err(e) => Err(validation_failed(format!("transaction id: {e}"))),
             }
         }
-        ("GET", "stats") => Ok(Response::json(200, &stats_json(&radio.stats()))),
+        ("GET", path) if path.starts_with("downlinks/") => {
+            match path["downlinks/".len()..].parse::<u64>() {
+                Ok(tid) => match radio.downlink(tid) {
+                    Some(v) => Ok(Response::json(200, &downlink_json(tid, &v))),
+                    None => Err(Response::error(
+                        404,
+                        "Emulator.UnknownDownlink",
+                        format!("no radio device has judged a downlink {tid}"),
+                        None,
+                    )),
+                },
+                Err(e) => Err(validation_failed(format!("transaction id: {e}"))),
+            }
+        }
+        ("GET", "stats") => Ok(Response::json(200, &stats_json(&super::stats(shared)))),
         ("POST", "challenge-size") => parse_body::<ChallengeSizeBody>(req).and_then(|body| {
             radio
                 .set_challenge_size(body.min, body.max)

@@ -9,6 +9,8 @@
 //! buffers), and it reads at most [`BATCH`] frames before it serves the queue again, so
 //! a flood of any kind of frame cannot starve writes or a close.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -177,6 +179,10 @@ impl<S: Socket> Conn<S> {
         // socket, and since when output has been stuck.
         let mut unflushed: Vec<Sender<std::result::Result<(), String>>> = Vec::new();
         let mut stuck_since: Option<Instant> = None;
+        // Answers due later (DownstreamResults after their transmission time), in order
+        // of time, then of arrival.
+        let mut later: BinaryHeap<Reverse<(Instant, u64, String)>> = BinaryHeap::new();
+        let mut next_seq: u64 = 0;
         loop {
             if closing.is_none() && self.handle.close_requested.load(Ordering::SeqCst) {
                 closing = Some(Instant::now() + CLOSE_TIMEOUT);
@@ -206,6 +212,20 @@ impl<S: Socket> Conn<S> {
                     }
                 }
             }
+            // Answers whose time has come.
+            if stuck_since.is_none() {
+                let now = Instant::now();
+                while later.peek().is_some_and(|Reverse((at, _, _))| *at <= now) {
+                    let Some(Reverse((_, _, text))) = later.pop() else {
+                        break;
+                    };
+                    match self.ws.write(Message::text(text)) {
+                        Ok(()) => {}
+                        Err(e) if would_block(&e) => {}
+                        Err(e) => return format!("write failed: {e}"),
+                    }
+                }
+            }
             // The peer's frames, unless our answers to earlier ones are still unsent.
             let mut more_to_read = false;
             if stuck_since.is_none() {
@@ -220,7 +240,12 @@ impl<S: Socket> Conn<S> {
                             };
                             if let Some(data) = data {
                                 for answer in handle_frame(&self.shared, self.kind, &data) {
-                                    match self.ws.write(Message::text(answer)) {
+                                    if let Some(at) = answer.at.filter(|at| *at > Instant::now()) {
+                                        later.push(Reverse((at, next_seq, answer.text)));
+                                        next_seq += 1;
+                                        continue;
+                                    }
+                                    match self.ws.write(Message::text(answer.text)) {
                                         Ok(()) => {}
                                         Err(e) if would_block(&e) => {}
                                         Err(e) => return format!("write failed: {e}"),
@@ -286,6 +311,7 @@ impl<S: Socket> Conn<S> {
                 closing,
                 ping_sent.map(|t| t + pong_timeout),
                 stuck_since.map(|t| t + WRITE_TIMEOUT),
+                later.peek().map(|Reverse((at, _, _))| *at),
             ]
             .into_iter()
             .flatten()

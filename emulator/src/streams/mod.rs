@@ -6,23 +6,29 @@
 //!
 //! - Upstream: injected messages go to the live upstream connections in turn
 //!   (round-robin), like the service's load balancing; acks and rejects are recorded.
+//! - Every upstream sent is remembered (a bounded log) with when the RAN heard it, so an
+//!   ack can set the device's last acknowledged uplink (class A windows count from it)
+//!   and switch its security context, and a reply to a transaction never sent is
+//!   counted and logged.
 //! - Downstream: every valid downlink is recorded and answered with a `DownstreamAck`,
-//!   then a `DownstreamResult`. A downlink for a device that is not in the routing table
-//!   (or a multicast group that does not exist) is discarded, as the service documents,
-//!   and its result says so with `GatewayNotFound`.
+//!   then a `DownstreamResult` judged by `judge` (routing table, join accept rules,
+//!   transmission window), sent when the transmission would end.
 //! - A frame that is not a valid message is logged and counted, and gets no answer: the
 //!   service has no error frame to send.
 
 mod conn;
 mod frames;
+mod judge;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use ran_routing::{DevEui, DownstreamRequest, DownstreamResultCode, UpstreamReply};
+use ran_routing::{
+    DevAddr, DevEui, DownstreamRequest, DownstreamResultCode, UpstreamMessage, UpstreamReply,
+};
 use tungstenite::Message;
 
 use crate::error::{Error, Result};
@@ -36,6 +42,65 @@ pub(crate) use frames::upstream_json;
 /// How long a send waits for upstream connections still finishing their handshake.
 const HANDSHAKE_GRACE: Duration = Duration::from_secs(2);
 
+/// How many sent upstreams the hub remembers, oldest forgotten first.
+const SENT_LOG: usize = 1 << 16;
+
+/// A frame for a connection to write: at once, or when `at` comes (a DownstreamResult
+/// after its transmission time).
+pub(crate) struct Answer {
+    pub(crate) at: Option<Instant>,
+    pub(crate) text: String,
+}
+
+/// When the RAN heard an acknowledged uplink, and its transaction.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heard {
+    pub(crate) at: Instant,
+    pub(crate) transaction_id: u64,
+}
+
+/// An upstream the hub sent.
+#[derive(Debug, Clone, Copy)]
+struct SentUpstream {
+    heard_at: Instant,
+    /// A data uplink's DevAddr: an ack for it may switch the device's security context.
+    dev_addr: Option<DevAddr>,
+}
+
+#[derive(Default)]
+struct SentLog {
+    map: HashMap<u64, SentUpstream>,
+    order: VecDeque<u64>,
+}
+
+impl SentLog {
+    fn insert(&mut self, transaction_id: u64, sent: SentUpstream) {
+        if self.map.insert(transaction_id, sent).is_none() {
+            self.order.push_back(transaction_id);
+        }
+        while self.order.len() > SENT_LOG {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+
+    fn remove(&mut self, transaction_id: u64) {
+        if self.map.remove(&transaction_id).is_some() {
+            self.order.retain(|t| *t != transaction_id);
+        }
+    }
+}
+
+/// The DevAddr of a data uplink (MType 010 or 100), from its FHDR.
+fn data_uplink_dev_addr(phy_payload_no_mic: &[u8]) -> Option<DevAddr> {
+    match phy_payload_no_mic {
+        [mhdr, a, b, c, d, ..] if matches!(mhdr >> 5, 0b010 | 0b100) => {
+            Some(DevAddr::new(u32::from_le_bytes([*a, *b, *c, *d])))
+        }
+        _ => None,
+    }
+}
 /// Which stream a connection is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -79,7 +144,7 @@ struct Records {
     invalid_frames: u64,
 }
 
-struct HubState {
+pub(crate) struct HubState {
     peers: Vec<Peer>,
     /// Upstream connections between their 101 answer and their registration: a client
     /// may already see itself connected, so a send waits for them instead of failing.
@@ -89,11 +154,16 @@ struct HubState {
     next_upstream: usize,
     records: Records,
     codes: ResultCodes,
+    sent: SentLog,
+    /// Each device's last acknowledged uplink: class A windows count from it.
+    last_acked: HashMap<DevEui, Heard>,
+    /// Replies naming a transaction the hub never sent.
+    unknown_replies: u64,
 }
 
 /// Every live stream connection and what went over them.
 pub(crate) struct Hub {
-    state: Mutex<HubState>,
+    pub(crate) state: Mutex<HubState>,
     /// Signalled on every new record and every connection change.
     changed: Condvar,
     next_id: AtomicU64,
@@ -114,6 +184,9 @@ impl Default for Hub {
                     by_device: HashMap::new(),
                     by_transaction: HashMap::new(),
                 },
+                sent: SentLog::default(),
+                last_acked: HashMap::new(),
+                unknown_replies: 0,
             }),
             changed: Condvar::new(),
             next_id: AtomicU64::new(1),
@@ -124,7 +197,7 @@ impl Default for Hub {
 
 impl Hub {
     /// Waits until `ready` holds for the state or `timeout` passes; returns its last value.
-    fn wait_for<T>(
+    pub(crate) fn wait_for<T>(
         &self,
         timeout: Duration,
         mut ready: impl FnMut(&mut HubState) -> Option<T>,
@@ -153,9 +226,66 @@ impl Hub {
         out
     }
 
-    /// Sends one upstream frame to the next live upstream connection in turn.
+    /// Sends one upstream frame, as given, to the next live upstream connection in
+    /// turn; if it reads as an Upstream, it is remembered as heard now.
     pub(crate) fn send_upstream(&self, text: &str) -> Result<()> {
-        self.send_upstream_message(Message::text(text), true)
+        match serde_json::from_str::<UpstreamMessage>(text) {
+            Ok(msg) => self.send_tracked(text, &msg, Instant::now()),
+            Err(_) => self.send_upstream_message(Message::text(text), true),
+        }
+    }
+
+    /// Sends an Upstream the RAN heard at `heard_at`, and remembers it.
+    pub(crate) fn send_upstream_tracked(
+        &self,
+        msg: &UpstreamMessage,
+        heard_at: Instant,
+    ) -> Result<()> {
+        self.send_tracked(&upstream_json(msg), msg, heard_at)
+    }
+
+    fn send_tracked(&self, text: &str, msg: &UpstreamMessage, heard_at: Instant) -> Result<()> {
+        let transaction_id = msg.transaction_id;
+        let sent = SentUpstream {
+            heard_at,
+            dev_addr: data_uplink_dev_addr(&msg.phy_payload_no_mic),
+        };
+        // Remembered first: the answer may come back before the send returns.
+        lock(&self.state).sent.insert(transaction_id, sent);
+        let outcome = self.send_upstream_message(Message::text(text), true);
+        if outcome.is_err() {
+            lock(&self.state).sent.remove(transaction_id);
+        }
+        outcome
+    }
+
+    /// Records an UpstreamAck or UpstreamReject; an ack makes its upstream the device's
+    /// last acknowledged uplink. Returns the upstream it answers, `None` for a
+    /// transaction the hub never sent (counted).
+    fn on_reply(&self, reply: UpstreamReply) -> Option<SentUpstream> {
+        self.update(|s| {
+            let sent = s.sent.map.get(&reply.transaction_id()).copied();
+            match (&reply, sent) {
+                (_, None) => s.unknown_replies += 1,
+                (UpstreamReply::Ack(ack), Some(sent)) => {
+                    let heard = Heard {
+                        at: sent.heard_at,
+                        transaction_id: reply.transaction_id(),
+                    };
+                    let last = s.last_acked.entry(ack.dev_eui).or_insert(heard);
+                    if heard.at >= last.at {
+                        *last = heard;
+                    }
+                }
+                (UpstreamReply::Reject(_), Some(_)) => {}
+            }
+            s.records.replies.push(reply);
+            sent
+        })
+    }
+
+    pub(crate) fn unknown_replies(&self) -> u64 {
+        lock(&self.state).unknown_replies
     }
 
     /// Sends any WebSocket message to the next live upstream connection in turn. With
@@ -423,14 +553,34 @@ pub(crate) fn serve<S: Socket>(
     log::debug!("emulator: {} connection {id} ended: {reason}", kind.name());
 }
 
-/// Reads one frame an LNS sent: records replies and answers downlinks; a frame that is
-/// not a valid message is logged and counted.
-fn handle_frame(shared: &Shared, kind: Kind, frame: &[u8]) -> Vec<String> {
+/// Reads one frame an LNS sent: records and judges replies, answers downlinks; a frame
+/// that is not a valid message is logged and counted.
+fn handle_frame(shared: &Shared, kind: Kind, frame: &[u8]) -> Vec<Answer> {
     match kind {
         Kind::Upstream => match frames::upstream_reply(frame) {
             Ok(reply) => {
                 shared.radio.check(&reply);
-                shared.hub.update(|s| s.records.replies.push(reply));
+                let transaction_id = reply.transaction_id();
+                let ack_dev_eui = match &reply {
+                    UpstreamReply::Ack(ack) => Some(ack.dev_eui),
+                    UpstreamReply::Reject(_) => None,
+                };
+                match shared.hub.on_reply(reply) {
+                    None => log::warn!(
+                        "emulator: an upstream reply names transaction {transaction_id},                          which the emulator never sent"
+                    ),
+                    Some(sent) => {
+                        // The first uplink a device sends from its target address switches
+                        // its security context.
+                        if let (Some(dev_eui), Some(addr)) = (ack_dev_eui, sent.dev_addr) {
+                            if lock(&shared.store).switch_context(dev_eui, addr) {
+                                log::info!(
+                                    "emulator: device {dev_eui} sent its first uplink from                                      {addr}: now its active DevAddr"
+                                );
+                            }
+                        }
+                    }
+                }
                 Vec::new()
             }
             Err(e) => {
@@ -442,7 +592,27 @@ fn handle_frame(shared: &Shared, kind: Kind, frame: &[u8]) -> Vec<String> {
             Ok(request) => answer_downstream(shared, request),
             Err(e) => {
                 invalid(shared, kind, frame, &e);
-                Vec::new()
+                // A downlink that breaks a value rule but names its transaction is
+                // answered, so the LNS sees why it went nowhere: `WindowNotFound` for a
+                // bad transmission window, `GatewayError` for anything else.
+                let Some(transaction_id) = frames::transaction_id_of(frame) else {
+                    return Vec::new();
+                };
+                let code = if e.starts_with("TxWindow") {
+                    DownstreamResultCode::WindowNotFound
+                } else {
+                    DownstreamResultCode::GatewayError
+                };
+                let mailbox_id = shared.hub.next_mailbox.fetch_add(1, Ordering::Relaxed);
+                vec![Answer {
+                    at: None,
+                    text: frames::downstream_result(
+                        transaction_id,
+                        &code,
+                        &format!("invalid Downstream, not sent: {e}"),
+                        mailbox_id,
+                    ),
+                }]
             }
         },
     }
@@ -457,56 +627,29 @@ fn invalid(shared: &Shared, kind: Kind, frame: &[u8], why: &str) {
     shared.hub.invalid();
 }
 
-/// Records a downlink; returns its DownstreamAck and DownstreamResult frames.
-fn answer_downstream(shared: &Shared, request: DownstreamRequest) -> Vec<String> {
+/// Records a downlink; returns its DownstreamAck (at once) and DownstreamResult (when
+/// the transmission would end, with the timing rule on).
+fn answer_downstream(shared: &Shared, request: DownstreamRequest) -> Vec<Answer> {
+    let arrival = Instant::now();
     let transaction_id = request.transaction_id();
-    let (code, message) = result_for(shared, &request);
-    shared.hub.update(|s| s.records.received.push(request));
+    shared
+        .hub
+        .update(|s| s.records.received.push(request.clone()));
     let mailbox_id = shared.hub.next_mailbox.fetch_add(1, Ordering::Relaxed);
+    let judged = judge::judge(shared, &request, arrival);
     vec![
-        frames::downstream_ack(transaction_id, mailbox_id),
-        frames::downstream_result(transaction_id, &code, &message, mailbox_id),
+        Answer {
+            at: None,
+            text: frames::downstream_ack(transaction_id, mailbox_id),
+        },
+        Answer {
+            at: judged.at,
+            text: frames::downstream_result(
+                transaction_id,
+                &judged.code,
+                &judged.message,
+                mailbox_id,
+            ),
+        },
     ]
-}
-/// The result code and message for a downlink: a per-transaction code, else a
-/// per-device one, else `GatewayNotFound` for an unknown target, else the default.
-fn result_for(shared: &Shared, request: &DownstreamRequest) -> (DownstreamResultCode, String) {
-    let codes = lock(&shared.hub.state).codes.clone();
-    let describe = |code: DownstreamResultCode| {
-        let message = if code.is_success() {
-            "Success".to_owned()
-        } else {
-            format!("emulated failure: {code}")
-        };
-        (code, message)
-    };
-    if let Some(code) = codes.by_transaction.get(&request.transaction_id()) {
-        return describe(code.clone());
-    }
-    let store = lock(&shared.store);
-    match request {
-        DownstreamRequest::Unicast(m) => {
-            if let Some(code) = codes.by_device.get(&m.dev_eui) {
-                return describe(code.clone());
-            }
-            if store.device(m.dev_eui).is_none() {
-                return (
-                    DownstreamResultCode::GatewayNotFound,
-                    format!(
-                        "device {} is not in the routing table: downlink discarded",
-                        m.dev_eui
-                    ),
-                );
-            }
-        }
-        DownstreamRequest::Multicast(m) => {
-            if store.group(m.addr).is_none() {
-                return (
-                    DownstreamResultCode::GatewayNotFound,
-                    format!("multicast group {} not found: downlink discarded", m.addr),
-                );
-            }
-        }
-    }
-    describe(codes.default)
 }
