@@ -23,12 +23,12 @@ Options:
   --tls                   serve https/wss with a self-signed certificate
   --cert-out <file>       with --tls, write the certificate's PEM there
   --base-path <path>      path the API is served under [default: /api/v1]
-  --device-limit <n>      most devices in the routing table, or "none"
+  --device-limit <n>      most devices in the routing table, or \"none\"
                           [default: 200000]
   --ping-interval <secs>  how often stream connections are pinged [default: 30]
   --rest-latency-ms <ms>  delay each REST API answer, like a WAN link [default: 0]
   --control-token <token> make the control API ask for
-                          "Authorization: Bearer <token>" [default: none]
+                          \"Authorization: Bearer <token>\" [default: none]
   -h, --help              print this help
 
 The control API is served under /emulator/ to loopback clients only; it refuses a Host
