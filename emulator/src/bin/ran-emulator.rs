@@ -238,7 +238,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(o.device_limit, Some(Some(5)));
-        let o = args(&[
+        let n = args(&[
             "--device-limit",
             "none",
             "--rest-latency-ms",
@@ -248,9 +248,9 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(o.device_limit, Some(None));
-        assert_eq!(o.rest_latency, Some(Duration::from_millis(150)));
-        assert_eq!(o.control_token.as_deref(), Some("ct"));
+        assert_eq!(n.device_limit, Some(None));
+        assert_eq!(n.rest_latency, Some(Duration::from_millis(150)));
+        assert_eq!(n.control_token.as_deref(), Some("ct"));
         assert!(args(&["--rest-latency-ms", "-1"]).is_err());
         assert!(args(&["--device-limit", "lots"]).is_err());
         assert_eq!(o.ping_interval, Some(Duration::from_millis(500)));
