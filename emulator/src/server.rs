@@ -234,18 +234,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("ran-emulator-conn-{id}"))
-                .spawn(move || {
-                    let slot = Slot { shared, id };
-                    // A bug in one connection must cost that connection only: its slot
-                    // and descriptor are given back by `slot` even if it panics.
-                    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        connection(&slot.shared, tcp);
-                    }));
-                    if served.is_err() {
-                        log::error!("emulator: connection {id} panicked; it is closed");
-                    }
-                    drop(slot);
-                })
+                .spawn(move || in_slot(Slot { shared, id }, tcp, connection))
         };
         match thread {
             Ok(thread) => {
@@ -259,6 +248,17 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             }
             Err(e) => log::warn!("emulator: cannot start a connection thread: {e}"),
         }
+    }
+}
+
+/// Serves a connection in its slot. A bug in one connection must cost that connection
+/// only: the slot and the descriptor are given back even if `serve` panics.
+fn in_slot(slot: Slot, tcp: TcpStream, serve: fn(&Arc<Shared>, TcpStream)) {
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        serve(&slot.shared, tcp);
+    }));
+    if served.is_err() {
+        log::error!("emulator: connection {} panicked; it is closed", slot.id);
     }
 }
 
@@ -443,6 +443,39 @@ fn authorize(token: &str, req: &Request) -> std::result::Result<(), Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_connection_gives_its_slot_back() {
+        let emu = crate::Emulator::start().unwrap();
+        let shared = emu.shared.clone();
+        // A socket pair of its own, so the emulator's accept loop plays no part.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let slot = |id: u64| {
+            let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (tcp, _) = listener.accept().unwrap();
+            let conn = Conn {
+                tcp: tcp.try_clone().unwrap(),
+                thread: None,
+            };
+            lock(&shared.conns).insert(id, conn);
+            let slot = Slot {
+                shared: shared.clone(),
+                id,
+            };
+            (slot, tcp)
+        };
+        let held = |id| lock(&shared.conns).contains_key(&id);
+        let (a, tcp) = slot(u64::MAX);
+        let thread = std::thread::spawn(move || {
+            in_slot(a, tcp, |_, _| panic!("a bug in one connection"));
+        });
+        assert!(thread.join().is_ok(), "the panic is caught at the thread's edge");
+        assert!(!held(u64::MAX), "the slot is given back");
+        let (b, tcp) = slot(u64::MAX - 1);
+        assert!(held(u64::MAX - 1));
+        in_slot(b, tcp, |_, _| {});
+        assert!(!held(u64::MAX - 1));
+    }
 
     #[test]
     fn normalizes_paths() {

@@ -781,7 +781,7 @@ mod hostile_clients {
     fn an_overflowing_chunk_size_costs_no_connection_slot() {
         let (emu, api) = emulator();
         let request = b"POST /api/v1/devices/insert HTTP/1.1\r\nHost: x\r\n\
-                        Transfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n";
+                        Transfer-Encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\n";
         for i in 0..1100 {
             let answer = exchange(emu.local_addr(), request, Duration::from_secs(2));
             assert!(
