@@ -693,6 +693,43 @@ mod tests {
     }
 
     #[test]
+    fn hostile_chunk_sizes_do_not_overflow() {
+        for size in ["ffffffffffffffff", "fffffffffffffffe", "7fffffffffffffff"] {
+            let input = format!(
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n{size}\r\n"
+            );
+            assert_eq!(rejected(&mut conn(&input)), 413, "{size}");
+        }
+    }
+
+    #[test]
+    fn framing_is_strict() {
+        let post = |headers: &str| format!("POST / HTTP/1.1\r\n{headers}\r\n");
+        for (headers, status) in [
+            ("Content-Length: 1\r\nTransfer-Encoding: chunked\r\n", 400),
+            ("Content-Length: +1\r\n", 400),
+            ("Content-Length: -1\r\n", 400),
+            ("Content-Length: 1 1\r\n", 400),
+            ("Content-Length: \r\n", 400),
+            ("Content-Length: 99999999999999999999999\r\n", 413),
+            ("Transfer-Encoding: gzip, chunked\r\n", 501),
+            ("Transfer-Encoding: chunked, gzip\r\n", 400),
+            ("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", 501),
+            ("Transfer-Encoding: ,\r\n", 400),
+        ] {
+            assert_eq!(rejected(&mut conn(&post(headers))), status, "{headers:?}");
+        }
+        let old = "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(rejected(&mut conn(old)), 400);
+        // Well-formed framings still read.
+        let ok = "POST / HTTP/1.1\r\nContent-Length:  2 \r\n\r\nab\
+                  POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n1\r\nc\r\n0\r\n\r\n";
+        let mut c = conn(ok);
+        assert_eq!(request(&mut c).body, b"ab");
+        assert_eq!(request(&mut c).body, b"c");
+    }
+
+    #[test]
     fn response_format() {
         let mut out = Vec::new();
         Response::error(404, "Unknown", "nope", None)
