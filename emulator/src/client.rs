@@ -130,6 +130,8 @@ pub struct ControlClient {
 impl ControlClient {
     /// A client of the control API at `url`, e.g. `http://127.0.0.1:8080/emulator/` (what
     /// [`Emulator::control_url`](crate::Emulator::control_url) and the binary print).
+    /// The host must name the emulator as it knows itself (`127.0.0.1`, `localhost`,
+    /// `[::1]` or its listening address): the control API refuses other `Host`s.
     pub fn new(url: impl Into<String>) -> Self {
         let mut url = url.into();
         if !url.ends_with('/') {
@@ -385,10 +387,7 @@ impl ControlClient {
     }
 }
 
-fn with_auth<B>(
-    request: ureq::RequestBuilder<B>,
-    auth: Option<String>,
-) -> ureq::RequestBuilder<B> {
+fn with_auth<B>(request: ureq::RequestBuilder<B>, auth: Option<String>) -> ureq::RequestBuilder<B> {
     match auth {
         Some(auth) => request.header("Authorization", auth),
         None => request,

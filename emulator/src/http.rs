@@ -714,7 +714,10 @@ mod tests {
             ("Content-Length: 99999999999999999999999\r\n", 413),
             ("Transfer-Encoding: gzip, chunked\r\n", 501),
             ("Transfer-Encoding: chunked, gzip\r\n", 400),
-            ("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", 501),
+            (
+                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+                501,
+            ),
             ("Transfer-Encoding: ,\r\n", 400),
         ] {
             assert_eq!(rejected(&mut conn(&post(headers))), status, "{headers:?}");

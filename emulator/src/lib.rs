@@ -9,9 +9,10 @@
 //! messages, waits for the LNS's acks, looks at the downlinks the LNS sent and chooses
 //! their result codes.
 //!
-//! The same controls are served over HTTP under `/emulator/` (no token, loopback clients
-//! only), for the binary and for tests in other languages; [`ControlClient`] is a typed
-//! Rust client of them:
+//! The same controls are served over HTTP under `/emulator/` (loopback clients only, with
+//! the emulator's own `Host`, no foreign `Origin`, JSON bodies as `application/json`, and
+//! [`EmulatorBuilder::control_token`] if set), for the binary and for tests in other
+//! languages; [`ControlClient`] is a typed Rust client of them:
 //!
 //! | call | does |
 //! |---|---|

@@ -305,10 +305,8 @@ fn connection(shared: &Arc<Shared>, tcp: TcpStream) {
 /// Serves requests until the connection ends; gives the stream back unless it became a
 /// WebSocket.
 fn serve<S: Socket>(shared: &Arc<Shared>, stream: S, peer: SocketAddr) -> Option<S> {
-    let mut conn = HttpConn::new(stream, shared.config.limits).with_timeouts(
-        shared.config.idle_timeout,
-        shared.config.request_timeout,
-    );
+    let mut conn = HttpConn::new(stream, shared.config.limits)
+        .with_timeouts(shared.config.idle_timeout, shared.config.request_timeout);
     loop {
         let req = match conn.next_request() {
             Next::Request(req) => req,
@@ -469,7 +467,10 @@ mod tests {
         let thread = std::thread::spawn(move || {
             in_slot(a, tcp, |_, _| panic!("a bug in one connection"));
         });
-        assert!(thread.join().is_ok(), "the panic is caught at the thread's edge");
+        assert!(
+            thread.join().is_ok(),
+            "the panic is caught at the thread's edge"
+        );
         assert!(!held(u64::MAX), "the slot is given back");
         let (b, tcp) = slot(u64::MAX - 1);
         assert!(held(u64::MAX - 1));

@@ -266,8 +266,7 @@ fn the_control_api_refuses_what_a_web_page_would_send() {
     assert_eq!(raw_status(&emu, clear), 200);
     let refused = raw_exchange(
         &emu,
-        format!("GET /emulator/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .as_bytes(),
+        format!("GET /emulator/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
     );
     assert!(refused.contains("Emulator.Forbidden"), "{refused}");
 
@@ -298,7 +297,10 @@ fn a_control_token_is_asked_for_when_set() {
     };
     assert_eq!(status(""), 401);
     assert_eq!(status("Authorization: Bearer wrong\r\n"), 401);
-    assert_eq!(status(&format!("Authorization: Bearer {}\r\n", emu.token())), 401);
+    assert_eq!(
+        status(&format!("Authorization: Bearer {}\r\n", emu.token())),
+        401
+    );
     assert_eq!(status("Authorization: Bearer c0ntrol-secret\r\n"), 200);
 
     let control = ControlClient::new(emu.control_url());
@@ -320,6 +322,7 @@ fn a_control_token_is_asked_for_when_set() {
         Emulator::builder().control_token("two words").start(),
         Err(Error::Config(_))
     ));
-    assert!(!format!("{:?}", Emulator::builder().control_token("c0ntrol-secret"))
-        .contains("c0ntrol"));
+    assert!(
+        !format!("{:?}", Emulator::builder().control_token("c0ntrol-secret")).contains("c0ntrol")
+    );
 }

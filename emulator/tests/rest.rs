@@ -852,8 +852,9 @@ mod hostile_clients {
              Connection: close\r\n\r\n",
             api.token
         );
-        assert!(eventually(|| exchange(addr, get.as_bytes(), TIMEOUT)
-            .starts_with("HTTP/1.1 200 ")));
+        assert!(eventually(
+            || exchange(addr, get.as_bytes(), TIMEOUT).starts_with("HTTP/1.1 200 ")
+        ));
         for (i, client) in slow.into_iter().enumerate() {
             let answer = client.join().unwrap();
             let answer = answer.unwrap_or_else(|| panic!("slow client {i} was never cut"));
@@ -1004,8 +1005,7 @@ mod hostile_clients {
         let mut all = Vec::new();
         loop {
             let offset = all.len().to_string();
-            let (status, page) =
-                api.get("devices/select", &[("offset", &offset), ("limit", "10")]);
+            let (status, page) = api.get("devices/select", &[("offset", &offset), ("limit", "10")]);
             assert_eq!(status, 200, "{page}");
             let page = page.as_array().unwrap().clone();
             if page.is_empty() {
