@@ -266,7 +266,7 @@ fn the_control_api_refuses_what_a_web_page_would_send() {
     assert_eq!(raw_status(&emu, clear), 200);
     let refused = raw_exchange(
         &emu,
-        format!("GET /emulator/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        b"GET /emulator/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(refused.contains("Emulator.Forbidden"), "{refused}");
 
