@@ -2,7 +2,7 @@
 //!
 //! `rest_insert_select`: N device inserts, then N single-device selects and one select of
 //! the whole table, against the in-process emulator on loopback.
-//! - ours: `core.routing_table().insert(..)` / `.select_by(..)` / `.select()`, which
+//! - ours: `core.routing_table().insert(..)` / `.select(Select::dev_euis(..))` / `.select()`, which
 //!   serialize the bodies with serde and decode every answer into `Device`s;
 //! - baseline: a bare `ureq` agent with hand-built JSON bodies and query strings, reading
 //!   each answer's bytes without decoding them.
@@ -16,7 +16,7 @@ mod support;
 
 use std::time::Instant;
 
-use ran_routing::{Core, DevEui, JoinEui};
+use ran_routing::{Core, DevEui, JoinEui, NewDevice, Select};
 use ran_routing_emulator::Emulator;
 use support::{median, size, Report};
 
@@ -33,15 +33,20 @@ fn ours(emu: &Emulator, n: usize) -> u64 {
     let table = core.routing_table();
     for i in 0..n {
         let device = table
-            .insert(DevEui::new(dev_eui(i)), JoinEui::new(JOIN_EUI))
+            .insert(NewDevice::new(
+                DevEui::new(dev_eui(i)),
+                JoinEui::new(JOIN_EUI),
+            ))
             .unwrap();
         assert_eq!(device.dev_eui, DevEui::new(dev_eui(i)));
     }
     for i in 0..n {
-        let found = table.select_by(&[DevEui::new(dev_eui(i))]).unwrap();
+        let found = table
+            .select(Select::dev_euis([DevEui::new(dev_eui(i))]))
+            .unwrap();
         assert_eq!(found.len(), 1);
     }
-    assert_eq!(table.select().unwrap().len(), n);
+    assert_eq!(table.select(Select::all()).unwrap().len(), n);
     emu.accepted_connections() - before
 }
 

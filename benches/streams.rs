@@ -395,7 +395,7 @@ enum Side {
 /// Alternates which side goes first, so drift in machine load hits both alike.
 /// `RAN_BENCH_SIDE` may leave one side out, e.g. to profile the other.
 fn order(rep: usize) -> Vec<Side> {
-    let both = if rep % 2 == 0 {
+    let both = if rep.is_multiple_of(2) {
         [Side::Ours, Side::Baseline]
     } else {
         [Side::Baseline, Side::Ours]
@@ -754,7 +754,8 @@ fn slow_consumer(report: &mut Report, window: Duration) {
     let (child, port) = spawn_server(&["--serve-flood", &SERVER_RATE.to_string()]);
     let core = Core::new(TOKEN, &base_url(port)).unwrap();
     let up = core.upstream().connect().unwrap();
-    let capacity = ran_routing::StreamOptions::default().capacity;
+    // The default capacity of a connection's channel.
+    let capacity = 1024;
     // Let the first frames arrive so allocator start-up is not counted as growth.
     let _ = up.recv_timeout(Duration::from_secs(5)).unwrap();
     let rss_start = support::status_kib("VmRSS");

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use ran_routing::mic::{self, AesKey, Keys, Session, Uplink};
 use ran_routing::{
     ApiError, ConnectionEvent, DevAddr, DevEui, DeviceIdentity, DownstreamConnection,
-    DownstreamMessage, DownstreamRadio, Error, JoinEui, Reconnect, TransmissionWindow,
+    DownstreamMessage, DownstreamRadio, Error, JoinEui, NewDevice, Reconnect, TransmissionWindow,
     UpstreamConnection, UpstreamMessage, UpstreamRejectResultCode,
 };
 use ran_routing_emulator::{Emulator, RadioDevice, UpstreamVerdict};
@@ -225,7 +225,11 @@ fn main() -> common::Outcome {
             Device::Otaa { join_eui, .. } => (*join_eui).into(),
             Device::Abp { dev_addr, .. } => (*dev_addr).into(),
         };
-        match ran.core.routing_table().insert(device.dev_eui(), identity) {
+        match ran
+            .core
+            .routing_table()
+            .insert(NewDevice::new(device.dev_eui(), identity))
+        {
             Ok(_) => subscribed.push(device.dev_eui()),
             Err(Error::Api(ApiError::DeviceAlreadyExists { .. })) => {}
             Err(e) => return Err(e.into()),
@@ -233,7 +237,7 @@ fn main() -> common::Outcome {
     }
 
     let outcome = serve(&ran, &devices);
-    let cleanup = ran.core.routing_table().delete(&subscribed);
+    let cleanup = ran.core.routing_table().delete(subscribed.iter().copied());
     ran.core.close();
     outcome?;
     cleanup?;

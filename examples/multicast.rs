@@ -9,7 +9,7 @@
 #[macro_use]
 mod common;
 
-use ran_routing::{DevAddr, DevEui, MulticastAddr};
+use ran_routing::{DevAddr, DevEui, MulticastAddr, MulticastGroupUpdate, NewDevice};
 
 const DEV_EUI: DevEui = DevEui::new(0x7abe1b8c93d7174f);
 const DEV_ADDR: DevAddr = DevAddr::new(0x627bb8bb);
@@ -24,8 +24,8 @@ fn main() -> common::Outcome {
     let groups = ran
         .core
         .multicast_groups()
-        .delete_multicast_groups(&[GROUP_ADDR, NEW_GROUP_ADDR]);
-    let devices = ran.core.routing_table().delete(&[DEV_EUI]);
+        .delete([GROUP_ADDR, NEW_GROUP_ADDR]);
+    let devices = ran.core.routing_table().delete([DEV_EUI]);
     ran.core.close();
     outcome?;
     groups?;
@@ -38,65 +38,65 @@ fn run(ran: &common::Ran) -> common::Outcome {
     let groups = ran.core.multicast_groups();
 
     // We need to create the device first, before adding it into a multicast group.
-    let device = ran.core.routing_table().insert(DEV_EUI, DEV_ADDR)?;
+    let device = ran
+        .core
+        .routing_table()
+        .insert(NewDevice::abp(DEV_EUI, DEV_ADDR))?;
     println!("{device:?}");
 
     // Creating a multicast group.
-    let group = groups.create_multicast_group("test-multicast-group", GROUP_ADDR)?;
+    let group = groups.create("test-multicast-group", GROUP_ADDR)?;
     println!("{group:?}");
     ensure!(group.addr == GROUP_ADDR, "{group:?}");
     ensure!(group.name == "test-multicast-group", "{group:?}");
     ensure!(group.devices.is_empty(), "{group:?}");
 
     // Adding the device into the multicast group.
-    let added = groups.add_device_to_multicast_group(group.addr, device.dev_eui)?;
+    let added = groups.add_device(group.addr, device.dev_eui)?;
     ensure!(added, "the device was added");
 
     // Fetching all groups, one group (still a list), and specific groups.
-    let all = groups.get_multicast_groups(&[])?;
+    let all = groups.get([])?;
     ensure!(all.iter().any(|g| g.addr == GROUP_ADDR), "{all:?}");
-    let one = groups.get_multicast_groups(&[GROUP_ADDR])?;
+    let one = groups.get([GROUP_ADDR])?;
     ensure!(one.len() == 1, "{one:?}");
     ensure!(
         one[0].devices == [DEV_EUI],
         "the group holds the device: {one:?}"
     );
-    let some = groups.get_multicast_groups(&[GROUP_ADDR, OTHER_GROUP_ADDR])?;
+    let some = groups.get([GROUP_ADDR, OTHER_GROUP_ADDR])?;
     ensure!(some.iter().any(|g| g.addr == GROUP_ADDR), "{some:?}");
     ensure!(some.len() <= 2, "{some:?}");
 
     // Removing the device from the multicast group.
-    let removed = groups.remove_device_from_multicast_group(group.addr, device.dev_eui)?;
+    let removed = groups.remove_device(group.addr, device.dev_eui)?;
     ensure!(removed, "the device was removed");
-    let one = groups.get_multicast_groups(&[GROUP_ADDR])?;
+    let one = groups.get([GROUP_ADDR])?;
     ensure!(one[0].devices.is_empty(), "{one:?}");
 
     // Updating the name.
-    let renamed =
-        groups.update_multicast_group(GROUP_ADDR, Some("new-multicast-group-name"), None)?;
+    let renamed = groups
+        .update(MulticastGroupUpdate::new(GROUP_ADDR).with_name("new-multicast-group-name"))?;
     ensure!(renamed.name == "new-multicast-group-name", "{renamed:?}");
     ensure!(renamed.addr == GROUP_ADDR, "{renamed:?}");
 
     // Updating the address.
-    let moved = groups.update_multicast_group(GROUP_ADDR, None, Some(NEW_GROUP_ADDR))?;
+    let moved = groups.update(MulticastGroupUpdate::new(GROUP_ADDR).with_addr(NEW_GROUP_ADDR))?;
     ensure!(moved.addr == NEW_GROUP_ADDR, "{moved:?}");
     ensure!(moved.name == "new-multicast-group-name", "{moved:?}");
 
     // Updating all fields (back to the first address, so the guide's delete finds it).
-    let both = groups.update_multicast_group(
-        NEW_GROUP_ADDR,
-        Some("test-multicast-group"),
-        Some(GROUP_ADDR),
+    let both = groups.update(
+        MulticastGroupUpdate::new(NEW_GROUP_ADDR)
+            .with_name("test-multicast-group")
+            .with_addr(GROUP_ADDR),
     )?;
     ensure!(both.addr == GROUP_ADDR, "{both:?}");
     ensure!(both.name == "test-multicast-group", "{both:?}");
 
     // Deleting the multicast group.
-    let deleted = groups.delete_multicast_groups(&[GROUP_ADDR])?;
+    let deleted = groups.delete([GROUP_ADDR])?;
     ensure!(deleted == 1, "deleted {deleted}");
-    ensure!(
-        groups.get_multicast_groups(&[GROUP_ADDR])?.is_empty(),
-        "the group is gone"
-    );
+    ensure!(groups.get([GROUP_ADDR])?.is_empty(), "the group is gone");
     Ok(())
 }

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use ran_routing::mic::{self, AesKey, Keys};
 use ran_routing::{
-    DevEui, DownstreamRadio, DownstreamReply, JoinEui, LoRaModulation, TransmissionWindow,
+    DevEui, DownstreamRadio, DownstreamReply, JoinEui, LoRaModulation, NewDevice, Select,
+    TransmissionWindow,
 };
 
 const DEV_EUI: DevEui = DevEui::new(0x7ABE1B8C93D7174F);
@@ -27,7 +28,7 @@ fn main() -> common::Outcome {
     let ran = common::connect()?;
     let outcome = walkthrough(&ran);
     // Unsubscribe even when a step failed; an unknown DevEUI is ignored.
-    let cleanup = ran.core.routing_table().delete(&[DEV_EUI]);
+    let cleanup = ran.core.routing_table().delete([DEV_EUI]);
     ran.core.close();
     outcome?;
     println!(
@@ -42,11 +43,13 @@ fn walkthrough(ran: &common::Ran) -> common::Outcome {
     let core = &ran.core;
 
     // 1. Subscribe an OTAA device: a routing table row keyed by (DevEUI, JoinEUI).
-    let device = core.routing_table().insert(DEV_EUI, JOIN_EUI)?;
+    let device = core
+        .routing_table()
+        .insert(NewDevice::otaa(DEV_EUI, JOIN_EUI))?;
     println!("1. Inserted {device:?}");
 
     // 2. The routing table can be read back at any time.
-    let devices = core.routing_table().select_by(&[DEV_EUI])?;
+    let devices = core.routing_table().select(Select::dev_euis([DEV_EUI]))?;
     ensure!(
         devices.first().map(|d| d.dev_eui) == Some(device.dev_eui),
         "{devices:?}"
@@ -97,13 +100,7 @@ fn walkthrough(ran: &common::Ran) -> common::Outcome {
     // 5. A class A downlink to the device, 1 s after its uplink.
     let radio = DownstreamRadio::new(868_300_000, LoRaModulation::new(12, 125_000));
     let tx_window = TransmissionWindow::class_a(radio, 1);
-    downstream.send_downstream(
-        1,
-        DEV_EUI,
-        tx_window,
-        b"some-phy-payload-from-lns".to_vec(),
-        None,
-    )?;
+    downstream.send_downstream(1, DEV_EUI, tx_window, b"some-phy-payload-from-lns".to_vec())?;
     println!("5. Downlink 1 sent");
 
     // 6. The RAN acknowledges the downlink ("scheduled"), then reports its result.

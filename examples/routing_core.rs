@@ -9,7 +9,7 @@
 #[macro_use]
 mod common;
 
-use ran_routing::{Core, DevAddr, DevEui, JoinEui, Select};
+use ran_routing::{Core, DevAddr, DevEui, DeviceUpdate, JoinEui, NewDevice, Select};
 
 const DEV_EUI: DevEui = DevEui::new(0x7abe1b8c93d7174f);
 const DEV_EUI_2: DevEui = DevEui::new(0x7bbe1b8c93d7174a);
@@ -21,7 +21,7 @@ fn main() -> common::Outcome {
     let ran = common::connect()?;
     let outcome = run(&ran);
     // Clean up even when a step failed; unknown DevEUIs are ignored.
-    let cleanup = ran.core.routing_table().delete(&[DEV_EUI, DEV_EUI_2]);
+    let cleanup = ran.core.routing_table().delete([DEV_EUI, DEV_EUI_2]);
     ran.core.close();
     outcome?;
     cleanup?;
@@ -32,23 +32,23 @@ fn main() -> common::Outcome {
 fn run(ran: &common::Ran) -> common::Outcome {
     let core: &Core = &ran.core;
     let table = core.routing_table();
-    let was_empty = table.select()?.is_empty();
+    let was_empty = table.select(Select::all())?.is_empty();
 
     // Creating an OTAA device.
-    let device = table.insert(DEV_EUI, JOIN_EUI)?;
+    let device = table.insert(NewDevice::otaa(DEV_EUI, JOIN_EUI))?;
     println!("{device:?}");
     ensure!(device.dev_eui == DEV_EUI, "{device:?}");
     ensure!(device.join_eui == Some(JOIN_EUI), "{device:?}");
     ensure!(device.active_dev_addr.is_none(), "{device:?}");
 
     // Creating an ABP device.
-    let abp = table.insert(DEV_EUI_2, DEV_ADDR)?;
+    let abp = table.insert(NewDevice::abp(DEV_EUI_2, DEV_ADDR))?;
     println!("{abp:?}");
     ensure!(abp.active_dev_addr == Some(DEV_ADDR), "{abp:?}");
     ensure!(abp.join_eui.is_none(), "{abp:?}");
 
     // Select all devices.
-    let devices = table.select()?;
+    let devices = table.select(Select::all())?;
     if was_empty {
         ensure!(devices[0].dev_eui == device.dev_eui, "{devices:?}");
         ensure!(devices.len() == 2, "{devices:?}");
@@ -59,7 +59,7 @@ fn run(ran: &common::Ran) -> common::Outcome {
     );
 
     // Select devices with pagination.
-    let page = table.select_page(10, 5)?;
+    let page = table.select(Select::all().offset(10).limit(5))?;
     ensure!(page.len() <= 5, "{page:?}");
     if was_empty {
         ensure!(
@@ -69,7 +69,7 @@ fn run(ran: &common::Ran) -> common::Outcome {
     }
 
     // Select devices by dev_euis.
-    let by_eui = table.select_by(&[DEV_EUI, DEV_EUI_2])?;
+    let by_eui = table.select(Select::dev_euis([DEV_EUI, DEV_EUI_2]))?;
     ensure!(by_eui.len() == 2, "{by_eui:?}");
     ensure!(
         by_eui.contains(&device) && by_eui.contains(&abp),
@@ -77,34 +77,45 @@ fn run(ran: &common::Ran) -> common::Outcome {
     );
 
     // Pagination also works with dev_euis.
-    let one = table.select_with(&Select::dev_euis([DEV_EUI, DEV_EUI_2]).offset(1).limit(1))?;
+    let one = table.select(
+        Select::dev_euis([DEV_EUI, DEV_EUI_2])
+            .offset(1)
+            .limit(1)
+            .clone(),
+    )?;
     ensure!(one.len() == 1, "{one:?}");
     ensure!(one[0] == by_eui[1], "{one:?} vs {by_eui:?}");
 
     // Updating the device's active address (OTAA only).
-    let updated = table.update(DEV_EUI, JOIN_EUI, Some(NEW_DEV_ADDR), None)?;
+    let updated =
+        table.update(DeviceUpdate::new(DEV_EUI, JOIN_EUI).with_active_dev_addr(NEW_DEV_ADDR))?;
     println!("{updated:?}");
     ensure!(updated.active_dev_addr == Some(NEW_DEV_ADDR), "{updated:?}");
     ensure!(
-        table.select_by(&[DEV_EUI])? == [updated.clone()],
+        table.select(Select::dev_euis([DEV_EUI]))? == [updated.clone()],
         "update is stored"
     );
 
     // Deleting devices.
-    let deleted = table.delete(&[DEV_EUI, DEV_EUI_2])?;
+    let deleted = table.delete([DEV_EUI, DEV_EUI_2])?;
     ensure!(deleted == 2, "deleted {deleted}");
     ensure!(
-        table.select_by(&[DEV_EUI, DEV_EUI_2])?.is_empty(),
+        table
+            .select(Select::dev_euis([DEV_EUI, DEV_EUI_2]))?
+            .is_empty(),
         "devices are gone"
     );
 
     // Deleting all devices: only where it cannot remove someone else's devices.
     if was_empty {
-        table.insert(DEV_EUI, JOIN_EUI)?;
-        table.insert(DEV_EUI_2, DEV_ADDR)?;
+        table.insert(NewDevice::otaa(DEV_EUI, JOIN_EUI))?;
+        table.insert(NewDevice::abp(DEV_EUI_2, DEV_ADDR))?;
         let deleted = table.delete_all()?;
         ensure!(deleted == 2, "delete_all deleted {deleted}");
-        ensure!(table.select()?.is_empty(), "the table is empty");
+        ensure!(
+            table.select(Select::all())?.is_empty(),
+            "the table is empty"
+        );
     } else {
         println!("skipping delete_all(): the routing table already had devices");
     }

@@ -12,8 +12,8 @@ mod common;
 use std::time::Duration;
 
 use ran_routing::{
-    DevAddr, DevEui, DownstreamRadio, DownstreamReply, LoRaModulation, TransmissionWindow,
-    UpstreamMessage, UpstreamRadio,
+    DevAddr, DevEui, DownstreamRadio, DownstreamReply, LoRaModulation, NewDevice,
+    TransmissionWindow, UpstreamMessage, UpstreamRadio,
 };
 
 const DEV_EUI: DevEui = DevEui::new(0x7ABE1B8C93D7174F);
@@ -23,11 +23,13 @@ fn main() -> common::Outcome {
     let ran = common::connect()?;
     // On the emulator the device must be subscribed for its downlink to go out.
     if ran.emulator.is_some() {
-        ran.core.routing_table().insert(DEV_EUI, DEV_ADDR)?;
+        ran.core
+            .routing_table()
+            .insert(NewDevice::abp(DEV_EUI, DEV_ADDR))?;
     }
     let outcome = run(&ran);
     if ran.emulator.is_some() {
-        ran.core.routing_table().delete(&[DEV_EUI])?;
+        ran.core.routing_table().delete([DEV_EUI])?;
     }
     ran.core.close();
     outcome?;
@@ -69,13 +71,7 @@ fn run(ran: &common::Ran) -> common::Outcome {
 
     let radio = DownstreamRadio::new(868_300_000, LoRaModulation::new(12, 125_000));
     let tx_window = TransmissionWindow::class_a(radio, 1);
-    downstream.send_downstream(
-        1,
-        dev_eui,
-        tx_window,
-        b"some-phy-payload-from-lns".to_vec(),
-        None,
-    )?;
+    downstream.send_downstream(1, dev_eui, tx_window, b"some-phy-payload-from-lns".to_vec())?;
 
     let timeout = Duration::from_secs(10);
     let ack = downstream.recv_timeout(timeout)?;

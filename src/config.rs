@@ -37,7 +37,10 @@ impl Endpoints {
         let base = if base.contains("://") {
             base
         } else {
+            // As the Python client does; said aloud, since a plain-HTTP emulator then
+            // fails with a TLS error.
             with_scheme = format!("https://{base}");
+            log::info!("base URL {base:?} has no scheme: using {with_scheme:?}");
             &with_scheme
         };
         let uri = parse_uri(base, &["http", "https"])?;
@@ -159,6 +162,53 @@ impl AccessToken {
     pub(crate) fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The text with every spelling of the token replaced by `***`: as it is, and
+    /// percent-encoded in any mix of upper- and lower-case escapes (a proxy echoing the stream
+    /// URL's `access_token=` query), the forms a server may echo back.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let token = self.0.as_bytes();
+        let bytes = text.as_bytes();
+        let Some(&first) = token.first() else {
+            return text.to_owned();
+        };
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == first || bytes[i] == b'%' {
+                if let Some(end) = token_at(bytes, i, token) {
+                    out.push_str(&text[copied..i]);
+                    out.push_str("***");
+                    copied = end;
+                    i = end;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        out.push_str(&text[copied..]);
+        out
+    }
+}
+
+/// Where a spelling of `token` that starts at `start` ends, if one does.
+fn token_at(bytes: &[u8], start: usize, token: &[u8]) -> Option<usize> {
+    let mut i = start;
+    for &want in token {
+        match bytes.get(i)? {
+            &b if b == want => i += 1,
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                if u8::from_str_radix(hex, 16).ok()? != want {
+                    return None;
+                }
+                i += 3;
+            }
+            _ => return None,
+        }
+    }
+    Some(i)
 }
 
 impl fmt::Debug for AccessToken {

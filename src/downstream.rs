@@ -11,7 +11,6 @@
 //!     DevEui::new(0x7ABE1B8C93D7174F),
 //!     TransmissionWindow::class_a(radio, 1),
 //!     b"phy-payload-from-lns".to_vec(),
-//!     None,
 //! )?;
 //! for reply in downstream.iter() {
 //!     match reply {
@@ -25,7 +24,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::ids::{DevAddr, DevEui, MulticastAddr};
+use crate::ids::{DevEui, MulticastAddr};
 use crate::model::{
     DownstreamMessage, DownstreamReply, DownstreamRequest, DownstreamResult,
     MulticastDownstreamMessage, TransmissionWindow,
@@ -40,18 +39,23 @@ use crate::stream::{Connection, StreamBuilder};
 pub type DownstreamConnection = Connection<DownstreamReply, DownstreamRequest>;
 
 impl Connection<DownstreamReply, DownstreamRequest> {
-    /// Sends a downlink (or, with `target_dev_addr`, a join accept) to `dev_eui`.
+    /// Sends a downlink to `dev_eui`. A join accept also names the address it hands out:
+    /// send a [`DownstreamMessage`] with
+    /// [`with_target_dev_addr`](DownstreamMessage::with_target_dev_addr) through
+    /// [`send`](Connection::send).
     pub fn send_downstream(
         &self,
         transaction_id: u64,
         dev_eui: DevEui,
         tx_window: TransmissionWindow,
         phy_payload: impl Into<Vec<u8>>,
-        target_dev_addr: Option<DevAddr>,
     ) -> Result<()> {
-        let mut message = DownstreamMessage::new(transaction_id, dev_eui, tx_window, phy_payload);
-        message.target_dev_addr = target_dev_addr;
-        self.send(message)
+        self.send(DownstreamMessage::new(
+            transaction_id,
+            dev_eui,
+            tx_window,
+            phy_payload,
+        ))
     }
 
     /// Sends a downlink to the multicast group at `addr`.
@@ -78,7 +82,10 @@ impl Connection<DownstreamReply, DownstreamRequest> {
     /// The ack and the result for this transaction go to this call only; every other
     /// reply still reaches [`iter`](Connection::iter), so a thread can iterate while
     /// others wait, and many threads may wait at once. On timeout the error is
-    /// [`Error::DownstreamTimeout`], saying whether the ack came.
+    /// [`Error::DownstreamTimeout`], saying whether the ack came; when the connection
+    /// ends first it is [`Error::DownstreamInterrupted`], with the ack if it came. In both
+    /// cases the downlink was sent ([`Error::nothing_sent`] is `false`): resending it may
+    /// deliver it twice.
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -104,36 +111,25 @@ impl Connection<DownstreamReply, DownstreamRequest> {
     ) -> Result<DownstreamResult> {
         let request = request.into();
         let transaction_id = request.transaction_id();
-        let (replies, _) = self.send_and_collect(transaction_id, request, timeout)?;
+        let collected = self.send_and_collect(transaction_id, request, timeout)?;
         let mut ack = None;
-        for reply in replies {
+        for reply in collected.replies {
             match reply {
                 DownstreamReply::Ack(a) => ack = Some(a),
                 DownstreamReply::Result(result) => return Ok(result),
             }
         }
-        Err(Error::DownstreamTimeout {
-            transaction_id,
-            ack,
-        })
-    }
-
-    /// [`send_and_wait`](Self::send_and_wait) for a unicast downlink.
-    pub fn send_downstream_and_wait(
-        &self,
-        message: DownstreamMessage,
-        timeout: Duration,
-    ) -> Result<DownstreamResult> {
-        self.send_and_wait(message, timeout)
-    }
-
-    /// [`send_and_wait`](Self::send_and_wait) for a multicast downlink.
-    pub fn send_multicast_downstream_and_wait(
-        &self,
-        message: MulticastDownstreamMessage,
-        timeout: Duration,
-    ) -> Result<DownstreamResult> {
-        self.send_and_wait(message, timeout)
+        match collected.ended {
+            Some(reason) => Err(Error::DownstreamInterrupted {
+                transaction_id,
+                ack,
+                reason,
+            }),
+            None => Err(Error::DownstreamTimeout {
+                transaction_id,
+                ack,
+            }),
+        }
     }
 }
 

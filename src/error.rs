@@ -11,11 +11,31 @@
 //! - [`Error::Closed`], [`Error::NotConnected`]: the stream connection is closed or
 //!   reconnecting; nothing was sent.
 //!
-//! No error text ever contains the access token.
+//! No error text ever contains the access token: server-provided text (error bodies, a
+//! refused stream handshake's answer) is scrubbed of it before it is kept.
+//!
+//! Every error type a call of this crate returns converts into [`Error`] with `?`, so a
+//! program can use `fn main() -> Result<(), ran_routing::Error>`:
+//!
+//! ```
+//! use ran_routing::{DevEui, Error, TimeoutKind};
+//!
+//! fn parse(text: &str) -> Result<DevEui, Error> {
+//!     Ok(text.parse::<DevEui>()?)
+//! }
+//! assert!(matches!(parse("7abe1b"), Err(Error::Invalid(_))));
+//! # let _ = TimeoutKind::Connect;
+//! ```
+//!
+//! This module depends only on the data types whose errors it carries (identifiers, the
+//! model's downstream ack and, with the `mic` feature, the MIC solver's errors); parsing the
+//! service's error bodies lives with the REST calls.
 
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::ids::ParseIdError;
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -36,13 +56,19 @@ pub enum Error {
     /// A network error: connection refused, reset, unreachable host, ...
     #[error("network error: {0}")]
     Io(#[source] std::io::Error),
-    /// The server did not answer in time.
-    #[error("timed out: {0}")]
-    Timeout(String),
+    /// Something did not happen in time; `kind` says which wait ran out.
+    #[error("timed out ({kind}): {detail}")]
+    Timeout {
+        /// Which timeout fired.
+        kind: TimeoutKind,
+        /// What was being waited for, and for how long.
+        detail: String,
+    },
     /// The TLS handshake failed, for example because the server's certificate is not
-    /// trusted.
-    #[error("TLS error: {0}")]
-    Tls(String),
+    /// trusted or the server does not speak TLS at all. The `rustls` error, when there is
+    /// one, is the [`source`](std::error::Error::source). (Boxed: it is large, and rare.)
+    #[error(transparent)]
+    Tls(Box<TlsError>),
     /// The WebSocket protocol failed (handshake or framing).
     #[error("WebSocket error: {0}")]
     WebSocket(String),
@@ -71,6 +97,78 @@ pub enum Error {
         /// The RAN's ack, if it came.
         ack: Option<crate::model::DownstreamAck>,
     },
+    /// A downlink was sent, but the connection ended before its result came.
+    #[error(
+        "the connection ended before the result of downlink {transaction_id} came ({}): {reason}",
+        if ack.is_some() { "the RAN acknowledged it" } else { "it may have been sent" }
+    )]
+    DownstreamInterrupted {
+        /// The downlink's transaction id.
+        transaction_id: u64,
+        /// The RAN's ack, if it came before the end.
+        ack: Option<crate::model::DownstreamAck>,
+        /// Why the connection ended.
+        reason: String,
+    },
+    /// A MIC could not be computed, or no candidate of a challenge matched.
+    #[cfg(feature = "mic")]
+    #[error(transparent)]
+    Mic(#[from] crate::mic::MicError),
+}
+
+/// A TLS failure, in an [`Error::Tls`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("TLS error: {detail}")]
+pub struct TlsError {
+    detail: String,
+    #[source]
+    source: Option<rustls::Error>,
+}
+
+impl TlsError {
+    /// What failed, naming the URL.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// The TLS library's error, when there is one.
+    pub fn rustls_error(&self) -> Option<&rustls::Error> {
+        self.source.as_ref()
+    }
+}
+
+/// Which wait ran out, in an [`Error::Timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// Setting up the TCP connection (name resolution included).
+    Connect,
+    /// The TLS handshake.
+    TlsHandshake,
+    /// The stream's WebSocket upgrade (HTTP request and answer).
+    WebSocketHandshake,
+    /// A REST call, from the start to the last byte of the answer.
+    Request,
+    /// Writing to a stream connection whose peer takes no data.
+    Write,
+    /// A keepalive ping that got no pong.
+    Pong,
+    /// Waiting for a stream message (`recv_timeout`, or `try_recv` with nothing queued).
+    Receive,
+}
+
+impl fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeoutKind::Connect => "connect",
+            TimeoutKind::TlsHandshake => "TLS handshake",
+            TimeoutKind::WebSocketHandshake => "WebSocket handshake",
+            TimeoutKind::Request => "request",
+            TimeoutKind::Write => "write",
+            TimeoutKind::Pong => "pong",
+            TimeoutKind::Receive => "receive",
+        })
+    }
 }
 
 impl Error {
@@ -78,6 +176,14 @@ impl Error {
     pub fn api_error(&self) -> Option<&ApiError> {
         match self {
             Error::Api(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Which timeout fired, if this is a timeout.
+    pub fn timeout_kind(&self) -> Option<TimeoutKind> {
+        match self {
+            Error::Timeout { kind, .. } => Some(*kind),
             _ => None,
         }
     }
@@ -96,6 +202,114 @@ impl Error {
             message: message.to_string(),
         }
     }
+
+    pub(crate) fn timeout(kind: TimeoutKind, detail: impl fmt::Display) -> Self {
+        Error::Timeout {
+            kind,
+            detail: detail.to_string(),
+        }
+    }
+
+    /// A TLS failure at `context` (a method and URL, or a URL), keeping the `rustls`
+    /// error as the source and saying plainly when the server does not speak TLS.
+    pub(crate) fn tls(context: impl fmt::Display, error: rustls::Error) -> Self {
+        let detail = if speaks_no_tls(&error) {
+            format!("{context}: the server does not speak TLS: use an http:// URL? ({error})")
+        } else {
+            format!("{context}: {error}")
+        };
+        Error::Tls(Box::new(TlsError {
+            detail,
+            source: Some(error),
+        }))
+    }
+
+    /// A TLS failure without a `rustls` error.
+    pub(crate) fn tls_text(detail: String) -> Self {
+        Error::Tls(Box::new(TlsError {
+            detail,
+            source: None,
+        }))
+    }
+
+    /// The same error, naming `url` (which must not hold the token) where it does not yet.
+    pub(crate) fn at(self, url: &str) -> Self {
+        match self {
+            Error::Io(e) => Error::Io(std::io::Error::new(e.kind(), format!("{url}: {e}"))),
+            Error::Timeout { kind, detail } => Error::Timeout {
+                kind,
+                detail: format!("{url}: {detail}"),
+            },
+            Error::Tls(mut tls) => {
+                tls.detail = format!("{url}: {}", tls.detail);
+                Error::Tls(tls)
+            }
+            Error::WebSocket(text) => Error::WebSocket(format!("{url}: {text}")),
+            other => other,
+        }
+    }
+}
+
+/// Whether a TLS failure is a plain-text answer read as TLS records: the first bytes of
+/// `HTTP/1.1 400` make no valid record header.
+fn speaks_no_tls(error: &rustls::Error) -> bool {
+    use rustls::InvalidMessage::{InvalidContentType, UnknownProtocolVersion};
+    matches!(
+        error,
+        rustls::Error::InvalidMessage(InvalidContentType | UnknownProtocolVersion)
+    )
+}
+
+impl From<ParseIdError> for Error {
+    fn from(e: ParseIdError) -> Self {
+        Error::Invalid(InvalidInput::Id(e))
+    }
+}
+
+#[cfg(feature = "mic")]
+impl From<crate::mic::ParseKeyError> for Error {
+    fn from(e: crate::mic::ParseKeyError) -> Self {
+        Error::Invalid(InvalidInput::Key(e))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<crossbeam_channel::RecvTimeoutError> for Error {
+    fn from(e: crossbeam_channel::RecvTimeoutError) -> Self {
+        match e {
+            crossbeam_channel::RecvTimeoutError::Timeout => Error::timeout(
+                TimeoutKind::Receive,
+                "no message arrived within the receive timeout",
+            ),
+            crossbeam_channel::RecvTimeoutError::Disconnected => receive_closed(),
+        }
+    }
+}
+
+impl From<crossbeam_channel::RecvError> for Error {
+    fn from(_: crossbeam_channel::RecvError) -> Self {
+        receive_closed()
+    }
+}
+
+impl From<crossbeam_channel::TryRecvError> for Error {
+    fn from(e: crossbeam_channel::TryRecvError) -> Self {
+        match e {
+            crossbeam_channel::TryRecvError::Empty => {
+                Error::timeout(TimeoutKind::Receive, "no message is waiting")
+            }
+            crossbeam_channel::TryRecvError::Disconnected => receive_closed(),
+        }
+    }
+}
+
+fn receive_closed() -> Error {
+    Error::Closed("the connection is closed and every message was handed out".into())
 }
 
 /// An input that breaks a rule of the API, caught before anything is sent.
@@ -129,6 +343,9 @@ pub enum InvalidInput {
     /// A transaction id of zero; the service requires positive ids.
     #[error("transaction id must be positive")]
     TransactionId,
+    /// A transaction id another `send_and_wait` on the same connection is waiting for.
+    #[error("transaction id {0} is already awaited by another call")]
+    TransactionIdInUse(u64),
     /// A result code this crate does not know cannot be sent.
     #[error("unknown result code {0:?}")]
     ResultCode(String),
@@ -144,9 +361,16 @@ pub enum InvalidInput {
     /// Device details that are not a JSON document.
     #[error("device details must be a string of JSON: {0}")]
     DetailsNotJson(String),
-    /// A pagination value the service cannot take.
-    #[error("{0}")]
-    Other(String),
+    /// An identifier that is not exactly its number of hex digits.
+    #[error(transparent)]
+    Id(ParseIdError),
+    /// An AES-128 key that is not 32 hex digits.
+    #[cfg(feature = "mic")]
+    #[error(transparent)]
+    Key(crate::mic::ParseKeyError),
+    /// A value serde could not encode as JSON (a custom message type's `Serialize`).
+    #[error("cannot encode as JSON: {0}")]
+    Encode(String),
 }
 
 /// An error answer of the service, by its `error_code`.
@@ -160,12 +384,19 @@ pub enum ApiError {
         description: String,
     },
     /// The request did not pass the service's validation (`ValidationFailed`).
-    #[error("validation failed: {description}{}", FieldErrors(detail))]
+    #[error(
+        "validation failed: {description}{}{}",
+        FieldErrors(detail),
+        if *omitted > 0 { format!("; and {omitted} more") } else { String::new() }
+    )]
     ValidationFailed {
         /// The service's description.
         description: String,
-        /// Which fields failed, and why.
+        /// Which fields failed, and why: as many as fit in the 2 KiB this crate keeps of
+        /// any server-provided text.
         detail: Vec<FieldError>,
+        /// How many more field errors the answer listed, left out to keep the error small.
+        omitted: usize,
     },
     /// The DevEUI is already in the routing table (`Device.AlreadyExists`).
     #[error("device already exists: {description}")]
@@ -233,63 +464,6 @@ impl ApiError {
             ApiError::Unknown { code, .. } => code.as_deref().unwrap_or("Unknown"),
         }
     }
-
-    /// Maps an error answer to its variant: by the documented `error_code` when the body
-    /// has one, otherwise [`ApiError::Unknown`] keeping the status and body text.
-    pub fn from_response(status: u16, body: &str) -> Self {
-        let parsed = if (400..500).contains(&status) {
-            serde_json::from_str::<crate::wire::ErrorBody>(body).ok()
-        } else {
-            None
-        };
-        let Some(crate::wire::ErrorBody { detail }) = parsed else {
-            return ApiError::Unknown {
-                status,
-                code: None,
-                body: bounded(body),
-            };
-        };
-        let description = if detail.error_description.len() > MAX_TEXT {
-            bounded(&detail.error_description)
-        } else {
-            detail.error_description
-        };
-        match detail.error_code.as_str() {
-            "Unauthorized" => ApiError::Unauthorized { description },
-            "ValidationFailed" => ApiError::ValidationFailed {
-                description,
-                detail: detail.error_detail.unwrap_or_default(),
-            },
-            "Device.AlreadyExists" => ApiError::DeviceAlreadyExists { description },
-            "Device.NotFound" => ApiError::DeviceNotFound { description },
-            "Device.LimitExhausted" => ApiError::DevicesLimitExhausted { description },
-            "MulticastGroup.AlreadyExists" => ApiError::MulticastGroupAlreadyExists { description },
-            "MulticastGroup.NotFound" => ApiError::MulticastGroupNotFound { description },
-            "MulticastGroup.AlreadyContainsTheDevice" => {
-                ApiError::MulticastGroupAlreadyContainsDevice { description }
-            }
-            other => ApiError::Unknown {
-                status,
-                code: Some(other.to_owned()),
-                body: description,
-            },
-        }
-    }
-}
-
-/// How much of a server-chosen text an error keeps (bodies, descriptions).
-const MAX_TEXT: usize = 2048;
-
-/// Cuts a server-chosen text to a length that is safe to keep in an error and log.
-fn bounded(text: &str) -> String {
-    if text.len() <= MAX_TEXT {
-        return text.to_owned();
-    }
-    let mut cut = MAX_TEXT;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &text[..cut])
 }
 
 /// One failed field of a `ValidationFailed` answer.
@@ -338,44 +512,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn maps_documented_codes() {
-        let body =
-            r#"{"detail": {"error_code": "Device.AlreadyExists", "error_description": "exists"}}"#;
-        assert_eq!(
-            ApiError::from_response(409, body),
-            ApiError::DeviceAlreadyExists {
-                description: "exists".into()
-            }
-        );
-        let body = r#"{"detail": {"error_code": "ValidationFailed", "error_description": "bad",
-            "error_detail": [{"loc": ["body", "DevEUIs", 0], "msg": "not hex", "type": "value_error"}]}}"#;
-        let err = ApiError::from_response(422, body);
-        assert_eq!(err.code(), "ValidationFailed");
-        assert_eq!(
-            err.to_string(),
-            "validation failed: bad; body.DevEUIs.0: not hex"
-        );
+    fn channel_errors_convert_to_what_they_mean() {
+        let timeout = Error::from(crossbeam_channel::RecvTimeoutError::Timeout);
+        assert_eq!(timeout.timeout_kind(), Some(TimeoutKind::Receive));
+        let empty = Error::from(crossbeam_channel::TryRecvError::Empty);
+        assert_eq!(empty.timeout_kind(), Some(TimeoutKind::Receive));
+        for closed in [
+            Error::from(crossbeam_channel::RecvTimeoutError::Disconnected),
+            Error::from(crossbeam_channel::TryRecvError::Disconnected),
+            Error::from(crossbeam_channel::RecvError),
+        ] {
+            assert!(matches!(closed, Error::Closed(_)), "{closed:?}");
+        }
     }
 
     #[test]
-    fn unknown_keeps_status_and_body() {
-        let err = ApiError::from_response(500, "boom");
-        assert_eq!(
-            err,
-            ApiError::Unknown {
-                status: 500,
-                code: None,
-                body: "boom".into()
-            }
+    fn tls_errors_keep_the_rustls_error_and_name_plain_http() {
+        let err = Error::tls(
+            "GET https://host/x",
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
         );
-        let err = ApiError::from_response(418, "<html>");
-        assert!(matches!(err, ApiError::Unknown { status: 418, .. }));
-        let err = ApiError::from_response(400, r#"{"detail": {"error_code": "Shiny.New"}}"#);
-        assert_eq!(err.code(), "Shiny.New");
-        let long = "é".repeat(5000);
-        let ApiError::Unknown { body, .. } = ApiError::from_response(500, &long) else {
-            panic!()
-        };
-        assert!(body.len() <= 2048 + '…'.len_utf8());
+        assert!(
+            err.to_string()
+                .contains("GET https://host/x: the server does not speak TLS: use an http:// URL?"),
+            "{err}"
+        );
+        let source = std::error::Error::source(&err).unwrap();
+        assert!(source.downcast_ref::<rustls::Error>().is_some());
+        let err = Error::tls("x", rustls::Error::DecryptError).at("wss://host/stream/");
+        assert_eq!(
+            err.to_string(),
+            "TLS error: wss://host/stream/: x: cannot decrypt peer's message"
+        );
+    }
+
+    #[cfg(feature = "mic")]
+    #[test]
+    fn mic_errors_convert() {
+        let key: Result<crate::mic::AesKey, _> = "2b7e".parse();
+        assert!(matches!(
+            Error::from(key.unwrap_err()),
+            Error::Invalid(InvalidInput::Key(_))
+        ));
+        let err = Error::from(crate::mic::MicError::ChallengeSize { candidates: 1 });
+        assert!(matches!(err, Error::Mic(_)), "{err:?}");
     }
 }

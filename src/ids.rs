@@ -17,8 +17,11 @@
 //! assert_eq!(format!("{addr:?}"), "DevAddr(627bb8bb)");
 //! ```
 //!
+//! Parsing takes exactly 16 hex digits for an EUI and 8 for an address, with an optional
+//! `0x` prefix: `"7abe1b"` is an error, not `00000000007abe1b`.
+//!
 //! With serde they serialize as the REST API's hex strings and deserialize from either a hex
-//! string or a JSON number. (Stream frames, where the protocol puts numbers, read their
+//! string (by the same rule) or a JSON number. (Stream frames, where the protocol puts numbers, read their
 //! identifier fields as numbers only.)
 
 use std::fmt;
@@ -27,9 +30,10 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-/// Why a string is not a valid identifier.
+/// Why a string is not a valid identifier: not exactly its number of hex digits (16
+/// for an EUI, 8 for an address), after an optional `0x`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {kind} {input:?}: expected 1 to {digits} hex digits")]
+#[error("invalid {kind} {input:?}: expected exactly {digits} hex digits")]
 pub struct ParseIdError {
     kind: &'static str,
     digits: usize,
@@ -41,9 +45,16 @@ impl ParseIdError {
     pub fn kind(&self) -> &'static str {
         self.kind
     }
+
+    /// How many hex digits the identifier takes: 16 for an EUI, 8 for an address.
+    pub fn expected_digits(&self) -> usize {
+        self.digits
+    }
 }
 
-/// Parses up to `digits` hex digits, with an optional `0x` prefix, in either case.
+/// Parses exactly `digits` hex digits, with an optional `0x` prefix, in either case. A
+/// digit too few or too many is an error, never another identifier: a typo in a device
+/// list must not subscribe someone else's device.
 fn parse_hex(kind: &'static str, digits: usize, input: &str) -> Result<u64, ParseIdError> {
     let err = || ParseIdError {
         kind,
@@ -54,7 +65,7 @@ fn parse_hex(kind: &'static str, digits: usize, input: &str) -> Result<u64, Pars
         .strip_prefix("0x")
         .or_else(|| input.strip_prefix("0X"))
         .unwrap_or(input);
-    if hex.is_empty() || hex.len() > digits || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hex.len() != digits || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(err());
     }
     u64::from_str_radix(hex, 16).map_err(|_| err())
@@ -64,7 +75,7 @@ macro_rules! identifier {
     ($(#[$doc:meta])* $name:ident($int:ty), $kind:literal, $digits:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-        pub struct $name(pub $int);
+        pub struct $name($int);
 
         impl $name {
             /// Wraps the integer value.
@@ -221,7 +232,14 @@ mod tests {
             "0x627bb8bb".parse::<DevAddr>(),
             Ok(DevAddr::new(0x627bb8bb))
         );
-        assert_eq!("1".parse::<MulticastAddr>(), Ok(MulticastAddr::new(1)));
+        assert_eq!(
+            "0X00000001".parse::<MulticastAddr>(),
+            Ok(MulticastAddr::new(1))
+        );
+        assert_eq!(
+            "0x7ABE1B8C93D7174F".parse::<JoinEui>(),
+            Ok(JoinEui::new(0x7abe1b8c93d7174f))
+        );
     }
 
     #[test]
@@ -231,6 +249,49 @@ mod tests {
             assert_eq!(err.kind(), "DevAddr", "{bad:?}");
         }
         assert!("10000000000000000".parse::<DevEui>().is_err());
+    }
+
+    #[test]
+    fn missing_or_extra_digits_are_errors_not_other_devices() {
+        // 15 digits, 6 digits, 17 digits: typos, not 07abe1b8c93d7174f and friends.
+        for bad in [
+            "7abe1b8c93d7174",
+            "7abe1b",
+            "07abe1b8c93d7174f0",
+            "0x7abe1b8c93d7174",
+        ] {
+            let err = bad.parse::<DevEui>().unwrap_err();
+            assert_eq!(
+                (err.kind(), err.expected_digits()),
+                ("DevEUI", 16),
+                "{bad:?}"
+            );
+            assert!(err.to_string().contains("exactly 16 hex digits"), "{err}");
+        }
+        for bad in ["1", "627bb8b", "0x627bb8b", "627bb8bb0"] {
+            let err = bad.parse::<DevAddr>().unwrap_err();
+            assert_eq!(err.expected_digits(), 8, "{bad:?}");
+            assert!(bad.parse::<MulticastAddr>().is_err());
+        }
+        // Serde reads REST hex by the same rule; numbers stay numbers.
+        assert!(serde_json::from_str::<DevEui>("\"7abe1b8c93d7174\"").is_err());
+        assert!(serde_json::from_str::<DevAddr>("\"1\"").is_err());
+        assert_eq!(
+            serde_json::from_str::<DevAddr>("\"0x627bb8bb\"").unwrap(),
+            DevAddr::new(0x627bb8bb)
+        );
+        assert_eq!(
+            serde_json::from_str::<DevAddr>("1").unwrap(),
+            DevAddr::new(1)
+        );
+        // `?` turns it into the crate's error, as invalid input.
+        fn parse(text: &str) -> crate::Result<DevEui> {
+            Ok(text.parse()?)
+        }
+        assert!(matches!(
+            parse("7abe1b"),
+            Err(crate::Error::Invalid(crate::InvalidInput::Id(_)))
+        ));
     }
 
     #[test]

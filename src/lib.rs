@@ -65,10 +65,11 @@
 //! use ran_routing::mic::{self, AesKey, Keys};
 //! use ran_routing::*;
 //!
-//! let emulator = Emulator::start()?;
+//! // The emulator is test scaffolding with errors of its own: `expect` them.
+//! let emulator = Emulator::start().expect("emulator");
 //! let ran = Core::new(emulator.token(), &emulator.base_url())?;
 //! let (dev_eui, join_eui) = (DevEui::new(0x7ABE1B8C93D7174F), JoinEui::new(0x3CEDCF624F8B68F4));
-//! ran.routing_table().insert(dev_eui, join_eui)?;
+//! ran.routing_table().insert(NewDevice::otaa(dev_eui, join_eui))?;
 //!
 //! let upstream = ran.upstream().connect()?;
 //! let downstream = ran.downstream().connect()?;
@@ -77,7 +78,8 @@
 //! let app_key: AesKey = "2b7e151628aed2a6abf7158809cf4f3c".parse()?;
 //! let frame = mic::join_request(&app_key, join_eui, dev_eui, 1);
 //! emulator.wait_upstream_connections(1, Duration::from_secs(5));
-//! emulator.send_upstream(&mic::upstream_with_challenge(&frame, 1, vec![dev_eui], 63, 7)?)?;
+//! let played = mic::upstream_with_challenge(&frame, 1, vec![dev_eui], 63, 7)?;
+//! emulator.send_upstream(&played).expect("no upstream connection");
 //!
 //! // The LNS side: solve the challenge and answer.
 //! let mut keys = Keys::new();
@@ -96,12 +98,16 @@
 //! let result = downstream.send_and_wait(downlink, Duration::from_secs(5))?;
 //! assert!(result.result_code.is_success());
 //!
-//! ran.routing_table().delete(&[dev_eui])?;
+//! ran.routing_table().delete([dev_eui])?;
 //! ran.close();
 //! assert_eq!(upstream.wait_closed(), CloseReason::Local);
 //! # }
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # Ok::<(), ran_routing::Error>(())
 //! ```
+//!
+//! Every error type a call returns (`ParseIdError`, `mic::ParseKeyError`,
+//! `mic::MicError`, the channel errors of `recv_timeout`, ...) converts into [`Error`],
+//! so `?` works in a `fn main() -> Result<(), ran_routing::Error>`.
 //!
 //! ## Shutdown
 //!
@@ -111,11 +117,14 @@
 //!
 //! ## Staying connected
 //!
-//! An LNS runs for months. [`StreamBuilder::reconnect`] turns on automatic reconnection
-//! with exponential backoff and jitter; meanwhile `iter()` keeps waiting and sends fail
-//! fast with [`Error::NotConnected`]. A refused token is final. Keepalive pings detect a
-//! dead peer (half-open TCP, a dropped NAT mapping); [`StreamBuilder::on_event`] reports
-//! every state change.
+//! An LNS runs for months. Streams reconnect by themselves after a failure, with
+//! exponential backoff and jitter ([`StreamBuilder::reconnect`] tunes it,
+//! [`StreamBuilder::no_reconnect`] turns it off); meanwhile `iter()` keeps waiting and
+//! sends fail fast with [`Error::NotConnected`]. A refused token is final. Keepalive pings
+//! detect a dead peer (half-open TCP, a dropped NAT mapping); [`StreamBuilder::on_event`]
+//! reports every state change, and every end is logged at warn level with its reason.
+//! When `iter()` ends, [`Connection::close_reason`] tells a close
+//! ([`CloseReason::Local`]) from a failure.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -135,7 +144,8 @@
 //!
 //! One [`Error`] type keeps apart input rejected before anything was sent
 //! ([`Error::Invalid`]), the service's error codes ([`Error::Api`] with an [`ApiError`]
-//! per code), transport failures (`Io`, `Timeout`, `Tls`, `WebSocket`), answers that
+//! per code), transport failures (`Io`, `Timeout` with the [`TimeoutKind`] that fired,
+//! `Tls` with the `rustls` error as its source, `WebSocket`), answers that
 //! cannot be decoded, and closed connections. The access token never appears in any
 //! error, `Debug` output or log line of this crate, nor in `tungstenite`'s (the crate
 //! writes the stream handshake, whose URL carries the token, itself). One caveat outside
@@ -145,13 +155,12 @@
 //!
 //! ## Modules
 //!
-//! - [`core`]: the client, [`Core`], and its builder;
+//! - [`client`]: the client, [`Core`], and its builder;
 //! - [`routing_table`] and [`multicast`]: the REST calls, reached from a `Core`;
 //! - [`upstream`], [`downstream`] and [`stream`]: the stream connections;
 //! - [`ids`]: `DevEui`, `JoinEui`, `DevAddr`, `MulticastAddr`, printed as hex;
 //! - [`model`]: devices, groups, radios, transmission windows and stream messages;
 //! - [`config`]: endpoints derived from a base URL, and the access token;
-//! - [`wire`]: the exact JSON the service speaks;
 //! - [`timing`]: GPS time with leap seconds, class B slots and class C deadlines from
 //!   `SystemTime`;
 //! - [`error`]: one error type with variants to match on;
@@ -160,8 +169,8 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod client;
 pub mod config;
-pub mod core;
 pub mod downstream;
 pub mod error;
 pub mod ids;
@@ -177,23 +186,48 @@ mod sync;
 pub mod timing;
 mod tls;
 pub mod upstream;
-pub mod wire;
+mod wire;
 
-pub use crate::core::{Core, CoreBuilder};
+pub use client::{Core, CoreBuilder};
 pub use config::{AccessToken, Endpoints};
 pub use downstream::{DownstreamBuilder, DownstreamConnection};
-pub use error::{ApiError, Error, FieldError, InvalidInput, Result};
+pub use error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind, TlsError};
 pub use ids::{DevAddr, DevEui, JoinEui, MulticastAddr, ParseIdError};
 pub use model::{
-    Device, DeviceIdentity, DownstreamAck, DownstreamMessage, DownstreamRadio, DownstreamReply,
-    DownstreamRequest, DownstreamResult, DownstreamResultCode, FhssModulation, FskModulation, Gps,
-    LoRaModulation, Modulation, MulticastDownstreamMessage, MulticastGroup, TransmissionWindow,
-    TxTiming, UpstreamAck, UpstreamMessage, UpstreamRadio, UpstreamReject,
-    UpstreamRejectResultCode, UpstreamReply,
+    Device, DeviceIdentity, DeviceUpdate, DownstreamAck, DownstreamMessage, DownstreamRadio,
+    DownstreamReply, DownstreamRequest, DownstreamResult, DownstreamResultCode, FhssModulation,
+    FskModulation, Gps, LoRaModulation, Modulation, MulticastDownstreamMessage, MulticastGroup,
+    MulticastGroupUpdate, NewDevice, TransmissionWindow, TxTiming, UpstreamAck, UpstreamMessage,
+    UpstreamRadio, UpstreamReject, UpstreamRejectResultCode, UpstreamReply,
 };
 pub use multicast::MulticastGroups;
 pub use routing_table::{RoutingTable, Select};
-pub use stream::{
-    CloseReason, Connection, ConnectionEvent, Reconnect, StreamBuilder, StreamFrame, StreamOptions,
-};
+pub use stream::{CloseReason, Connection, ConnectionEvent, Reconnect, StreamBuilder, StreamFrame};
 pub use upstream::{UpstreamBuilder, UpstreamConnection};
+
+/// The README's first example, compiled as it is shown (the `mic` feature brings its
+/// solver); a unit test below checks the README still shows exactly this code.
+#[cfg(all(doctest, feature = "mic"))]
+#[doc = "```no_run"]
+#[doc = include_str!("../tests/readme/first_look.rs")]
+#[doc = "```"]
+pub struct ReadmeFirstLook;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_readme_shows_the_compiled_first_example() {
+        let readme = include_str!("../README.md");
+        let snippet = include_str!("../tests/readme/first_look.rs");
+        assert!(
+            readme.contains(&format!("```rust,no_run\n{snippet}```")),
+            "README.md's \"A first look\" differs from tests/readme/first_look.rs"
+        );
+    }
+
+    #[test]
+    fn errors_stay_cheap_to_return() {
+        // As ureq does: a bigger Error slows every Result of the crate down.
+        assert_eq!(std::mem::size_of::<crate::Error>(), 64);
+    }
+}

@@ -1,14 +1,16 @@
 //! Multicast groups: addresses many devices listen on, for multicast downlinks.
 //!
-//! Reached through [`Core::multicast_groups`]; the calls carry the Python client's names
-//! (`create_multicast_group`, `get_multicast_groups`, ...).
+//! Reached through [`Core::multicast_groups`]. The calls are named like the routing
+//! table's (`create`, `get`, `update`, `delete`, `add_device`, `remove_device`); each
+//! carries the Python client's name (`create_multicast_group`, `get_multicast_groups`, ...)
+//! as a search alias.
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::Core;
+use crate::client::Core;
 use crate::error::{InvalidInput, Result};
 use crate::ids::{DevEui, MulticastAddr};
-use crate::model::MulticastGroup;
+use crate::model::{MulticastGroup, MulticastGroupUpdate};
 use crate::rest::{self, route, Route};
 use crate::wire::Deleted;
 
@@ -19,7 +21,7 @@ const DELETE: Route = route!(Multicast, "multicast-groups/delete");
 const ADD_DEVICE: Route = route!(Multicast, "multicast-groups/add-device");
 const REMOVE_DEVICE: Route = route!(Multicast, "multicast-groups/remove-device");
 
-/// The multicast groups of a [`Core`]: `ran.multicast_groups().get_multicast_groups(&[])`.
+/// The multicast groups of a [`Core`]: `ran.multicast_groups().get([])`.
 #[derive(Debug, Clone, Copy)]
 pub struct MulticastGroups<'a> {
     core: &'a Core,
@@ -72,22 +74,20 @@ impl<'a> MulticastGroups<'a> {
     }
 
     /// Creates a group with this name (at most [`MulticastGroup::MAX_NAME_LEN`]
-    /// characters, checked before sending) and address.
+    /// characters, checked before sending) and address (Python:
+    /// `create_multicast_group`).
     ///
     /// ```no_run
     /// use ran_routing::MulticastAddr;
     /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
     /// let group = ran
     ///     .multicast_groups()
-    ///     .create_multicast_group("test-multicast-group", MulticastAddr::new(0xef046a1e))?;
+    ///     .create("test-multicast-group", MulticastAddr::new(0xef046a1e))?;
     /// assert!(group.devices.is_empty());
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
-    pub fn create_multicast_group(
-        &self,
-        name: &str,
-        addr: impl Into<MulticastAddr>,
-    ) -> Result<MulticastGroup> {
+    #[doc(alias = "create_multicast_group")]
+    pub fn create(&self, name: &str, addr: impl Into<MulticastAddr>) -> Result<MulticastGroup> {
         MulticastGroup::validate_name(name)?;
         let body = CreateBody {
             name,
@@ -96,107 +96,105 @@ impl<'a> MulticastGroups<'a> {
         rest::post(self.core, CREATE, Some(&body))
     }
 
-    /// Renames the group at `addr` and/or moves it to a new address; `None` leaves that
-    /// field as it is, and giving neither fails with [`InvalidInput::NothingToUpdate`]
-    /// before anything is sent.
+    /// Renames a group and/or moves it to a new address (Python:
+    /// `update_multicast_group`). An update that sets neither fails with
+    /// [`InvalidInput::NothingToUpdate`] before anything is sent.
     ///
     /// ```no_run
-    /// use ran_routing::MulticastAddr;
+    /// use ran_routing::{MulticastAddr, MulticastGroupUpdate};
     /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
     /// let groups = ran.multicast_groups();
     /// let addr = MulticastAddr::new(0xef046a1e);
     /// // Updating the name
-    /// groups.update_multicast_group(addr, Some("new-multicast-group-name"), None)?;
+    /// groups.update(MulticastGroupUpdate::new(addr).with_name("new-multicast-group-name"))?;
     /// // Updating the address
-    /// groups.update_multicast_group(addr, None, Some(MulticastAddr::new(0xffffffff)))?;
+    /// groups.update(MulticastGroupUpdate::new(addr).with_addr(MulticastAddr::new(0xffffffff)))?;
     /// // Updating both
-    /// let group = groups.update_multicast_group(
-    ///     MulticastAddr::new(0xffffffff),
-    ///     Some("another-name"),
-    ///     Some(addr),
+    /// let group = groups.update(
+    ///     MulticastGroupUpdate::new(MulticastAddr::new(0xffffffff))
+    ///         .with_name("another-name")
+    ///         .with_addr(addr),
     /// )?;
     /// assert_eq!(group.addr, addr);
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
-    pub fn update_multicast_group(
-        &self,
-        addr: impl Into<MulticastAddr>,
-        new_name: Option<&str>,
-        new_addr: Option<MulticastAddr>,
-    ) -> Result<MulticastGroup> {
-        if new_name.is_none() && new_addr.is_none() {
+    #[doc(alias = "update_multicast_group")]
+    pub fn update(&self, update: MulticastGroupUpdate) -> Result<MulticastGroup> {
+        if update.new_name().is_none() && update.new_addr().is_none() {
             return Err(InvalidInput::NothingToUpdate("new_name, new_addr").into());
         }
-        if let Some(name) = new_name {
+        if let Some(name) = update.new_name() {
             MulticastGroup::validate_name(name)?;
         }
         let body = UpdateBody {
-            addr: addr.into(),
+            addr: update.addr(),
             update: UpdateFields {
-                name: new_name,
-                addr: new_addr,
+                name: update.new_name(),
+                addr: update.new_addr(),
             },
         };
         rest::post(self.core, UPDATE, Some(&body))
     }
 
     /// The groups at these addresses (unknown ones are left out), or every group when
-    /// `addrs` is empty.
+    /// `addrs` is empty (Python: `get_multicast_groups`).
     ///
     /// ```no_run
     /// use ran_routing::MulticastAddr;
     /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
     /// let groups = ran.multicast_groups();
     /// // All groups
-    /// let all = groups.get_multicast_groups(&[])?;
+    /// let all = groups.get([])?;
     /// // One group (still a list)
-    /// let one = groups.get_multicast_groups(&[MulticastAddr::new(0xef046a1e)])?;
+    /// let one = groups.get([MulticastAddr::new(0xef046a1e)])?;
     /// // Some groups
-    /// let some = groups.get_multicast_groups(&[
-    ///     MulticastAddr::new(0xef046a1e),
-    ///     MulticastAddr::new(0xffed8719),
-    /// ])?;
+    /// let some = groups.get([MulticastAddr::new(0xef046a1e), MulticastAddr::new(0xffed8719)])?;
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
-    pub fn get_multicast_groups(&self, addrs: &[MulticastAddr]) -> Result<Vec<MulticastGroup>> {
-        rest::post(self.core, GET, Some(&AddrsBody { addrs }))
+    #[doc(alias = "get_multicast_groups")]
+    pub fn get(
+        &self,
+        addrs: impl IntoIterator<Item = MulticastAddr>,
+    ) -> Result<Vec<MulticastGroup>> {
+        let addrs: Vec<MulticastAddr> = addrs.into_iter().collect();
+        rest::post(self.core, GET, Some(&AddrsBody { addrs: &addrs }))
     }
 
     /// Deletes the groups at these addresses and returns how many were deleted; unknown
-    /// addresses are ignored.
+    /// addresses are ignored (Python: `delete_multicast_groups`).
     ///
     /// ```no_run
     /// use ran_routing::MulticastAddr;
     /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
-    /// let deleted = ran
-    ///     .multicast_groups()
-    ///     .delete_multicast_groups(&[MulticastAddr::new(0xef046a1e)])?;
+    /// let deleted = ran.multicast_groups().delete([MulticastAddr::new(0xef046a1e)])?;
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
-    pub fn delete_multicast_groups(&self, addrs: &[MulticastAddr]) -> Result<u64> {
-        let deleted: Deleted = rest::post(self.core, DELETE, Some(&AddrsBody { addrs }))?;
+    #[doc(alias = "delete_multicast_groups")]
+    pub fn delete(&self, addrs: impl IntoIterator<Item = MulticastAddr>) -> Result<u64> {
+        let addrs: Vec<MulticastAddr> = addrs.into_iter().collect();
+        let deleted: Deleted = rest::post(self.core, DELETE, Some(&AddrsBody { addrs: &addrs }))?;
         Ok(deleted.deleted)
     }
 
-    /// Adds a device, which must be in the routing table, to the group at `addr`.
-    /// Returns the service's `is_added` (`true`); a device already in the group fails
-    /// with
+    /// Adds a device, which must be in the routing table, to the group at `addr` (Python:
+    /// `add_device_to_multicast_group`). Returns the service's `is_added` (`true`); a
+    /// device already in the group fails with
     /// [`ApiError::MulticastGroupAlreadyContainsDevice`](crate::ApiError::MulticastGroupAlreadyContainsDevice).
     ///
     /// ```no_run
-    /// use ran_routing::{DevAddr, DevEui, MulticastAddr};
+    /// use ran_routing::{DevAddr, DevEui, MulticastAddr, NewDevice};
     /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
     /// let device = ran
     ///     .routing_table()
-    ///     .insert(DevEui::new(0x7abe1b8c93d7174f), DevAddr::new(0x627bb8bb))?;
+    ///     .insert(NewDevice::abp(DevEui::new(0x7abe1b8c93d7174f), DevAddr::new(0x627bb8bb)))?;
     /// let group = ran
     ///     .multicast_groups()
-    ///     .create_multicast_group("test-multicast-group", MulticastAddr::new(0xef046a1e))?;
-    /// ran.multicast_groups()
-    ///     .add_device_to_multicast_group(group.addr, device.dev_eui)?;
+    ///     .create("test-multicast-group", MulticastAddr::new(0xef046a1e))?;
+    /// ran.multicast_groups().add_device(group.addr, device.dev_eui)?;
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
-    pub fn add_device_to_multicast_group(
+    #[doc(alias = "add_device_to_multicast_group")]
+    pub fn add_device(
         &self,
         addr: impl Into<MulticastAddr>,
         dev_eui: impl Into<DevEui>,
@@ -209,19 +207,20 @@ impl<'a> MulticastGroups<'a> {
         Ok(added.is_added)
     }
 
-    /// Removes a device from the group at `addr`. Returns whether it was removed:
-    /// `false` when the group or the device is unknown.
+    /// Removes a device from the group at `addr` (Python:
+    /// `remove_device_from_multicast_group`). Returns whether it was removed: `false`
+    /// when the group or the device is unknown.
     ///
     /// ```no_run
     /// use ran_routing::{DevEui, MulticastAddr};
     /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
-    /// let removed = ran.multicast_groups().remove_device_from_multicast_group(
-    ///     MulticastAddr::new(0xef046a1e),
-    ///     DevEui::new(0x7abe1b8c93d7174f),
-    /// )?;
+    /// let removed = ran
+    ///     .multicast_groups()
+    ///     .remove_device(MulticastAddr::new(0xef046a1e), DevEui::new(0x7abe1b8c93d7174f))?;
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
-    pub fn remove_device_from_multicast_group(
+    #[doc(alias = "remove_device_from_multicast_group")]
+    pub fn remove_device(
         &self,
         addr: impl Into<MulticastAddr>,
         dev_eui: impl Into<DevEui>,
@@ -278,18 +277,18 @@ mod tests {
         let core = Core::new("token", "http://127.0.0.1:9/api/v1").unwrap();
         let groups = core.multicast_groups();
         assert!(matches!(
-            groups.update_multicast_group(1u32, None, None),
+            groups.update(MulticastGroupUpdate::new(1u32)),
             Err(crate::Error::Invalid(InvalidInput::NothingToUpdate(_)))
         ));
         let long = "x".repeat(256);
         assert!(matches!(
-            groups.create_multicast_group(&long, 1u32),
+            groups.create(&long, 1u32),
             Err(crate::Error::Invalid(InvalidInput::GroupNameTooLong {
                 len: 256
             }))
         ));
         assert!(matches!(
-            groups.update_multicast_group(1u32, Some(&long), None),
+            groups.update(MulticastGroupUpdate::new(1u32).with_name(long)),
             Err(crate::Error::Invalid(InvalidInput::GroupNameTooLong {
                 len: 256
             }))

@@ -6,8 +6,9 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::core::Core;
-use crate::error::{ApiError, Error, InvalidInput, Result};
+use crate::client::Core;
+use crate::config::AccessToken;
+use crate::error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind};
 
 /// Which REST base a path is relative to.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +58,7 @@ pub(crate) fn post<B: Serialize, T: DeserializeOwned>(
         .map(serde_json::to_vec)
         .transpose()
         // Our request bodies are plain strings and numbers; this cannot fail.
-        .map_err(|e| Error::Invalid(InvalidInput::Other(e.to_string())))?;
+        .map_err(|e| Error::Invalid(InvalidInput::Encode(e.to_string())))?;
     call(core, route, Method::Post(body))
 }
 
@@ -127,10 +128,11 @@ fn call<T: DeserializeOwned>(core: &Core, route: Route, method: Method<'_>) -> R
     );
     if !(200..300).contains(&status) {
         let text = String::from_utf8_lossy(&body);
-        return Err(Error::Api(ApiError::from_response(status, &text)));
+        return Err(Error::Api(api_error(status, &text, core.token())));
     }
     serde_json::from_slice(&body).map_err(|e| {
-        let start: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+        let start = scrub(&String::from_utf8_lossy(&body), core.token());
+        let start: String = start.chars().take(200).collect();
         Error::decode(
             route.what,
             format!("{e} (HTTP {status}, body starts with {start:?})"),
@@ -149,35 +151,39 @@ fn transport_error(e: ureq::Error, method: &str, url: &str, core: &Core) -> Erro
         Error::Io(io::Error::new(kind, format!("{method} {url}: {what}")))
     };
     match e {
-        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
-            Error::Timeout(format!(
+        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => Error::timeout(
+            TimeoutKind::Connect,
+            format!(
                 "{method} {url}: no connection within the connect timeout ({:?})",
                 core.connect_timeout()
-            ))
-        }
-        ureq::Error::Timeout(_) => Error::Timeout(format!(
-            "{method} {url}: no complete answer within the request timeout ({:?})",
-            core.request_timeout()
-        )),
+            ),
+        ),
+        ureq::Error::Timeout(_) => Error::timeout(
+            TimeoutKind::Request,
+            format!(
+                "{method} {url}: no complete answer within the request timeout ({:?})",
+                core.request_timeout()
+            ),
+        ),
         ureq::Error::Io(e) => {
             if let Some(tls) = e
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
             {
-                return Error::Tls(format!("{method} {url}: {tls}"));
+                return Error::tls(format_args!("{method} {url}"), tls.clone());
             }
             if matches!(
                 e.kind(),
                 io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
             ) {
-                return Error::Timeout(format!("{method} {url}: {e}"));
+                return Error::timeout(TimeoutKind::Request, format!("{method} {url}: {e}"));
             }
             io(e.kind(), &e)
         }
-        ureq::Error::Rustls(e) => Error::Tls(format!("{method} {url}: {e}")),
-        ureq::Error::Tls(e) => Error::Tls(format!("{method} {url}: {e}")),
+        ureq::Error::Rustls(e) => Error::tls(format_args!("{method} {url}"), e),
+        ureq::Error::Tls(e) => Error::tls_text(format!("{method} {url}: {e}")),
         ureq::Error::Pem(e) => Error::Config(format!("{method} {url}: PEM: {e:?}")),
-        ureq::Error::TlsRequired => Error::Tls(format!("{method} {url}: TLS required")),
+        ureq::Error::TlsRequired => Error::tls_text(format!("{method} {url}: TLS required")),
         ureq::Error::HostNotFound => io(io::ErrorKind::NotFound, &"host not found"),
         ureq::Error::ConnectionFailed => io(io::ErrorKind::ConnectionRefused, &"connection failed"),
         ureq::Error::ConnectProxyFailed(why) => {
@@ -196,5 +202,232 @@ fn transport_error(e: ureq::Error, method: &str, url: &str, core: &Core) -> Erro
         ureq::Error::Http(e) => Error::Config(format!("{method} {url}: {e}")),
         ureq::Error::InvalidProxyUrl => Error::Config("bad proxy URL".into()),
         other => io(io::ErrorKind::Other, &other),
+    }
+}
+
+/// The body of a 4xx error answer:
+/// `{"detail": {"error_code", "error_description", "error_detail"?}}`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub(crate) struct ErrorBody {
+    pub(crate) detail: ErrorDetail,
+}
+
+/// The `detail` object of an [`ErrorBody`].
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub(crate) struct ErrorDetail {
+    pub(crate) error_code: String,
+    #[serde(default)]
+    pub(crate) error_description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error_detail: Option<Vec<FieldError>>,
+}
+
+/// How much of a server-chosen text an error keeps (bodies, descriptions, field errors).
+pub(crate) const MAX_TEXT: usize = 2048;
+
+/// Maps an error answer (REST, or a refused stream handshake) to its [`ApiError`]: by the
+/// documented `error_code` when the body has one, otherwise [`ApiError::Unknown`] keeping
+/// the status and body text. Every text taken from the body is scrubbed of the token
+/// (servers and proxies echo requests) and cut to [`MAX_TEXT`].
+pub(crate) fn api_error(status: u16, body: &str, token: &AccessToken) -> ApiError {
+    let body = scrub(body, token);
+    let parsed = if (400..500).contains(&status) {
+        serde_json::from_str::<ErrorBody>(&body).ok()
+    } else {
+        None
+    };
+    let Some(ErrorBody { detail }) = parsed else {
+        return ApiError::Unknown {
+            status,
+            code: None,
+            body: bounded(&body),
+        };
+    };
+    // JSON escapes can spell the token in ways the raw text did not: scrub again.
+    let text = |s: &str| bounded(&scrub(s, token));
+    let description = text(&detail.error_description);
+    match detail.error_code.as_str() {
+        "Unauthorized" => ApiError::Unauthorized { description },
+        "ValidationFailed" => {
+            let (detail, omitted) = field_errors(detail.error_detail.unwrap_or_default(), token);
+            ApiError::ValidationFailed {
+                description,
+                detail,
+                omitted,
+            }
+        }
+        "Device.AlreadyExists" => ApiError::DeviceAlreadyExists { description },
+        "Device.NotFound" => ApiError::DeviceNotFound { description },
+        "Device.LimitExhausted" => ApiError::DevicesLimitExhausted { description },
+        "MulticastGroup.AlreadyExists" => ApiError::MulticastGroupAlreadyExists { description },
+        "MulticastGroup.NotFound" => ApiError::MulticastGroupNotFound { description },
+        "MulticastGroup.AlreadyContainsTheDevice" => {
+            ApiError::MulticastGroupAlreadyContainsDevice { description }
+        }
+        other => ApiError::Unknown {
+            status,
+            code: Some(text(other)),
+            body: description,
+        },
+    }
+}
+
+/// Keeps the field errors that fit in [`MAX_TEXT`] (a hostile list can be megabytes),
+/// scrubbed; returns them and how many were left out.
+fn field_errors(all: Vec<FieldError>, token: &AccessToken) -> (Vec<FieldError>, usize) {
+    let total = all.len();
+    let mut kept = Vec::new();
+    let mut size = 0;
+    for e in all {
+        let e = FieldError {
+            loc: e.loc.iter().map(|l| bounded(&scrub(l, token))).collect(),
+            msg: bounded(&scrub(&e.msg, token)),
+            kind: bounded(&scrub(&e.kind, token)),
+        };
+        let len = e.loc.iter().map(|l| l.len() + 1).sum::<usize>() + e.msg.len() + e.kind.len();
+        if size + len > MAX_TEXT && !kept.is_empty() {
+            break;
+        }
+        size += len;
+        kept.push(e);
+    }
+    let omitted = total - kept.len();
+    (kept, omitted)
+}
+
+/// Cuts a server-chosen text to a length that is safe to keep in an error and log.
+pub(crate) fn bounded(text: &str) -> String {
+    if text.len() <= MAX_TEXT {
+        return text.to_owned();
+    }
+    let mut cut = MAX_TEXT;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &text[..cut])
+}
+
+/// The text with every spelling of the token replaced by `***` (see
+/// [`AccessToken::scrub`]).
+pub(crate) fn scrub(text: &str, token: &AccessToken) -> String {
+    token.scrub(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> AccessToken {
+        AccessToken::new("s3cr3t/t0k+n").unwrap()
+    }
+
+    fn from_response(status: u16, body: &str) -> ApiError {
+        api_error(status, body, &token())
+    }
+
+    #[test]
+    fn maps_documented_codes() {
+        let body =
+            r#"{"detail": {"error_code": "Device.AlreadyExists", "error_description": "exists"}}"#;
+        assert_eq!(
+            from_response(409, body),
+            ApiError::DeviceAlreadyExists {
+                description: "exists".into()
+            }
+        );
+        let body = r#"{"detail": {"error_code": "ValidationFailed", "error_description": "bad",
+            "error_detail": [{"loc": ["body", "DevEUIs", 0], "msg": "not hex", "type": "value_error"}]}}"#;
+        let err = from_response(422, body);
+        assert_eq!(err.code(), "ValidationFailed");
+        assert_eq!(
+            err.to_string(),
+            "validation failed: bad; body.DevEUIs.0: not hex"
+        );
+    }
+
+    #[test]
+    fn unknown_keeps_status_and_body() {
+        let err = from_response(500, "boom");
+        assert_eq!(
+            err,
+            ApiError::Unknown {
+                status: 500,
+                code: None,
+                body: "boom".into()
+            }
+        );
+        let err = from_response(418, "<html>");
+        assert!(matches!(err, ApiError::Unknown { status: 418, .. }));
+        let err = from_response(400, r#"{"detail": {"error_code": "Shiny.New"}}"#);
+        assert_eq!(err.code(), "Shiny.New");
+        let long = "é".repeat(5000);
+        let ApiError::Unknown { body, .. } = from_response(500, &long) else {
+            panic!()
+        };
+        assert!(body.len() <= 2048 + '…'.len_utf8());
+    }
+
+    #[test]
+    fn scrubs_every_spelling_of_the_token() {
+        let token = token();
+        for echo in [
+            "GET /stream/upstream/?access_token=s3cr3t/t0k+n HTTP/1.1",
+            "GET /stream/upstream/?access_token=s3cr3t%2Ft0k%2Bn HTTP/1.1",
+            "GET /stream/upstream/?access_token=s3cr3t%2ft0k%2bn HTTP/1.1",
+            "GET /?access_token=%73%33cr3t%2Ft0k+n HTTP/1.1",
+            "Authorization: Bearer s3cr3t/t0k+n",
+        ] {
+            let clean = scrub(echo, &token);
+            assert!(clean.contains("***"), "{clean}");
+            assert!(
+                !clean.contains("s3cr3t") && !clean.contains("t0k"),
+                "{clean}"
+            );
+        }
+        assert_eq!(scrub("s3cr3t/t0k and %", &token), "s3cr3t/t0k and %");
+        assert_eq!(scrub("a s3cr3t/t0k+ns3cr3t/t0k+n é", &token), "a ****** é");
+        // Inside JSON, written with escapes the raw text does not show.
+        let body = r#"{"detail": {"error_code": "Unauthorized", "error_description": "token s3cr3t\/t0k\u002bn refused"}}"#;
+        let err = api_error(401, body, &token);
+        assert_eq!(err.to_string(), "unauthorized: token *** refused");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_error_body_maps_without_panicking(data: Vec<u8>, status in 400u16..600) {
+            let body = String::from_utf8_lossy(&data);
+            let err = from_response(status, &body);
+            let _ = (err.code(), err.to_string());
+        }
+    }
+
+    #[test]
+    fn validation_failures_are_bounded() {
+        let fields: Vec<String> = (0..100_000)
+            .map(|i| format!(r#"{{"loc": ["body", "DevEUIs", {i}], "msg": "not hex", "type": "value_error"}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"detail": {{"error_code": "ValidationFailed", "error_description": "bad", "error_detail": [{}]}}}}"#,
+            fields.join(",")
+        );
+        let err = from_response(422, &body);
+        let ApiError::ValidationFailed {
+            detail, omitted, ..
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert!(!detail.is_empty());
+        assert_eq!(detail.len() + omitted, 100_000);
+        let text = err.to_string();
+        assert!(text.len() < 3 * MAX_TEXT, "{} bytes", text.len());
+        assert!(text.ends_with(&format!("; and {omitted} more")), "{text}");
+        assert!(format!("{err:?}").len() < 4 * MAX_TEXT);
+        // One huge field is cut too.
+        let body = format!(
+            r#"{{"detail": {{"error_code": "ValidationFailed", "error_description": "bad", "error_detail": [{{"loc": ["x"], "msg": "{}"}}]}}}}"#,
+            "m".repeat(1 << 20)
+        );
+        assert!(from_response(422, &body).to_string().len() < 3 * MAX_TEXT);
     }
 }

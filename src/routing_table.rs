@@ -5,10 +5,10 @@
 
 use serde::Serialize;
 
-use crate::core::Core;
+use crate::client::Core;
 use crate::error::{InvalidInput, Result};
 use crate::ids::{DevAddr, DevEui, JoinEui};
-use crate::model::{Device, DeviceIdentity};
+use crate::model::{Device, DeviceIdentity, DeviceUpdate, NewDevice};
 use crate::rest::{self, route, Route};
 use crate::wire::Deleted;
 
@@ -18,11 +18,11 @@ const UPDATE: Route = route!(Routing, "devices/update");
 const DROP: Route = route!(Routing, "devices/drop");
 const DROP_ALL: Route = route!(Routing, "devices/drop-all");
 
-/// Which devices [`RoutingTable::select_with`] fetches: all, or those with the given
+/// Which devices [`RoutingTable::select`] fetches: all, or those with the given
 /// DevEUIs, optionally one page (`offset`, `limit`) of them.
 ///
 /// ```
-/// use ran_routing::{routing_table::Select, DevEui};
+/// use ran_routing::{DevEui, Select};
 ///
 /// let all = Select::all();
 /// let page = Select::all().offset(10).limit(5);
@@ -78,7 +78,7 @@ impl Select {
     }
 }
 
-/// The routing table of a [`Core`]: `ran.routing_table().select()`.
+/// The routing table of a [`Core`]: `ran.routing_table().select(Select::all())`.
 #[derive(Debug, Clone, Copy)]
 pub struct RoutingTable<'a> {
     core: &'a Core,
@@ -119,176 +119,102 @@ impl<'a> RoutingTable<'a> {
         Self { core }
     }
 
-    /// Every device in the routing table (Python: `select()`).
+    /// The devices a [`Select`] picks: all of them, those with given DevEUIs (unknown
+    /// ones are left out), and/or one page. An empty DevEUI list returns no devices
+    /// without asking the service.
     ///
     /// ```no_run
     /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
-    /// let devices = ran.routing_table().select()?;
-    /// for device in &devices {
-    ///     println!("{} {:?}", device.dev_eui, device.active_dev_addr);
-    /// }
-    /// # Ok::<(), ran_routing::Error>(())
-    /// ```
-    pub fn select(&self) -> Result<Vec<Device>> {
-        self.select_with(&Select::all())
-    }
-
-    /// The devices with these DevEUIs; unknown ones are left out (Python:
-    /// `select(dev_euis=[...])`). An empty list returns no devices without asking the
-    /// service.
+    /// use ran_routing::{DevEui, Select};
     ///
-    /// ```no_run
-    /// use ran_routing::DevEui;
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
-    /// let devices = ran
-    ///     .routing_table()
-    ///     .select_by(&[DevEui::new(0x7abe1b8c93d7174f), DevEui::new(0x7bbe1b8c93d7174a)])?;
+    /// let table = ran.routing_table();
+    /// // select()
+    /// let all = table.select(Select::all())?;
+    /// // select(dev_euis=[...])
+    /// let some = table.select(Select::dev_euis([
+    ///     DevEui::new(0x7abe1b8c93d7174f),
+    ///     DevEui::new(0x7bbe1b8c93d7174a),
+    /// ]))?;
+    /// // select(offset=10, limit=5)
+    /// let page = table.select(Select::all().offset(10).limit(5))?;
+    /// assert!(page.len() <= 5);
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
-    pub fn select_by(&self, dev_euis: &[DevEui]) -> Result<Vec<Device>> {
-        self.select_with(&Select::dev_euis(dev_euis.iter().copied()))
-    }
-
-    /// One page of the routing table: `limit` devices after the first `offset`
-    /// (Python: `select(offset=10, limit=5)`).
-    ///
-    /// ```no_run
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
-    /// let devices = ran.routing_table().select_page(10, 5)?;
-    /// assert!(devices.len() <= 5);
-    /// # Ok::<(), ran_routing::Error>(())
-    /// ```
-    pub fn select_page(&self, offset: u64, limit: u64) -> Result<Vec<Device>> {
-        self.select_with(&Select::all().offset(offset).limit(limit))
-    }
-
-    /// Any selection, e.g. a page of the devices with given DevEUIs (Python:
-    /// `select(dev_euis=[...], offset=1, limit=1)`).
-    ///
-    /// ```no_run
-    /// use ran_routing::{routing_table::Select, DevEui};
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
-    /// let query = Select::dev_euis([DevEui::new(0x7abe1b8c93d7174f), DevEui::new(0x7bbe1b8c93d7174a)])
-    ///     .offset(1)
-    ///     .limit(1);
-    /// let devices = ran.routing_table().select_with(&query)?;
-    /// # Ok::<(), ran_routing::Error>(())
-    /// ```
-    pub fn select_with(&self, select: &Select) -> Result<Vec<Device>> {
+    pub fn select(&self, select: Select) -> Result<Vec<Device>> {
         if select.is_empty() {
             return Ok(Vec::new());
         }
         rest::get(self.core, SELECT, &select.query())
     }
 
-    /// Subscribes a device: OTAA with its [`JoinEui`], or ABP with its [`DevAddr`]
-    /// (Python: `insert(dev_eui=.., join_eui=..)` / `insert(dev_eui=.., dev_addr=..)`).
-    /// The DevEUI must not be in the table yet
-    /// ([`ApiError::DeviceAlreadyExists`](crate::ApiError::DeviceAlreadyExists)).
+    /// Subscribes a device: OTAA with its JoinEUI, or ABP with its DevAddr, optionally
+    /// with details (Python: `insert(dev_eui=.., join_eui=..)` /
+    /// `insert(dev_eui=.., dev_addr=.., details=..)`). The DevEUI must not be in the table
+    /// yet ([`ApiError::DeviceAlreadyExists`](crate::ApiError::DeviceAlreadyExists));
+    /// details that are not JSON fail with [`InvalidInput::DetailsNotJson`] before
+    /// anything is sent.
     ///
     /// ```no_run
-    /// use ran_routing::{DevAddr, DevEui, JoinEui};
     /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
-    /// // OTAA
-    /// let device = ran
-    ///     .routing_table()
-    ///     .insert(DevEui::new(0x7abe1b8c93d7174f), JoinEui::new(0x3cedcf624f8b68f4))?;
-    /// assert_eq!(device.active_dev_addr, None);
-    /// // ABP
-    /// let device = ran
-    ///     .routing_table()
-    ///     .insert(DevEui::new(0x7bbe1b8c93d7174a), DevAddr::new(0x627bb8bb))?;
-    /// assert_eq!(device.active_dev_addr, Some(DevAddr::new(0x627bb8bb)));
-    /// # Ok::<(), ran_routing::Error>(())
-    /// ```
-    pub fn insert(
-        &self,
-        dev_eui: impl Into<DevEui>,
-        identity: impl Into<DeviceIdentity>,
-    ) -> Result<Device> {
-        self.insert_inner(dev_eui.into(), identity.into(), None)
-    }
-
-    /// Like [`insert`](Self::insert), storing `details` with the device: a string of
-    /// JSON (checked before sending, [`InvalidInput::DetailsNotJson`]); the service
-    /// limits its size.
+    /// use ran_routing::{DevAddr, DevEui, JoinEui, NewDevice};
     ///
-    /// ```no_run
-    /// use ran_routing::{DevEui, JoinEui};
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
-    /// let device = ran.routing_table().insert_with_details(
+    /// let otaa = ran.routing_table().insert(NewDevice::otaa(
     ///     DevEui::new(0x7abe1b8c93d7174f),
     ///     JoinEui::new(0x3cedcf624f8b68f4),
-    ///     r#"{"customer": "ACME Inc."}"#,
+    /// ))?;
+    /// assert_eq!(otaa.active_dev_addr, None);
+    /// let abp = ran.routing_table().insert(
+    ///     NewDevice::abp(DevEui::new(0x7bbe1b8c93d7174a), DevAddr::new(0x627bb8bb))
+    ///         .with_details(r#"{"customer": "ACME Inc."}"#),
     /// )?;
-    /// assert_eq!(device.details.as_deref(), Some(r#"{"customer": "ACME Inc."}"#));
+    /// assert_eq!(abp.active_dev_addr, Some(DevAddr::new(0x627bb8bb)));
+    /// assert_eq!(abp.details.as_deref(), Some(r#"{"customer": "ACME Inc."}"#));
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
-    pub fn insert_with_details(
-        &self,
-        dev_eui: impl Into<DevEui>,
-        identity: impl Into<DeviceIdentity>,
-        details: &str,
-    ) -> Result<Device> {
-        serde_json::from_str::<serde::de::IgnoredAny>(details)
-            .map_err(|e| InvalidInput::DetailsNotJson(e.to_string()))?;
-        self.insert_inner(dev_eui.into(), identity.into(), Some(details))
-    }
-
-    fn insert_inner(
-        &self,
-        dev_eui: DevEui,
-        identity: DeviceIdentity,
-        details: Option<&str>,
-    ) -> Result<Device> {
-        let (join_eui, dev_addr) = match identity {
+    pub fn insert(&self, device: NewDevice) -> Result<Device> {
+        device.validate()?;
+        let (join_eui, dev_addr) = match device.identity() {
             DeviceIdentity::Otaa { join_eui } => (Some(join_eui), None),
             DeviceIdentity::Abp { dev_addr } => (None, Some(dev_addr)),
         };
         let body = InsertBody {
-            dev_eui,
+            dev_eui: device.dev_eui(),
             join_eui,
             dev_addr,
-            details,
+            details: device.details(),
         };
         rest::post(self.core, INSERT, Some(&body))
     }
 
-    /// Sets the addresses of an OTAA device, found by its (`dev_eui`, `join_eui`) pair:
-    /// the active one the RAN routes by now, and/or the target one handed out in a join
+    /// Sets the addresses of an OTAA device, found by its (DevEUI, JoinEUI) pair: the
+    /// active one the RAN routes by now, and/or the target one handed out in a join
     /// accept, which becomes active with the device's first uplink using it (Python:
-    /// `update(dev_eui=.., join_eui=.., active_dev_addr=..)`). An address given as
-    /// `None` is left as it is; giving neither fails with
-    /// [`InvalidInput::NothingToUpdate`] before anything is sent. ABP devices cannot be
-    /// updated ([`ApiError::DeviceNotFound`](crate::ApiError::DeviceNotFound)).
+    /// `update(dev_eui=.., join_eui=.., active_dev_addr=..)`). An update that sets
+    /// neither fails with [`InvalidInput::NothingToUpdate`] before anything is sent. ABP
+    /// devices cannot be updated
+    /// ([`ApiError::DeviceNotFound`](crate::ApiError::DeviceNotFound)).
     ///
     /// ```no_run
-    /// use ran_routing::{DevAddr, DevEui, JoinEui};
     /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// use ran_routing::{DevAddr, DevEui, DeviceUpdate, JoinEui, NewDevice};
+    ///
+    /// let (dev_eui, join_eui) = (DevEui::new(0x7abe1b8c93d7174f), JoinEui::new(0x3cedcf624f8b68f4));
+    /// # ran.routing_table().insert(NewDevice::otaa(dev_eui, join_eui))?;
     /// let device = ran.routing_table().update(
-    ///     DevEui::new(0x7abe1b8c93d7174f),
-    ///     JoinEui::new(0x3cedcf624f8b68f4),
-    ///     Some(DevAddr::new(0x627bb8bc)),
-    ///     None,
+    ///     DeviceUpdate::new(dev_eui, join_eui).with_active_dev_addr(DevAddr::new(0x627bb8bc)),
     /// )?;
     /// assert_eq!(device.active_dev_addr, Some(DevAddr::new(0x627bb8bc)));
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
-    pub fn update(
-        &self,
-        dev_eui: impl Into<DevEui>,
-        join_eui: impl Into<JoinEui>,
-        active_dev_addr: Option<DevAddr>,
-        target_dev_addr: Option<DevAddr>,
-    ) -> Result<Device> {
-        if active_dev_addr.is_none() && target_dev_addr.is_none() {
+    pub fn update(&self, update: DeviceUpdate) -> Result<Device> {
+        if update.active_dev_addr().is_none() && update.target_dev_addr().is_none() {
             return Err(InvalidInput::NothingToUpdate("active_dev_addr, target_dev_addr").into());
         }
         let body = UpdateBody {
-            dev_eui: dev_eui.into(),
-            join_eui: join_eui.into(),
-            active_dev_addr,
-            target_dev_addr,
+            dev_eui: update.dev_eui(),
+            join_eui: update.join_eui(),
+            active_dev_addr: update.active_dev_addr(),
+            target_dev_addr: update.target_dev_addr(),
         };
         rest::post(self.core, UPDATE, Some(&body))
     }
@@ -297,16 +223,21 @@ impl<'a> RoutingTable<'a> {
     /// are ignored (Python: `delete(dev_euis=[...])`).
     ///
     /// ```no_run
-    /// use ran_routing::DevEui;
     /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// use ran_routing::DevEui;
+    ///
     /// let deleted = ran
     ///     .routing_table()
-    ///     .delete(&[DevEui::new(0x7abe1b8c93d7174f), DevEui::new(0x7bbe1b8c93d7174a)])?;
+    ///     .delete([DevEui::new(0x7abe1b8c93d7174f), DevEui::new(0x7bbe1b8c93d7174a)])?;
     /// println!("{deleted} devices unsubscribed");
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
-    pub fn delete(&self, dev_euis: &[DevEui]) -> Result<u64> {
-        let deleted: Deleted = rest::post(self.core, DROP, Some(&DropBody { dev_euis }))?;
+    pub fn delete(&self, dev_euis: impl IntoIterator<Item = DevEui>) -> Result<u64> {
+        let dev_euis: Vec<DevEui> = dev_euis.into_iter().collect();
+        let body = DropBody {
+            dev_euis: &dev_euis,
+        };
+        let deleted: Deleted = rest::post(self.core, DROP, Some(&body))?;
         Ok(deleted.deleted)
     }
 
@@ -315,8 +246,10 @@ impl<'a> RoutingTable<'a> {
     ///
     /// ```no_run
     /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// use ran_routing::Select;
+    ///
     /// let deleted = ran.routing_table().delete_all()?;
-    /// assert!(ran.routing_table().select()?.is_empty());
+    /// assert!(ran.routing_table().select(Select::all())?.is_empty());
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
     pub fn delete_all(&self) -> Result<u64> {
@@ -398,18 +331,18 @@ mod tests {
         // Port 9 (discard) on loopback: nothing should ever be sent there.
         let core = Core::new("token", "http://127.0.0.1:9/api/v1").unwrap();
         let table = core.routing_table();
-        let err = table.update(1u64, 2u64, None, None).unwrap_err();
+        let err = table.update(DeviceUpdate::new(1u64, 2u64)).unwrap_err();
         assert!(matches!(
             err,
             crate::Error::Invalid(InvalidInput::NothingToUpdate(_))
         ));
         let err = table
-            .insert_with_details(1u64, JoinEui::new(2), "{not json")
+            .insert(NewDevice::otaa(1u64, 2u64).with_details("{not json"))
             .unwrap_err();
         assert!(matches!(
             err,
             crate::Error::Invalid(InvalidInput::DetailsNotJson(_))
         ));
-        assert_eq!(table.select_by(&[]).unwrap(), []);
+        assert_eq!(table.select(Select::dev_euis([])).unwrap(), []);
     }
 }

@@ -138,7 +138,7 @@ const _: () = {
     let (mut last_unix, mut last_offset) = (GPS_EPOCH_UNIX_SECS, 0);
     while i < LEAP_SECONDS.len() {
         assert!(LEAP_SECONDS[i].unix_secs > last_unix);
-        assert!(LEAP_SECONDS[i].unix_secs % 86_400 == 0);
+        assert!(LEAP_SECONDS[i].unix_secs.is_multiple_of(86_400));
         assert!(LEAP_SECONDS[i].gps_minus_utc == last_offset + 1);
         last_unix = LEAP_SECONDS[i].unix_secs;
         last_offset = LEAP_SECONDS[i].gps_minus_utc;

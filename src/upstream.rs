@@ -11,11 +11,8 @@
 //!         Some((dev_eui, mic)) => {
 //!             upstream.send_upstream_ack(message.transaction_id, dev_eui, mic)?
 //!         }
-//!         None => upstream.send_upstream_reject(
-//!             message.transaction_id,
-//!             UpstreamRejectResultCode::MicFailed,
-//!             None,
-//!         )?,
+//!         None => upstream
+//!             .send_upstream_reject(message.transaction_id, UpstreamRejectResultCode::MicFailed)?,
 //!     }
 //! }
 //! # Ok::<(), ran_routing::Error>(())
@@ -43,16 +40,15 @@ impl Connection<UpstreamMessage, UpstreamReply> {
         self.send(UpstreamAck::new(transaction_id, dev_eui, mic))
     }
 
-    /// Rejects an upstream message, with an optional human-readable reason.
+    /// Rejects an upstream message. To give a human-readable reason too, send an
+    /// [`UpstreamReject`] with [`send`](Connection::send):
+    /// `upstream.send(UpstreamReject::new(id, code).with_message("..."))`.
     pub fn send_upstream_reject(
         &self,
         transaction_id: u64,
         result_code: UpstreamRejectResultCode,
-        result_message: Option<&str>,
     ) -> Result<()> {
-        let mut reject = UpstreamReject::new(transaction_id, result_code);
-        reject.result_message = result_message.map(str::to_owned);
-        self.send(reject)
+        self.send(UpstreamReject::new(transaction_id, result_code))
     }
 }
 

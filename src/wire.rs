@@ -2,14 +2,13 @@
 //!
 //! The domain types in [`crate::model`] serialize with serde straight into the exact JSON the
 //! service speaks, so `serde_json::to_string(&message)` *is* the encoder. This module holds
-//! the pieces that differ between the two encodings and the request/response bodies that
-//! only REST uses:
+//! the pieces that differ between the two encodings and the small bodies that only REST
+//! uses:
 //!
 //! - REST carries EUIs and addresses as hex strings, streams as JSON numbers (the
 //!   identifiers serialize as hex; stream fields opt into numbers with the helpers below,
 //!   and read back only numbers: a hex string in a stream frame is a type error);
 //! - REST timestamps are naive ISO-8601 with microseconds, no zone;
-//! - error bodies (`{"detail": {"error_code", ...}}`).
 //!
 //! Decoding never goes through `f64` for integers, so the full `u64` range survives; an
 //! integer field given a float (`1.0`, `1e3`) or a number out of its type's range is a
@@ -27,7 +26,7 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 1 << 20;
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Values that stream frames carry as a plain JSON integer.
-pub trait AsWireInt {
+pub(crate) trait AsWireInt {
     /// The integer sent on the wire.
     fn wire_int(&self) -> u64;
 }
@@ -123,23 +122,6 @@ pub(crate) mod timestamp {
         let _ = rest_timestamp_out::serialize(v, &mut serde_json::Serializer::new(&mut out));
         String::from_utf8_lossy(&out).trim_matches('"').to_owned()
     }
-}
-
-/// The body of a 4xx error answer:
-/// `{"detail": {"error_code", "error_description", "error_detail"?}}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ErrorBody {
-    pub(crate) detail: ErrorDetail,
-}
-
-/// The `detail` object of an [`ErrorBody`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ErrorDetail {
-    pub(crate) error_code: String,
-    #[serde(default)]
-    pub(crate) error_description: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) error_detail: Option<Vec<crate::error::FieldError>>,
 }
 
 /// `{"deleted": n}`, the answer to the delete calls.

@@ -25,18 +25,16 @@ fn send_and_wait_returns_the_result_for_that_downlink() {
     let core = common::core(&emu);
     let dev_eui = DevEui::new(0x7ABE1B8C93D7174F);
     core.routing_table()
-        .insert(dev_eui, DevAddr::new(1))
+        .insert(NewDevice::new(dev_eui, DevAddr::new(1)))
         .unwrap();
     let group = MulticastAddr::new(0xef046a1e);
-    core.multicast_groups()
-        .create_multicast_group("g", group)
-        .unwrap();
+    core.multicast_groups().create("g", group).unwrap();
     let down = core.downstream().connect().unwrap();
 
     let id = core.next_transaction_id();
     emu.set_downstream_result_for_transaction(id, DownstreamResultCode::NoAck);
     let result = down
-        .send_downstream_and_wait(
+        .send_and_wait(
             DownstreamMessage::new(id, dev_eui, class_a(), vec![1]),
             WAIT,
         )
@@ -46,7 +44,7 @@ fn send_and_wait_returns_the_result_for_that_downlink() {
 
     let id = core.next_transaction_id();
     let result = down
-        .send_multicast_downstream_and_wait(
+        .send_and_wait(
             MulticastDownstreamMessage::new(id, group, class_a(), vec![2]),
             WAIT,
         )
@@ -76,7 +74,7 @@ fn eight_waiting_threads_and_an_iterating_one_share_a_connection() {
     let core = common::core(&emu);
     let dev_eui = DevEui::new(42);
     core.routing_table()
-        .insert(dev_eui, DevAddr::new(42))
+        .insert(NewDevice::new(dev_eui, DevAddr::new(42)))
         .unwrap();
     let down = Arc::new(core.downstream().connect().unwrap());
 
@@ -117,7 +115,7 @@ fn eight_waiting_threads_and_an_iterating_one_share_a_connection() {
         })
         .collect();
     for &id in &uncorrelated {
-        down.send_downstream(id, dev_eui, class_a(), vec![0xff], None)
+        down.send_downstream(id, dev_eui, class_a(), vec![0xff])
             .unwrap();
     }
     for w in waiters {

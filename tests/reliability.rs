@@ -172,7 +172,7 @@ fn without_reconnection_a_server_restart_ends_the_connection_with_the_reason() {
     // Cut without a close frame, as a crash or a network failure does.
     let emu = Emulator::start().unwrap();
     let core = core(&emu);
-    let up = core.upstream().connect().unwrap();
+    let up = core.upstream().no_reconnect().connect().unwrap();
     assert!(emu.wait_upstream_connections(1, WAIT));
     for id in 1..=3 {
         emu.send_upstream(&uplink(id)).unwrap();
@@ -191,7 +191,7 @@ fn without_reconnection_a_server_restart_ends_the_connection_with_the_reason() {
     // A graceful restart closes with a close frame, whose code is the reason.
     let emu = Emulator::start().unwrap();
     let core = reliability_support::core(&emu);
-    let up = core.upstream().connect().unwrap();
+    let up = core.upstream().no_reconnect().connect().unwrap();
     assert!(emu.wait_upstream_connections(1, WAIT));
     emu.send_upstream(&uplink(1)).unwrap();
     emu.close_stream_connections();
@@ -209,6 +209,7 @@ fn a_silent_peer_is_detected_within_ping_interval_plus_timeout() {
     let core = core_at(emu.token(), &proxy.base_url());
     let up = core
         .upstream()
+        .no_reconnect()
         .keepalive(interval, timeout)
         .connect()
         .unwrap();
@@ -283,9 +284,11 @@ fn messages_read_before_a_disconnect_are_all_delivered() {
         let core = core(&emu);
         let events = Events::default();
         let mut builder = core.upstream().capacity(4).on_event(events.handler());
-        if reconnect {
-            builder = builder.reconnect(fast_reconnect());
-        }
+        builder = if reconnect {
+            builder.reconnect(fast_reconnect())
+        } else {
+            builder.no_reconnect()
+        };
         let up = builder.connect().unwrap();
         assert!(emu.wait_upstream_connections(1, WAIT));
         // Each send returns once written to the socket: all 200 are on their way, most
@@ -510,10 +513,7 @@ fn reconnecting_many_times_leaks_neither_memory_nor_threads() {
     let core = core(&emu);
     let up = core
         .upstream()
-        .reconnect(Reconnect {
-            max_delay: Duration::from_millis(1),
-            ..fast_reconnect()
-        })
+        .reconnect(fast_reconnect().max_delay(Duration::from_millis(1)))
         .connect()
         .unwrap();
     assert!(emu.wait_upstream_connections(1, WAIT));

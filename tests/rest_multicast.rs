@@ -3,7 +3,9 @@
 
 mod common;
 
-use ran_routing::{ApiError, DevAddr, DevEui, Error, InvalidInput, MulticastAddr};
+use ran_routing::{
+    ApiError, DevAddr, DevEui, Error, InvalidInput, MulticastAddr, MulticastGroupUpdate, NewDevice,
+};
 
 const ADDR: MulticastAddr = MulticastAddr::new(0xef046a1e);
 const OTHER: MulticastAddr = MulticastAddr::new(0xffed8719);
@@ -24,53 +26,49 @@ fn the_guide_sequence() {
 
     let device = ran
         .routing_table()
-        .insert(DEV_EUI, DevAddr::new(0x627bb8bb))
+        .insert(NewDevice::new(DEV_EUI, DevAddr::new(0x627bb8bb)))
         .unwrap();
 
-    let group = groups
-        .create_multicast_group("test-multicast-group", ADDR)
-        .unwrap();
+    let group = groups.create("test-multicast-group", ADDR).unwrap();
     assert_eq!(group.addr, ADDR);
     assert_eq!(group.name, "test-multicast-group");
     assert!(group.devices.is_empty());
 
-    assert!(groups
-        .add_device_to_multicast_group(group.addr, device.dev_eui)
-        .unwrap());
-    let fetched = groups.get_multicast_groups(&[ADDR]).unwrap();
+    assert!(groups.add_device(group.addr, device.dev_eui).unwrap());
+    let fetched = groups.get([ADDR]).unwrap();
     assert_eq!(fetched.len(), 1);
     assert_eq!(fetched[0].devices, [DEV_EUI]);
     assert_eq!(fetched[0].created_at, group.created_at);
 
-    assert!(groups
-        .remove_device_from_multicast_group(group.addr, device.dev_eui)
-        .unwrap());
-    assert!(groups.get_multicast_groups(&[ADDR]).unwrap()[0]
-        .devices
-        .is_empty());
+    assert!(groups.remove_device(group.addr, device.dev_eui).unwrap());
+    assert!(groups.get([ADDR]).unwrap()[0].devices.is_empty());
 
     // Updating the name, the address, and both.
     let renamed = groups
-        .update_multicast_group(ADDR, Some("new-multicast-group-name"), None)
+        .update(MulticastGroupUpdate::new(ADDR).with_name("new-multicast-group-name"))
         .unwrap();
     assert_eq!(renamed.name, "new-multicast-group-name");
     assert_eq!(renamed.addr, ADDR);
     let moved = groups
-        .update_multicast_group(ADDR, None, Some(MulticastAddr::new(0xffffffff)))
+        .update(MulticastGroupUpdate::new(ADDR).with_addr(MulticastAddr::new(0xffffffff)))
         .unwrap();
     assert_eq!(moved.addr, MulticastAddr::new(0xffffffff));
     assert_eq!(moved.name, "new-multicast-group-name");
     let both = groups
-        .update_multicast_group(0xffffffff_u32, Some("test-multicast-group"), Some(ADDR))
+        .update(
+            MulticastGroupUpdate::new(0xffffffff_u32)
+                .with_name("test-multicast-group")
+                .with_addr(ADDR),
+        )
         .unwrap();
     assert_eq!(
         (both.addr, both.name.as_str()),
         (ADDR, "test-multicast-group")
     );
 
-    assert_eq!(groups.delete_multicast_groups(&[ADDR]).unwrap(), 1);
-    assert!(groups.get_multicast_groups(&[]).unwrap().is_empty());
-    assert_eq!(ran.routing_table().delete(&[DEV_EUI]).unwrap(), 1);
+    assert_eq!(groups.delete([ADDR]).unwrap(), 1);
+    assert!(groups.get([]).unwrap().is_empty());
+    assert_eq!(ran.routing_table().delete([DEV_EUI]).unwrap(), 1);
 }
 
 #[test]
@@ -81,29 +79,24 @@ fn get_all_one_and_some() {
     let third = MulticastAddr::new(3);
     let created: Vec<_> = [(ADDR, "a"), (OTHER, "b"), (third, "c")]
         .into_iter()
-        .map(|(addr, name)| groups.create_multicast_group(name, addr).unwrap())
+        .map(|(addr, name)| groups.create(name, addr).unwrap())
         .collect();
 
-    assert_eq!(groups.get_multicast_groups(&[]).unwrap(), created);
-    assert_eq!(groups.get_multicast_groups(&[ADDR]).unwrap(), created[..1]);
-    assert_eq!(
-        groups.get_multicast_groups(&[ADDR, OTHER]).unwrap(),
-        created[..2]
-    );
+    assert_eq!(groups.get([]).unwrap(), created);
+    assert_eq!(groups.get([ADDR]).unwrap(), created[..1]);
+    assert_eq!(groups.get([ADDR, OTHER]).unwrap(), created[..2]);
     // Unknown addresses are left out.
     assert_eq!(
-        groups
-            .get_multicast_groups(&[third, MulticastAddr::new(99)])
-            .unwrap(),
+        groups.get([third, MulticastAddr::new(99)]).unwrap(),
         created[2..]
     );
     assert_eq!(
         groups
-            .delete_multicast_groups(&[OTHER, third, MulticastAddr::new(99)])
+            .delete([OTHER, third, MulticastAddr::new(99)])
             .unwrap(),
         2
     );
-    assert_eq!(groups.delete_multicast_groups(&[OTHER]).unwrap(), 0);
+    assert_eq!(groups.delete([OTHER]).unwrap(), 0);
 }
 
 #[test]
@@ -112,56 +105,50 @@ fn multicast_errors() {
     let ran = common::core(&emu);
     let groups = ran.multicast_groups();
     ran.routing_table()
-        .insert(DEV_EUI, DevAddr::new(1))
+        .insert(NewDevice::new(DEV_EUI, DevAddr::new(1)))
         .unwrap();
-    groups.create_multicast_group("one", ADDR).unwrap();
-    groups.create_multicast_group("two", OTHER).unwrap();
+    groups.create("one", ADDR).unwrap();
+    groups.create("two", OTHER).unwrap();
 
-    let err = api_error(groups.create_multicast_group("again", ADDR));
+    let err = api_error(groups.create("again", ADDR));
     assert!(
         matches!(err, ApiError::MulticastGroupAlreadyExists { .. }),
         "{err:?}"
     );
-    let err = api_error(groups.update_multicast_group(ADDR, None, Some(OTHER)));
+    let err = api_error(groups.update(MulticastGroupUpdate::new(ADDR).with_addr(OTHER)));
     assert!(
         matches!(err, ApiError::MulticastGroupAlreadyExists { .. }),
         "{err:?}"
     );
 
     let unknown = MulticastAddr::new(42);
-    let err = api_error(groups.update_multicast_group(unknown, Some("x"), None));
+    let err = api_error(groups.update(MulticastGroupUpdate::new(unknown).with_name("x")));
     assert!(
         matches!(err, ApiError::MulticastGroupNotFound { .. }),
         "{err:?}"
     );
     assert_eq!(err.code(), "MulticastGroup.NotFound");
-    let err = api_error(groups.add_device_to_multicast_group(unknown, DEV_EUI));
+    let err = api_error(groups.add_device(unknown, DEV_EUI));
     assert!(
         matches!(err, ApiError::MulticastGroupNotFound { .. }),
         "{err:?}"
     );
 
     // Only devices in the routing table can join.
-    let err = api_error(groups.add_device_to_multicast_group(ADDR, DevEui::new(7)));
+    let err = api_error(groups.add_device(ADDR, DevEui::new(7)));
     assert!(matches!(err, ApiError::DeviceNotFound { .. }), "{err:?}");
 
-    assert!(groups.add_device_to_multicast_group(ADDR, DEV_EUI).unwrap());
-    let err = api_error(groups.add_device_to_multicast_group(ADDR, DEV_EUI));
+    assert!(groups.add_device(ADDR, DEV_EUI).unwrap());
+    let err = api_error(groups.add_device(ADDR, DEV_EUI));
     assert!(
         matches!(err, ApiError::MulticastGroupAlreadyContainsDevice { .. }),
         "{err:?}"
     );
 
     // Removing what is not there is not an error: false.
-    assert!(!groups
-        .remove_device_from_multicast_group(unknown, DEV_EUI)
-        .unwrap());
-    assert!(!groups
-        .remove_device_from_multicast_group(OTHER, DEV_EUI)
-        .unwrap());
-    assert!(groups
-        .remove_device_from_multicast_group(ADDR, DEV_EUI)
-        .unwrap());
+    assert!(!groups.remove_device(unknown, DEV_EUI).unwrap());
+    assert!(!groups.remove_device(OTHER, DEV_EUI).unwrap());
+    assert!(groups.remove_device(ADDR, DEV_EUI).unwrap());
 }
 
 #[test]
@@ -171,30 +158,27 @@ fn names_up_to_255_characters() {
     let groups = ran.multicast_groups();
     // 255 characters of several bytes each are fine: the limit counts characters.
     let longest = "é".repeat(255);
-    assert_eq!(
-        groups.create_multicast_group(&longest, ADDR).unwrap().name,
-        longest
-    );
+    assert_eq!(groups.create(&longest, ADDR).unwrap().name, longest);
 
     let before = emu.accepted_connections();
     let too_long = "x".repeat(256);
-    let err = groups.create_multicast_group(&too_long, OTHER).unwrap_err();
+    let err = groups.create(&too_long, OTHER).unwrap_err();
     assert!(matches!(
         err,
         Error::Invalid(InvalidInput::GroupNameTooLong { len: 256 })
     ));
     let err = groups
-        .update_multicast_group(ADDR, Some(&too_long), None)
+        .update(MulticastGroupUpdate::new(ADDR).with_name(&too_long))
         .unwrap_err();
     assert!(matches!(
         err,
         Error::Invalid(InvalidInput::GroupNameTooLong { .. })
     ));
-    let err = groups.update_multicast_group(ADDR, None, None).unwrap_err();
+    let err = groups.update(MulticastGroupUpdate::new(ADDR)).unwrap_err();
     assert!(matches!(
         err,
         Error::Invalid(InvalidInput::NothingToUpdate(_))
     ));
     assert_eq!(emu.accepted_connections(), before);
-    assert_eq!(groups.get_multicast_groups(&[]).unwrap().len(), 1);
+    assert_eq!(groups.get([]).unwrap().len(), 1);
 }

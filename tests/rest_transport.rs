@@ -9,7 +9,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ran_routing::{ApiError, Core, DevAddr, DevEui, Endpoints, Error, JoinEui, MulticastAddr};
+use ran_routing::{
+    ApiError, Core, DevAddr, DevEui, Endpoints, Error, JoinEui, MulticastAddr, NewDevice, Select,
+};
 use ran_routing_emulator::Emulator;
 
 fn client(addr: SocketAddr, timeout: Duration) -> Core {
@@ -29,7 +31,7 @@ fn server_down_is_a_fast_clear_io_error() {
     };
     let ran = client(addr, common::CALL_TIMEOUT);
     let started = Instant::now();
-    let err = ran.routing_table().select().unwrap_err();
+    let err = ran.routing_table().select(Select::all()).unwrap_err();
     let Error::Io(io) = &err else {
         panic!("expected Error::Io, got {err:?}");
     };
@@ -88,15 +90,42 @@ fn a_server_that_never_answers_times_out() {
     let timeout = Duration::from_millis(300);
     let ran = client(silent.addr, timeout);
     let started = Instant::now();
-    let err = ran.routing_table().select().unwrap_err();
-    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    let err = ran.routing_table().select(Select::all()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                kind: ran_routing::TimeoutKind::Request,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let err = ran
         .routing_table()
-        .insert(DevEui::new(1), JoinEui::new(2))
+        .insert(NewDevice::new(DevEui::new(1), JoinEui::new(2)))
         .unwrap_err();
-    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::Timeout {
+                kind: ran_routing::TimeoutKind::Request,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("devices/insert"), "{err}");
     assert!(err.to_string().contains("request timeout (300ms)"), "{err}");
+    // The stream handshake to the same silent server: its own kind of timeout, naming
+    // the URL.
+    let err = ran.upstream().connect().unwrap_err();
+    assert_eq!(
+        err.timeout_kind(),
+        Some(ran_routing::TimeoutKind::WebSocketHandshake),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("/stream/upstream/"), "{err}");
     assert!(started.elapsed() >= timeout);
     assert!(
         started.elapsed() < common::CALL_TIMEOUT,
@@ -113,7 +142,7 @@ fn close_fails_calls_in_flight_and_later_ones() {
     let worker = {
         let ran = ran.clone();
         thread::spawn(move || {
-            let _ = done.send(ran.routing_table().select());
+            let _ = done.send(ran.routing_table().select(Select::all()));
         })
     };
     // Let the call reach the server; closing earlier would fail it as well.
@@ -126,10 +155,7 @@ fn close_fails_calls_in_flight_and_later_ones() {
     assert!(matches!(err, Error::Closed(_)), "{err:?}");
     worker.join().unwrap();
 
-    let err = ran
-        .multicast_groups()
-        .get_multicast_groups(&[])
-        .unwrap_err();
+    let err = ran.multicast_groups().get([]).unwrap_err();
     assert!(
         matches!(err, Error::Closed(_)) && err.nothing_sent(),
         "{err:?}"
@@ -144,12 +170,16 @@ fn one_connection_for_a_burst_of_calls() {
         match i % 4 {
             0 => drop(
                 ran.routing_table()
-                    .insert(DevEui::new(i), DevAddr::new(1))
+                    .insert(NewDevice::new(DevEui::new(i), DevAddr::new(1)))
                     .unwrap(),
             ),
-            1 => drop(ran.routing_table().select_page(0, 10).unwrap()),
-            2 => drop(ran.multicast_groups().get_multicast_groups(&[]).unwrap()),
-            _ => drop(ran.routing_table().delete(&[DevEui::new(i - 3)]).unwrap()),
+            1 => drop(
+                ran.routing_table()
+                    .select(Select::all().offset(0).limit(10))
+                    .unwrap(),
+            ),
+            2 => drop(ran.multicast_groups().get([]).unwrap()),
+            _ => drop(ran.routing_table().delete([DevEui::new(i - 3)]).unwrap()),
         }
     }
     assert_eq!(emu.accepted_connections(), 1);
@@ -174,10 +204,10 @@ fn explicit_endpoints_instead_of_a_base_url() {
         .unwrap();
     assert_eq!(ran.endpoints().routing(), format!("{base}/"));
     ran.routing_table()
-        .insert(DevEui::new(1), DevAddr::new(2))
+        .insert(NewDevice::new(DevEui::new(1), DevAddr::new(2)))
         .unwrap();
     ran.multicast_groups()
-        .create_multicast_group("g", MulticastAddr::new(3))
+        .create("g", MulticastAddr::new(3))
         .unwrap();
     assert_eq!(emu.devices().len(), 1);
     assert_eq!(emu.multicast_groups().len(), 1);
@@ -193,7 +223,7 @@ fn clones_share_the_pool_across_threads() {
             thread::spawn(move || {
                 for i in 0..10 {
                     ran.routing_table()
-                        .insert(DevEui::new(t * 100 + i), DevAddr::new(1))
+                        .insert(NewDevice::new(DevEui::new(t * 100 + i), DevAddr::new(1)))
                         .unwrap();
                 }
             })
@@ -202,7 +232,7 @@ fn clones_share_the_pool_across_threads() {
     for worker in workers {
         worker.join().unwrap();
     }
-    assert_eq!(ran.routing_table().select().unwrap().len(), 40);
+    assert_eq!(ran.routing_table().select(Select::all()).unwrap().len(), 40);
     // At most one connection per thread at a time, and never one per call.
     assert!(
         emu.accepted_connections() <= 5,
@@ -222,17 +252,14 @@ fn tls_with_the_emulator_certificate_as_root() {
     let ran = common::core(&emu);
     let device = ran
         .routing_table()
-        .insert(DevEui::new(1), JoinEui::new(2))
+        .insert(NewDevice::new(DevEui::new(1), JoinEui::new(2)))
         .unwrap();
-    assert_eq!(ran.routing_table().select().unwrap(), [device]);
+    assert_eq!(ran.routing_table().select(Select::all()).unwrap(), [device]);
     let group = ran
         .multicast_groups()
-        .create_multicast_group("tls", MulticastAddr::new(1))
+        .create("tls", MulticastAddr::new(1))
         .unwrap();
-    assert_eq!(
-        ran.multicast_groups().get_multicast_groups(&[]).unwrap(),
-        [group]
-    );
+    assert_eq!(ran.multicast_groups().get([]).unwrap(), [group]);
     assert_eq!(ran.routing_table().delete_all().unwrap(), 1);
     assert_eq!(emu.accepted_connections(), 1);
 }
@@ -241,16 +268,59 @@ fn tls_with_the_emulator_certificate_as_root() {
 fn tls_without_the_certificate_is_a_tls_error() {
     let emu = tls_emulator();
     let ran = common::builder(&emu).build().unwrap();
-    let err = ran.routing_table().select().unwrap_err();
-    let Error::Tls(text) = &err else {
+    let err = ran.routing_table().select(Select::all()).unwrap_err();
+    let Error::Tls(tls) = &err else {
         panic!("expected Error::Tls, got {err:?}");
     };
-    assert!(text.to_lowercase().contains("certificate"), "{text}");
+    let detail = tls.detail();
+    assert!(detail.to_lowercase().contains("certificate"), "{detail}");
+    // The TLS library's own error stays reachable.
+    let source = std::error::Error::source(&err).expect("a source");
+    assert!(
+        source.downcast_ref::<rustls::Error>().is_some(),
+        "{source:?}"
+    );
     let err = ran
         .multicast_groups()
-        .create_multicast_group("x", MulticastAddr::new(1))
+        .create("x", MulticastAddr::new(1))
         .unwrap_err();
     assert!(matches!(err, Error::Tls(_)), "{err:?}");
+}
+
+#[test]
+fn tls_to_a_plain_http_server_says_so() {
+    // A base URL without a scheme means https, as in the Python client; the emulator
+    // speaks plain HTTP.
+    let emu = common::emulator();
+    let plain = emu.base_url();
+    let url = plain.trim_start_matches("http://");
+    let ran = Core::builder(emu.token())
+        .base_url(url)
+        .request_timeout(common::CALL_TIMEOUT)
+        .build()
+        .unwrap();
+    assert!(ran.endpoints().routing().starts_with("https://"));
+    let err = ran.routing_table().select(Select::all()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("the server does not speak TLS: use an http:// URL?"),
+        "{text}"
+    );
+    assert!(text.contains(url), "{text}");
+    assert!(std::error::Error::source(&err)
+        .is_some_and(|s| s.downcast_ref::<rustls::Error>().is_some()));
+    // The stream handshake says the same, naming the URL without the token.
+    let err = ran.upstream().connect().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("the server does not speak TLS: use an http:// URL?"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wss://") && text.contains("/stream/upstream/"),
+        "{text}"
+    );
+    assert!(!text.contains(emu.token()), "{text}");
 }
 
 /// A one-shot HTTP server: answers every request with `response` and closes.
@@ -299,7 +369,7 @@ fn an_answer_that_is_not_the_expected_json_is_a_decode_error() {
         "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\nConnection: close\r\n\r\n<html></html>",
     );
     let ran = client(addr, common::CALL_TIMEOUT);
-    let err = ran.routing_table().select().unwrap_err();
+    let err = ran.routing_table().select(Select::all()).unwrap_err();
     let Error::Decode { what, message } = &err else {
         panic!("expected Error::Decode, got {err:?}");
     };
@@ -321,10 +391,7 @@ fn an_answer_that_is_not_the_expected_json_is_a_decode_error() {
         ),
         "{err:?}"
     );
-    let err = ran
-        .multicast_groups()
-        .add_device_to_multicast_group(1u32, 2u64)
-        .unwrap_err();
+    let err = ran.multicast_groups().add_device(1u32, 2u64).unwrap_err();
     assert!(
         err.to_string().contains("missing field `is_added`"),
         "{err}"
@@ -338,7 +405,7 @@ fn error_statuses_without_the_error_object_are_unknown() {
     );
     let err = client(addr, common::CALL_TIMEOUT)
         .routing_table()
-        .select()
+        .select(Select::all())
         .unwrap_err();
     assert!(
         matches!(
@@ -373,7 +440,7 @@ fn oversized_answers_are_refused() {
         .max_response_size(10)
         .build()
         .unwrap();
-    let err = ran.routing_table().select().unwrap_err();
+    let err = ran.routing_table().select(Select::all()).unwrap_err();
     assert!(
         matches!(&err, Error::Decode { .. }) && err.to_string().contains("10-byte limit"),
         "{err:?}"

@@ -62,8 +62,11 @@ fn upstream_in_order_acked_and_rejected() {
                 up.send_upstream_ack(id, msg.dev_euis[0], msg.mic_challenge[0])
                     .unwrap();
             } else {
-                up.send_upstream_reject(id, UpstreamRejectResultCode::MicFailed, Some("no key"))
-                    .unwrap();
+                up.send(
+                    UpstreamReject::new(id, UpstreamRejectResultCode::MicFailed)
+                        .with_message("no key"),
+                )
+                .unwrap();
             }
         }
         let mut replies = Vec::new();
@@ -72,7 +75,7 @@ fn upstream_in_order_acked_and_rejected() {
         }
         for (i, reply) in replies.iter().enumerate() {
             let id = i as u64 + 1;
-            let expected: UpstreamReply = if id % 2 == 0 {
+            let expected: UpstreamReply = if id.is_multiple_of(2) {
                 UpstreamAck::new(id, DevEui::new(0x7ABE1B8C93D7174F), 1_308_830_714).into()
             } else {
                 UpstreamReject::new(id, UpstreamRejectResultCode::MicFailed)
@@ -92,15 +95,13 @@ fn unicast_and_multicast_downlinks_get_ack_then_result() {
         let core = common::core(emu);
         let dev_eui = DevEui::new(0x7ABE1B8C93D7174F);
         core.routing_table()
-            .insert(dev_eui, DevAddr::new(0x627bb8bb))
+            .insert(NewDevice::new(dev_eui, DevAddr::new(0x627bb8bb)))
             .unwrap();
         let group = MulticastAddr::new(0xef046a1e);
-        core.multicast_groups()
-            .create_multicast_group("group", group)
-            .unwrap();
+        core.multicast_groups().create("group", group).unwrap();
         emu.set_downstream_result_for_transaction(2, DownstreamResultCode::TooLate);
         let down = core.downstream().connect().unwrap();
-        down.send_downstream(1, dev_eui, class_a(), b"hi".to_vec(), None)
+        down.send_downstream(1, dev_eui, class_a(), b"hi".to_vec())
             .unwrap();
         down.send_multicast_downstream(2, group, class_a(), b"all".to_vec())
             .unwrap();
@@ -141,12 +142,9 @@ fn join_accept_carries_the_target_address() {
     let emu = common::emulator();
     let core = common::core(&emu);
     let down = core.downstream().connect().unwrap();
-    down.send_downstream(
-        9,
-        DevEui::new(5),
-        class_a(),
-        vec![0x20; 17],
-        Some(DevAddr::new(7)),
+    down.send(
+        DownstreamMessage::new(9, DevEui::new(5), class_a(), vec![0x20; 17])
+            .with_target_dev_addr(DevAddr::new(7)),
     )
     .unwrap();
     let DownstreamRequest::Unicast(sent) = emu.wait_downstream(WAIT).unwrap() else {
@@ -173,7 +171,6 @@ fn invalid_downlink_is_refused_before_sending() {
             DevEui::new(1),
             TransmissionWindow::class_a(radio, 1),
             vec![1],
-            None,
         )
         .unwrap_err();
     assert!(
@@ -277,7 +274,9 @@ fn close_ends_a_blocked_iterator() {
 fn close_with_messages_buffered_delivers_them_all() {
     both_transports(|emu| {
         let core = common::core(emu);
-        let up = core.upstream().capacity(4).connect().unwrap();
+        // Room for half in the channel: the rest go to the stash after close, which
+        // holds up to a channel's worth (a flooding server cannot grow it further).
+        let up = core.upstream().capacity(20).connect().unwrap();
         assert!(emu.wait_upstream_connections(1, WAIT));
         for id in 1..=40 {
             emu.send_upstream(&uplink(id, 1)).unwrap();
@@ -296,7 +295,7 @@ fn close_with_messages_buffered_delivers_them_all() {
 fn server_side_close_surfaces_its_code() {
     both_transports(|emu| {
         let core = common::core(emu);
-        let up = core.upstream().connect().unwrap();
+        let up = core.upstream().no_reconnect().connect().unwrap();
         assert!(emu.wait_upstream_connections(1, WAIT));
         emu.send_upstream(&uplink(1, 1)).unwrap();
         emu.close_stream_connections();

@@ -121,17 +121,22 @@ fn session() -> Vec<String> {
     let core = core(&emu);
     show!(&core);
     let table = core.routing_table();
-    table.insert(DevEui::new(DEV_EUI), JoinEui::new(2)).unwrap();
-    show!(&table.select().unwrap());
+    table
+        .insert(NewDevice::new(DevEui::new(DEV_EUI), JoinEui::new(2)))
+        .unwrap();
+    show!(&table.select(Select::all()).unwrap());
     for err in [
         table
-            .insert(DevEui::new(DEV_EUI), JoinEui::new(2))
+            .insert(NewDevice::new(DevEui::new(DEV_EUI), JoinEui::new(2)))
             .unwrap_err(),
         table
-            .update(DevEui::new(9), JoinEui::new(3), Some(DevAddr::new(1)), None)
+            .update(
+                DeviceUpdate::new(DevEui::new(9), JoinEui::new(3))
+                    .with_active_dev_addr(DevAddr::new(1)),
+            )
             .unwrap_err(),
         core.multicast_groups()
-            .create_multicast_group(&"x".repeat(300), MulticastAddr::new(1))
+            .create(&"x".repeat(300), MulticastAddr::new(1))
             .unwrap_err(),
     ] {
         show!(&err);
@@ -177,14 +182,11 @@ fn session() -> Vec<String> {
     show!(&up
         .send_upstream_ack(2, DevEui::new(DEV_EUI), 1)
         .unwrap_err());
-    show!(&core.routing_table().select().unwrap_err());
+    show!(&core.routing_table().select(Select::all()).unwrap_err());
     show!(&core.upstream().connect().unwrap_err());
     let limited = core
         .upstream()
-        .reconnect(Reconnect {
-            max_attempts: Some(2),
-            ..fast_reconnect()
-        })
+        .reconnect(fast_reconnect().max_attempts(Some(2)))
         .connect()
         .unwrap_err();
     show!(&limited);
@@ -207,7 +209,7 @@ fn session() -> Vec<String> {
     let emu = Emulator::builder().token(TOKEN).start().unwrap();
     let wrong = core_at(WRONG, &emu.base_url());
     shown.push(format!("{wrong:?}"));
-    let err = wrong.routing_table().select().unwrap_err();
+    let err = wrong.routing_table().select(Select::all()).unwrap_err();
     shown.push(format!("{err} {err:?}"));
     let err = wrong.upstream().connect().unwrap_err();
     shown.push(format!("{err} {err:?}"));
@@ -216,7 +218,10 @@ fn session() -> Vec<String> {
     // TLS the client does not trust.
     let emu = Emulator::builder().tls(true).token(TOKEN).start().unwrap();
     let untrusting = core_at(TOKEN, &emu.base_url());
-    let err = untrusting.routing_table().select().unwrap_err();
+    let err = untrusting
+        .routing_table()
+        .select(Select::all())
+        .unwrap_err();
     shown.push(format!("{err} {err:?}"));
     let err = untrusting.downstream().connect().unwrap_err();
     shown.push(format!("{err} {err:?}"));
@@ -227,7 +232,7 @@ fn session() -> Vec<String> {
         .request_timeout(WAIT)
         .build()
         .unwrap();
-    trusting.routing_table().select().unwrap();
+    trusting.routing_table().select(Select::all()).unwrap();
     let up = trusting.upstream().connect().unwrap();
     assert!(emu.wait_upstream_connections(1, WAIT));
     emu.send_upstream(&uplink(3)).unwrap();
@@ -244,7 +249,7 @@ fn session() -> Vec<String> {
         .connect_timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let err = slow.routing_table().select().unwrap_err();
+    let err = slow.routing_table().select(Select::all()).unwrap_err();
     shown.push(format!("{err} {err:?}"));
     let err = slow.upstream().connect().unwrap_err();
     shown.push(format!("{err} {err:?}"));

@@ -353,11 +353,7 @@ fn decode_all(data: &[u8]) -> Result<(), TestCaseError> {
     one::<Device>(data)?;
     one::<Vec<Device>>(data)?;
     one::<MulticastGroup>(data)?;
-    let body = String::from_utf8_lossy(data);
-    for status in [400, 401, 404, 422, 500] {
-        let err = ApiError::from_response(status, &body);
-        let _ = (err.code(), err.to_string());
-    }
+    // Error bodies: see the property in src/rest.rs (their parser is not public).
     Ok(())
 }
 

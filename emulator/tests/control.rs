@@ -81,8 +81,14 @@ fn control_api_drives_the_streams() {
     );
 
     // Result codes, for all, per device and per transaction; the received downlinks.
-    api.ok("devices/insert", json!({"DevEUI": "05", "DevAddr": "01"}));
-    api.ok("devices/insert", json!({"DevEUI": "06", "DevAddr": "01"}));
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000005", "DevAddr": "00000001"}),
+    );
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000006", "DevAddr": "00000001"}),
+    );
     control
         .set_downstream_result(DownstreamResultCode::TooLate)
         .unwrap();
@@ -96,7 +102,7 @@ fn control_api_drives_the_streams() {
         r#"{}"#,
         r#"{"code": ""}"#,
         r#"{"code": "TooLate", "dev_eui": "zz"}"#,
-        r#"{"code": "TooLate", "dev_eui": "01", "transaction_id": 1}"#,
+        r#"{"code": "TooLate", "dev_eui": "0000000000000001", "transaction_id": 1}"#,
         r#"{"code": "TooLate", "other": 1}"#,
     ] {
         assert_error(

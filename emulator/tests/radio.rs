@@ -428,7 +428,7 @@ fn control_api_plays_and_judges() {
     let bad_key = "2b7e151628aed2a6abf7158809cf4f3g";
     let answer = raw.post_json(
         "devices",
-        json!({"dev_eui": "01", "join_eui": "02", "app_key": bad_key}),
+        json!({"dev_eui": "0000000000000001", "join_eui": "0000000000000002", "app_key": bad_key}),
     );
     assert_error(&answer, 422, "ValidationFailed");
     assert!(
@@ -437,10 +437,10 @@ fn control_api_plays_and_judges() {
         answer.1
     );
     for body in [
-        json!({"dev_eui": "01"}),
-        json!({"dev_eui": "01", "join_eui": "02"}),
-        json!({"dev_eui": "01", "dev_addr": "02", "nwk_s_key": NWK_S_KEY_A, "dev_nonce": 1}),
-        json!({"dev_eui": "01", "join_eui": "02", "app_key": APP_KEY, "extra": 1}),
+        json!({"dev_eui": "0000000000000001"}),
+        json!({"dev_eui": "0000000000000001", "join_eui": "0000000000000002"}),
+        json!({"dev_eui": "0000000000000001", "dev_addr": "00000002", "nwk_s_key": NWK_S_KEY_A, "dev_nonce": 1}),
+        json!({"dev_eui": "0000000000000001", "join_eui": "0000000000000002", "app_key": APP_KEY, "extra": 1}),
     ] {
         assert_error(&raw.post_json("devices", body), 422, "ValidationFailed");
     }
@@ -451,7 +451,7 @@ fn control_api_plays_and_judges() {
         "ValidationFailed",
     );
     assert_error(
-        &raw.post_json("uplink", json!({"dev_eui": "99", "fport": 1})),
+        &raw.post_json("uplink", json!({"dev_eui": "0000000000000099", "fport": 1})),
         422,
         "ValidationFailed",
     );

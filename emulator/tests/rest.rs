@@ -65,17 +65,17 @@ fn insert_validation() {
     let (emu, api) = emulator();
     let cases = [
         json!({"DevEUI": "7abe1b8c93d7174f"}),
-        json!({"DevEUI": "7abe1b8c93d7174f", "JoinEUI": "01", "DevAddr": "01"}),
+        json!({"DevEUI": "7abe1b8c93d7174f", "JoinEUI": "0000000000000001", "DevAddr": "00000001"}),
         json!({"JoinEUI": "3cedcf624f8b68f4"}),
-        json!({"DevEUI": 5, "JoinEUI": "01"}),
-        json!({"DevEUI": "xyz", "JoinEUI": "01"}),
-        json!({"DevEUI": "10000000000000000", "JoinEUI": "01"}),
-        json!({"DevEUI": "01", "DevAddr": "100000000"}),
-        json!({"DevEUI": "01", "DevAddr": "01", "Details": "not json"}),
-        json!({"DevEUI": "01", "DevAddr": "01", "Details": 5}),
-        json!({"DevEUI": "01", "DevAddr": "01", "Details": "x".repeat(20_000)}),
-        json!({"DevEUI": "01", "DevAddr": "01", "DevEui": "01"}),
-        json!({"DevEUI": null, "DevAddr": "01"}),
+        json!({"DevEUI": 5, "JoinEUI": "0000000000000001"}),
+        json!({"DevEUI": "xyz", "JoinEUI": "0000000000000001"}),
+        json!({"DevEUI": "10000000000000000", "JoinEUI": "0000000000000001"}),
+        json!({"DevEUI": "0000000000000001", "DevAddr": "100000000"}),
+        json!({"DevEUI": "0000000000000001", "DevAddr": "00000001", "Details": "not json"}),
+        json!({"DevEUI": "0000000000000001", "DevAddr": "00000001", "Details": 5}),
+        json!({"DevEUI": "0000000000000001", "DevAddr": "00000001", "Details": "x".repeat(20_000)}),
+        json!({"DevEUI": "0000000000000001", "DevAddr": "00000001", "DevEui": "01"}),
+        json!({"DevEUI": null, "DevAddr": "00000001"}),
         json!(["DevEUI"]),
         json!("text"),
     ];
@@ -98,7 +98,7 @@ fn insert_validation() {
     // Where the problem is, in the documented form.
     let (_, body) = api.post(
         "devices/insert",
-        json!({"DevEUI": "nothex", "JoinEUI": "01"}),
+        json!({"DevEUI": "nothex", "JoinEUI": "0000000000000001"}),
     );
     assert_eq!(
         body["detail"]["error_detail"][0]["loc"],
@@ -111,18 +111,30 @@ fn insert_validation() {
 fn device_limit() {
     let emu = Emulator::builder().device_limit(2).start().unwrap();
     let api = Api::new(&emu);
-    api.ok("devices/insert", json!({"DevEUI": "01", "DevAddr": "01"}));
-    api.ok("devices/insert", json!({"DevEUI": "02", "JoinEUI": "01"}));
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000001", "DevAddr": "00000001"}),
+    );
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000002", "JoinEUI": "0000000000000001"}),
+    );
     assert_error(
-        &api.post("devices/insert", json!({"DevEUI": "03", "DevAddr": "01"})),
+        &api.post(
+            "devices/insert",
+            json!({"DevEUI": "0000000000000003", "DevAddr": "00000001"}),
+        ),
         403,
         "Device.LimitExhausted",
     );
     assert_eq!(
-        api.ok("devices/drop", json!({"DevEUIs": ["01"]})),
+        api.ok("devices/drop", json!({"DevEUIs": ["0000000000000001"]})),
         json!({"deleted": 1})
     );
-    api.ok("devices/insert", json!({"DevEUI": "03", "DevAddr": "01"}));
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000003", "DevAddr": "00000001"}),
+    );
 }
 
 #[test]
@@ -225,8 +237,8 @@ fn update_by_deveui_and_joineui() {
     for body in [
         json!({"DevEUI": "7abe1b8c93d7174f", "JoinEUI": "3cedcf624f8b68f4"}),
         json!({"DevEUI": "7abe1b8c93d7174f", "JoinEUI": "3cedcf624f8b68f4", "ActiveDevAddr": null}),
-        json!({"DevEUI": "7abe1b8c93d7174f", "ActiveDevAddr": "01"}),
-        json!({"DevEUI": "7abe1b8c93d7174f", "JoinEUI": "3cedcf624f8b68f4", "DevAddr": "01"}),
+        json!({"DevEUI": "7abe1b8c93d7174f", "ActiveDevAddr": "00000001"}),
+        json!({"DevEUI": "7abe1b8c93d7174f", "JoinEUI": "3cedcf624f8b68f4", "DevAddr": "00000001"}),
         json!({"DevEUI": "7abe1b8c93d7174f", "JoinEUI": "3cedcf624f8b68f4", "TargetDevAddr": 1}),
     ] {
         assert_error(&api.post("devices/update", body), 422, "ValidationFailed");
@@ -239,7 +251,7 @@ fn drop_and_drop_all() {
     for i in 1..=3 {
         api.ok(
             "devices/insert",
-            json!({"DevEUI": format!("{i:016x}"), "JoinEUI": "01"}),
+            json!({"DevEUI": format!("{i:016x}"), "JoinEUI": "0000000000000001"}),
         );
     }
     assert_eq!(
@@ -259,7 +271,7 @@ fn drop_and_drop_all() {
         "ValidationFailed",
     );
     assert_error(
-        &api.post("devices/drop", json!({"DevEUIs": "01"})),
+        &api.post("devices/drop", json!({"DevEUIs": "0000000000000001"})),
         422,
         "ValidationFailed",
     );
@@ -458,16 +470,19 @@ fn multicast_groups() {
 #[test]
 fn dropping_a_device_removes_it_from_groups() {
     let (emu, api) = emulator();
-    api.ok("devices/insert", json!({"DevEUI": "01", "DevAddr": "01"}));
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000001", "DevAddr": "00000001"}),
+    );
     api.ok(
         "multicast/multicast-groups/create",
         json!({"name": "g", "addr": "00000001"}),
     );
     api.ok(
         "multicast/multicast-groups/add-device",
-        json!({"addr": "00000001", "dev_eui": "01"}),
+        json!({"addr": "00000001", "dev_eui": "0000000000000001"}),
     );
-    api.ok("devices/drop", json!({"DevEUIs": ["01"]}));
+    api.ok("devices/drop", json!({"DevEUIs": ["0000000000000001"]}));
     assert!(emu.multicast_groups()[0].devices.is_empty());
 }
 
@@ -551,7 +566,10 @@ fn custom_base_path_and_token() {
     assert!(emu.base_url().ends_with("/ran/v2"), "{}", emu.base_url());
     assert_eq!(emu.token(), "s3cr3t");
     let api = Api::new(&emu);
-    api.ok("devices/insert", json!({"DevEUI": "01", "DevAddr": "01"}));
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000001", "DevAddr": "00000001"}),
+    );
     let root = emu.base_url().replace("/ran/v2", "/api/v1");
     let resp = api
         .agent
@@ -572,7 +590,7 @@ fn one_agent_reuses_one_connection() {
         if i % 2 == 0 {
             api.ok(
                 "devices/insert",
-                json!({"DevEUI": format!("{i:016x}"), "DevAddr": "01"}),
+                json!({"DevEUI": format!("{i:016x}"), "DevAddr": "00000001"}),
             );
         } else {
             // Error answers keep the connection too.
@@ -588,7 +606,7 @@ fn raw_http_edge_cases() {
     let (emu, api) = emulator();
     let auth = format!("Authorization: Bearer {}\r\n", api.token);
     // Chunked bodies are decoded.
-    let body = r#"{"DevEUI": "01", "DevAddr": "01"}"#;
+    let body = r#"{"DevEUI": "0000000000000001", "DevAddr": "00000001"}"#;
     let (a, b) = body.split_at(10);
     let chunked = format!(
         "POST /api/v1/devices/insert HTTP/1.1\r\nHost: x\r\n{auth}Transfer-Encoding: chunked\r\n\

@@ -270,7 +270,10 @@ fn multicast_downlinks() {
 #[test]
 fn invalid_downlinks_get_no_answer() {
     let (emu, api) = emulator();
-    api.ok("devices/insert", json!({"DevEUI": "01", "DevAddr": "01"}));
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000001", "DevAddr": "00000001"}),
+    );
     let mut ws = connect(&emu, "downstream");
     let mut bad_spreading = downstream_frame(2, 1);
     bad_spreading["TxWindow"]["Radio"]["LoRa"]["Spreading"] = json!(13);
@@ -434,11 +437,11 @@ mod tls {
         for i in 0..10 {
             api.ok(
                 "devices/insert",
-                json!({"DevEUI": format!("{i:016x}"), "DevAddr": "01"}),
+                json!({"DevEUI": format!("{i:016x}"), "DevAddr": "00000001"}),
             );
         }
         assert_error(
-            &api.post("devices/insert", json!({"DevEUI": "01"})),
+            &api.post("devices/insert", json!({"DevEUI": "0000000000000001"})),
             422,
             "ValidationFailed",
         );
@@ -574,7 +577,10 @@ fn a_ping_flood_does_not_starve_sends() {
 #[test]
 fn a_client_that_never_reads_is_pushed_back() {
     let (emu, api) = emulator();
-    api.ok("devices/insert", json!({"DevEUI": "01", "DevAddr": "01"}));
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000001", "DevAddr": "00000001"}),
+    );
     let mut ws = connect(&emu, "downstream");
     set_write_timeout(&ws, Some(Duration::from_secs(1)));
     const N: u64 = 1_000_000;

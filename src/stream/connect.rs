@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tungstenite::protocol::{Role, WebSocketConfig};
-use tungstenite::{Bytes, WebSocket};
+use tungstenite::Bytes;
 
 use super::link::{Link, LinkOptions, Outbox};
 use super::socket::Socket;
 use crate::config::AccessToken;
-use crate::error::{ApiError, Error, Result};
+use crate::error::{ApiError, Error, Result, TimeoutKind};
 
 /// Everything needed to open one stream connection.
 #[derive(Clone)]
@@ -26,8 +26,21 @@ pub(crate) struct ConnectParams {
     pub(crate) max_frame_size: usize,
 }
 
-/// Opens the connection and starts its threads.
+/// Opens the connection and starts its threads. Errors name the URL (never the token).
 pub(crate) fn open_link<T, D>(
+    params: &ConnectParams,
+    options: LinkOptions,
+    decode: D,
+    outbox: Outbox<T>,
+) -> Result<Link>
+where
+    T: Send + 'static,
+    D: FnMut(Bytes) -> Option<T> + Send + 'static,
+{
+    open_link_unnamed(params, options, decode, outbox).map_err(|e| e.at(&params.url))
+}
+
+fn open_link_unnamed<T, D>(
     params: &ConnectParams,
     options: LinkOptions,
     decode: D,
@@ -63,7 +76,7 @@ where
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| Error::Config(format!("bad TLS server name {host:?}: {e}")))?;
         let conn = rustls::ClientConnection::new(params.tls.clone(), name)
-            .map_err(|e| Error::Tls(e.to_string()))?;
+            .map_err(|e| Error::tls("TLS setup", e))?;
         let mut stream = rustls::StreamOwned::new(conn, tcp);
         let mut sock = UntilDeadline {
             tcp: &stream.sock,
@@ -75,11 +88,27 @@ where
                 .complete_io(&mut sock)
                 .map_err(|e| tls_error(e, params.connect_timeout))?;
         }
-        let ws = handshake(params, &uri, stream)?;
-        Link::spawn(ws, options, decode, outbox)
+        let (stream, rest) = handshake(params, &uri, stream)?;
+        Link::spawn(
+            stream,
+            rest,
+            Role::Client,
+            ws_config(params),
+            options,
+            decode,
+            outbox,
+        )
     } else {
-        let ws = handshake(params, &uri, tcp)?;
-        Link::spawn(ws, options, decode, outbox)
+        let (stream, rest) = handshake(params, &uri, tcp)?;
+        Link::spawn(
+            stream,
+            rest,
+            Role::Client,
+            ws_config(params),
+            options,
+            decode,
+            outbox,
+        )
     }
 }
 
@@ -136,7 +165,7 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
     }
     Err(match last {
         Some(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-            Error::Timeout(format!("connecting to {host}:{port}"))
+            Error::timeout(TimeoutKind::Connect, format!("connecting to {host}:{port}"))
         }
         Some(e) => Error::Io(e),
         None => Error::Io(std::io::Error::other(format!(
@@ -147,13 +176,16 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
 
 fn tls_error(e: std::io::Error, timeout: Duration) -> Error {
     if super::socket::would_block(&e) || e.kind() == std::io::ErrorKind::TimedOut {
-        return Error::Timeout(format!("TLS handshake took longer than {timeout:?}"));
+        return Error::timeout(
+            TimeoutKind::TlsHandshake,
+            format!("TLS handshake took longer than {timeout:?}"),
+        );
     }
     match e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     {
-        Some(tls) => Error::Tls(tls.to_string()),
+        Some(tls) => Error::tls("TLS handshake", tls.clone()),
         None => Error::Io(e),
     }
 }
@@ -162,13 +194,22 @@ fn tls_error(e: std::io::Error, timeout: Duration) -> Error {
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 const MAX_REFUSAL_BODY: usize = 64 * 1024;
 
+fn ws_config(params: &ConnectParams) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(params.max_frame_size))
+        .max_frame_size(Some(params.max_frame_size))
+        // Each send is flushed at once; buffering would only delay acks.
+        .write_buffer_size(0)
+}
+
 /// The WebSocket upgrade, written and read here: tungstenite's client would log the whole
-/// request at TRACE, and the request line carries the token in its query string.
+/// request at TRACE, and the request line carries the token in its query string. Returns
+/// the socket and what was read past the answer.
 fn handshake<S: Socket>(
     params: &ConnectParams,
     uri: &http::Uri,
     mut stream: S,
-) -> Result<WebSocket<S>> {
+) -> Result<(S, Vec<u8>)> {
     let deadline = Instant::now() + params.connect_timeout;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let separator = if path.contains('?') { '&' } else { '?' };
@@ -188,10 +229,13 @@ fn handshake<S: Socket>(
     }
     request.push_str("\r\n");
     let timeout = || {
-        Error::Timeout(format!(
-            "WebSocket handshake took longer than {:?}",
-            params.connect_timeout
-        ))
+        Error::timeout(
+            TimeoutKind::WebSocketHandshake,
+            format!(
+                "WebSocket handshake took longer than {:?}",
+                params.connect_timeout
+            ),
+        )
     };
     let io = |e: std::io::Error| {
         if super::socket::would_block(&e) || e.kind() == std::io::ErrorKind::TimedOut {
@@ -274,7 +318,7 @@ fn handshake<S: Socket>(
         }
         body.truncate(limit);
         let body = String::from_utf8_lossy(&body);
-        return Err(refusal(status, &body));
+        return Err(refusal(status, &body, &params.token));
     }
     let has_token = |name: &str, token: &str| {
         header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
@@ -290,34 +334,22 @@ fn handshake<S: Socket>(
     }
     // Frames the server sent right after its answer are the WebSocket's to read.
     let rest = buf.split_off(head_len);
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(params.max_frame_size))
-        .max_frame_size(Some(params.max_frame_size))
-        // Each send is flushed at once; buffering would only delay acks.
-        .write_buffer_size(0);
-    let ws = WebSocket::from_partially_read(stream, rest, Role::Client, Some(config));
-    ws.get_ref()
-        .tcp()
-        .set_read_timeout(None)
-        .map_err(Error::Io)?;
-    ws.get_ref()
-        .tcp()
-        .set_write_timeout(None)
-        .map_err(Error::Io)?;
-    Ok(ws)
+    stream.tcp().set_read_timeout(None).map_err(Error::Io)?;
+    stream.tcp().set_write_timeout(None).map_err(Error::Io)?;
+    Ok((stream, rest))
 }
 
 /// The error for a refused upgrade: a refused token is always `Unauthorized`, so that
 /// reconnection knows to stop.
-fn refusal(status: u16, body: &str) -> Error {
+fn refusal(status: u16, body: &str, token: &AccessToken) -> Error {
     if status == 401 || status == 403 {
-        let description = match ApiError::from_response(status, body) {
+        let description = match crate::rest::api_error(status, body, token) {
             ApiError::Unauthorized { description } => description,
             _ => format!("the stream handshake was refused with HTTP {status}"),
         };
         Error::Api(ApiError::Unauthorized { description })
     } else {
-        Error::Api(ApiError::from_response(status, body))
+        Error::Api(crate::rest::api_error(status, body, token))
     }
 }
 

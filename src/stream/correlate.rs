@@ -55,9 +55,7 @@ impl<In: StreamFrame> Correlator<In> {
     pub(crate) fn register(&self, id: u64) -> Result<Receiver<In>> {
         let mut waiters = self.lock();
         if waiters.contains_key(&id) {
-            return Err(Error::Invalid(InvalidInput::Other(format!(
-                "transaction id {id} is already awaited by another call"
-            ))));
+            return Err(Error::Invalid(InvalidInput::TransactionIdInUse(id)));
         }
         let (tx, rx) = crossbeam_channel::unbounded();
         waiters.insert(id, tx);

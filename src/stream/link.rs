@@ -5,6 +5,10 @@
 //!   WebSocket, then takes it just long enough to read what has arrived, and hands the
 //!   frames (decoded by the caller's function) to a bounded channel. A full channel stops
 //!   the reader, so a slow consumer pushes back down to TCP instead of growing memory.
+//! - One lock holding reads at most [`READ_BATCH`] frames of any kind and
+//!   [`READ_BATCH_BYTES`] bytes off the socket, and a sender waiting for the lock gets it
+//!   before the reader takes it again: a peer flooding pings or empty continuation frames
+//!   cannot keep sends and the close out.
 //! - A send is written on the sender's own thread: it takes the WebSocket just long enough
 //!   to hand the frame to the socket, and a write that would block waits for writability
 //!   outside the lock, so reads go on meanwhile. Handing each send to another thread and
@@ -15,14 +19,15 @@
 //! Both the client's streams and the emulator's server side run on this engine.
 
 use std::collections::VecDeque;
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
-use tungstenite::protocol::CloseFrame;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Bytes, Message, WebSocket};
 
 use super::socket::{wait_ready, would_block, Interest, Socket};
@@ -30,14 +35,63 @@ use super::CloseReason;
 use crate::error::{Error, Result};
 use crate::sync::lock;
 
-/// Most frames the reader takes per lock, so writers are not starved by a flood. Large
-/// batches matter: each lock hand-over between the reader and an acking thread costs a
-/// futex round trip (`benches/streams.rs`: 64 frames gave 0.89-0.95 of the raw client's
-/// ack throughput, 256 gave 1.07-1.40).
-const READ_BATCH: usize = 256;
-/// Most payload bytes the reader holds per batch, so a flood of large frames cannot make
-/// it hold hundreds of megabytes before handing them over.
+/// Most frames the reader takes per lock, control and empty frames included, so writers
+/// are not starved by a flood. Large batches matter: each lock hand-over between the
+/// reader and an acking thread costs a futex round trip (`benches/streams.rs`, ack
+/// throughput against the raw tungstenite client: 64 frames per batch was clearly slower
+/// than 256).
+pub(crate) const READ_BATCH: usize = 256;
+/// Most bytes the reader takes off the socket per lock, so a flood of large frames
+/// cannot make it hold hundreds of megabytes before handing them over, and a flood of
+/// frames tungstenite consumes without returning (empty continuations) still ends the
+/// batch.
 const READ_BATCH_BYTES: usize = 256 * 1024;
+/// How long the reader leaves the lock to a waiting sender before taking it again
+/// regardless; only reached if that sender's thread does not get a CPU meanwhile.
+const HAND_OVER: Duration = Duration::from_millis(20);
+
+/// The socket as the WebSocket sees it: reads stop at a budget the reader sets before
+/// each batch. tungstenite reads continuation and control frames in loops of its own,
+/// so counting messages alone cannot bound a batch.
+pub(crate) struct Metered<S> {
+    inner: S,
+    read_left: usize,
+    /// The last read stopped at the budget, not for want of data.
+    exhausted: bool,
+}
+
+impl<S> Metered<S> {
+    fn new(inner: S) -> Self {
+        Self {
+            inner,
+            read_left: READ_BATCH_BYTES,
+            exhausted: false,
+        }
+    }
+}
+
+impl<S: Read> Read for Metered<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.read_left == 0 {
+            self.exhausted = true;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.read_left);
+        let got = self.inner.read(&mut buf[..n])?;
+        self.read_left -= got;
+        Ok(got)
+    }
+}
+
+impl<S: Write> Write for Metered<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 /// Tuning of a [`Link`].
 #[derive(Debug, Clone)]
@@ -84,6 +138,13 @@ impl<T> Clone for Outbox<T> {
 }
 
 impl<T> Outbox<T> {
+    /// Whether the stash holds a channel's worth: reading more after a close would only
+    /// grow memory for messages nobody may take.
+    fn stash_full(&self) -> bool {
+        let capacity = self.tx.capacity().unwrap_or(usize::MAX).max(1);
+        lock(&self.stash).len() >= capacity
+    }
+
     /// Delivers `item`, waiting for room in the channel unless `stop` fires first.
     /// Returns `false` when the receiving side is gone.
     fn deliver(&self, mut item: T, stop: &Receiver<()>, stopped: &mut bool) -> bool {
@@ -122,6 +183,8 @@ impl<T> Outbox<T> {
     }
 }
 
+/// What the writer thread is asked to do. At most one of each waits at a time (see
+/// [`Shared::flush_wanted`] and [`Shared::close_sent`]), so the channel is bounded.
 enum Command {
     /// The reader saw a ping or a close: write the automatic reply.
     Flush,
@@ -129,6 +192,9 @@ enum Command {
     Ping,
     Close,
 }
+
+/// Room for one `Flush` and one `Close`.
+const COMMANDS: usize = 2;
 
 /// The writer's keepalive clock.
 struct Keepalive {
@@ -190,6 +256,16 @@ struct Shared {
     /// meanwhile it reads nothing, pongs included, so silence proves nothing.
     delivering: AtomicBool,
     epoch: Instant,
+    /// A `Flush` is queued and not yet taken: the reader queues no other.
+    flush_wanted: AtomicBool,
+    /// Our `Close` is queued: it is queued once.
+    close_sent: AtomicBool,
+    /// Writers that started waiting for the WebSocket, and those that got it: the
+    /// reader lets the ones waiting at the end of its batch go first.
+    write_tickets: AtomicUsize,
+    write_grants: AtomicUsize,
+    /// The close timeout ran out: the reader stops whatever the peer still sends.
+    abandoned: AtomicBool,
 }
 
 impl Shared {
@@ -210,6 +286,30 @@ impl Shared {
         lock(&self.stop_tx).take();
     }
 
+    /// Takes the WebSocket to write: counted, so the reader hands it over.
+    fn lock_to_write<'a, S>(&self, ws: &'a Mutex<S>) -> std::sync::MutexGuard<'a, S> {
+        self.write_tickets.fetch_add(1, Ordering::SeqCst);
+        let guard = lock(ws);
+        self.write_grants.fetch_add(1, Ordering::SeqCst);
+        guard
+    }
+
+    /// Before the reader takes the WebSocket again: lets the writers waiting now have it
+    /// first (not those that come later, so busy senders cannot hold the reader off). A
+    /// mutex lets the thread that just unlocked take it straight back, which is how a
+    /// flood kept sends waiting for tens of seconds.
+    fn hand_over_to_writers(&self) {
+        let waiting = self.write_tickets.load(Ordering::SeqCst);
+        let served = |grants: usize| grants.wrapping_sub(waiting) as isize >= 0;
+        if served(self.write_grants.load(Ordering::SeqCst)) {
+            return;
+        }
+        let started = Instant::now();
+        while !served(self.write_grants.load(Ordering::SeqCst)) && started.elapsed() < HAND_OVER {
+            std::thread::yield_now();
+        }
+    }
+
     /// Ends the link after a failed write: sends fail from now on, and the reader wakes up.
     fn fail(&self, tcp: &TcpStream, why: String) {
         self.end(CloseReason::Error(why));
@@ -220,7 +320,7 @@ impl Shared {
 
 /// What senders share with the writer thread: the WebSocket and its TCP stream.
 struct Wire<S> {
-    ws: Arc<Mutex<WebSocket<S>>>,
+    ws: Arc<Mutex<WebSocket<Metered<S>>>>,
     tcp: TcpStream,
     write_timeout: Duration,
 }
@@ -233,7 +333,7 @@ trait Outgoing: Send + Sync {
 impl<S: Socket> Outgoing for Wire<S> {
     fn send(&self, message: Message, shared: &Shared) -> Result<()> {
         {
-            let mut ws = lock(&self.ws);
+            let mut ws = shared.lock_to_write(&self.ws);
             // Usually the socket takes the whole frame at once: flush under the same lock.
             let written = ws.write(message).and_then(|()| match ws.flush() {
                 // As in `flush`: nothing left to write on a connection that finished
@@ -254,7 +354,7 @@ impl<S: Socket> Outgoing for Wire<S> {
                 Err(e) => return Err(map_ws_error(e)),
             }
         }
-        flush(&self.ws, &self.tcp, self.write_timeout).inspect_err(|e| {
+        flush(&self.ws, &self.tcp, shared, self.write_timeout).inspect_err(|e| {
             shared.fail(&self.tcp, format!("write failed: {e}"));
         })
     }
@@ -271,11 +371,14 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Starts the reader and writer threads on an established WebSocket whose socket is
-    /// in non-blocking mode. Every inbound text or binary message goes through `decode`;
-    /// what it returns is delivered to `outbox`.
+    /// Starts the reader and writer threads on a socket whose WebSocket upgrade is done;
+    /// `read_ahead` is what the handshake read past its end. Every inbound text or binary
+    /// message goes through `decode`; what it returns is delivered to `outbox`.
     pub(crate) fn spawn<S, T, D>(
-        ws: WebSocket<S>,
+        stream: S,
+        read_ahead: Vec<u8>,
+        role: Role,
+        config: WebSocketConfig,
         options: LinkOptions,
         decode: D,
         outbox: Outbox<T>,
@@ -285,9 +388,11 @@ impl Link {
         T: Send + 'static,
         D: FnMut(Bytes) -> Option<T> + Send + 'static,
     {
-        let tcp = ws.get_ref().tcp().try_clone().map_err(Error::Io)?;
+        let tcp = stream.tcp().try_clone().map_err(Error::Io)?;
         tcp.set_nonblocking(true).map_err(Error::Io)?;
-        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let ws =
+            WebSocket::from_partially_read(Metered::new(stream), read_ahead, role, Some(config));
+        let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(COMMANDS);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let (alive_tx, done) = crossbeam_channel::bounded::<()>(0);
         let (reader_alive, reader_done) = crossbeam_channel::bounded::<()>(0);
@@ -299,6 +404,11 @@ impl Link {
             last_seen: AtomicU64::new(0),
             delivering: AtomicBool::new(false),
             epoch: Instant::now(),
+            flush_wanted: AtomicBool::new(false),
+            close_sent: AtomicBool::new(false),
+            write_tickets: AtomicUsize::new(0),
+            write_grants: AtomicUsize::new(0),
+            abandoned: AtomicBool::new(false),
         });
         let ws = Arc::new(Mutex::new(ws));
         let wire = Box::new(Wire {
@@ -362,7 +472,15 @@ impl Link {
             self.shared.end(CloseReason::Local);
         }
         self.shared.stop_delivery();
-        let _ = self.cmd.send(Command::Close);
+        if !self.shared.close_sent.swap(true, Ordering::AcqRel) {
+            let _ = self.cmd.try_send(Command::Close);
+        }
+    }
+
+    /// Commands waiting for the writer thread, for tests of the bound.
+    #[cfg(test)]
+    pub(crate) fn queued_commands(&self) -> usize {
+        self.cmd.len()
     }
 
     /// Whether the link is closed or closing.
@@ -407,8 +525,79 @@ impl Drop for Link {
     }
 }
 
+/// What one pass under the lock found, besides the frames it added to the batch.
+struct Pass {
+    /// More may be waiting without the socket becoming readable again.
+    more: bool,
+    /// A ping or close came: its automatic reply needs a flush.
+    reply: bool,
+    /// The link ended, and why.
+    end: Option<CloseReason>,
+}
+
+/// Reads frames into `batch` under the lock: at most [`READ_BATCH`] frames of any kind
+/// and `budget` bytes off the socket (0: only what tungstenite already holds).
+fn read_pass<S: Socket>(
+    ws: &Mutex<WebSocket<Metered<S>>>,
+    shared: &Shared,
+    budget: usize,
+    batch: &mut Vec<Bytes>,
+) -> Pass {
+    let mut pass = Pass {
+        more: false,
+        reply: false,
+        end: None,
+    };
+    let mut ws = lock(ws);
+    let socket = ws.get_mut();
+    socket.read_left = budget;
+    socket.exhausted = false;
+    let mut frames = 0;
+    let mut batch_bytes = 0;
+    loop {
+        match ws.read() {
+            Ok(Message::Text(text)) => {
+                batch_bytes += text.len();
+                batch.push(text.into());
+            }
+            Ok(Message::Binary(data)) => {
+                batch_bytes += data.len();
+                batch.push(data);
+            }
+            Ok(Message::Ping(_)) => pass.reply = true,
+            Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => {}
+            Ok(Message::Close(frame)) => {
+                pass.reply = true;
+                if !shared.closing.load(Ordering::Acquire) {
+                    shared.end(remote_reason(frame));
+                }
+            }
+            Err(tungstenite::Error::Io(e)) if would_block(&e) => {
+                pass.more = ws.get_ref().exhausted && budget > 0;
+                break;
+            }
+            Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
+                pass.end = Some(CloseReason::Local);
+                break;
+            }
+            Err(e) => {
+                pass.end = Some(CloseReason::Error(e.to_string()));
+                break;
+            }
+        }
+        // Every frame counts, control frames too: a ping flood is a flood.
+        frames += 1;
+        if frames >= READ_BATCH || batch_bytes >= READ_BATCH_BYTES {
+            pass.more = true;
+            break;
+        }
+    }
+    pass.more |= pass.end.is_none() && budget > 0 && ws.get_ref().inner.has_buffered_input();
+    pass
+}
+
 fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(
-    ws: &Mutex<WebSocket<S>>,
+    ws: &Mutex<WebSocket<Metered<S>>>,
     tcp: &TcpStream,
     shared: &Shared,
     cmd: &Sender<Command>,
@@ -417,65 +606,46 @@ fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(
     stop: &Receiver<()>,
 ) {
     let mut batch: Vec<Bytes> = Vec::with_capacity(READ_BATCH);
-    let mut batch_bytes = 0;
     // The handshake may have read frames past its response: look before waiting.
     let mut more = true;
     let mut stopped = false;
+    // Once closing with a channel's worth stashed: hand over only the frames already
+    // read off the socket, then stop.
+    let mut last_passes = false;
     let end = loop {
-        if !more {
-            if let Err(e) = wait_ready(tcp, Interest::Read, None) {
-                break CloseReason::Error(format!("waiting for data: {e}"));
-            }
+        if shared.abandoned.load(Ordering::Acquire) {
+            break CloseReason::Local;
         }
-        let mut end = None;
-        let mut reply = false;
-        {
-            let mut ws = lock(ws);
-            more = false;
-            loop {
-                match ws.read() {
-                    Ok(Message::Text(text)) => {
-                        batch_bytes += text.len();
-                        batch.push(text.into());
-                    }
-                    Ok(Message::Binary(data)) => {
-                        batch_bytes += data.len();
-                        batch.push(data);
-                    }
-                    Ok(Message::Ping(_)) => reply = true,
-                    Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => {}
-                    Ok(Message::Close(frame)) => {
-                        reply = true;
-                        if !shared.closing.load(Ordering::Acquire) {
-                            shared.end(remote_reason(frame));
-                        }
-                    }
-                    Err(tungstenite::Error::Io(e)) if would_block(&e) => break,
-                    Err(tungstenite::Error::ConnectionClosed)
-                    | Err(tungstenite::Error::AlreadyClosed) => {
-                        end = Some(CloseReason::Local);
-                        break;
-                    }
-                    Err(e) => {
-                        end = Some(CloseReason::Error(e.to_string()));
-                        break;
-                    }
-                }
-                if batch.len() >= READ_BATCH || batch_bytes >= READ_BATCH_BYTES {
-                    more = true;
-                    break;
-                }
-            }
-            more |= end.is_none() && ws.get_ref().has_buffered_input();
+        if stopped && !last_passes && outbox.stash_full() {
+            log::debug!(
+                "{}: closing with a channel's worth of messages waiting; reading no more",
+                shared.name
+            );
+            last_passes = true;
+        }
+        let budget = if last_passes { 0 } else { READ_BATCH_BYTES };
+        if more || last_passes {
+            shared.hand_over_to_writers();
+        } else if let Err(e) = wait_ready(tcp, Interest::Read, None) {
+            break CloseReason::Error(format!("waiting for data: {e}"));
+        }
+        let Pass {
+            more: again,
+            reply,
+            mut end,
+        } = read_pass(ws, shared, budget, &mut batch);
+        more = again;
+        if last_passes && batch.is_empty() && !more {
+            end = end.or(Some(CloseReason::Local));
         }
         shared
             .last_seen
             .store(shared.now_micros(), Ordering::Release);
-        if reply {
-            let _ = cmd.send(Command::Flush);
+        // One queued flush covers every ping read until the writer takes it.
+        if reply && !shared.flush_wanted.swap(true, Ordering::AcqRel) {
+            let _ = cmd.try_send(Command::Flush);
         }
         shared.delivering.store(true, Ordering::SeqCst);
-        batch_bytes = 0;
         for frame in batch.drain(..) {
             if let Some(item) = decode(frame) {
                 if !outbox.deliver(item, stop, &mut stopped) {
@@ -514,7 +684,7 @@ fn remote_reason(frame: Option<CloseFrame>) -> CloseReason {
 }
 
 fn write_loop<S: Socket>(
-    ws: &Mutex<WebSocket<S>>,
+    ws: &Mutex<WebSocket<Metered<S>>>,
     tcp: &TcpStream,
     shared: &Shared,
     cmds: &Receiver<Command>,
@@ -552,8 +722,12 @@ fn write_loop<S: Socket>(
             }
         };
         let close = matches!(cmd, Command::Close);
+        if matches!(cmd, Command::Flush) {
+            // From now on a ping read needs another flush.
+            shared.flush_wanted.store(false, Ordering::Release);
+        }
         {
-            let mut guard = lock(ws);
+            let mut guard = shared.lock_to_write(ws);
             let written = match cmd {
                 // The automatic reply is already queued inside tungstenite.
                 Command::Flush => Ok(()),
@@ -567,7 +741,7 @@ fn write_loop<S: Socket>(
                 Err(_) => {}
             }
         }
-        if let Err(e) = flush(ws, tcp, options.write_timeout) {
+        if let Err(e) = flush(ws, tcp, shared, options.write_timeout) {
             if !close {
                 shared.fail(tcp, format!("write failed: {e}"));
                 return;
@@ -583,6 +757,7 @@ fn write_loop<S: Socket>(
                     "{}: no close reply in time; dropping the socket",
                     shared.name
                 );
+                shared.abandoned.store(true, Ordering::Release);
                 let _ = tcp.shutdown(Shutdown::Both);
             }
             return;
@@ -592,16 +767,22 @@ fn write_loop<S: Socket>(
 
 /// Writes out everything tungstenite has buffered, waiting for writability outside the
 /// lock so the reader can go on.
-fn flush<S: Socket>(ws: &Mutex<WebSocket<S>>, tcp: &TcpStream, timeout: Duration) -> Result<()> {
+fn flush<S: Socket>(
+    ws: &Mutex<WebSocket<Metered<S>>>,
+    tcp: &TcpStream,
+    shared: &Shared,
+    timeout: Duration,
+) -> Result<()> {
     loop {
-        let result = lock(ws).flush();
+        let result = shared.lock_to_write(ws).flush();
         match result {
             Ok(()) => return Ok(()),
             Err(tungstenite::Error::Io(e)) if would_block(&e) => {
                 if !wait_ready(tcp, Interest::Write, Some(timeout)).map_err(Error::Io)? {
-                    return Err(Error::Timeout(format!(
-                        "the peer took no data for {timeout:?}"
-                    )));
+                    return Err(Error::timeout(
+                        crate::error::TimeoutKind::Write,
+                        format!("the peer took no data for {timeout:?}"),
+                    ));
                 }
             }
             // Nothing left to write on a connection that finished closing.

@@ -39,24 +39,37 @@ use link::{LinkOptions, Outbox};
 pub use session::{ConnectionEvent, Reconnect};
 use session::{EventHandler, Session};
 
-/// A message type that travels on a stream, with the value rules checked before it is
-/// sent.
-pub trait StreamFrame: Serialize + DeserializeOwned + Send + 'static {
-    /// Checks the value rules; the default has none.
-    fn validate(&self) -> Result<(), InvalidInput> {
-        Ok(())
-    }
+/// A message type that travels on a stream: [`UpstreamMessage`](crate::UpstreamMessage)
+/// and [`UpstreamReply`](crate::UpstreamReply) on the upstream,
+/// [`DownstreamRequest`](crate::DownstreamRequest) and
+/// [`DownstreamReply`](crate::DownstreamReply) on the downstream. Sealed: the crate's
+/// message types are the only ones.
+pub trait StreamFrame: sealed::Frame + Serialize + DeserializeOwned + Send + 'static {}
 
-    /// For replies a sender can wait for: the transaction id they answer, and whether
-    /// this is the last reply for it. The default: not a reply.
-    fn correlation(&self) -> Option<(u64, bool)> {
-        None
+impl<T: sealed::Frame + Serialize + DeserializeOwned + Send + 'static> StreamFrame for T {}
+
+mod sealed {
+    use crate::error::{InvalidInput, Result};
+
+    /// What the engine needs of a message type; not nameable outside the crate, so
+    /// nobody else can implement [`super::StreamFrame`].
+    pub trait Frame {
+        /// Checks the value rules; the default has none.
+        fn validate(&self) -> Result<(), InvalidInput> {
+            Ok(())
+        }
+
+        /// For replies a sender can wait for: the transaction id they answer, and
+        /// whether this is the last reply for it. The default: not a reply.
+        fn correlation(&self) -> Option<(u64, bool)> {
+            None
+        }
     }
 }
 
-impl StreamFrame for crate::UpstreamMessage {}
+impl sealed::Frame for crate::UpstreamMessage {}
 
-impl StreamFrame for crate::DownstreamReply {
+impl sealed::Frame for crate::DownstreamReply {
     fn correlation(&self) -> Option<(u64, bool)> {
         Some((
             self.transaction_id(),
@@ -65,13 +78,13 @@ impl StreamFrame for crate::DownstreamReply {
     }
 }
 
-impl StreamFrame for crate::UpstreamReply {
+impl sealed::Frame for crate::UpstreamReply {
     fn validate(&self) -> Result<(), InvalidInput> {
         crate::UpstreamReply::validate(self)
     }
 }
 
-impl StreamFrame for crate::DownstreamRequest {
+impl sealed::Frame for crate::DownstreamRequest {
     fn validate(&self) -> Result<(), InvalidInput> {
         crate::DownstreamRequest::validate(self)
     }
@@ -109,29 +122,29 @@ impl fmt::Display for CloseReason {
     }
 }
 
-/// Tuning of one stream connection.
+/// Tuning of one stream connection, set through [`StreamBuilder`]'s methods.
 #[derive(Debug, Clone)]
-pub struct StreamOptions {
+pub(crate) struct StreamOptions {
     /// How many received messages may wait for the consumer before the reader stops
     /// reading from the socket (backpressure). Default 1024.
-    pub capacity: usize,
+    pub(crate) capacity: usize,
     /// Largest frame accepted from the server, in bytes; a larger one ends the
     /// connection instead of being buffered. Default 1 MiB.
-    pub max_frame_size: usize,
+    pub(crate) max_frame_size: usize,
     /// How long closing waits for the server's close reply. Default 1 s.
-    pub close_timeout: Duration,
+    pub(crate) close_timeout: Duration,
     /// How long a send may wait for the server to take data. Default 30 s.
-    pub write_timeout: Duration,
+    pub(crate) write_timeout: Duration,
     /// Keepalive: how often the client pings the server. `None` turns keepalive off.
     /// Default 30 s.
-    pub ping_interval: Option<Duration>,
+    pub(crate) ping_interval: Option<Duration>,
     /// Keepalive: how long after a ping the connection may stay silent before it is
     /// declared dead (half-open TCP, a dropped NAT mapping). Default 10 s. While a slow
     /// consumer holds the reader back, nothing is read, so that silence does not count.
-    pub pong_timeout: Duration,
-    /// Automatic reconnection after a failure; `None` (the default) ends the connection
-    /// instead.
-    pub reconnect: Option<Reconnect>,
+    pub(crate) pong_timeout: Duration,
+    /// Automatic reconnection after a failure (on by default); `None` ends the
+    /// connection instead.
+    pub(crate) reconnect: Option<Reconnect>,
 }
 
 impl Default for StreamOptions {
@@ -143,7 +156,7 @@ impl Default for StreamOptions {
             write_timeout: Duration::from_secs(30),
             ping_interval: Some(Duration::from_secs(30)),
             pong_timeout: Duration::from_secs(10),
-            reconnect: None,
+            reconnect: Some(Reconnect::default()),
         }
     }
 }
@@ -215,11 +228,20 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
         self
     }
 
-    /// Reconnects automatically after a failure, with this backoff policy. While
-    /// reconnecting, [`iter`](Connection::iter) keeps waiting and sends fail at once with
+    /// The backoff policy of automatic reconnection, which is on by default with
+    /// [`Reconnect::default`]. While reconnecting, [`iter`](Connection::iter) keeps
+    /// waiting and sends fail at once with
     /// [`Error::NotConnected`](crate::Error::NotConnected).
     pub fn reconnect(mut self, policy: Reconnect) -> Self {
         self.options.reconnect = Some(policy);
+        self
+    }
+
+    /// Turns automatic reconnection off: the connection ends at the first failure or
+    /// server close, and [`iter`](Connection::iter) ends once every message received
+    /// before has been handed out. [`Connection::close_reason`] then says why.
+    pub fn no_reconnect(mut self) -> Self {
+        self.options.reconnect = None;
         self
     }
 
@@ -227,12 +249,6 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
     /// gave up), from the connection's own threads: keep it short.
     pub fn on_event(mut self, handler: impl Fn(&ConnectionEvent) + Send + Sync + 'static) -> Self {
         self.events = Some(Arc::new(handler));
-        self
-    }
-
-    /// Replaces every option at once.
-    pub fn options(mut self, options: StreamOptions) -> Self {
-        self.options = options;
         self
     }
 
@@ -252,7 +268,7 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
             max_frame_size: self.options.max_frame_size,
         };
         let connection = Connection::open(&params, self.name, &self.options, self.events.clone())?;
-        let closer: std::sync::Weak<dyn crate::core::StreamCloser> = connection.closer();
+        let closer: std::sync::Weak<dyn crate::client::StreamCloser> = connection.closer();
         self.core.track_stream(closer);
         Ok(connection)
     }
@@ -269,6 +285,18 @@ impl<T> Inbox<T> {
     fn take_stashed(&self) -> Option<T> {
         crate::sync::lock(&self.stash).pop_front()
     }
+
+    fn len(&self) -> usize {
+        self.rx.len() + crate::sync::lock(&self.stash).len()
+    }
+}
+
+/// What [`Connection::send_and_collect`] got.
+pub(crate) struct Collected<In> {
+    /// The replies correlated with the message, in order.
+    pub(crate) replies: Vec<In>,
+    /// The connection ended before the last reply: why. The message had been written.
+    pub(crate) ended: Option<String>,
 }
 
 /// A stream connection receiving `In` and sending `Out`.
@@ -343,19 +371,20 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         let message = message.into();
         message.validate()?;
         let text = serde_json::to_string(&message)
-            .map_err(|e| crate::Error::Invalid(InvalidInput::Other(e.to_string())))?;
+            .map_err(|e| crate::Error::Invalid(InvalidInput::Encode(e.to_string())))?;
         self.session.send_text(text)
     }
 
-    /// Sends `message` and collects the replies correlated with `id` until the last one
-    /// or the timeout; the replies go to this caller only, never to `iter()`. Returns
-    /// them and whether the last one came.
+    /// Sends `message` and collects the replies correlated with `id` until the last one,
+    /// the timeout, or the end of the connection; the replies go to this caller only,
+    /// never to `iter()`. What arrived is returned in every case once the message was
+    /// written: an error means nothing was sent.
     pub(crate) fn send_and_collect(
         &self,
         id: u64,
         message: Out,
         timeout: Duration,
-    ) -> Result<(Vec<In>, bool)> {
+    ) -> Result<Collected<In>> {
         message.validate()?;
         // Registered before sending, so a fast reply cannot slip past to iter().
         let replies = self.correlator.register(id)?;
@@ -372,20 +401,30 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                     let last = is_last(&reply);
                     got.push(reply);
                     if last {
-                        return Ok((got, true));
+                        return Ok(Collected {
+                            replies: got,
+                            ended: None,
+                        });
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     self.correlator.unregister(id);
                     // Whatever raced in before unregistering is ours, not iter()'s.
                     got.extend(replies.try_iter());
-                    let done = got.last().is_some_and(is_last);
-                    return Ok((got, done));
+                    return Ok(Collected {
+                        replies: got,
+                        ended: None,
+                    });
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(crate::Error::Closed(format!(
-                        "the connection ended before the last reply to {id} arrived"
-                    )));
+                    let why = self
+                        .session
+                        .last_reason()
+                        .map_or_else(|| "the connection ended".to_owned(), |r| r.to_string());
+                    return Ok(Collected {
+                        replies: got,
+                        ended: Some(why),
+                    });
                 }
             }
         }
@@ -423,6 +462,31 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
 
     /// A blocking iterator over received messages. It ends when the connection has
     /// ended and every message received before has been handed out.
+    ///
+    /// With reconnection on (the default) a failure or a server's close does not end it:
+    /// the connection is replaced and the loop goes on; it ends after
+    /// [`close`](Self::close) (yours, or [`Core::close`](crate::Core::close)) or when
+    /// reconnection gives up (a refused token, or
+    /// [`Reconnect::max_attempts`] failed attempts). With
+    /// [`no_reconnect`](StreamBuilder::no_reconnect) it ends at the first failure. Either
+    /// way, after the loop [`close_reason`](Self::close_reason) (or
+    /// [`wait_closed`](Self::wait_closed)) tells a failure from a close:
+    ///
+    /// ```no_run
+    /// use ran_routing::{CloseReason, Core};
+    ///
+    /// let ran = Core::new("token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// let upstream = ran.upstream().connect()?;
+    /// for message in upstream.iter() {
+    ///     // ... answer it
+    /// #   let _ = message;
+    /// }
+    /// match upstream.wait_closed() {
+    ///     CloseReason::Local => println!("closed by us"),
+    ///     other => eprintln!("the stream failed: {other}"),
+    /// }
+    /// # Ok::<(), ran_routing::Error>(())
+    /// ```
     pub fn iter(&self) -> Iter<'_, In, Out> {
         Iter { conn: self }
     }
@@ -432,9 +496,10 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         TryIter { conn: self }
     }
 
-    /// How many received messages are waiting for the consumer.
+    /// How many received messages are waiting for the consumer, including those kept
+    /// after [`close`](Self::close) beyond the channel.
     pub fn len(&self) -> usize {
-        self.inbox.rx.len()
+        self.inbox.len()
     }
 
     /// Whether no received message is waiting.
@@ -445,7 +510,10 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
 
 impl<In, Out> Connection<In, Out> {
     /// Starts closing the connection and returns at once. Messages already received are
-    /// still handed out by the receiving methods; sends fail from now on.
+    /// still handed out by the receiving methods; sends fail from now on. While the
+    /// server's close reply is awaited, what it still sends is kept up to one more
+    /// channel's worth ([`capacity`](StreamBuilder::capacity)); then reading stops, so a
+    /// server that floods cannot grow memory while closing.
     pub fn close(&self) {
         self.session.close();
     }
@@ -474,7 +542,8 @@ impl<In, Out> Connection<In, Out> {
         self.session.is_connected()
     }
 
-    /// Why the connection ended, once it has.
+    /// Why the connection ended, once it has. The first reason is kept: a connection
+    /// that failed or that the server closed says so even after [`close`](Self::close).
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.session.reason()
     }
@@ -488,7 +557,7 @@ impl<In, Out> fmt::Debug for Connection<In, Out> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("closed", &self.session.is_closed())
-            .field("waiting", &self.inbox.rx.len())
+            .field("waiting", &self.inbox.len())
             .finish()
     }
 }

@@ -18,12 +18,26 @@ use super::CloseReason;
 use crate::error::{ApiError, Error, Result};
 use crate::sync::lock;
 
-/// Automatic reconnection after a connection fails: exponential backoff with jitter.
+/// Automatic reconnection after a connection fails: exponential backoff with jitter. On
+/// by default with [`Reconnect::default`]; tune it with
+/// [`StreamBuilder::reconnect`](super::StreamBuilder::reconnect), turn it off with
+/// [`StreamBuilder::no_reconnect`](super::StreamBuilder::no_reconnect).
 ///
 /// A refused token is final: the connection gives up at once instead of retrying. The
 /// backoff starts over only after a connection stayed up for `max_delay`: one that the
 /// server drops as soon as it opens does not reset it.
+///
+/// ```
+/// use std::time::Duration;
+/// use ran_routing::Reconnect;
+///
+/// let policy = Reconnect::default()
+///     .initial_delay(Duration::from_millis(100))
+///     .max_attempts(Some(20));
+/// assert_eq!(policy.max_delay, Duration::from_secs(30));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Reconnect {
     /// Delay before the first retry. Default 500 ms.
     pub initial_delay: Duration,
@@ -48,6 +62,30 @@ impl Default for Reconnect {
 }
 
 impl Reconnect {
+    /// Sets the delay before the first retry.
+    pub fn initial_delay(mut self, delay: Duration) -> Self {
+        self.initial_delay = delay;
+        self
+    }
+
+    /// Sets the upper bound of the delay.
+    pub fn max_delay(mut self, delay: Duration) -> Self {
+        self.max_delay = delay;
+        self
+    }
+
+    /// Sets the factor applied to the delay after each failed attempt.
+    pub fn multiplier(mut self, multiplier: f64) -> Self {
+        self.multiplier = multiplier;
+        self
+    }
+
+    /// Gives up after this many failed attempts in a row; `None` retries forever.
+    pub fn max_attempts(mut self, attempts: Option<u32>) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
     /// The delay before attempt `attempt` (1-based), before jitter.
     fn base_delay(&self, attempt: u32) -> Duration {
         let factor = self
@@ -101,8 +139,9 @@ pub(crate) struct Session {
     name: String,
     current: Mutex<Option<Arc<Link>>>,
     closing: AtomicBool,
-    /// Set when reconnection gave up: why the session as a whole ended.
-    gave_up: Mutex<Option<CloseReason>>,
+    /// Why the session as a whole ended, once it has: the first reason is kept, so a
+    /// close after a failure or a server's close frame does not hide it.
+    ended: Mutex<Option<CloseReason>>,
     /// Dropped on close, to cut a backoff wait short.
     wake: Mutex<Option<Sender<()>>>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
@@ -127,7 +166,7 @@ impl Session {
             name: name.to_owned(),
             current: Mutex::new(Some(link.clone())),
             closing: AtomicBool::new(false),
-            gave_up: Mutex::new(None),
+            ended: Mutex::new(None),
             wake: Mutex::new(Some(wake_tx)),
             supervisor: Mutex::new(None),
             supervisor_done,
@@ -158,6 +197,12 @@ impl Session {
 
     fn emit(&self, event: ConnectionEvent) {
         match &event {
+            ConnectionEvent::Disconnected(reason) if !self.reconnects => {
+                log::warn!(
+                    "{}: the stream ended ({reason}); reconnection is off",
+                    self.name
+                )
+            }
             ConnectionEvent::Disconnected(_) | ConnectionEvent::GaveUp(_) => {
                 log::warn!("{}: {event}", self.name)
             }
@@ -191,15 +236,36 @@ impl Session {
     }
 
     pub(crate) fn close(&self) {
-        self.closing.store(true, Ordering::Release);
+        if !self.closing.swap(true, Ordering::AcqRel) {
+            // A connection that had already ended keeps its reason. One that is
+            // reconnecting had not ended: closing is what ends it.
+            let before = if self.reconnects {
+                None
+            } else {
+                self.link().and_then(|l| l.reason())
+            };
+            self.settle(before.unwrap_or(CloseReason::Local));
+        }
         lock(&self.wake).take();
         if let Some(link) = self.link() {
             link.close();
         }
     }
 
+    /// Records why the session ended, unless it already had a reason.
+    fn settle(&self, reason: CloseReason) {
+        lock(&self.ended).get_or_insert(reason);
+    }
+
+    /// Why the last link ended, for errors of calls cut short by it.
+    pub(crate) fn last_reason(&self) -> Option<CloseReason> {
+        lock(&self.ended)
+            .clone()
+            .or_else(|| self.link().and_then(|l| l.reason()))
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
-        if self.closing.load(Ordering::Acquire) || lock(&self.gave_up).is_some() {
+        if self.closing.load(Ordering::Acquire) || lock(&self.ended).is_some() {
             return true;
         }
         let reconnecting = self.reconnects && lock(&self.supervisor).is_some();
@@ -223,10 +289,7 @@ impl Session {
             }
         }
         let link_reason = self.link().map(|l| l.wait_closed());
-        if self.closing.load(Ordering::Acquire) {
-            return CloseReason::Local;
-        }
-        lock(&self.gave_up)
+        lock(&self.ended)
             .clone()
             .or(link_reason)
             .unwrap_or(CloseReason::Local)
@@ -248,7 +311,7 @@ impl Session {
     }
 
     pub(crate) fn reason(&self) -> Option<CloseReason> {
-        if let Some(reason) = lock(&self.gave_up).clone() {
+        if let Some(reason) = lock(&self.ended).clone() {
             return Some(reason);
         }
         if self.closing.load(Ordering::Acquire) {
@@ -268,7 +331,7 @@ impl Drop for Session {
     }
 }
 
-impl crate::core::StreamCloser for Session {
+impl crate::client::StreamCloser for Session {
     fn close_stream(&self) {
         self.close();
     }
@@ -347,17 +410,18 @@ fn supervise(
     }
 }
 
-/// Without reconnection: reports the link's end, unless we closed it.
+/// Without reconnection: records and reports the link's end, unless we closed it.
 fn watch(session: &std::sync::Weak<Session>, link: &Link) {
     let reason = link.wait_closed();
     let Some(s) = session.upgrade() else { return };
     if !s.closing.load(Ordering::Acquire) {
+        s.settle(reason.clone());
         s.emit(ConnectionEvent::Disconnected(reason));
     }
 }
 
 fn give_up(session: &Session, why: String) {
-    *lock(&session.gave_up) = Some(CloseReason::Error(why.clone()));
+    session.settle(CloseReason::Error(why.clone()));
     session.emit(ConnectionEvent::GaveUp(why));
 }
 

@@ -1,13 +1,13 @@
 //! The socket under a WebSocket: plain TCP or TLS, and readiness waits on its descriptor.
 //!
 //! The reader thread must not hold the WebSocket while it waits for data (a send would
-//! wait behind it), so it waits on the TCP descriptor with `poll(2)` and only then takes
+//! wait behind it), so it waits on the TCP descriptor with `poll` and only then takes
 //! the WebSocket to read what has arrived. Sockets run in non-blocking mode; a write
 //! that would block waits for writability the same way, outside the lock.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A byte stream a [`super::link::Link`] can drive: TCP, or TLS over TCP.
 pub(crate) trait Socket: Read + Write + Send + 'static {
@@ -55,61 +55,39 @@ pub(crate) enum Interest {
 }
 
 /// Blocks until `tcp` is ready for `interest`, has hung up or failed, or `timeout`
-/// passes. Returns `false` on timeout.
-#[cfg(unix)]
-#[allow(unsafe_code)]
+/// passes. Returns `false` on timeout. `poll(2)` on unix, `WSAPoll` on Windows, through
+/// rustix: every platform sleeps in the kernel until the socket is ready.
 pub(crate) fn wait_ready(
     tcp: &TcpStream,
     interest: Interest,
     timeout: Option<Duration>,
 ) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
-    let events = match interest {
-        Interest::Read => libc::POLLIN,
-        Interest::Write => libc::POLLOUT,
+    let flags = match interest {
+        Interest::Read => PollFlags::IN,
+        Interest::Write => PollFlags::OUT,
     };
-    let mut fds = libc::pollfd {
-        fd: tcp.as_raw_fd(),
-        events,
-        revents: 0,
-    };
-    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        let ms = match deadline {
-            None => -1,
+        let left = match deadline {
+            None => None,
             Some(deadline) => {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                // Round up so a sub-millisecond remainder does not spin.
-                left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+                // Seconds well past any real timeout, and within every platform's range.
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_secs(1 << 20));
+                Some(Timespec::try_from(left).map_err(io::Error::other)?)
             }
         };
-        // SAFETY: `fds` is one valid, initialised pollfd that outlives the call, and the
-        // descriptor stays open because `tcp` is borrowed for the whole call.
-        let n = unsafe { libc::poll(&mut fds, 1, ms) };
-        if n > 0 {
-            return Ok(true);
-        }
-        if n == 0 {
-            return Ok(false);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
+        let mut fds = [PollFd::new(tcp, flags)];
+        match poll(&mut fds, left.as_ref()) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
-}
-
-/// Portable fallback: without `poll(2)`, wait in short sleeps. Correct, if less frugal.
-#[cfg(not(unix))]
-pub(crate) fn wait_ready(
-    _tcp: &TcpStream,
-    _interest: Interest,
-    timeout: Option<Duration>,
-) -> io::Result<bool> {
-    let step = Duration::from_millis(2);
-    std::thread::sleep(timeout.map_or(step, |t| t.min(step)));
-    Ok(true)
 }
 
 /// Whether an I/O error only means "not ready yet".

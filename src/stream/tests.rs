@@ -76,11 +76,16 @@ where
     (params_for(port, "t0ken"), server)
 }
 
-fn open(params: &ConnectParams, capacity: usize) -> Up {
-    let options = StreamOptions {
-        capacity,
+/// Options for a connection that ends at the first failure, as most tests here need.
+fn once() -> StreamOptions {
+    StreamOptions {
+        reconnect: None,
         ..StreamOptions::default()
-    };
+    }
+}
+
+fn open(params: &ConnectParams, capacity: usize) -> Up {
+    let options = StreamOptions { capacity, ..once() };
     Up::open(params, "test-upstream", &options, None).unwrap()
 }
 
@@ -193,8 +198,9 @@ fn close_delivers_everything_already_received() {
         }
         read_until_close(&mut ws);
     });
-    // Capacity 4: most of the 50 sit in the socket or the stash when we close.
-    let up = open(&params, 4);
+    // Capacity 25: half of the 50 sit in the socket or the stash when we close, which
+    // holds up to a channel's worth.
+    let up = open(&params, 25);
     let first = up.recv_timeout(WAIT).unwrap();
     assert_eq!(first.transaction_id, 1);
     // Let the reader fill the channel and block on it.
@@ -323,7 +329,7 @@ fn unauthorized_handshake_is_an_api_error() {
         max_frame_size: 1024,
         ..params_for(port, "wrong-s3cret")
     };
-    let err = Up::open(&params, "test", &StreamOptions::default(), None).unwrap_err();
+    let err = Up::open(&params, "test", &once(), None).unwrap_err();
     assert!(
         matches!(err, crate::Error::Api(crate::ApiError::Unauthorized { .. })),
         "{err:?}"
@@ -332,7 +338,7 @@ fn unauthorized_handshake_is_an_api_error() {
     server.join().unwrap();
     // Nobody listens now: a clear, fast I/O error.
     params.url = format!("ws://127.0.0.1:{port}/stream/upstream/");
-    let err = Up::open(&params, "test", &StreamOptions::default(), None).unwrap_err();
+    let err = Up::open(&params, "test", &once(), None).unwrap_err();
     assert!(matches!(err, crate::Error::Io(_)), "{err:?}");
 }
 
@@ -404,9 +410,7 @@ fn handshake_carries_the_token_and_keeps_frames_sent_with_the_answer() {
 #[test]
 fn handshake_answers_are_checked_and_bounded() {
     use std::io::Write;
-    let open_err = |params: &ConnectParams| {
-        Up::open(params, "test", &StreamOptions::default(), None).unwrap_err()
-    };
+    let open_err = |params: &ConnectParams| Up::open(params, "test", &once(), None).unwrap_err();
     // An upgrade accepted with the wrong key.
     let (params, server) = raw_server(WAIT, |mut tcp, _| {
         let answer = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
@@ -459,7 +463,7 @@ fn handshake_answers_are_checked_and_bounded() {
     });
     let started = Instant::now();
     let err = open_err(&params);
-    assert!(matches!(err, crate::Error::Timeout(_)), "{err:?}");
+    assert!(matches!(err, crate::Error::Timeout { .. }), "{err:?}");
     assert!(started.elapsed() < WAIT);
     drop(release);
     server.join().unwrap();
@@ -477,7 +481,7 @@ fn handshake_answers_are_checked_and_bounded() {
     });
     let started = Instant::now();
     let err = open_err(&params);
-    assert!(matches!(err, crate::Error::Timeout(_)), "{err:?}");
+    assert!(matches!(err, crate::Error::Timeout { .. }), "{err:?}");
     assert!(started.elapsed() < WAIT);
     server.join().unwrap();
 }
@@ -509,8 +513,8 @@ fn a_tls_server_that_drips_bytes_cannot_stretch_the_handshake() {
         ..params_for(port, "t")
     };
     let started = Instant::now();
-    let err = Up::open(&params, "test", &StreamOptions::default(), None).unwrap_err();
-    assert!(matches!(err, crate::Error::Timeout(_)), "{err:?}");
+    let err = Up::open(&params, "test", &once(), None).unwrap_err();
+    assert!(matches!(err, crate::Error::Timeout { .. }), "{err:?}");
     // Bounded by the connect timeout, not by the server's five seconds of dripping.
     assert!(started.elapsed() < WAIT / 4, "{:?}", started.elapsed());
     server.join().unwrap();
@@ -568,7 +572,7 @@ fn keepalive_detects_a_silent_peer() {
     let options = StreamOptions {
         ping_interval: Some(Duration::from_millis(100)),
         pong_timeout: Duration::from_millis(200),
-        ..StreamOptions::default()
+        ..once()
     };
     let up = Up::open(&params, "test-upstream", &options, None).unwrap();
     let reason = up
@@ -590,7 +594,7 @@ fn keepalive_keeps_a_live_peer() {
     let options = StreamOptions {
         ping_interval: Some(Duration::from_millis(50)),
         pong_timeout: Duration::from_millis(500),
-        ..StreamOptions::default()
+        ..once()
     };
     let up = Up::open(&params, "test-upstream", &options, None).unwrap();
     thread::sleep(Duration::from_millis(600));
@@ -629,7 +633,7 @@ fn reconnects_and_keeps_the_order_across_drops() {
             max_delay: Duration::from_millis(50),
             ..Reconnect::default()
         }),
-        ..StreamOptions::default()
+        ..once()
     };
     let (events, handler) = recorder();
     let up = Up::open(&params, "test-upstream", &options, Some(handler)).unwrap();
@@ -681,7 +685,7 @@ fn a_server_that_drops_every_connection_at_once_is_retried_with_growing_delays()
             max_delay: Duration::from_secs(2),
             ..Reconnect::default()
         }),
-        ..StreamOptions::default()
+        ..once()
     };
     let (events, handler) = recorder();
     let up = Up::open(&params, "test-upstream", &options, Some(handler)).unwrap();
@@ -740,7 +744,7 @@ fn gives_up_when_the_token_is_refused_and_fails_sends_meanwhile() {
             initial_delay: Duration::from_millis(10),
             ..Reconnect::default()
         }),
-        ..StreamOptions::default()
+        ..once()
     };
     let up = Up::open(&params, "test-upstream", &options, None).unwrap();
     let deadline = Instant::now() + WAIT;
@@ -796,7 +800,7 @@ fn wait_timeout_reports_the_ack_and_a_late_result_goes_to_iter() {
         .unwrap();
         read_until_close(&mut ws);
     });
-    let down = Down::open(&params, "test-downstream", &StreamOptions::default(), None).unwrap();
+    let down = Down::open(&params, "test-downstream", &once(), None).unwrap();
     let err = down
         .send_and_wait(downlink(77), Duration::from_millis(150))
         .unwrap_err();
@@ -824,10 +828,376 @@ fn waiters_fail_fast_when_the_connection_drops() {
         let _ = ws.read();
         drop(ws);
     });
-    let down = Down::open(&params, "test-downstream", &StreamOptions::default(), None).unwrap();
+    let down = Down::open(&params, "test-downstream", &once(), None).unwrap();
     let start = Instant::now();
     let err = down.send_and_wait(downlink(5), WAIT).unwrap_err();
-    assert!(matches!(err, crate::Error::Closed(_)), "{err:?}");
+    // Written before the end: it may have gone out, so it must not read as unsent.
+    assert!(
+        matches!(
+            err,
+            crate::Error::DownstreamInterrupted {
+                transaction_id: 5,
+                ack: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.nothing_sent());
     assert!(start.elapsed() < WAIT / 2, "{:?}", start.elapsed());
+    server.join().unwrap();
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|n| n.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A hostile server: after the handshake it writes `prefix`, then `unit` over and over
+/// as fast as the client takes it, until the test stops it; it drains whatever the
+/// client sends so that the client's writes are never held back by TCP.
+fn flood_server(
+    prefix: &'static [u8],
+    unit: &'static [u8],
+) -> (
+    ConnectParams,
+    Arc<std::sync::atomic::AtomicBool>,
+    thread::JoinHandle<()>,
+) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let server = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let ws = tungstenite::accept(tcp).unwrap();
+        let mut out = ws.get_ref().try_clone().unwrap();
+        let mut drain = ws.get_ref().try_clone().unwrap();
+        let drainer = thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while matches!(drain.read(&mut buf), Ok(n) if n > 0) {}
+        });
+        // Whole units, written as one endless stream whatever each write takes.
+        let units = (64 * 1024 / unit.len()).max(1);
+        let chunk: Vec<u8> = unit.repeat(units);
+        out.set_write_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let _ = out.write_all(prefix);
+        let mut at = 0;
+        while !stopped.load(Ordering::Relaxed) {
+            match out.write(&chunk[at..]) {
+                Ok(n) => at = (at + n) % chunk.len(),
+                Err(e)
+                    if super::socket::would_block(&e)
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => break,
+            }
+        }
+        let _ = out.shutdown(std::net::Shutdown::Both);
+        drainer.join().unwrap();
+        drop(ws);
+    });
+    (params_for(port, "t"), stop, server)
+}
+
+struct FloodFigures {
+    send: Duration,
+    close: Duration,
+    rss_growth_kib: u64,
+    most_commands: usize,
+}
+
+/// Floods a connection with `unit` frames; measures a send with a 2 s write timeout,
+/// then a close (or drop) with a 500 ms close timeout, and meanwhile the memory the
+/// process grew and the writer's command queue.
+fn flood_probe(prefix: &'static [u8], unit: &'static [u8], by_drop: bool) -> FloodFigures {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (params, stop, server) = flood_server(prefix, unit);
+    let options = StreamOptions {
+        capacity: 64,
+        write_timeout: Duration::from_secs(2),
+        close_timeout: Duration::from_millis(500),
+        ping_interval: None,
+        ..once()
+    };
+    let up = Arc::new(Up::open(&params, "test-flood", &options, None).unwrap());
+    let (sampling, most_commands) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let sampler = {
+        let (up, sampling, most) = (up.clone(), sampling.clone(), most_commands.clone());
+        thread::spawn(move || {
+            while sampling.load(Ordering::Relaxed) {
+                if let Some(link) = up.session.link() {
+                    most.fetch_max(link.queued_commands(), Ordering::Relaxed);
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(300));
+    let rss_before = rss_kib();
+    // Each step runs on a thread of its own and is given up on after 20 s, so that a
+    // starved send or close fails the test instead of hanging it.
+    let bounded = |what: &str, step: Box<dyn FnOnce() -> String + Send>| {
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let started = Instant::now();
+        thread::spawn(move || {
+            let _ = done_tx.send(step());
+        });
+        match done.recv_timeout(Duration::from_secs(20)) {
+            Ok(outcome) => (started.elapsed(), outcome),
+            Err(_) => {
+                stop.store(true, Ordering::Relaxed);
+                panic!("{what} did not finish within 20 s");
+            }
+        }
+    };
+    let sender = up.clone();
+    let (send, sent) = bounded(
+        "the send",
+        Box::new(move || {
+            format!(
+                "{:?}",
+                sender.send(crate::UpstreamAck::new(1, DevEui::new(1), 1))
+            )
+        }),
+    );
+    // Keep flooding a while longer, so that a queue that grows shows.
+    thread::sleep(Duration::from_secs(1));
+    let rss_growth_kib = rss_kib().saturating_sub(rss_before);
+    sampling.store(false, Ordering::Relaxed);
+    sampler.join().unwrap();
+    let (close, closed) = if by_drop {
+        let up = Arc::into_inner(up).unwrap();
+        bounded(
+            "the drop",
+            Box::new(move || {
+                drop(up);
+                "dropped".to_owned()
+            }),
+        )
+    } else {
+        bounded(
+            "the close",
+            Box::new(move || {
+                up.close();
+                format!("{:?}", up.wait_closed())
+            }),
+        )
+    };
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    let figures = FloodFigures {
+        send,
+        close,
+        rss_growth_kib,
+        most_commands: most_commands.load(Ordering::Relaxed),
+    };
+    eprintln!(
+        "flood {unit:02x?}: send {:?} ({sent}), {} {:?} ({closed}), RSS +{} KiB, most queued commands {}",
+        figures.send,
+        if by_drop { "drop" } else { "close" },
+        figures.close,
+        figures.rss_growth_kib,
+        figures.most_commands,
+    );
+    assert_eq!(sent, "Ok(())");
+    if !by_drop {
+        assert_eq!(closed, format!("{:?}", CloseReason::Local));
+    }
+    figures
+}
+
+#[test]
+fn a_ping_flood_does_not_starve_a_send_or_the_close() {
+    let f = flood_probe(&[], &[0x89, 0x00], false);
+    // Generous bounds: the write timeout is 2 s, the close timeout 500 ms; before the
+    // fix the send took 40 s and the command queue grew by a flush per read pass.
+    assert!(f.send < Duration::from_secs(6), "send took {:?}", f.send);
+    assert!(
+        f.close < Duration::from_secs(10),
+        "close took {:?}",
+        f.close
+    );
+    assert!(f.most_commands <= 2, "{} commands queued", f.most_commands);
+}
+
+#[test]
+fn an_empty_continuation_flood_does_not_starve_a_send_or_the_drop() {
+    // A text message that never ends: a first fragment, then empty continuations, which
+    // tungstenite reads in a loop of its own without returning a message.
+    let f = flood_probe(&[0x01, 0x00], &[0x00, 0x00], true);
+    // In a debug build on a loaded machine one batch of 2-byte frames takes up to about
+    // a second to parse; before the fix neither the send nor the drop ever finished.
+    assert!(f.send < Duration::from_secs(6), "send took {:?}", f.send);
+    assert!(f.close < Duration::from_secs(10), "drop took {:?}", f.close);
+    assert!(f.most_commands <= 2, "{} commands queued", f.most_commands);
+}
+
+#[test]
+fn closing_against_a_flood_keeps_a_bounded_stash_that_len_counts() {
+    use std::sync::atomic::Ordering;
+    // Valid uplinks, as fast as the client takes them.
+    let frame = upstream_frame(9);
+    let mut wire = vec![0x81, 126, (frame.len() >> 8) as u8, frame.len() as u8];
+    wire.extend_from_slice(frame.as_bytes());
+    let unit: &'static [u8] = Box::leak(wire.into_boxed_slice());
+    let (params, stop, server) = flood_server(&[], unit);
+    let capacity = 8;
+    let options = StreamOptions {
+        capacity,
+        close_timeout: Duration::from_secs(5),
+        ping_interval: None,
+        ..once()
+    };
+    let up = Up::open(&params, "test-flood", &options, None).unwrap();
+    // Nobody consumes: the channel fills and the reader waits for room.
+    thread::sleep(Duration::from_millis(200));
+    assert_eq!(up.len(), capacity);
+    let started = Instant::now();
+    up.close();
+    // The reader stops once a channel's worth is stashed, instead of reading the flood
+    // for the whole close timeout.
+    assert_eq!(up.wait_closed_timeout(WAIT), Some(CloseReason::Local));
+    let closing = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    let waiting = up.len();
+    // The channel, a channel's worth of stash, the rest of the batch in hand, and what
+    // tungstenite had already read off the socket (its 128 KiB read buffer).
+    let already_read = 128 * 1024 / unit.len() + 1;
+    assert!(
+        waiting >= 2 * capacity && waiting <= 2 * capacity + link::READ_BATCH + already_read,
+        "{waiting} messages kept"
+    );
+    // len() counts the stash: exactly what the receiving side still hands out.
+    assert_eq!(up.iter().count(), waiting);
+    // Done as soon as the stash is full, not after the close timeout.
+    assert!(closing < Duration::from_secs(5), "{closing:?}");
+}
+
+#[test]
+fn a_close_after_the_server_closed_keeps_the_servers_reason() {
+    let (params, server) = serve(|mut ws| {
+        ws.close(Some(CloseFrame {
+            code: CloseCode::Policy,
+            reason: "go away".into(),
+        }))
+        .unwrap();
+        read_until_close(&mut ws);
+    });
+    let up = open(&params, 8);
+    assert!(up.recv_timeout(WAIT).is_err());
+    up.close();
+    let remote = CloseReason::Remote {
+        code: 1008,
+        reason: "go away".into(),
+    };
+    assert_eq!(up.close_reason(), Some(remote.clone()));
+    assert_eq!(up.wait_closed(), remote);
+    server.join().unwrap();
+}
+
+#[test]
+fn a_close_after_a_keepalive_timeout_keeps_the_timeout() {
+    let (params, server) = serve(|ws| {
+        // Never reads, so never answers a ping.
+        thread::sleep(Duration::from_secs(2));
+        drop(ws);
+    });
+    let options = StreamOptions {
+        ping_interval: Some(Duration::from_millis(50)),
+        pong_timeout: Duration::from_millis(100),
+        ..once()
+    };
+    let up = Up::open(&params, "test-upstream", &options, None).unwrap();
+    assert!(up.recv_timeout(WAIT).is_err());
+    up.close();
+    let reason = up.wait_closed();
+    assert!(
+        matches!(&reason, CloseReason::Error(why) if why.contains("ping")),
+        "{reason:?}"
+    );
+    assert_eq!(up.close_reason(), Some(reason));
+    server.join().unwrap();
+}
+
+#[test]
+fn send_and_wait_hands_over_the_ack_when_the_connection_ends_after_it() {
+    for reconnect in [false, true] {
+        let (params, server) = serve(|mut ws| {
+            let Message::Text(text) = ws.read().unwrap() else {
+                panic!("expected a downlink")
+            };
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let id = v["TransactionID"].as_u64().unwrap();
+            ws.send(Message::text(format!(
+                r#"{{"ProtocolVersion":1,"TransactionID":{id},"MailboxID":3}}"#
+            )))
+            .unwrap();
+            ws.close(None).unwrap();
+            read_until_close(&mut ws);
+        });
+        let options = if reconnect {
+            StreamOptions::default()
+        } else {
+            once()
+        };
+        let down = Down::open(&params, "test-downstream", &options, None).unwrap();
+        let err = down.send_and_wait(downlink(41), WAIT).unwrap_err();
+        let crate::Error::DownstreamInterrupted {
+            transaction_id,
+            ack,
+            reason,
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*transaction_id, 41);
+        assert_eq!(ack.as_ref().map(|a| a.mailbox_id), Some(3), "{err}");
+        assert!(reason.contains("server"), "{reason}");
+        // A caller that retries on "nothing sent" must not resend this one.
+        assert!(!err.nothing_sent());
+        down.close();
+        down.wait_closed();
+        server.join().unwrap();
+    }
+}
+
+#[test]
+fn reconnection_is_on_by_default() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        for id in 1..=2 {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(WAIT)).unwrap();
+            let mut ws = tungstenite::accept(tcp).unwrap();
+            ws.send(Message::text(upstream_frame(id))).unwrap();
+            if id == 1 {
+                // A server close ends this link, not the connection.
+                ws.close(None).unwrap();
+            }
+            read_until_close(&mut ws);
+        }
+    });
+    let options = StreamOptions::default();
+    assert!(options.reconnect.is_some());
+    let up = Up::open(&params_for(port, "t"), "test-upstream", &options, None).unwrap();
+    // The first retry waits 250-500 ms.
+    let ids: Vec<u64> = up.iter().take(2).map(|m| m.transaction_id).collect();
+    assert_eq!(ids, vec![1, 2]);
+    up.close();
+    assert_eq!(up.wait_closed(), CloseReason::Local);
     server.join().unwrap();
 }

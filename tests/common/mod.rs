@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ran_routing::{Core, CoreBuilder};
+use ran_routing::{Core, CoreBuilder, Select};
 use ran_routing_emulator::Emulator;
 
 /// Bounds every REST call of a test, so a bug fails instead of hanging.
@@ -28,4 +28,57 @@ pub fn core(emu: &Emulator) -> Core {
 
 pub fn emulator() -> Emulator {
     Emulator::start().expect("emulator starts")
+}
+
+/// The token the raw servers below are called with.
+pub const RAW_TOKEN: &str = "raw-s3cr3t-t0ken";
+
+/// Serves one HTTP request on loopback, answering with `status` and `body` (or, when
+/// `echo` is set, with the request's own bytes after `body`, as proxies' error pages do),
+/// and returns the server's URL.
+pub fn raw_http_server(status: u16, body: &str, echo: bool) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/api/v1", listener.local_addr().unwrap());
+    let body = body.to_owned();
+    std::thread::spawn(move || {
+        let Ok((mut tcp, _)) = listener.accept() else {
+            return;
+        };
+        tcp.set_read_timeout(Some(CALL_TIMEOUT)).unwrap();
+        let mut request = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tcp.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let mut answer = body.into_bytes();
+        if echo {
+            answer.extend_from_slice(&request);
+        }
+        let head = format!(
+            "HTTP/1.1 {status} Whatever\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            answer.len()
+        );
+        let _ = tcp.write_all(head.as_bytes());
+        let _ = tcp.write_all(&answer);
+    });
+    url
+}
+
+/// What a REST call makes of an error answer with this status and body, served by a real
+/// server over loopback.
+pub fn api_error_from(status: u16, body: &str) -> ran_routing::ApiError {
+    let url = raw_http_server(status, body, false);
+    let ran = Core::builder(RAW_TOKEN)
+        .base_url(&url)
+        .request_timeout(CALL_TIMEOUT)
+        .build()
+        .unwrap();
+    match ran.routing_table().select(Select::all()) {
+        Err(ran_routing::Error::Api(e)) => e,
+        other => panic!("expected an API error, got {other:?}"),
+    }
 }

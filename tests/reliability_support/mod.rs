@@ -43,11 +43,9 @@ pub fn uplink(id: u64) -> UpstreamMessage {
 
 /// Reconnection quick enough for tests: 10 ms, doubling up to 200 ms.
 pub fn fast_reconnect() -> Reconnect {
-    Reconnect {
-        initial_delay: Duration::from_millis(10),
-        max_delay: Duration::from_millis(200),
-        ..Reconnect::default()
-    }
+    Reconnect::default()
+        .initial_delay(Duration::from_millis(10))
+        .max_delay(Duration::from_millis(200))
 }
 
 /// A client of `base_url` with `token` and test timeouts (plain HTTP only).

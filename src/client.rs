@@ -1,17 +1,19 @@
-//! The client: [`Core`], built from an access token and a base URL.
+//! The client: [`Core`], built from an access token and a base URL. (The module was
+//! called `core` before, which shadowed the built-in `core` crate.)
 //!
 //! Like the Python client's `Core`, it is the one object an application keeps: it owns
 //! the HTTP connection pool and the TLS settings, and hands out the routing table
 //! ([`Core::routing_table`]) and multicast groups ([`Core::multicast_groups`]).
 //!
 //! ```no_run
-//! use ran_routing::{Core, DevEui, JoinEui};
+//! use ran_routing::{Core, DevEui, JoinEui, NewDevice, Select};
 //!
 //! let ran = Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
-//! let device = ran
-//!     .routing_table()
-//!     .insert(DevEui::new(0x7ABE1B8C93D7174F), JoinEui::new(0x3CEDCF624F8B68F4))?;
-//! let devices = ran.routing_table().select()?;
+//! let device = ran.routing_table().insert(NewDevice::otaa(
+//!     DevEui::new(0x7ABE1B8C93D7174F),
+//!     JoinEui::new(0x3CEDCF624F8B68F4),
+//! ))?;
+//! let devices = ran.routing_table().select(Select::all())?;
 //! assert_eq!(devices[0].dev_eui, device.dev_eui);
 //! ran.close();
 //! # Ok::<(), ran_routing::Error>(())
@@ -60,7 +62,7 @@ pub(crate) trait StreamCloser: Send + Sync {
 /// let ran = Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
 /// let worker = {
 ///     let ran = ran.clone();
-///     thread::spawn(move || ran.routing_table().select())
+///     thread::spawn(move || ran.routing_table().select(ran_routing::Select::all()))
 /// };
 /// let devices = worker.join().unwrap()?;
 /// # Ok::<(), ran_routing::Error>(())
@@ -123,7 +125,7 @@ impl Core {
     ///
     /// ```no_run
     /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
-    /// let devices = ran.routing_table().select()?;
+    /// let devices = ran.routing_table().select(ran_routing::Select::all())?;
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
     pub fn routing_table(&self) -> RoutingTable<'_> {
@@ -134,7 +136,7 @@ impl Core {
     ///
     /// ```no_run
     /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
-    /// let groups = ran.multicast_groups().get_multicast_groups(&[])?;
+    /// let groups = ran.multicast_groups().get([])?;
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
     pub fn multicast_groups(&self) -> MulticastGroups<'_> {
@@ -157,7 +159,10 @@ impl Core {
     /// ran.close();
     /// ran.close();
     /// assert!(ran.is_closed());
-    /// assert!(matches!(ran.routing_table().select(), Err(Error::Closed(_))));
+    /// assert!(matches!(
+    ///     ran.routing_table().select(ran_routing::Select::all()),
+    ///     Err(Error::Closed(_))
+    /// ));
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
     pub fn close(&self) {

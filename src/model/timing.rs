@@ -1,0 +1,100 @@
+//! Transmission windows: when and how a downlink goes out.
+
+use serde::{Deserialize, Serialize};
+
+use super::DownstreamRadio;
+use crate::error::InvalidInput;
+
+/// When a downlink goes out: exactly one of a class A delay, class B slots or a class C
+/// deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TxTiming {
+    /// Class A: seconds after the last acknowledged uplink of the device, 1 to 15.
+    #[serde(rename = "Delay")]
+    Delay(u8),
+    /// Class B: 1 to 8 GPS-time transmission slots.
+    #[serde(rename = "TMMS")]
+    Tmms(Vec<u64>),
+    /// Class C: the unix time (seconds) by which to transmit, at most now + 512 s.
+    #[serde(rename = "Deadline")]
+    Deadline(u64),
+}
+
+impl TxTiming {
+    /// The allowed class A delays, in seconds.
+    pub const DELAY_RANGE: std::ops::RangeInclusive<u8> = 1..=15;
+    /// The most class B slots one downlink may name.
+    pub const MAX_TMMS_SLOTS: usize = 8;
+    /// How far ahead a class C deadline may be, in seconds.
+    pub const MAX_DEADLINE_AHEAD_SECS: u64 = 512;
+
+    /// Checks the value rules; a class C deadline is checked against the system clock.
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        match self {
+            TxTiming::Delay(d) if !Self::DELAY_RANGE.contains(d) => Err(InvalidInput::Delay(*d)),
+            TxTiming::Tmms(slots) if slots.is_empty() || slots.len() > Self::MAX_TMMS_SLOTS => {
+                Err(InvalidInput::TmmsSlots(slots.len()))
+            }
+            TxTiming::Deadline(deadline) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                if *deadline == 0 || *deadline > now + Self::MAX_DEADLINE_AHEAD_SECS {
+                    Err(InvalidInput::Deadline {
+                        deadline: *deadline,
+                        now,
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// When and how a downlink is transmitted.
+///
+/// Decoding rejects a window with no timing key or with more than one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct TransmissionWindow {
+    /// Radio parameters for the transmission.
+    #[serde(rename = "Radio")]
+    pub radio: DownstreamRadio,
+    /// The timing: class A, B or C.
+    #[serde(flatten)]
+    pub timing: TxTiming,
+}
+
+impl TransmissionWindow {
+    /// A class A window: `delay` seconds (1 to 15) after the device's last acknowledged
+    /// uplink.
+    pub fn class_a(radio: DownstreamRadio, delay: u8) -> Self {
+        Self {
+            radio,
+            timing: TxTiming::Delay(delay),
+        }
+    }
+
+    /// A class B window in the given GPS-time slots (1 to 8 of them).
+    pub fn class_b(radio: DownstreamRadio, tmms: impl Into<Vec<u64>>) -> Self {
+        Self {
+            radio,
+            timing: TxTiming::Tmms(tmms.into()),
+        }
+    }
+
+    /// A class C window: transmit by `deadline` (unix seconds, at most now + 512 s).
+    pub fn class_c(radio: DownstreamRadio, deadline: u64) -> Self {
+        Self {
+            radio,
+            timing: TxTiming::Deadline(deadline),
+        }
+    }
+
+    /// Checks every value rule of the radio and the timing.
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        self.radio.modulation.validate()?;
+        self.timing.validate()
+    }
+}
