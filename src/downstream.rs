@@ -123,7 +123,7 @@ impl Connection<DownstreamReply, DownstreamRequest> {
             Some(reason) => Err(Error::DownstreamInterrupted {
                 transaction_id,
                 ack,
-                reason,
+                reason: reason.into(),
             }),
             None => Err(Error::DownstreamTimeout {
                 transaction_id,

@@ -107,8 +107,8 @@ pub enum Error {
         transaction_id: u64,
         /// The RAN's ack, if it came before the end.
         ack: Option<crate::model::DownstreamAck>,
-        /// Why the connection ended.
-        reason: String,
+        /// Why the connection ended (boxed: keeps `Error` at 64 bytes).
+        reason: Box<str>,
     },
     /// A MIC could not be computed, or no candidate of a challenge matched.
     #[cfg(feature = "mic")]
