@@ -29,6 +29,9 @@ pub struct Status {
     pub accepted_connections: u64,
     /// Stream frames that were not valid messages.
     pub invalid_frames: u64,
+    /// Connections open now (HTTP and streams), each holding a connection slot.
+    #[serde(default)]
+    pub open_connections: usize,
 }
 
 /// A device on the emulated air, as `GET /emulator/radio/devices` lists it (no keys).
@@ -135,11 +138,15 @@ struct StatsBody {
 pub struct ControlClient {
     url: String,
     agent: ureq::Agent,
+    /// Its `Debug` never shows the secret.
+    token: Option<crate::server::Token>,
 }
 
 impl ControlClient {
     /// A client of the control API at `url`, e.g. `http://127.0.0.1:8080/emulator/` (what
     /// [`Emulator::control_url`](crate::Emulator::control_url) and the binary print).
+    /// The host must name the emulator as it knows itself (`127.0.0.1`, `localhost`,
+    /// `[::1]` or its listening address): the control API refuses other `Host`s.
     pub fn new(url: impl Into<String>) -> Self {
         let mut url = url.into();
         if !url.ends_with('/') {
@@ -151,7 +158,20 @@ impl ControlClient {
                 .timeout_global(Some(Duration::from_secs(30)))
                 .build(),
         );
-        Self { url, agent }
+        Self {
+            url,
+            agent,
+            token: None,
+        }
+    }
+
+    /// Sends `token` with every call, as `Authorization: Bearer <token>`: for an
+    /// emulator started with a control token
+    /// ([`EmulatorBuilder::control_token`](crate::EmulatorBuilder::control_token), or
+    /// `ran-emulator --control-token`).
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(crate::server::Token::unchecked(token.into()));
+        self
     }
 
     /// The control API's URL.
@@ -161,15 +181,17 @@ impl ControlClient {
 
     fn call(&self, method: &str, path: &str, body: Option<String>) -> Result<Value> {
         let url = format!("{}{path}", self.url);
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Bearer {}", t.expose()));
         let sent = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call(),
-            ("DELETE", _) => self.agent.delete(&url).call(),
-            (_, Some(body)) => self
-                .agent
-                .post(&url)
+            ("GET", _) => with_auth(self.agent.get(&url), auth).call(),
+            ("DELETE", _) => with_auth(self.agent.delete(&url), auth).call(),
+            (_, Some(body)) => with_auth(self.agent.post(&url), auth)
                 .header("Content-Type", "application/json")
                 .send(body),
-            (_, None) => self.agent.post(&url).send_empty(),
+            (_, None) => with_auth(self.agent.post(&url), auth).send_empty(),
         };
         let mut response = sent.map_err(|e| Error::Transport(format!("{method} {url}: {e}")))?;
         let status = response.status().as_u16();
@@ -381,6 +403,13 @@ impl ControlClient {
     pub fn set_mic_challenge_size(&self, min: usize, max: usize) -> Result<()> {
         self.post("radio/challenge-size", json!({"min": min, "max": max}))
             .map(drop)
+    }
+}
+
+fn with_auth<B>(request: ureq::RequestBuilder<B>, auth: Option<String>) -> ureq::RequestBuilder<B> {
+    match auth {
+        Some(auth) => request.header("Authorization", auth),
+        None => request,
     }
 }
 

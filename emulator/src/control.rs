@@ -1,10 +1,14 @@
 //! The control API under `/emulator/`: what the in-process handle offers, over HTTP, for
 //! the `ran-emulator` binary and for tests written in other languages.
 //!
-//! It needs no token and answers loopback clients only. Errors use the service's error
-//! body, with `Emulator.*` codes for the emulator's own failures.
+//! It answers loopback clients only. Since a web page in a browser on the same machine is
+//! a loopback client too, it also refuses what only a browser would send: a `Host` that is
+//! not the emulator's own (DNS rebinding), an `Origin` that is not the emulator's own, and
+//! a body that is not `application/json` (the one type a page cannot send cross-origin
+//! without asking first). A control token can be required on top. Errors use the
+//! service's error body, with `Emulator.*` codes for the emulator's own failures.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -75,6 +79,9 @@ pub(crate) fn handle(
             None,
         );
     }
+    if let Err(refusal) = admit(shared, req) {
+        return refusal;
+    }
     if let Some(radio_route) = route.strip_prefix("radio/") {
         return crate::radio::routes::handle(shared, radio_route, req);
     }
@@ -141,6 +148,7 @@ pub(crate) fn handle(
                 "invalid_frames": hub.invalid_frames(),
                 "unknown_upstream_replies": hub.unknown_replies(),
                 "withheld_upstreams": shared.radio.stats().withheld,
+                "open_connections": shared.open_connections(),
             }),
         ),
         ("POST", "streams/drop") => {
@@ -185,4 +193,103 @@ pub(crate) fn not_routed(method: &str, path: &str, allowed: &[&str]) -> Response
         )
         .with_header("Allow", allowed.join(", "))
     }
+}
+
+/// The checks every control request passes before it is routed.
+fn admit(shared: &Shared, req: &Request) -> Result<(), Response> {
+    let forbidden = |why: String| Response::error(403, "Emulator.Forbidden", why, None);
+    match req.header("Host") {
+        Some(host) if own_authority(shared, host, None) => {}
+        Some(host) => {
+            return Err(forbidden(format!(
+                "Host {:?} is not this emulator",
+                host.chars().take(100).collect::<String>()
+            )))
+        }
+        None => return Err(forbidden("a Host header is required".into())),
+    }
+    if let Some(origin) = req.header("Origin") {
+        let scheme = if shared.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let own = origin
+            .strip_prefix(scheme)
+            .and_then(|o| o.strip_prefix("://"))
+            .is_some_and(|authority| own_authority(shared, authority, Some(scheme)));
+        if !own {
+            return Err(forbidden(format!(
+                "requests from Origin {:?} are refused",
+                origin.chars().take(100).collect::<String>()
+            )));
+        }
+    }
+    if let Some(token) = &shared.config.control_token {
+        let given = req.header("Authorization").and_then(|h| {
+            let (scheme, value) = h.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| value.trim())
+        });
+        if given != Some(token.expose()) {
+            return Err(Response::error(
+                401,
+                "Emulator.Unauthorized",
+                "the control API needs its token: Authorization: Bearer <control token>",
+                None,
+            )
+            .with_header("WWW-Authenticate", "Bearer"));
+        }
+    }
+    if !req.body.is_empty() {
+        let json = req.header("Content-Type").is_some_and(|t| {
+            let media = t.split(';').next().unwrap_or("").trim();
+            media.eq_ignore_ascii_case("application/json")
+        });
+        if !json {
+            return Err(Response::error(
+                415,
+                "Emulator.UnsupportedMediaType",
+                "control request bodies must be sent as Content-Type: application/json",
+                None,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `authority` (`host[:port]`) names this emulator: a loopback name or address,
+/// or the address it listens on, with its port. `scheme` gives the default port when an
+/// Origin has none (a Host without a port means the scheme's default too).
+fn own_authority(shared: &Shared, authority: &str, scheme: Option<&str>) -> bool {
+    let tls = match scheme {
+        Some(scheme) => scheme == "https",
+        None => shared.config.tls.is_some(),
+    };
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((host, "")) => (host, None),
+            Some((host, port)) => match port.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return false,
+            },
+            None => return false,
+        },
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        None => Some(if tls { 443 } else { 80 }),
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok(),
+        Some(_) => None,
+    };
+    if port != Some(shared.local_addr.port()) {
+        return false;
+    }
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback() || ip == shared.local_addr.ip())
 }

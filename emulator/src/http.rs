@@ -3,10 +3,15 @@
 //!
 //! Bodies come with `Content-Length` or chunked transfer coding (chunk sizes parsed by
 //! `httparse` too); heads and bodies have size limits so a hostile client costs bounded
-//! memory. Anything malformed gets a 4xx and the connection is closed, since after a
-//! framing error the next request's start cannot be found.
+//! memory, and a whole request has a deadline so a slow one costs bounded time. Anything
+//! malformed gets a 4xx and the connection is closed, since after a framing error the
+//! next request's start cannot be found. Framing is read as RFC 9112 section 6 asks of a
+//! server that must not be fooled into seeing two requests where a proxy saw one:
+//! `Content-Length` is digits only and single-valued, `Transfer-Encoding` is `chunked`
+//! alone, never with `Content-Length` and never in HTTP/1.0.
 
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -54,6 +59,12 @@ impl Default for Limits {
 }
 
 const MAX_HEADERS: usize = 64;
+
+/// A stream whose reads can be given a timeout, so a request can have a deadline.
+pub(crate) trait ReadTimeout {
+    /// Sets the timeout of the next reads (`None`: wait forever).
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+}
 
 /// One parsed request.
 #[derive(Debug)]
@@ -204,6 +215,20 @@ pub(crate) struct HttpConn<S> {
     /// WebSocket frames after an upgrade request).
     pub(crate) buf: Vec<u8>,
     limits: Limits,
+    /// How long the connection may wait for a request's first byte; `None`: no limit.
+    idle_timeout: Option<Duration>,
+    /// How long reading one request, head and body, may take; `None`: no limit.
+    request_timeout: Option<Duration>,
+    /// When the request being read must be complete. A new connection's first request
+    /// runs from the accept; a later one from its first byte.
+    deadline: Option<Instant>,
+}
+
+/// Why reading more bytes failed.
+enum FillError {
+    /// The request's deadline passed.
+    Deadline,
+    Io(io::Error),
 }
 
 /// Why a request could not be read to its end.
@@ -225,19 +250,46 @@ fn reject(status: u16, description: &str) -> Abort {
     Abort::Reject(Response::error(status, "Unknown", description, None))
 }
 
-impl<S: Read + Write> HttpConn<S> {
+impl<S: Read + Write + ReadTimeout> HttpConn<S> {
     pub(crate) fn new(stream: S, limits: Limits) -> Self {
         Self {
             stream,
             buf: Vec::new(),
             limits,
+            idle_timeout: None,
+            request_timeout: None,
+            deadline: None,
         }
     }
 
+    /// Bounds the wait between requests (`idle`) and the time to read one request
+    /// (`request`), counting from now for the first request.
+    pub(crate) fn with_timeouts(mut self, idle: Duration, request: Duration) -> Self {
+        self.idle_timeout = Some(idle);
+        self.request_timeout = Some(request);
+        self.deadline = Instant::now().checked_add(request);
+        self
+    }
+
     /// Reads more bytes into the buffer; `Ok(false)` at end of stream.
-    fn fill(&mut self) -> io::Result<bool> {
+    fn fill(&mut self) -> Result<bool, FillError> {
         let mut chunk = [0u8; 8192];
         loop {
+            let timeout = match self.deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(FillError::Deadline);
+                    }
+                    Some(self.idle_timeout.map_or(left, |idle| idle.min(left)))
+                }
+                None => self.idle_timeout,
+            };
+            if timeout.is_some() {
+                self.stream
+                    .set_read_timeout(timeout)
+                    .map_err(FillError::Io)?;
+            }
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Ok(false),
                 Ok(n) => {
@@ -245,14 +297,38 @@ impl<S: Read + Write> HttpConn<S> {
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) && self.deadline.is_some_and(|d| Instant::now() >= d) =>
+                {
+                    return Err(FillError::Deadline)
+                }
+                Err(e) => return Err(FillError::Io(e)),
             }
         }
     }
 
     /// Reads the next request, body included.
     pub(crate) fn next_request(&mut self) -> Next {
+        let next = self.read_request();
+        // The request is read (or abandoned): the next one gets a deadline of its own,
+        // and a WebSocket taking the stream over finds the idle timeout back.
+        self.deadline = None;
+        if self.idle_timeout.is_some() {
+            let _ = self.stream.set_read_timeout(self.idle_timeout);
+        }
+        next
+    }
+
+    fn read_request(&mut self) -> Next {
         let mut head = loop {
+            if self.deadline.is_none() && !self.buf.is_empty() {
+                self.deadline = self
+                    .request_timeout
+                    .and_then(|t| Instant::now().checked_add(t));
+            }
             if !self.buf.is_empty() {
                 match parse_head(&self.buf) {
                     Ok(Some((_, len))) if len > self.limits.max_head => {
@@ -276,7 +352,8 @@ impl<S: Read + Write> HttpConn<S> {
                 Ok(true) => {}
                 Ok(false) if self.buf.is_empty() => return Next::Closed,
                 Ok(false) => return reject(400, "connection closed mid-request").into(),
-                Err(e) => {
+                Err(FillError::Deadline) => return request_timeout().into(),
+                Err(FillError::Io(e)) => {
                     log::debug!("emulator: read failed: {e}");
                     return Next::Closed;
                 }
@@ -292,43 +369,25 @@ impl<S: Read + Write> HttpConn<S> {
     }
 
     fn read_body(&mut self, req: &Request) -> Result<Vec<u8>, Abort> {
-        if let Some(te) = req.header("Transfer-Encoding") {
-            let last = te.rsplit(',').next().unwrap_or("").trim();
-            if !last.eq_ignore_ascii_case("chunked") {
-                return Err(reject(501, "unsupported transfer coding"));
+        match framing(req)? {
+            Framing::None => Ok(Vec::new()),
+            Framing::Chunked => {
+                self.send_continue(req)?;
+                self.read_chunked()
             }
-            self.send_continue(req)?;
-            return self.read_chunked();
-        }
-        let lengths: Vec<&str> = req
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
-            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-            .map(str::trim)
-            .collect();
-        let Some(first) = lengths.first() else {
-            return Ok(Vec::new());
-        };
-        if lengths.iter().any(|l| l != first) {
-            return Err(reject(400, "conflicting Content-Length headers"));
-        }
-        let len: usize = first
-            .parse()
-            .map_err(|_| reject(400, "bad Content-Length"))?;
-        if len > self.limits.max_body {
-            return Err(reject(413, "request body too large"));
-        }
-        if len > 0 {
-            self.send_continue(req)?;
-        }
-        while self.buf.len() < len {
-            match self.fill() {
-                Ok(true) => {}
-                _ => return Err(Abort::Closed),
+            Framing::Length(len) => {
+                if len > self.limits.max_body {
+                    return Err(reject(413, "request body too large"));
+                }
+                if len > 0 {
+                    self.send_continue(req)?;
+                }
+                while self.buf.len() < len {
+                    self.fill_or_closed()?;
+                }
+                Ok(self.buf.drain(..len).collect())
             }
         }
-        Ok(self.buf.drain(..len).collect())
     }
 
     /// Answers `Expect: 100-continue` so clients that wait for it send their body.
@@ -365,14 +424,22 @@ impl<S: Read + Write> HttpConn<S> {
             if size == 0 {
                 return self.skip_trailers().map(|()| body);
             }
+            // A hostile size (up to 2^64 - 1) must not overflow the sums below.
             let size = usize::try_from(size)
                 .ok()
-                .filter(|s| body.len() + s <= self.limits.max_body)
+                .filter(|s| {
+                    body.len()
+                        .checked_add(*s)
+                        .is_some_and(|total| total <= self.limits.max_body)
+                })
                 .ok_or_else(|| reject(413, "request body too large"))?;
-            while self.buf.len() < size + 2 {
+            let framed = size
+                .checked_add(2)
+                .ok_or_else(|| reject(413, "request body too large"))?;
+            while self.buf.len() < framed {
                 self.fill_or_closed()?;
             }
-            if &self.buf[size..size + 2] != b"\r\n" {
+            if &self.buf[size..framed] != b"\r\n" {
                 return Err(reject(400, "chunk not terminated by CRLF"));
             }
             body.extend(self.buf.drain(..size));
@@ -400,9 +467,79 @@ impl<S: Read + Write> HttpConn<S> {
     fn fill_or_closed(&mut self) -> Result<(), Abort> {
         match self.fill() {
             Ok(true) => Ok(()),
+            Err(FillError::Deadline) => Err(request_timeout()),
             _ => Err(Abort::Closed),
         }
     }
+}
+
+fn request_timeout() -> Abort {
+    reject(408, "the request took too long to arrive")
+}
+
+/// How a request's body is delimited.
+#[derive(Debug, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(usize),
+    Chunked,
+}
+
+/// Reads the framing headers strictly (RFC 9112 6.1-6.3): anything a proxy in front could
+/// read differently is refused, and the connection closed with it.
+fn framing(req: &Request) -> Result<Framing, Abort> {
+    let values = |name: &str| -> Vec<&[u8]> {
+        req.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim_ascii())
+            .collect()
+    };
+    let codings = values("Transfer-Encoding");
+    let lengths = values("Content-Length");
+    if !codings.is_empty() {
+        if !lengths.is_empty() {
+            return Err(reject(
+                400,
+                "Content-Length and Transfer-Encoding together are refused",
+            ));
+        }
+        if req.version < 1 {
+            return Err(reject(400, "Transfer-Encoding is not allowed in HTTP/1.0"));
+        }
+        let list: Vec<String> = codings
+            .iter()
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        return match list.as_slice() {
+            [only] if only == "chunked" => Ok(Framing::Chunked),
+            [.., last] if last == "chunked" => {
+                Err(reject(501, "only the chunked transfer coding is supported"))
+            }
+            // Chunked missing or not last: the body's end cannot be found.
+            _ if list.iter().all(|t| t != "chunked") && !list.is_empty() => {
+                Err(reject(501, "only the chunked transfer coding is supported"))
+            }
+            _ => Err(reject(400, "bad Transfer-Encoding")),
+        };
+    }
+    let Some(first) = lengths.first() else {
+        return Ok(Framing::None);
+    };
+    if lengths.iter().any(|l| l != first) {
+        return Err(reject(400, "conflicting Content-Length headers"));
+    }
+    // 1*DIGIT: no sign, no spaces inside, no list, and no overflow.
+    if first.is_empty() || !first.iter().all(u8::is_ascii_digit) {
+        return Err(reject(400, "bad Content-Length"));
+    }
+    std::str::from_utf8(first)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .map(Framing::Length)
+        .ok_or_else(|| reject(413, "request body too large"))
 }
 
 /// Parses a request head; `Ok(None)` when more bytes are needed.
@@ -447,6 +584,12 @@ mod tests {
             // One byte at a time exercises every partial-parse path.
             let n = buf.len().min(1);
             self.input.read(&mut buf[..n])
+        }
+    }
+
+    impl ReadTimeout for Pipe {
+        fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
         }
     }
 
@@ -547,6 +690,46 @@ mod tests {
             413
         );
         assert_eq!(rejected(&mut conn("GET / HTTP/1.1\r\n")), 400);
+    }
+
+    #[test]
+    fn hostile_chunk_sizes_do_not_overflow() {
+        for size in ["ffffffffffffffff", "fffffffffffffffe", "7fffffffffffffff"] {
+            let input = format!(
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n{size}\r\n"
+            );
+            assert_eq!(rejected(&mut conn(&input)), 413, "{size}");
+        }
+    }
+
+    #[test]
+    fn framing_is_strict() {
+        let post = |headers: &str| format!("POST / HTTP/1.1\r\n{headers}\r\n");
+        for (headers, status) in [
+            ("Content-Length: 1\r\nTransfer-Encoding: chunked\r\n", 400),
+            ("Content-Length: +1\r\n", 400),
+            ("Content-Length: -1\r\n", 400),
+            ("Content-Length: 1 1\r\n", 400),
+            ("Content-Length: \r\n", 400),
+            ("Content-Length: 99999999999999999999999\r\n", 413),
+            ("Transfer-Encoding: gzip, chunked\r\n", 501),
+            ("Transfer-Encoding: chunked, gzip\r\n", 400),
+            (
+                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+                501,
+            ),
+            ("Transfer-Encoding: ,\r\n", 400),
+        ] {
+            assert_eq!(rejected(&mut conn(&post(headers))), status, "{headers:?}");
+        }
+        let old = "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(rejected(&mut conn(old)), 400);
+        // Well-formed framings still read.
+        let ok = "POST / HTTP/1.1\r\nContent-Length:  2 \r\n\r\nab\
+                  POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n1\r\nc\r\n0\r\n\r\n";
+        let mut c = conn(ok);
+        assert_eq!(request(&mut c).body, b"ab");
+        assert_eq!(request(&mut c).body, b"c");
     }
 
     #[test]

@@ -9,9 +9,10 @@
 //! messages, waits for the LNS's acks, looks at the downlinks the LNS sent and chooses
 //! their result codes.
 //!
-//! The same controls are served over HTTP under `/emulator/` (no token, loopback clients
-//! only), for the binary and for tests in other languages; [`ControlClient`] is a typed
-//! Rust client of them:
+//! The same controls are served over HTTP under `/emulator/` (loopback clients only, with
+//! the emulator's own `Host`, no foreign `Origin`, JSON bodies as `application/json`, and
+//! [`EmulatorBuilder::control_token`] if set), for the binary and for tests in other
+//! languages; [`ControlClient`] is a typed Rust client of them:
 //!
 //! | call | does |
 //! |---|---|
@@ -200,6 +201,18 @@ impl Emulator {
     /// The access token clients must present.
     pub fn token(&self) -> &str {
         self.shared.config.token.expose()
+    }
+
+    /// The token the control API asks for, if one was set
+    /// ([`EmulatorBuilder::control_token`]).
+    pub fn control_token(&self) -> Option<&str> {
+        self.shared.config.control_token.as_ref().map(Token::expose)
+    }
+
+    /// How many connections are open now (HTTP and streams), each holding one of the
+    /// [`max_connections`](EmulatorBuilder::max_connections) slots.
+    pub fn open_connections(&self) -> usize {
+        self.shared.open_connections()
     }
 
     /// The PEM of the self-signed certificate when TLS is on, for clients to trust. It is
@@ -408,7 +421,17 @@ pub struct EmulatorBuilder {
     max_body_size: usize,
     max_connections: usize,
     rules: radio::Rules,
+    request_timeout: Duration,
+    rest_latency: Duration,
+    max_select_size: usize,
+    control_token: Option<Token>,
 }
+
+/// The default of [`EmulatorBuilder::device_limit`].
+pub const DEFAULT_DEVICE_LIMIT: usize = 200_000;
+
+/// The default of [`EmulatorBuilder::max_select_size`]: 64 MiB.
+pub const DEFAULT_MAX_SELECT_SIZE: usize = 64 * 1024 * 1024;
 
 impl Default for EmulatorBuilder {
     fn default() -> Self {
@@ -416,7 +439,7 @@ impl Default for EmulatorBuilder {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: None,
             tls: false,
-            device_limit: None,
+            device_limit: Some(DEFAULT_DEVICE_LIMIT),
             base_path: "/api/v1".into(),
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(10),
@@ -424,6 +447,10 @@ impl Default for EmulatorBuilder {
             max_body_size: http::Limits::default().max_body,
             max_connections: 1024,
             rules: radio::Rules::default(),
+            request_timeout: Duration::from_secs(20),
+            rest_latency: Duration::ZERO,
+            max_select_size: DEFAULT_MAX_SELECT_SIZE,
+            control_token: None,
         }
     }
 }
@@ -443,9 +470,42 @@ impl EmulatorBuilder {
     }
 
     /// The most devices the routing table takes; one more is refused with
-    /// `Device.LimitExhausted`. Default: no limit.
-    pub fn device_limit(mut self, limit: usize) -> Self {
-        self.device_limit = Some(limit);
+    /// `Device.LimitExhausted`. `None` lifts the limit. Default
+    /// [`DEFAULT_DEVICE_LIMIT`] (200 000), which bounds the memory a runaway sync can
+    /// take.
+    pub fn device_limit(mut self, limit: impl Into<Option<usize>>) -> Self {
+        self.device_limit = limit.into();
+        self
+    }
+
+    /// The largest `devices/select` answer, in bytes of JSON; a select that would
+    /// answer more is refused (400 `Emulator.ResponseTooLarge`) and must be paged with
+    /// `offset` and `limit`. Default [`DEFAULT_MAX_SELECT_SIZE`] (64 MiB).
+    pub fn max_select_size(mut self, bytes: usize) -> Self {
+        self.max_select_size = bytes;
+        self
+    }
+
+    /// How long reading one HTTP request, head and body, may take; a client slower than
+    /// that gets 408 and is disconnected. A new connection's first request counts from
+    /// the accept. Default 20 s.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// A delay before each REST API request is answered, standing in for a WAN link.
+    /// The control API and the streams are not delayed. Default none.
+    pub fn rest_latency(mut self, latency: Duration) -> Self {
+        self.rest_latency = latency;
+        self
+    }
+
+    /// Makes the control API ask for this token, as `Authorization: Bearer <token>`
+    /// ([`ControlClient::with_token`]). Default: none; the control API still answers
+    /// loopback clients only and checks `Host`, `Origin` and the content type.
+    pub fn control_token(mut self, token: impl Into<String>) -> Self {
+        self.control_token = Some(Token::unchecked(token.into()));
         self
     }
 
@@ -564,11 +624,15 @@ impl EmulatorBuilder {
         if self.ping_interval.is_zero()
             || self.pong_timeout.is_zero()
             || self.idle_timeout.is_zero()
+            || self.request_timeout.is_zero()
         {
             return Err(Error::Config(
-                "the ping interval, pong timeout and idle timeout must be positive".into(),
+                "the ping interval, pong timeout, idle timeout and request timeout must be \
+                 positive"
+                    .into(),
             ));
         }
+        let control_token = self.control_token.map(Token::checked).transpose()?;
         let tls = if self.tls {
             Some(tls::Tls::generate()?)
         } else {
@@ -587,6 +651,10 @@ impl EmulatorBuilder {
             pong_timeout: self.pong_timeout,
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
+            request_timeout: self.request_timeout,
+            rest_latency: self.rest_latency,
+            max_select_bytes: self.max_select_size,
+            control_token,
         };
         let server = Server::start(config, self.bind, store::Store::new(self.device_limit))?;
         let shared = server.shared.clone();

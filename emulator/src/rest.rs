@@ -227,20 +227,22 @@ pub(crate) fn handle(
     route: &str,
     req: &Request,
     authorize: impl FnOnce(&Request) -> Result<(), Response>,
+    max_select_bytes: usize,
 ) -> Option<Response> {
-    type Handler = fn(&mut Store, &Request) -> Result<Response, Response>;
+    type Handler<'a> = &'a dyn Fn(&mut Store, &Request) -> Result<Response, Response>;
+    let select = move |store: &mut Store, req: &Request| select(store, req, max_select_bytes);
     let (method, handler): (&str, Handler) = match route {
-        "devices/select" => ("GET", select),
-        "devices/insert" => ("POST", insert),
-        "devices/update" => ("POST", update),
-        "devices/drop" => ("POST", drop_devices),
-        "devices/drop-all" => ("POST", drop_all),
-        "multicast/multicast-groups/create" => ("POST", create_group),
-        "multicast/multicast-groups/update" => ("POST", update_group),
-        "multicast/multicast-groups/get" => ("POST", get_groups),
-        "multicast/multicast-groups/delete" => ("POST", delete_groups),
-        "multicast/multicast-groups/add-device" => ("POST", add_device),
-        "multicast/multicast-groups/remove-device" => ("POST", remove_device),
+        "devices/select" => ("GET", &select),
+        "devices/insert" => ("POST", &insert),
+        "devices/update" => ("POST", &update),
+        "devices/drop" => ("POST", &drop_devices),
+        "devices/drop-all" => ("POST", &drop_all),
+        "multicast/multicast-groups/create" => ("POST", &create_group),
+        "multicast/multicast-groups/update" => ("POST", &update_group),
+        "multicast/multicast-groups/get" => ("POST", &get_groups),
+        "multicast/multicast-groups/delete" => ("POST", &delete_groups),
+        "multicast/multicast-groups/add-device" => ("POST", &add_device),
+        "multicast/multicast-groups/remove-device" => ("POST", &remove_device),
         _ => return None,
     };
     if let Err(refusal) = authorize(req) {
@@ -263,7 +265,28 @@ pub(crate) fn handle(
     Some(handler(&mut store, req).unwrap_or_else(|e| e))
 }
 
-fn select(store: &mut Store, req: &Request) -> Result<Response, Response> {
+/// Writes `[device, ...]`, or fails once the JSON would pass `max_bytes`, holding at
+/// most that much (the table itself is not copied).
+fn devices_json<'a>(
+    devices: impl Iterator<Item = &'a ran_routing::Device>,
+    max_bytes: usize,
+) -> Option<Vec<u8>> {
+    let mut out = vec![b'['];
+    for (i, device) in devices.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Serializing our own plain data types cannot fail.
+        serde_json::to_writer(&mut out, device).ok()?;
+        if out.len() >= max_bytes {
+            return None;
+        }
+    }
+    out.push(b']');
+    Some(out)
+}
+
+fn select(store: &mut Store, req: &Request, max_bytes: usize) -> Result<Response, Response> {
     let mut f = Fields::new(&["query"]);
     let mut filter = None;
     let values = req.query_values("DevEUIs");
@@ -294,10 +317,23 @@ fn select(store: &mut Store, req: &Request) -> Result<Response, Response> {
     let offset = count(&mut f, "offset").unwrap_or(0);
     let limit = count(&mut f, "limit");
     f.finish(Some(()))?;
-    Ok(Response::json(
-        200,
-        &store.select(filter.as_deref(), offset, limit),
-    ))
+    let devices = store.select_iter(filter.as_deref(), offset, limit);
+    match devices_json(devices, max_bytes) {
+        Some(body) => Ok(Response {
+            status: 200,
+            headers: vec![("Content-Type", "application/json".into())],
+            body,
+        }),
+        None => Err(Response::error(
+            400,
+            "Emulator.ResponseTooLarge",
+            format!(
+                "the answer would be larger than {max_bytes} bytes: select fewer devices \
+                 with offset and limit"
+            ),
+            None,
+        )),
+    }
 }
 
 fn insert(store: &mut Store, req: &Request) -> Result<Response, Response> {

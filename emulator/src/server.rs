@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::http::{HttpConn, Limits, Next, Request, Response};
+use crate::http::{HttpConn, Limits, Next, ReadTimeout, Request, Response};
 use crate::radio::Radio;
 use crate::store::Store;
 use crate::streams::{self, Hub, Kind};
@@ -54,6 +54,12 @@ pub(crate) trait Socket: std::io::Read + std::io::Write + Send + 'static {
     fn tcp(&self) -> &TcpStream;
 }
 
+impl<T: Socket> ReadTimeout for T {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.tcp().set_read_timeout(timeout)
+    }
+}
+
 impl Socket for TcpStream {
     fn tcp(&self) -> &TcpStream {
         self
@@ -78,8 +84,17 @@ pub(crate) struct Config {
     pub(crate) pong_timeout: Duration,
     /// How long a connection may sit idle between requests (or mid-request).
     pub(crate) idle_timeout: Duration,
+    /// How long reading one request, head and body, may take (a new connection's
+    /// first request counts from the accept).
+    pub(crate) request_timeout: Duration,
     /// Most connections served at once; one more is answered 503 and closed.
     pub(crate) max_connections: usize,
+    /// A delay before each REST API request is handled, standing in for a WAN link.
+    pub(crate) rest_latency: Duration,
+    /// The largest `devices/select` answer, in bytes of JSON.
+    pub(crate) max_select_bytes: usize,
+    /// When set, the control API asks for `Authorization: Bearer <it>`.
+    pub(crate) control_token: Option<Token>,
 }
 
 /// What every connection thread shares.
@@ -99,6 +114,27 @@ pub(crate) struct Shared {
 struct Conn {
     tcp: TcpStream,
     thread: Option<JoinHandle<()>>,
+}
+
+impl Shared {
+    /// Connections open now (HTTP and streams), each holding one of the
+    /// `max_connections` slots.
+    pub(crate) fn open_connections(&self) -> usize {
+        lock(&self.conns).len()
+    }
+}
+
+/// A connection's slot: given back when its thread ends, however it ends.
+struct Slot {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Dropping the registered clone closes the descriptor too.
+        lock(&self.shared.conns).remove(&self.id);
+    }
 }
 
 /// A running server.
@@ -198,10 +234,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name(format!("ran-emulator-conn-{id}"))
-                .spawn(move || {
-                    connection(&shared, tcp);
-                    lock(&shared.conns).remove(&id);
-                })
+                .spawn(move || in_slot(Slot { shared, id }, tcp, connection))
         };
         match thread {
             Ok(thread) => {
@@ -215,6 +248,17 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
             }
             Err(e) => log::warn!("emulator: cannot start a connection thread: {e}"),
         }
+    }
+}
+
+/// Serves a connection in its slot. A bug in one connection must cost that connection
+/// only: the slot and the descriptor are given back even if `serve` panics.
+fn in_slot(slot: Slot, tcp: TcpStream, serve: fn(&Arc<Shared>, TcpStream)) {
+    let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        serve(&slot.shared, tcp);
+    }));
+    if served.is_err() {
+        log::error!("emulator: connection {} panicked; it is closed", slot.id);
     }
 }
 
@@ -261,7 +305,8 @@ fn connection(shared: &Arc<Shared>, tcp: TcpStream) {
 /// Serves requests until the connection ends; gives the stream back unless it became a
 /// WebSocket.
 fn serve<S: Socket>(shared: &Arc<Shared>, stream: S, peer: SocketAddr) -> Option<S> {
-    let mut conn = HttpConn::new(stream, shared.config.limits);
+    let mut conn = HttpConn::new(stream, shared.config.limits)
+        .with_timeouts(shared.config.idle_timeout, shared.config.request_timeout);
     loop {
         let req = match conn.next_request() {
             Next::Request(req) => req,
@@ -323,14 +368,36 @@ fn route(shared: &Arc<Shared>, req: &Request, peer: SocketAddr) -> Routed {
     else {
         return Routed::Respond(not_found(req));
     };
-    match route {
-        "stream/upstream" => return Routed::Stream(Kind::Upstream),
-        "stream/downstream" => return Routed::Stream(Kind::Downstream),
-        _ => {}
+    let stream = match route {
+        "stream/upstream" => Some(Kind::Upstream),
+        "stream/downstream" => Some(Kind::Downstream),
+        _ => None,
+    };
+    if let Some(kind) = stream {
+        // Which of several tokens counts is a guess a proxy may make differently.
+        if req.query_values("access_token").len() > 1 {
+            return Routed::Respond(Response::error(
+                400,
+                "Unknown",
+                "access_token given more than once",
+                None,
+            ));
+        }
+        return Routed::Stream(kind);
+    }
+    if !shared.config.rest_latency.is_zero() {
+        std::thread::sleep(shared.config.rest_latency);
     }
     let authorize = |req: &Request| authorize(shared.config.token.expose(), req);
     Routed::Respond(
-        rest::handle(&shared.store, route, req, authorize).unwrap_or_else(|| not_found(req)),
+        rest::handle(
+            &shared.store,
+            route,
+            req,
+            authorize,
+            shared.config.max_select_bytes,
+        )
+        .unwrap_or_else(|| not_found(req)),
     )
 }
 
@@ -374,6 +441,42 @@ fn authorize(token: &str, req: &Request) -> std::result::Result<(), Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panicking_connection_gives_its_slot_back() {
+        let emu = crate::Emulator::start().unwrap();
+        let shared = emu.shared.clone();
+        // A socket pair of its own, so the emulator's accept loop plays no part.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let slot = |id: u64| {
+            let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (tcp, _) = listener.accept().unwrap();
+            let conn = Conn {
+                tcp: tcp.try_clone().unwrap(),
+                thread: None,
+            };
+            lock(&shared.conns).insert(id, conn);
+            let slot = Slot {
+                shared: shared.clone(),
+                id,
+            };
+            (slot, tcp)
+        };
+        let held = |id| lock(&shared.conns).contains_key(&id);
+        let (a, tcp) = slot(u64::MAX);
+        let thread = std::thread::spawn(move || {
+            in_slot(a, tcp, |_, _| panic!("a bug in one connection"));
+        });
+        assert!(
+            thread.join().is_ok(),
+            "the panic is caught at the thread's edge"
+        );
+        assert!(!held(u64::MAX), "the slot is given back");
+        let (b, tcp) = slot(u64::MAX - 1);
+        assert!(held(u64::MAX - 1));
+        in_slot(b, tcp, |_, _| {});
+        assert!(!held(u64::MAX - 1));
+    }
 
     #[test]
     fn normalizes_paths() {

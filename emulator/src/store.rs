@@ -157,6 +157,21 @@ impl Store {
             .collect()
     }
 
+    /// The devices `select` would answer, borrowed: for writing a large answer without
+    /// copying the table first.
+    pub(crate) fn select_iter<'a>(
+        &'a self,
+        filter: Option<&'a [DevEui]>,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> impl Iterator<Item = &'a Device> + 'a {
+        self.devices
+            .values()
+            .filter(move |d| filter.is_none_or(|f| f.contains(&d.dev_eui)))
+            .skip(offset)
+            .take(limit.unwrap_or(usize::MAX))
+    }
+
     /// `devices/insert`.
     pub(crate) fn insert(
         &mut self,

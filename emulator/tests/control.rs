@@ -186,3 +186,158 @@ fn control_api_errors_and_independence_from_the_base_path() {
     drop(emu);
     assert!(matches!(control.status(), Err(Error::Transport(_))));
 }
+
+/// One raw request to the emulator; the answer's status.
+fn raw_status(emu: &Emulator, request: String) -> u16 {
+    let answer = raw_exchange(emu, request.as_bytes());
+    answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|a| a.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {answer:?}"))
+}
+
+/// Before: the control API checked only that the peer was on loopback, which a web page
+/// in a local browser is too; any Host, any Origin and a `text/plain` body (which a page
+/// may send cross-origin without asking) were served.
+#[test]
+fn the_control_api_refuses_what_a_web_page_would_send() {
+    let emu = Emulator::start().unwrap();
+    let port = emu.local_addr().port();
+    let get = |host: Option<&str>, origin: Option<&str>| {
+        let mut request = "GET /emulator/status HTTP/1.1\r\nConnection: close\r\n".to_owned();
+        if let Some(host) = host {
+            request.push_str(&format!("Host: {host}\r\n"));
+        }
+        if let Some(origin) = origin {
+            request.push_str(&format!("Origin: {origin}\r\n"));
+        }
+        raw_status(&emu, request + "\r\n")
+    };
+    // Its own names, with its port.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+        format!("127.0.0.2:{port}"),
+    ] {
+        assert_eq!(get(Some(&host), None), 200, "{host}");
+    }
+    // A rebound DNS name, another port, no port, no Host, junk.
+    for host in [
+        format!("attacker.example:{port}"),
+        format!("127.0.0.1:{}", port.wrapping_add(1)),
+        "127.0.0.1".to_owned(),
+        format!("127.0.0.1:+{port}"),
+        format!("[::1]x:{port}"),
+        "localhost.attacker.example".to_owned(),
+    ] {
+        assert_eq!(get(Some(&host), None), 403, "{host}");
+    }
+    assert_eq!(get(None, None), 403, "no Host");
+    let host = format!("127.0.0.1:{port}");
+    assert_eq!(
+        get(Some(&host), Some(&format!("http://localhost:{port}"))),
+        200
+    );
+    assert_eq!(
+        get(Some(&host), Some(&format!("http://127.0.0.1:{port}"))),
+        200
+    );
+    for origin in [
+        "http://attacker.example".to_owned(),
+        "null".to_owned(),
+        format!("https://127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{port}.attacker.example"),
+        format!("http://attacker.example:{port}"),
+    ] {
+        assert_eq!(get(Some(&host), Some(&origin)), 403, "{origin}");
+    }
+
+    // Bodies must be JSON, as declared.
+    let post = |content_type: Option<&str>| {
+        let body = r#"{"code": "TooLate"}"#;
+        let mut request = format!(
+            "POST /emulator/downstream/result-code HTTP/1.1\r\nHost: {host}\r\n\
+             Connection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(t) = content_type {
+            request.push_str(&format!("Content-Type: {t}\r\n"));
+        }
+        raw_status(&emu, format!("{request}\r\n{body}"))
+    };
+    assert_eq!(post(None), 415);
+    assert_eq!(post(Some("text/plain")), 415);
+    assert_eq!(post(Some("application/x-www-form-urlencoded")), 415);
+    assert_eq!(post(Some("application/jsonp")), 415);
+    assert_eq!(post(Some("application/json")), 200);
+    assert_eq!(post(Some("Application/JSON; charset=utf-8")), 200);
+    // A POST without a body needs no type.
+    let clear = format!(
+        "POST /emulator/records/clear HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    assert_eq!(raw_status(&emu, clear), 200);
+    let refused = raw_exchange(
+        &emu,
+        b"GET /emulator/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(refused.contains("Emulator.Forbidden"), "{refused}");
+
+    // The REST API keeps the service's behaviour: no Host or Origin rule.
+    let select = format!(
+        "GET /api/v1/devices/select HTTP/1.1\r\nHost: attacker.example\r\n\
+         Origin: http://attacker.example\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        emu.token()
+    );
+    assert_eq!(raw_status(&emu, select), 200);
+}
+
+#[test]
+fn a_control_token_is_asked_for_when_set() {
+    let emu = Emulator::builder()
+        .control_token("c0ntrol-secret")
+        .start()
+        .unwrap();
+    assert_eq!(emu.control_token(), Some("c0ntrol-secret"));
+    let host = format!("127.0.0.1:{}", emu.local_addr().port());
+    let status = |auth: &str| {
+        raw_status(
+            &emu,
+            format!(
+                "GET /emulator/status HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
+            ),
+        )
+    };
+    assert_eq!(status(""), 401);
+    assert_eq!(status("Authorization: Bearer wrong\r\n"), 401);
+    assert_eq!(
+        status(&format!("Authorization: Bearer {}\r\n", emu.token())),
+        401
+    );
+    assert_eq!(status("Authorization: Bearer c0ntrol-secret\r\n"), 200);
+
+    let control = ControlClient::new(emu.control_url());
+    assert!(matches!(
+        control.status(),
+        Err(Error::Control { status: 401, ref code, .. }) if code == "Emulator.Unauthorized"
+    ));
+    let control = control.with_token("c0ntrol-secret");
+    assert!(!format!("{control:?}").contains("c0ntrol"), "{control:?}");
+    assert_eq!(control.status().unwrap().base_url, emu.base_url());
+    control
+        .set_downstream_result(DownstreamResultCode::TooLate)
+        .unwrap();
+    assert!(control.devices().unwrap().is_empty());
+    // The REST API still takes the access token, not the control token.
+    assert_eq!(Api::new(&emu).get("devices/select", &[]).0, 200);
+    // A token that cannot travel in a header is refused at start.
+    assert!(matches!(
+        Emulator::builder().control_token("two words").start(),
+        Err(Error::Config(_))
+    ));
+    assert!(
+        !format!("{:?}", Emulator::builder().control_token("c0ntrol-secret")).contains("c0ntrol")
+    );
+}

@@ -767,3 +767,318 @@ mod hostile_bodies {
         }
     }
 }
+
+/// Clients that attack the HTTP layer itself, spoken raw over TCP (issue 17, items 11-13,
+/// 16, 17 and the REST latency).
+mod hostile_clients {
+    use super::*;
+    use ran_routing_emulator::ControlClient;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::{Duration, Instant};
+
+    /// Sends `request` on a fresh connection and reads until the server closes, or
+    /// `wait` passes without a byte.
+    fn exchange(addr: SocketAddr, request: &[u8], wait: Duration) -> String {
+        let mut tcp = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
+        tcp.set_read_timeout(Some(wait)).unwrap();
+        tcp.write_all(request).unwrap();
+        let mut out = Vec::new();
+        let _ = tcp.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn responses(answer: &str) -> usize {
+        answer.matches("HTTP/1.1 ").count()
+    }
+
+    /// Before: the chunk size overflowed `body.len() + size`, the connection's thread
+    /// panicked without giving its slot back, and after 1024 such requests every client
+    /// was answered 503.
+    #[test]
+    fn an_overflowing_chunk_size_costs_no_connection_slot() {
+        let (emu, api) = emulator();
+        let request = b"POST /api/v1/devices/insert HTTP/1.1\r\nHost: x\r\n\
+                        Transfer-Encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\n";
+        for i in 0..1100 {
+            let answer = exchange(emu.local_addr(), request, Duration::from_secs(2));
+            assert!(
+                answer.starts_with("HTTP/1.1 413 ") && answer.contains("Connection: close"),
+                "request {i}: {answer:?}"
+            );
+        }
+        assert!(eventually(|| emu.open_connections() == 0));
+        // The one slot in use is the status request's own.
+        let status = ControlClient::new(emu.control_url()).status().unwrap();
+        assert_eq!(status.open_connections, 1);
+        assert_eq!(api.get("devices/select", &[]).0, 200);
+    }
+
+    /// What a slow client got: `Some(answer)` once the server cut it, `None` if it could
+    /// keep sending for `TIMEOUT`.
+    fn slowloris(addr: SocketAddr, send: bool) -> Option<String> {
+        let mut tcp = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let start = b"GET /api/v1/devices/select HTTP/1.1\r\nX-Slow: ";
+        let mut out = Vec::new();
+        let began = Instant::now();
+        let mut i = 0;
+        while began.elapsed() < TIMEOUT {
+            if send {
+                let byte = start.get(i).copied().unwrap_or(b'a');
+                i += 1;
+                if tcp.write_all(&[byte]).is_err() {
+                    return Some(String::from_utf8_lossy(&out).into_owned());
+                }
+            }
+            let mut buf = [0u8; 1024];
+            match tcp.read(&mut buf) {
+                Ok(0) => return Some(String::from_utf8_lossy(&out).into_owned()),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return Some(String::from_utf8_lossy(&out).into_owned()),
+            }
+        }
+        None
+    }
+
+    /// Before: the idle timeout applied to each read, so a byte every 50 ms held a slot
+    /// for ever (and a silent connection for 120 s), and with every slot so held no one
+    /// else was served.
+    #[test]
+    fn slow_clients_are_cut_at_the_request_deadline() {
+        let emu = Emulator::builder()
+            .max_connections(3)
+            .request_timeout(Duration::from_millis(800))
+            .start()
+            .unwrap();
+        let api = Api::new(&emu);
+        let addr = emu.local_addr();
+        let slow: Vec<_> = [true, true, false]
+            .into_iter()
+            .map(|send| std::thread::spawn(move || slowloris(addr, send)))
+            .collect();
+        assert!(eventually(|| emu.open_connections() == 3));
+        // Every slot is taken; a normal client is served once the slow ones are cut.
+        let get = format!(
+            "GET /api/v1/devices/select HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Connection: close\r\n\r\n",
+            api.token
+        );
+        assert!(eventually(
+            || exchange(addr, get.as_bytes(), TIMEOUT).starts_with("HTTP/1.1 200 ")
+        ));
+        for (i, client) in slow.into_iter().enumerate() {
+            let answer = client.join().unwrap();
+            let answer = answer.unwrap_or_else(|| panic!("slow client {i} was never cut"));
+            assert!(answer.starts_with("HTTP/1.1 408 "), "{i}: {answer:?}");
+        }
+        // A request that arrives in pieces, but in time, is served.
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(TIMEOUT)).unwrap();
+        for piece in get.as_bytes().chunks(get.len() / 3) {
+            tcp.write_all(piece).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut out = String::new();
+        let _ = tcp.read_to_string(&mut out);
+        assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    }
+
+    /// Before: `Transfer-Encoding` won over `Content-Length` and the connection stayed
+    /// open, so a smuggled second request was answered; `+2` parsed as a length; `gzip,
+    /// chunked` was read as chunked; HTTP/1.0 with a chunked body was kept alive.
+    #[test]
+    fn ambiguous_framing_is_refused_and_the_connection_closed() {
+        let (emu, api) = emulator();
+        let auth = format!("Authorization: Bearer {}\r\n", api.token);
+        let addr = emu.local_addr();
+        let select = format!("GET /api/v1/devices/select HTTP/1.1\r\nHost: x\r\n{auth}\r\n");
+        let cases = [
+            (
+                "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                "HTTP/1.1",
+                "400",
+            ),
+            (
+                "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+                "HTTP/1.1",
+                "400",
+            ),
+            ("Content-Length: +2\r\n\r\n{}", "HTTP/1.1", "400"),
+            ("Content-Length: 0x2\r\n\r\n{}", "HTTP/1.1", "400"),
+            ("Content-Length: 2, 2\r\n\r\n{}", "HTTP/1.1", "400"),
+            (
+                "Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+                "HTTP/1.1",
+                "400",
+            ),
+            (
+                "Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+                "HTTP/1.1",
+                "501",
+            ),
+            (
+                "Transfer-Encoding: chunked, gzip\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+                "HTTP/1.1",
+                "400",
+            ),
+            (
+                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+                "HTTP/1.1",
+                "501",
+            ),
+            (
+                "Connection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+                "HTTP/1.0",
+                "400",
+            ),
+        ];
+        for (framing, version, status) in cases {
+            let request = format!(
+                "POST /api/v1/devices/insert {version}\r\nHost: x\r\n{auth}{framing}{select}"
+            );
+            let answer = exchange(addr, request.as_bytes(), TIMEOUT);
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{framing:?}: {answer}"
+            );
+            assert!(answer.contains("Connection: close\r\n"), "{answer}");
+            assert_eq!(responses(&answer), 1, "{framing:?}: answered on: {answer}");
+        }
+        assert!(emu.devices().is_empty());
+        // Strict framing still takes every well-formed body.
+        let request = format!(
+            "POST /api/v1/devices/drop HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: \
+             application/json\r\nContent-Length: 2\r\n\r\n{{}}{select}"
+        );
+        let answer = exchange(addr, request.as_bytes(), Duration::from_millis(500));
+        assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
+    }
+
+    /// Before: the last of several `access_token` parameters counted.
+    #[test]
+    fn a_repeated_access_token_is_refused() {
+        let (emu, api) = emulator();
+        let token = &api.token;
+        for query in [
+            format!("access_token=wrong&access_token={token}"),
+            format!("access_token={token}&access_token={token}"),
+        ] {
+            let request = format!(
+                "GET /api/v1/stream/upstream?{query} HTTP/1.1\r\nHost: x\r\n\
+                 Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+            );
+            let answer = exchange(emu.local_addr(), request.as_bytes(), TIMEOUT);
+            assert!(answer.starts_with("HTTP/1.1 400 "), "{query}: {answer}");
+            assert!(answer.contains("more than once"), "{answer}");
+        }
+        assert_eq!(emu.upstream_connections(), 0);
+        // One token still opens the stream.
+        let url = stream_url(&emu, "upstream", token);
+        assert!(try_connect(&emu, &url).is_ok());
+    }
+
+    fn insert_with_details(api: &Api, n: u64, details_len: usize) {
+        let details = serde_json::to_string(&"x".repeat(details_len)).unwrap();
+        for i in 0..n {
+            api.ok(
+                "devices/insert",
+                json!({"DevEUI": format!("{:016x}", 0x1000 + i), "DevAddr": "01020304",
+                       "Details": details}),
+            );
+        }
+    }
+
+    /// Before: a select answered the whole table in one body, however large (10 000
+    /// devices with 16 KiB of details: 162 MB).
+    #[test]
+    fn a_select_answer_has_a_size_cap_and_pages_get_under_it() {
+        let emu = Emulator::builder()
+            .max_select_size(64 * 1024)
+            .start()
+            .unwrap();
+        let api = Api::new(&emu);
+        insert_with_details(&api, 40, 2000);
+        let (status, body) = api.get("devices/select", &[]);
+        assert_error(&(status, body.clone()), 400, "Emulator.ResponseTooLarge");
+        assert!(
+            body["detail"]["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("offset and limit"),
+            "{body}"
+        );
+        assert_eq!(
+            api.get("devices/select", &[("limit", "1000")]).0,
+            400,
+            "an explicit limit is capped the same"
+        );
+        let mut all = Vec::new();
+        loop {
+            let offset = all.len().to_string();
+            let (status, page) = api.get("devices/select", &[("offset", &offset), ("limit", "10")]);
+            assert_eq!(status, 200, "{page}");
+            let page = page.as_array().unwrap().clone();
+            if page.is_empty() {
+                break;
+            }
+            all.extend(page);
+        }
+        assert_eq!(all.len(), 40);
+        // The emulator's own view is not capped.
+        assert_eq!(emu.devices().len(), 40);
+    }
+
+    #[test]
+    fn the_device_limit_has_a_default_and_can_be_lifted() {
+        let (emu, api) = emulator();
+        assert_eq!(
+            ran_routing_emulator::DEFAULT_DEVICE_LIMIT,
+            200_000,
+            "documented in the README"
+        );
+        insert_with_details(&api, 3, 0);
+        assert_eq!(emu.devices().len(), 3);
+        let emu = Emulator::builder().device_limit(2).start().unwrap();
+        let api = Api::new(&emu);
+        insert_with_details(&api, 2, 0);
+        let answer = api.post(
+            "devices/insert",
+            json!({"DevEUI": "00000000000000ff", "DevAddr": "01020304"}),
+        );
+        assert_error(&answer, 403, "Device.LimitExhausted");
+        let emu = Emulator::builder().device_limit(None).start().unwrap();
+        insert_with_details(&Api::new(&emu), 3, 0);
+        assert_eq!(emu.devices().len(), 3);
+    }
+
+    #[test]
+    fn rest_latency_delays_the_rest_api_only() {
+        let latency = Duration::from_secs(2);
+        let emu = Emulator::builder().rest_latency(latency).start().unwrap();
+        let api = Api::new(&emu);
+        let started = Instant::now();
+        assert_eq!(api.get("devices/select", &[]).0, 200);
+        assert!(started.elapsed() >= latency, "{:?}", started.elapsed());
+        let started = Instant::now();
+        assert_eq!(api.get("devices/nope", &[]).0, 404);
+        assert!(started.elapsed() >= latency, "{:?}", started.elapsed());
+        // The control API and the streams answer without it (bounds far from the
+        // latency, so a slow machine does not fail them).
+        let started = Instant::now();
+        ControlClient::new(emu.control_url()).status().unwrap();
+        let _up = connect(&emu, "upstream");
+        assert!(started.elapsed() < latency, "{:?}", started.elapsed());
+        let emu = Emulator::start().unwrap();
+        let started = Instant::now();
+        assert_eq!(Api::new(&emu).get("devices/select", &[]).0, 200);
+        assert!(started.elapsed() < latency, "no latency by default");
+    }
+}

@@ -23,7 +23,8 @@ Options:
   --tls                   serve https/wss with a self-signed certificate
   --cert-out <file>       with --tls, write the certificate's PEM there
   --base-path <path>      path the API is served under [default: /api/v1]
-  --device-limit <n>      most devices in the routing table [default: none]
+  --device-limit <n>      most devices in the routing table, or \"none\"
+                          [default: 200000]
   --ping-interval <secs>  how often stream connections are pinged [default: 30]
   --lenient               turn every routing rule below off
   --no-subscription-gate  deliver played upstreams whatever the routing table says
@@ -31,9 +32,13 @@ Options:
   --no-downlink-timing    answer downlinks at once, whatever their window
   --no-outdated           never mark played upstreams Outdated
   --time-scale <f>        real seconds per emulated second [default: 1]
+  --rest-latency-ms <ms>  delay each REST API answer, like a WAN link [default: 0]
+  --control-token <token> make the control API ask for
+                          \"Authorization: Bearer <token>\" [default: none]
   -h, --help              print this help
 
-The control API is served under /emulator/ (loopback clients only, no token).
+The control API is served under /emulator/ to loopback clients only; it refuses a Host
+or Origin that is not the emulator's own and bodies that are not application/json.
 Log level: RAN_EMULATOR_LOG=error|warn|info|debug|trace [default: info], or
 per module (env_logger syntax), e.g. RAN_EMULATOR_LOG=ran_routing_emulator=debug.";
 
@@ -45,11 +50,14 @@ struct Options {
     tls: bool,
     cert_out: Option<String>,
     base_path: Option<String>,
-    device_limit: Option<usize>,
+    /// `Some(None)`: `--device-limit none`.
+    device_limit: Option<Option<usize>>,
     ping_interval: Option<Duration>,
     lenient: bool,
     rules_off: Vec<&'static str>,
     time_scale: Option<f64>,
+    rest_latency: Option<Duration>,
+    control_token: Option<String>,
 }
 
 /// The options, or `None` for `--help`.
@@ -68,6 +76,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
         lenient: false,
         rules_off: Vec::new(),
         time_scale: None,
+        rest_latency: None,
+        control_token: None,
     };
     let mut parser = lexopt::Parser::from_args(args);
     let text = |v: std::ffi::OsString, flag: &str| {
@@ -102,7 +112,11 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
             "--base-path" => options.base_path = Some(value("--base-path")?),
             "--device-limit" => {
                 let v = value("--device-limit")?;
-                options.device_limit = Some(v.parse().map_err(|_| format!("bad limit {v:?}"))?);
+                options.device_limit = Some(if v == "none" {
+                    None
+                } else {
+                    Some(v.parse().map_err(|_| format!("bad limit {v:?}"))?)
+                });
             }
             "--ping-interval" => {
                 let v = value("--ping-interval")?;
@@ -125,6 +139,12 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
                 }
                 options.time_scale = Some(scale);
             }
+            "--rest-latency-ms" => {
+                let v = value("--rest-latency-ms")?;
+                let ms: u64 = v.parse().map_err(|_| format!("bad latency {v:?}"))?;
+                options.rest_latency = Some(Duration::from_millis(ms));
+            }
+            "--control-token" => options.control_token = Some(value("--control-token")?),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -178,6 +198,12 @@ fn main() -> ExitCode {
     if let Some(scale) = options.time_scale {
         builder = builder.time_scale(scale);
     }
+    if let Some(latency) = options.rest_latency {
+        builder = builder.rest_latency(latency);
+    }
+    if let Some(token) = options.control_token {
+        builder = builder.control_token(token);
+    }
     let emulator = match builder.start() {
         Ok(emulator) => emulator,
         Err(e) => {
@@ -195,6 +221,9 @@ fn main() -> ExitCode {
     println!("URL:     {}", emulator.base_url());
     println!("token:   {}", emulator.token());
     println!("control: {}", emulator.control_url());
+    if emulator.control_token().is_some() {
+        println!("control token: required (--control-token)");
+    }
     match (&options.cert_out, emulator.certificate_pem()) {
         (Some(path), Some(_)) => println!("certificate: {path}"),
         (None, Some(pem)) => println!("certificate:\n{pem}"),
@@ -247,7 +276,22 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(o.device_limit, Some(5));
+        assert_eq!(o.device_limit, Some(Some(5)));
+        let n = args(&[
+            "--device-limit",
+            "none",
+            "--rest-latency-ms",
+            "150",
+            "--control-token",
+            "ct",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(n.device_limit, Some(None));
+        assert_eq!(n.rest_latency, Some(Duration::from_millis(150)));
+        assert_eq!(n.control_token.as_deref(), Some("ct"));
+        assert!(args(&["--rest-latency-ms", "-1"]).is_err());
+        assert!(args(&["--device-limit", "lots"]).is_err());
         assert_eq!(o.ping_interval, Some(Duration::from_millis(500)));
         assert_eq!(o.base_path.as_deref(), Some("/x"));
         let o = args(&["--tls", "--cert-out", "c.pem"]).unwrap().unwrap();
