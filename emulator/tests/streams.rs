@@ -313,7 +313,10 @@ fn downlinks_get_an_ack_then_a_result() {
 #[test]
 fn class_a_downlinks_are_timed_from_the_last_acked_uplink() {
     let (emu, api) = fast_emulator();
-    api.ok("devices/insert", json!({"DevEUI": "01", "DevAddr": "01"}));
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000001", "DevAddr": "00000001"}),
+    );
     let mut up = connect(&emu, "upstream");
     let mut down = connect(&emu, "downstream");
     assert!(emu.wait_upstream_connections(1, TIMEOUT));
@@ -380,7 +383,10 @@ fn class_a_downlinks_are_timed_from_the_last_acked_uplink() {
 #[test]
 fn a_far_deadline_is_clamped_and_answered() {
     let (emu, api) = fast_emulator();
-    api.ok("devices/insert", json!({"DevEUI": "01", "DevAddr": "01"}));
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000001", "DevAddr": "00000001"}),
+    );
     let mut down = connect(&emu, "downstream");
     send_json(&mut down, class_c_frame(1, 1, 100_000));
     let result = ack_and_result(&mut down, 1);
@@ -404,7 +410,10 @@ fn a_far_deadline_is_clamped_and_answered() {
 #[test]
 fn a_join_accept_without_target_dev_addr_is_refused() {
     let (emu, api) = fast_emulator();
-    api.ok("devices/insert", json!({"DevEUI": "01", "JoinEUI": "02"}));
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000001", "JoinEUI": "0000000000000002"}),
+    );
     let mut up = connect(&emu, "upstream");
     let mut down = connect(&emu, "downstream");
     assert!(emu.wait_upstream_connections(1, TIMEOUT));
@@ -431,7 +440,10 @@ fn a_join_accept_without_target_dev_addr_is_refused() {
         .require_target_dev_addr(false)
         .start()
         .unwrap();
-    Api::new(&emu).ok("devices/insert", json!({"DevEUI": "01", "JoinEUI": "02"}));
+    Api::new(&emu).ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000001", "JoinEUI": "0000000000000002"}),
+    );
     let mut up = connect(&emu, "upstream");
     let mut down = connect(&emu, "downstream");
     assert!(emu.wait_upstream_connections(1, TIMEOUT));
@@ -445,7 +457,10 @@ fn a_join_accept_without_target_dev_addr_is_refused() {
 #[test]
 fn a_lenient_emulator_answers_every_downlink_at_once() {
     let emu = Emulator::builder().lenient().start().unwrap();
-    Api::new(&emu).ok("devices/insert", json!({"DevEUI": "01", "JoinEUI": "02"}));
+    Api::new(&emu).ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000001", "JoinEUI": "0000000000000002"}),
+    );
     let mut down = connect(&emu, "downstream");
     let mut join_accept = with_delay(downstream_frame(1, 1), 15);
     join_accept["PHYPayload"] = json!(vec![0x20; 17]);

@@ -935,7 +935,7 @@ pub(crate) fn play(shared: &Shared, dev_eui: DevEui, play: Play) -> Result<u64> 
 /// use std::time::Duration;
 /// use ran_routing_emulator::{Emulator, RadioDevice, UpstreamVerdict};
 /// use ran_routing::mic::{self, AesKey, Keys, Session};
-/// use ran_routing::{Core, DevAddr, DevEui};
+/// use ran_routing::{Core, DevAddr, DevEui, NewDevice};
 ///
 /// let emu = Emulator::start()?;
 /// let (dev_eui, dev_addr) = (DevEui::new(0x0004a30b001c0530), DevAddr::new(0x26011bda));
@@ -947,7 +947,7 @@ pub(crate) fn play(shared: &Shared, dev_eui: DevEui, play: Play) -> Result<u64> 
 /// let mut keys = Keys::new();
 /// keys.set_session(dev_eui, Session::new(nwk_s_key).with_fcnt_up(69_999));
 /// let core = Core::new(emu.token(), &emu.base_url())?;
-/// core.routing_table().insert(dev_eui, dev_addr)?;
+/// core.routing_table().insert(NewDevice::abp(dev_eui, dev_addr))?;
 /// let upstream = core.upstream().connect()?;
 ///
 /// let tid = emu.play_uplink(dev_eui, 1, *b"hello")?;

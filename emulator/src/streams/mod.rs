@@ -262,6 +262,11 @@ impl Hub {
     /// Records an UpstreamAck or UpstreamReject; an ack makes its upstream the device's
     /// last acknowledged uplink. Returns the upstream it answers, `None` for a
     /// transaction the hub never sent (counted).
+    /// The upstream sent with this transaction id, if the emulator sent it.
+    fn sent_upstream(&self, transaction_id: u64) -> Option<SentUpstream> {
+        lock(&self.state).sent.map.get(&transaction_id).copied()
+    }
+
     fn on_reply(&self, reply: UpstreamReply) -> Option<SentUpstream> {
         self.update(|s| {
             let sent = s.sent.map.get(&reply.transaction_id()).copied();
@@ -559,27 +564,29 @@ fn handle_frame(shared: &Shared, kind: Kind, frame: &[u8]) -> Vec<Answer> {
     match kind {
         Kind::Upstream => match frames::upstream_reply(frame) {
             Ok(reply) => {
-                shared.radio.check(&reply);
+                // The first uplink a device sends from its target address switches its
+                // security context. It switches before the verdict and the reply are
+                // recorded, so whoever waits for either sees the new context.
                 let transaction_id = reply.transaction_id();
-                let ack_dev_eui = match &reply {
-                    UpstreamReply::Ack(ack) => Some(ack.dev_eui),
-                    UpstreamReply::Reject(_) => None,
-                };
-                match shared.hub.on_reply(reply) {
-                    None => log::warn!(
-                        "emulator: an upstream reply names transaction {transaction_id},                          which the emulator never sent"
-                    ),
-                    Some(sent) => {
-                        // The first uplink a device sends from its target address switches
-                        // its security context.
-                        if let (Some(dev_eui), Some(addr)) = (ack_dev_eui, sent.dev_addr) {
-                            if lock(&shared.store).switch_context(dev_eui, addr) {
-                                log::info!(
-                                    "emulator: device {dev_eui} sent its first uplink from                                      {addr}: now its active DevAddr"
-                                );
-                            }
+                if let (UpstreamReply::Ack(ack), Some(sent)) =
+                    (&reply, shared.hub.sent_upstream(transaction_id))
+                {
+                    if let Some(addr) = sent.dev_addr {
+                        if lock(&shared.store).switch_context(ack.dev_eui, addr) {
+                            log::info!(
+                                "emulator: device {} sent its first uplink from {addr}: \
+                                 now its active DevAddr",
+                                ack.dev_eui
+                            );
                         }
                     }
+                }
+                shared.radio.check(&reply);
+                if shared.hub.on_reply(reply).is_none() {
+                    log::warn!(
+                        "emulator: an upstream reply names transaction {transaction_id}, \
+                         which the emulator never sent"
+                    );
                 }
                 Vec::new()
             }
