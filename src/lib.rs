@@ -165,6 +165,7 @@ pub mod downstream;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod error;
+pub mod fleet;
 pub mod ids;
 #[cfg(feature = "mic")]
 pub mod mic;

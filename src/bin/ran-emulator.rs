@@ -25,6 +25,7 @@ Options:
   --base-path <path>      path the API is served under [default: /api/v1]
   --device-limit <n>      most devices in the routing table [default: none]
   --ping-interval <secs>  how often stream connections are pinged [default: 30]
+  --rest-latency-ms <ms>  delay every REST answer, like a WAN link [default: 0]
   -h, --help              print this help
 
 The control API is served under /emulator/ (loopback clients only, no token).
@@ -39,6 +40,7 @@ struct Options {
     base_path: Option<String>,
     device_limit: Option<usize>,
     ping_interval: Option<Duration>,
+    rest_latency: Option<Duration>,
 }
 
 fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, String> {
@@ -51,6 +53,7 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
         base_path: None,
         device_limit: None,
         ping_interval: None,
+        rest_latency: None,
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -90,6 +93,11 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
                     return Err(format!("bad interval {v:?}"));
                 }
                 options.ping_interval = Some(Duration::from_secs_f64(secs));
+            }
+            "--rest-latency-ms" => {
+                let v = value("--rest-latency-ms")?;
+                let ms: u64 = v.parse().map_err(|_| format!("bad latency {v:?}"))?;
+                options.rest_latency = Some(Duration::from_millis(ms));
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -153,6 +161,9 @@ fn main() -> ExitCode {
     if let Some(interval) = options.ping_interval {
         builder = builder.ping_interval(interval);
     }
+    if let Some(latency) = options.rest_latency {
+        builder = builder.rest_latency(latency);
+    }
     let emulator = match builder.start() {
         Ok(emulator) => emulator,
         Err(e) => {
@@ -213,5 +224,8 @@ mod tests {
         assert!(args(&["--nope"]).is_err());
         assert!(args(&["--cert-out", "x"]).is_err());
         assert!(args(&["--ping-interval", "0"]).is_err());
+        let o = args(&["--rest-latency-ms=20"]).unwrap().unwrap();
+        assert_eq!(o.rest_latency, Some(Duration::from_millis(20)));
+        assert!(args(&["--rest-latency-ms", "-1"]).is_err());
     }
 }

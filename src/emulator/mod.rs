@@ -375,6 +375,7 @@ pub struct EmulatorBuilder {
     idle_timeout: Duration,
     max_body_size: usize,
     max_connections: usize,
+    rest_latency: Duration,
 }
 
 impl Default for EmulatorBuilder {
@@ -390,6 +391,7 @@ impl Default for EmulatorBuilder {
             idle_timeout: Duration::from_secs(120),
             max_body_size: http::Limits::default().max_body,
             max_connections: 1024,
+            rest_latency: Duration::ZERO,
         }
     }
 }
@@ -460,6 +462,14 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Delays every REST answer by this long, to stand in for a WAN link (the control API
+    /// and the streams are not delayed). Requests on different connections wait in
+    /// parallel. Default: none.
+    pub fn rest_latency(mut self, latency: Duration) -> Self {
+        self.rest_latency = latency;
+        self
+    }
+
     /// Binds the socket and starts serving.
     pub fn start(self) -> Result<Emulator> {
         let token = match self.token {
@@ -496,6 +506,7 @@ impl EmulatorBuilder {
             pong_timeout: self.pong_timeout,
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
+            rest_latency: self.rest_latency,
         };
         let server = Server::start(config, self.bind, store::Store::new(self.device_limit))?;
         let shared = server.shared.clone();

@@ -31,6 +31,8 @@ pub(crate) struct Config {
     pub(crate) idle_timeout: Duration,
     /// Most connections served at once; one more is answered 503 and closed.
     pub(crate) max_connections: usize,
+    /// Added before every REST answer (a WAN link's round trip); outside the store's lock.
+    pub(crate) rest_latency: Duration,
 }
 
 /// What every connection thread shares.
@@ -281,6 +283,9 @@ fn route(shared: &Arc<Shared>, req: &Request, peer: SocketAddr) -> Routed {
         _ => {}
     }
     let authorize = |req: &Request| authorize(&shared.config.token, req);
+    if !shared.config.rest_latency.is_zero() {
+        std::thread::sleep(shared.config.rest_latency);
+    }
     Routed::Respond(
         rest::handle(&shared.store, route, req, authorize).unwrap_or_else(|| not_found(req)),
     )
