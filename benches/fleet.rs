@@ -212,7 +212,11 @@ fn main() {
     let peak = status_kib("VmHWM");
     let heap_peak = PEAK.load(Ordering::SeqCst) - live_before;
     let heap_kept = LIVE.load(Ordering::SeqCst).saturating_sub(live_before);
-    println!("plan: {plan} in {:.2} s ({} pages)", plan_time.as_secs_f64(), plan.pages_read());
+    println!(
+        "plan: {plan} in {:.2} s ({} pages)",
+        plan_time.as_secs_f64(),
+        plan.pages_read()
+    );
 
     // Apply, counting the calls from the client's log.
     let needed = plan.write_calls(Fleet::DEFAULT_BATCH);

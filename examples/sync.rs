@@ -125,7 +125,10 @@ fn run(ran: &common::Ran, args: &Args, desired: Option<Vec<DesiredDevice>>) -> c
 /// as real ones often have) and a routing table that has most of them right, some with
 /// an old address, some with an old JoinEUI, some missing, plus devices the LNS no
 /// longer has. The table is written with the fleet module itself.
-fn generate(ran: &common::Ran, fleet: &Fleet) -> Result<Vec<DesiredDevice>, Box<dyn std::error::Error>> {
+fn generate(
+    ran: &common::Ran,
+    fleet: &Fleet,
+) -> Result<Vec<DesiredDevice>, Box<dyn std::error::Error>> {
     const JOIN_EUI: u64 = 0x70b3_d57e_d000_0000;
     let eui = |i: u64| 0x0004_a30b_0000_0000 | i;
     let desired: Vec<DesiredDevice> = (0..1000u64)

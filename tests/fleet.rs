@@ -150,7 +150,9 @@ fn every_kind_of_change_then_nothing_left_to_do() {
     s.otaa(0x0004_a30b_0000_0004, J1, None);
     s.core
         .routing_table()
-        .update(DeviceUpdate::new(0x0004_a30b_0000_0004u64, J1).with_target_dev_addr(0x0000_0999u32))
+        .update(
+            DeviceUpdate::new(0x0004_a30b_0000_0004u64, J1).with_target_dev_addr(0x0000_0999u32),
+        )
         .unwrap();
     // Updates: an address newly known, an address changed.
     s.otaa(0x0004_a30b_0000_0010, J1, None);
@@ -199,7 +201,12 @@ fn every_kind_of_change_then_nothing_left_to_do() {
 
     assert_eq!(
         plan.unchanged(),
-        euis([0x0004_a30b_0000_0001, 0x0004_a30b_0000_0002, 0x0004_a30b_0000_0003, 0x0004_a30b_0000_0004])
+        euis([
+            0x0004_a30b_0000_0001,
+            0x0004_a30b_0000_0002,
+            0x0004_a30b_0000_0003,
+            0x0004_a30b_0000_0004
+        ])
     );
     assert_eq!(
         plan.updates(),
@@ -232,8 +239,14 @@ fn every_kind_of_change_then_nothing_left_to_do() {
                     from: JoinEui::new(J2)
                 }
             ),
-            (DevEui::new(0x0004_a30b_0000_0021), RecreateReason::AbpToOtaa),
-            (DevEui::new(0x0004_a30b_0000_0022), RecreateReason::OtaaToAbp),
+            (
+                DevEui::new(0x0004_a30b_0000_0021),
+                RecreateReason::AbpToOtaa
+            ),
+            (
+                DevEui::new(0x0004_a30b_0000_0022),
+                RecreateReason::OtaaToAbp
+            ),
             (
                 DevEui::new(0x0004_a30b_0000_0023),
                 RecreateReason::DevAddrChanged {
@@ -249,19 +262,32 @@ fn every_kind_of_change_then_nothing_left_to_do() {
         ]
     );
     let deleted: Vec<DevEui> = plan.deletions().iter().map(|d| d.dev_eui).collect();
-    assert_eq!(deleted, euis([0x0000_0000_0000_0031, 0x0004_a30b_0000_0030]));
+    assert_eq!(
+        deleted,
+        euis([0x0000_0000_0000_0031, 0x0004_a30b_0000_0030])
+    );
     let inserted: Vec<DevEui> = plan.inserts().iter().map(|d| d.dev_eui).collect();
     assert_eq!(
         inserted,
-        euis([0x0000_0000_0000_0042, 0x0004_a30b_0000_0040, 0x0004_a30b_0000_0041])
+        euis([
+            0x0000_0000_0000_0042,
+            0x0004_a30b_0000_0040,
+            0x0004_a30b_0000_0041
+        ])
     );
     assert_eq!(
         plan.to_string(),
         "devices: 3 to insert, 2 to update, 5 to re-create, 2 to delete, 4 unchanged, 0 orphans kept"
     );
     let listing = plan.listing().to_string();
-    assert!(listing.contains("+ 0000000000000042 ABP 00000242\n"), "{listing}");
-    assert!(listing.contains("- 0000000000000031 OTAA 70b3d57ed0000001\n"), "{listing}");
+    assert!(
+        listing.contains("+ 0000000000000042 ABP 00000242\n"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("- 0000000000000031 OTAA 70b3d57ed0000001\n"),
+        "{listing}"
+    );
     assert!(listing.ends_with("= 4 unchanged\n"), "{listing}");
     // Nothing was written: the table is as seeded.
     assert_eq!(s.emu.devices().len(), 13);
@@ -272,8 +298,14 @@ fn every_kind_of_change_then_nothing_left_to_do() {
     let before = calls(&s.emu);
     let report = fleet.apply(&plan, |p| seen.push(p.clone()));
     assert!(report.is_success(), "{}", report.failure_listing());
-    assert_eq!(calls(&s.emu) - before, plan.write_calls(Fleet::DEFAULT_BATCH));
-    assert_eq!(report.calls().total(), plan.write_calls(Fleet::DEFAULT_BATCH));
+    assert_eq!(
+        calls(&s.emu) - before,
+        plan.write_calls(Fleet::DEFAULT_BATCH)
+    );
+    assert_eq!(
+        report.calls().total(),
+        plan.write_calls(Fleet::DEFAULT_BATCH)
+    );
     assert_eq!(report.calls().drop, 1);
     assert_eq!(report.converged(), 0);
     for (kind, total) in [
@@ -324,7 +356,11 @@ fn leading_zero_dev_euis_survive_paging() {
     // one. Keyed by value, none of them looks orphaned.
     let desired: Vec<DesiredDevice> = (0..49u64)
         .map(|i| {
-            let eui = if i % 2 == 0 { 0x0004_a30b_001c_0000 | i } else { i };
+            let eui = if i % 2 == 0 {
+                0x0004_a30b_001c_0000 | i
+            } else {
+                i
+            };
             DesiredDevice::otaa(eui, J1)
         })
         .collect();
@@ -379,7 +415,11 @@ fn races_with_another_writer_converge() {
     assert!(report.is_success(), "{}", report.failure_listing());
     // A (AlreadyExists), A2 (AlreadyExists), B (NotFound) and E (NotFound) re-read.
     assert_eq!(report.converged(), 4);
-    assert_eq!(report.count(Kind::Delete).done, 1, "C, already gone, counts as deleted");
+    assert_eq!(
+        report.count(Kind::Delete).done,
+        1,
+        "C, already gone, counts as deleted"
+    );
     assert_eq!(calls(&s.emu) - before, report.calls().total());
     assert_eq!(report.calls().select, 4);
     assert_eq!(s.table(), expected(&desired));
@@ -432,7 +472,10 @@ fn device_limit_half_way_fails_only_the_devices_over_it() {
     let listing = report.failure_listing().to_string();
     assert_eq!(listing.lines().count(), 5);
     assert!(listing.contains("devices limit exhausted"), "{listing}");
-    assert!(report.to_string().contains("insert 5/10 (5 failed)"), "{report}");
+    assert!(
+        report.to_string().contains("insert 5/10 (5 failed)"),
+        "{report}"
+    );
     // What is left is planned again, and only that.
     let again = fleet.plan(desired).unwrap();
     assert_eq!(again.inserts().len(), 5);
@@ -449,7 +492,10 @@ fn keep_orphans_leaves_the_ran_only_devices_alone() {
     let plan = fleet.plan(desired).unwrap();
     assert!(plan.is_empty());
     assert_eq!(plan.kept_orphans(), euis([0x0004_a30b_0000_0002]));
-    assert!(plan.listing().to_string().contains("? 0004a30b00000002 (only in the RAN, kept)"));
+    assert!(plan
+        .listing()
+        .to_string()
+        .contains("? 0004a30b00000002 (only in the RAN, kept)"));
     let before = calls(&s.emu);
     fleet.apply(&plan, |_| {});
     assert_eq!(calls(&s.emu), before);
@@ -501,16 +547,19 @@ fn bad_input_is_refused_before_the_network() {
         Error::Invalid(InvalidInput::DuplicateDevEui(eui)) if eui == DevEui::new(0x0004_a30b_0000_0001)
     ));
     let err = fleet
-        .plan_groups([
-            DesiredGroup::new(1u32, "a"),
-            DesiredGroup::new(1u32, "b"),
-        ])
+        .plan_groups([DesiredGroup::new(1u32, "a"), DesiredGroup::new(1u32, "b")])
         .unwrap_err();
-    assert!(matches!(err, Error::Invalid(InvalidInput::DuplicateGroup(_))));
+    assert!(matches!(
+        err,
+        Error::Invalid(InvalidInput::DuplicateGroup(_))
+    ));
     let err = fleet
         .plan_groups([DesiredGroup::new(1u32, "x".repeat(256))])
         .unwrap_err();
-    assert!(matches!(err, Error::Invalid(InvalidInput::GroupNameTooLong { len: 256 })));
+    assert!(matches!(
+        err,
+        Error::Invalid(InvalidInput::GroupNameTooLong { len: 256 })
+    ));
     // And a network failure while planning is an error, not a partial plan.
     assert!(matches!(fleet.plan([]), Err(Error::Io(_))));
 }
@@ -568,7 +617,10 @@ fn multicast_groups_every_kind_of_change() {
             to: "new name".into()
         }]
     );
-    assert_eq!(plan.adds(), [member(G1, d[2]), member(G4, d[0]), member(G4, d[3])]);
+    assert_eq!(
+        plan.adds(),
+        [member(G1, d[2]), member(G4, d[0]), member(G4, d[3])]
+    );
     assert_eq!(plan.removes(), [member(G1, d[0])]);
     assert_eq!(plan.deletions().len(), 1);
     assert_eq!(plan.deletions()[0].addr, MulticastAddr::new(G2));
@@ -579,7 +631,10 @@ fn multicast_groups_every_kind_of_change() {
     let before = calls(&s.emu);
     let report = fleet.apply_groups(&plan, |_| {});
     assert!(report.is_success(), "{}", report.failure_listing());
-    assert_eq!(calls(&s.emu) - before, plan.write_calls(Fleet::DEFAULT_BATCH));
+    assert_eq!(
+        calls(&s.emu) - before,
+        plan.write_calls(Fleet::DEFAULT_BATCH)
+    );
     assert_eq!(plan.write_calls(Fleet::DEFAULT_BATCH), 1 + 1 + 1 + 3 + 1);
     assert_eq!(report.count(Kind::AddMember).done, 3);
 
@@ -669,11 +724,17 @@ fn multicast_races_converge() {
     assert_eq!(report.converged(), 3);
     let got = groups_of(&s.emu);
     assert_eq!(got[&MulticastAddr::new(G3)].0, "new");
-    assert_eq!(got[&MulticastAddr::new(G3)].1, euis([d1, d2]).into_iter().collect());
+    assert_eq!(
+        got[&MulticastAddr::new(G3)].1,
+        euis([d1, d2]).into_iter().collect()
+    );
     assert_eq!(got[&MulticastAddr::new(G1)].0, "wanted");
     assert!(!got.contains_key(&MulticastAddr::new(G2)));
     // G1 was re-created, then got its planned member.
-    assert_eq!(got[&MulticastAddr::new(G1)].1, euis([d1]).into_iter().collect());
+    assert_eq!(
+        got[&MulticastAddr::new(G1)].1,
+        euis([d1]).into_iter().collect()
+    );
     assert_eq!(got[&MulticastAddr::new(G4)].1, BTreeSet::new());
     let next = fleet.plan_groups(desired).unwrap();
     assert!(next.is_empty(), "{}", next.listing());
@@ -714,7 +775,10 @@ fn failed_steps_fail_what_depends_on_them() {
     s.abp(d2, 2);
     let fleet = s.fleet();
     let devices = fleet.plan([DesiredDevice::otaa(d2, J1)]).unwrap();
-    assert_eq!((devices.deletions().len(), devices.recreations().len()), (1, 1));
+    assert_eq!(
+        (devices.deletions().len(), devices.recreations().len()),
+        (1, 1)
+    );
     let groups = fleet
         .plan_groups([DesiredGroup::new(G1, "g").with_members(euis([d1]))])
         .unwrap();
@@ -732,7 +796,11 @@ fn failed_steps_fail_what_depends_on_them() {
     let report = fleet.apply_groups(&groups, |_| {});
     assert_eq!(report.count(Kind::CreateGroup).failed, 1);
     assert_eq!(report.count(Kind::AddMember).failed, 1);
-    assert_eq!(report.calls().group_add, 0, "no add to a group that was not created");
+    assert_eq!(
+        report.calls().group_add,
+        0,
+        "no add to a group that was not created"
+    );
     assert_eq!(report.failures().len(), 2);
     assert_eq!(s.emu.devices().len(), 2);
 }

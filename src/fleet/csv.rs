@@ -45,10 +45,16 @@ impl fmt::Display for RowErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RowErrorKind::Header { found } => {
-                write!(f, "expected the header DevEUI,JoinEUI,DevAddr, found {found:?}")
+                write!(
+                    f,
+                    "expected the header DevEUI,JoinEUI,DevAddr, found {found:?}"
+                )
             }
             RowErrorKind::FieldCount { found } => {
-                write!(f, "expected 3 fields (DevEUI,JoinEUI,DevAddr), found {found}")
+                write!(
+                    f,
+                    "expected 3 fields (DevEUI,JoinEUI,DevAddr), found {found}"
+                )
             }
             RowErrorKind::DevEui(e) | RowErrorKind::JoinEui(e) | RowErrorKind::DevAddr(e) => {
                 write!(f, "{e}")
@@ -135,7 +141,12 @@ pub fn read_csv(text: &str) -> Result<Vec<DesiredDevice>, CsvError> {
     let header = lines.next().map_or("", |(_, line)| line);
     let names: Vec<&str> = header.split(',').map(str::trim).collect();
     let expected = ["DevEUI", "JoinEUI", "DevAddr"];
-    if names.len() != 3 || !names.iter().zip(expected).all(|(a, b)| a.eq_ignore_ascii_case(b)) {
+    if names.len() != 3
+        || !names
+            .iter()
+            .zip(expected)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+    {
         errors.push(RowError {
             line: 1,
             kind: RowErrorKind::Header {
@@ -262,7 +273,10 @@ mod tests {
             ]
         );
         let text = err.to_string();
-        assert!(text.starts_with("7 bad rows in the fleet CSV\n  line 2: expected 3 fields"), "{text}");
+        assert!(
+            text.starts_with("7 bad rows in the fleet CSV\n  line 2: expected 3 fields"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -273,6 +287,9 @@ mod tests {
         assert_eq!(err.rows[0].line, 1);
         assert!(read_csv("").is_err());
         let many = "DevEUI,JoinEUI,DevAddr\n".to_owned() + &"x\n".repeat(30);
-        assert!(read_csv(&many).unwrap_err().to_string().ends_with("... and 10 more"));
+        assert!(read_csv(&many)
+            .unwrap_err()
+            .to_string()
+            .ends_with("... and 10 more"));
     }
 }

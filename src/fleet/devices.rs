@@ -491,7 +491,9 @@ impl Fleet {
                 // reading on would never end.
                 return Err(Error::decode(
                     "devices/select response",
-                    format!("page at offset {offset} repeats earlier rows; paging does not advance"),
+                    format!(
+                        "page at offset {offset} repeats earlier rows; paging does not advance"
+                    ),
                 ));
             }
             offset += len;
@@ -651,7 +653,9 @@ impl Worker<'_, '_> {
 
     /// Update an OTAA device's active address; converges on a race.
     fn update(&self, desired: &DesiredDevice) -> Result<()> {
-        let update = desired.address_after_insert().expect("an update has an address");
+        let update = desired
+            .address_after_insert()
+            .expect("an update has an address");
         match self.call_update(update) {
             Err(e) if not_found(&e) => self.converge(desired, None, e),
             other => other,
@@ -660,9 +664,8 @@ impl Worker<'_, '_> {
 
     fn create(&self, desired: &DesiredDevice, details: Option<&str>) -> Result<()> {
         let table = self.fleet.core.routing_table();
-        self.tracker.call(Call::Insert, || {
-            table.insert(desired.new_device(details))
-        })?;
+        self.tracker
+            .call(Call::Insert, || table.insert(desired.new_device(details)))?;
         match desired.address_after_insert() {
             Some(update) => self.call_update(update),
             None => Ok(()),
@@ -781,7 +784,11 @@ mod tests {
                     from: JoinEui::new(2),
                 }),
             ),
-            (row(None, Some(0xa)), otaa(1, None), Step::Recreate(AbpToOtaa)),
+            (
+                row(None, Some(0xa)),
+                otaa(1, None),
+                Step::Recreate(AbpToOtaa),
+            ),
             (row(Some(1), Some(0xa)), abp(0xa), Step::Recreate(OtaaToAbp)),
             (
                 row(None, Some(0xb)),

@@ -228,7 +228,10 @@ impl Fleet {
     /// A name longer than [`MulticastGroup::MAX_NAME_LEN`] fails with
     /// [`InvalidInput::GroupNameTooLong`], and an address listed twice with different
     /// contents with [`InvalidInput::DuplicateGroup`], before anything is sent.
-    pub fn plan_groups(&self, desired: impl IntoIterator<Item = DesiredGroup>) -> Result<GroupPlan> {
+    pub fn plan_groups(
+        &self,
+        desired: impl IntoIterator<Item = DesiredGroup>,
+    ) -> Result<GroupPlan> {
         let mut want: BTreeMap<MulticastAddr, DesiredGroup> = BTreeMap::new();
         for group in desired {
             MulticastGroup::validate_name(&group.name)?;
@@ -254,10 +257,11 @@ impl Fleet {
             };
             let has: BTreeSet<DevEui> = current.devices.iter().copied().collect();
             let removes_before = plan.removes.len();
-            plan.removes.extend(has.difference(&desired.members).map(|&dev_eui| Member {
-                group: current.addr,
-                dev_eui,
-            }));
+            plan.removes
+                .extend(has.difference(&desired.members).map(|&dev_eui| Member {
+                    group: current.addr,
+                    dev_eui,
+                }));
             let candidates_before = candidates.len();
             candidates.extend(desired.members.difference(&has).map(|&dev_eui| Member {
                 group: current.addr,

@@ -145,11 +145,7 @@ impl Fleet {
 
     /// Warns when the pool keeps fewer idle connections than the workers use.
     fn check_pool(&self) {
-        let kept = self
-            .core
-            .agent()
-            .config()
-            .max_idle_connections_per_host();
+        let kept = self.core.agent().config().max_idle_connections_per_host();
         if kept < self.concurrency {
             log::warn!(
                 "fleet: {} workers but the Core keeps {kept} idle connections per host; \

@@ -405,11 +405,13 @@ impl<'f> Tracker<'f> {
     ) {
         let mut state = lock(&self.state);
         let before = state.failures.len();
-        state.failures.extend(targets.into_iter().map(|target| Failure {
-            kind,
-            target,
-            error: Arc::clone(&error),
-        }));
+        state
+            .failures
+            .extend(targets.into_iter().map(|target| Failure {
+                kind,
+                target,
+                error: Arc::clone(&error),
+            }));
         let n = state.failures.len() - before;
         if n == 0 {
             return;
