@@ -822,3 +822,88 @@ fn emulator_rest_latency_delays_rest_calls_only() {
         .unwrap();
     assert!(started.elapsed() < latency, "{status}");
 }
+
+// --- a server that pages badly -------------------------------------------------------
+
+/// A raw HTTP server for `devices/select` whose answer is `page(offset)`: for paging
+/// that a moving table (or a broken server) gets wrong.
+fn paging_server(page: impl Fn(u64) -> Vec<(u64, u64)> + Send + 'static) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/api/v1", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut out = stream;
+            loop {
+                let mut request = String::new();
+                if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                    break;
+                }
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 2 {
+                    line.clear();
+                }
+                let offset = request
+                    .split(['?', '&', ' '])
+                    .find_map(|p| p.strip_prefix("offset="))
+                    .and_then(|o| o.parse().ok())
+                    .unwrap_or(0);
+                let rows: Vec<String> = page(offset)
+                    .into_iter()
+                    .map(|(eui, join)| {
+                        format!(
+                            r#"{{"DevEUI":"{eui:016x}","JoinEUI":"{join:016x}","ActiveDevAddr":null,"TargetDevAddr":null,"Details":null,"CreatedAt":"2026-11-30T06:00:00.000000"}}"#
+                        )
+                    })
+                    .collect();
+                let body = format!("[{}]", rows.join(","));
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
+                if out
+                    .write_all(head.as_bytes())
+                    .and_then(|_| out.write_all(body.as_bytes()))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+    });
+    url
+}
+
+#[test]
+fn a_row_seen_twice_across_pages_is_not_an_orphan() {
+    // The table moved between two pages: B comes again at the top of page 2.
+    let (a, b, c) = (
+        0x0004_a30b_0000_000au64,
+        0x0004_a30b_0000_000bu64,
+        0x0004_a30b_0000_000cu64,
+    );
+    let url = paging_server(move |offset| match offset {
+        0 => vec![(a, J1), (b, J1)],
+        2 => vec![(b, J1), (c, J1)],
+        _ => vec![],
+    });
+    let core = Core::new("token", &url).unwrap();
+    let plan = Fleet::new(&core)
+        .page_size(2)
+        .plan([a, b, c].map(|eui| DesiredDevice::otaa(eui, J1)))
+        .unwrap();
+    assert!(plan.is_empty(), "{}", plan.listing());
+    assert_eq!(plan.unchanged(), euis([a, b, c]));
+    assert_eq!(plan.pages_read(), 3);
+}
+
+#[test]
+fn a_server_that_ignores_the_offset_is_an_error_not_a_hang() {
+    let url = paging_server(|_| vec![(1, J1), (2, J1)]);
+    let core = Core::new("token", &url).unwrap();
+    let err = Fleet::new(&core).page_size(2).plan([]).unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err}");
+    assert!(err.to_string().contains("paging does not advance"), "{err}");
+}
