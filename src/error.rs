@@ -361,6 +361,13 @@ pub enum InvalidInput {
     /// Device details that are not a JSON document.
     #[error("device details must be a string of JSON: {0}")]
     DetailsNotJson(String),
+    /// A DevEUI given twice, with different contents, in a desired fleet
+    /// ([`fleet`](crate::fleet)).
+    #[error("DevEUI {0} is listed twice with different identities")]
+    DuplicateDevEui(crate::ids::DevEui),
+    /// A multicast address given twice, with different contents, in a desired fleet.
+    #[error("multicast group {0} is listed twice with different contents")]
+    DuplicateGroup(crate::ids::MulticastAddr),
     /// An identifier that is not exactly its number of hex digits.
     #[error(transparent)]
     Id(ParseIdError),

@@ -157,6 +157,7 @@
 //!
 //! - [`client`]: the client, [`Core`], and its builder;
 //! - [`routing_table`] and [`multicast`]: the REST calls, reached from a `Core`;
+//! - [`fleet`]: keeps the routing table and multicast groups equal to the LNS's devices;
 //! - [`upstream`], [`downstream`] and [`stream`]: the stream connections;
 //! - [`ids`]: `DevEui`, `JoinEui`, `DevAddr`, `MulticastAddr`, printed as hex;
 //! - [`model`]: devices, groups, radios, transmission windows and stream messages;
@@ -173,6 +174,7 @@ pub mod client;
 pub mod config;
 pub mod downstream;
 pub mod error;
+pub mod fleet;
 pub mod ids;
 #[cfg(feature = "mic")]
 pub mod mic;
