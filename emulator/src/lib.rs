@@ -27,8 +27,8 @@
 //! | `POST /emulator/records/clear` | forget recorded replies and downlinks |
 //! | `POST /emulator/radio/devices` | puts a device with keys on the air: `{"dev_eui", "join_eui", "app_key"}` (OTAA) and/or `{"dev_eui", "dev_addr", "nwk_s_key", "fcnt"}` (a session), keys as 32 hex digits |
 //! | `GET /emulator/radio/devices`, `DELETE /emulator/radio/devices/{dev_eui}` | the devices on the air (no keys); take one off |
-//! | `POST /emulator/radio/join-request` | `{"dev_eui"}`: the device sends its next join request; answers the played upstream |
-//! | `POST /emulator/radio/uplink` | `{"dev_eui", "fport", "payload_hex", "confirmed"}`: the device sends its next data uplink |
+//! | `POST /emulator/radio/join-request` | `{"dev_eui", "copies"}`: the device sends its next join request; answers the played upstream (with `copies` > 1, the RAN delivers it that many times, `copies_spacing_ms` apart (default 0), new TransactionIDs listed under `copies`) |
+//! | `POST /emulator/radio/uplink` | `{"dev_eui", "fport", "payload_hex", "confirmed", "copies"}`: the device sends its next data uplink (`copies` as for join requests, default 1) |
 //! | `GET /emulator/radio/upstreams/{transaction_id}` | a played upstream: true DevEUI and MIC, verdict on the LNS's answer |
 //! | `GET /emulator/radio/stats` | played upstreams counted by verdict |
 //! | `POST /emulator/radio/challenge-size` | `{"min", "max"}`: MIC candidates per challenge (2 to 4096) |
@@ -87,7 +87,7 @@ use streams::Kind;
 
 pub use client::{ControlClient, RadioDeviceInfo, Status};
 pub use error::{Error, Result};
-pub use radio::{MicStats, PlayedUpstream, RadioDevice, UpstreamVerdict};
+pub use radio::{MicStats, PlayedUpstream, RadioDevice, UpstreamVerdict, Copies, MAX_COPIES};
 
 /// The base URL of the API an emulator serves.
 fn base_url(shared: &Shared) -> String {

@@ -411,6 +411,41 @@ impl Radio {
         Ok(msg)
     }
 
+    /// Another copy of a played upstream, as the RAN delivers one uplink heard by
+    /// several gateways: the same frame under a new transaction id, with a MIC challenge
+    /// of its own that holds the true MIC; recorded as played too.
+    fn copy(&self, first: &UpstreamMessage) -> Result<UpstreamMessage> {
+        let mut s = self.lock();
+        let played = s
+            .played
+            .get(&first.transaction_id)
+            .cloned()
+            .ok_or_else(|| invalid(format!("no played upstream {}", first.transaction_id)))?;
+        let transaction_id = s.next_transaction_id;
+        let frame = first.phy_payload_with_mic(played.mic);
+        let seed = self.seed ^ transaction_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut msg = mic::upstream_with_challenge(
+            &frame,
+            transaction_id,
+            first.dev_euis.clone(),
+            played.candidates - 1,
+            seed,
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        msg.radio.frequency = CHANNELS[(transaction_id % CHANNELS.len() as u64) as usize];
+        s.next_transaction_id += 1;
+        s.stats.played += 1;
+        s.played.insert(
+            transaction_id,
+            PlayedUpstream {
+                transaction_id,
+                verdict: UpstreamVerdict::Unanswered,
+                ..played
+            },
+        );
+        Ok(msg)
+    }
+
     /// Forgets an upstream that could not be sent.
     fn unplay(&self, transaction_id: u64) {
         let mut s = self.lock();
@@ -520,6 +555,106 @@ pub(crate) fn play(shared: &Shared, dev_eui: DevEui, tx: Transmission) -> Result
     }
 }
 
+/// Most copies of one uplink the emulator plays.
+pub const MAX_COPIES: usize = 64;
+
+/// How many times the RAN delivers one played uplink, and how far apart; see
+/// [`Emulator::play_uplink_copies`]. A plain number converts into copies sent back to
+/// back.
+///
+/// ```
+/// use std::time::Duration;
+/// use ran_routing_emulator::Copies;
+///
+/// let copies = Copies::new(3).spaced(Duration::from_millis(200));
+/// assert_eq!((copies.count(), Copies::from(2).count()), (3, 2));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copies {
+    count: usize,
+    spacing: Duration,
+}
+
+impl Copies {
+    /// `count` copies (1 to [`MAX_COPIES`]), back to back.
+    pub fn new(count: usize) -> Self {
+        Self {
+            count,
+            spacing: Duration::ZERO,
+        }
+    }
+
+    /// Waits `spacing` before each copy after the first (the call returns once the last
+    /// was sent), as copies heard through slower routes arrive later.
+    pub fn spaced(mut self, spacing: Duration) -> Self {
+        self.spacing = spacing;
+        self
+    }
+
+    /// How many copies.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
+impl From<usize> for Copies {
+    fn from(count: usize) -> Self {
+        Self::new(count)
+    }
+}
+
+/// Plays a transmission as `copies` copies (see [`Radio::copy`]), each sent to the next
+/// upstream connection; returns their transaction ids, the first copy's first.
+pub(crate) fn play_copies(
+    shared: &Shared,
+    dev_eui: DevEui,
+    tx: Transmission,
+    copies: Copies,
+) -> Result<Vec<u64>> {
+    let Copies {
+        count: copies,
+        spacing,
+    } = copies;
+    if !(1..=MAX_COPIES).contains(&copies) {
+        return Err(invalid(format!(
+            "copies: expected 1 to {MAX_COPIES}, got {copies}"
+        )));
+    }
+    let first = shared.radio.prepare(dev_eui, tx)?;
+    let mut messages = vec![first];
+    for _ in 1..copies {
+        match shared.radio.copy(&messages[0]) {
+            Ok(m) => messages.push(m),
+            Err(e) => {
+                for m in &messages {
+                    shared.radio.unplay(m.transaction_id);
+                }
+                return Err(e);
+            }
+        }
+    }
+    let mut ids = Vec::with_capacity(copies);
+    for (i, msg) in messages.iter().enumerate() {
+        if i > 0 && !spacing.is_zero() {
+            std::thread::sleep(spacing);
+        }
+        let sent = shared
+            .hub
+            .send_upstream(&crate::streams::upstream_json(msg));
+        if let Err(e) = sent {
+            for m in &messages[i..] {
+                shared.radio.unplay(m.transaction_id);
+            }
+            if i == 0 {
+                return Err(e);
+            }
+            break;
+        }
+        ids.push(msg.transaction_id);
+    }
+    Ok(ids)
+}
+
 /// Emulated devices with real keys, and the verdicts on the LNS's answers.
 ///
 /// ```
@@ -621,6 +756,37 @@ impl Emulator {
             confirmed: true,
         };
         play(&self.shared, dev_eui, tx)
+    }
+
+    /// [`play_uplink`](Self::play_uplink) as `copies` copies, as the RAN delivers an
+    /// uplink heard by several gateways: one frame (one frame counter), each copy under a
+    /// new transaction id with a MIC challenge of its own that holds the true MIC. Every
+    /// copy's answer is judged. Takes a count or [`Copies`] (to space them out). Returns the copies' transaction ids in the order sent
+    /// (fewer than asked if the upstream connection went away meanwhile). `copies` is 1
+    /// to [`MAX_COPIES`](crate::MAX_COPIES).
+    pub fn play_uplink_copies(
+        &self,
+        dev_eui: DevEui,
+        fport: u8,
+        payload: impl Into<Vec<u8>>,
+        copies: impl Into<Copies>,
+    ) -> Result<Vec<u64>> {
+        let tx = Transmission::Data {
+            fport,
+            payload: payload.into(),
+            confirmed: false,
+        };
+        play_copies(&self.shared, dev_eui, tx, copies.into())
+    }
+
+    /// [`play_join_request`](Self::play_join_request) as `copies` copies; see
+    /// [`play_uplink_copies`](Self::play_uplink_copies).
+    pub fn play_join_request_copies(
+        &self,
+        dev_eui: DevEui,
+        copies: impl Into<Copies>,
+    ) -> Result<Vec<u64>> {
+        play_copies(&self.shared, dev_eui, Transmission::JoinRequest, copies.into())
     }
 
     /// The upstream played with this transaction id: true DevEUI and MIC, and verdict.

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use ran_routing::mic::AesKey;
 use ran_routing::{DevAddr, DevEui, JoinEui};
 
-use super::{play, MicStats, PlayedUpstream, RadioDevice, Transmission, UpstreamVerdict};
+use super::{play, play_copies, Copies, MicStats, PlayedUpstream, RadioDevice, Transmission, UpstreamVerdict};
 use crate::control::{no_upstream, validation_failed};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -82,7 +82,12 @@ impl DeviceBody {
 #[serde(deny_unknown_fields)]
 struct JoinBody {
     dev_eui: DevEui,
+    #[serde(default)]
+    copies: Option<usize>,
+    #[serde(default)]
+    copies_spacing_ms: u64,
 }
+
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +98,14 @@ struct UplinkBody {
     payload_hex: String,
     #[serde(default)]
     confirmed: bool,
+    #[serde(default)]
+    copies: Option<usize>,
+    #[serde(default)]
+    copies_spacing_ms: u64,
+}
+
+fn copies(count: usize, spacing_ms: u64) -> Copies {
+    Copies::new(count).spaced(std::time::Duration::from_millis(spacing_ms))
 }
 
 #[derive(Deserialize)]
@@ -171,6 +184,22 @@ fn played_response(shared: &Shared, outcome: Result<u64>) -> Response {
     }
 }
 
+/// The first copy as [`played_response`] has it, and every copy's transaction id under
+/// `copies`.
+fn copies_response(shared: &Shared, outcome: Result<Vec<u64>>) -> Response {
+    match outcome {
+        Ok(ids) => {
+            let mut body = shared
+                .radio
+                .played(ids[0])
+                .map_or_else(|| json!({"transaction_id": ids[0]}), |p| played_json(&p));
+            body["copies"] = json!(ids);
+            Response::json(200, &body)
+        }
+        Err(e) => played_response(shared, Err(e)),
+    }
+}
+
 const ROUTES: &[(&str, &str)] = &[
     ("GET", "devices"),
     ("POST", "devices"),
@@ -215,6 +244,11 @@ pub(crate) fn handle(shared: &std::sync::Arc<Shared>, route: &str, req: &Request
             }
         }
         ("POST", "join-request") => parse_body::<JoinBody>(req).map(|body| {
+            if let Some(count) = body.copies {
+                let tx = Transmission::JoinRequest;
+                let n = copies(count, body.copies_spacing_ms);
+                return copies_response(shared, play_copies(shared, body.dev_eui, tx, n));
+            }
             played_response(
                 shared,
                 play(shared, body.dev_eui, Transmission::JoinRequest),
@@ -228,6 +262,11 @@ pub(crate) fn handle(shared: &std::sync::Arc<Shared>, route: &str, req: &Request
                 payload,
                 confirmed: body.confirmed,
             };
+            if let Some(count) = body.copies {
+                let n = copies(count, body.copies_spacing_ms);
+                let played = play_copies(shared, body.dev_eui, tx, n);
+                return Ok(copies_response(shared, played));
+            }
             Ok(played_response(shared, play(shared, body.dev_eui, tx)))
         }),
         ("GET", path) if path.starts_with("upstreams/") => {
