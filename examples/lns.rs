@@ -1,11 +1,14 @@
 //! A small but real LNS loop: worker threads share one upstream connection, solve each
 //! uplink's MIC challenge with the device keys from a file, ack or reject it, and answer
-//! join requests and confirmed uplinks with a downlink whose result they wait for. Both
-//! streams reconnect by themselves after a network failure.
+//! join requests and confirmed uplinks with a downlink tracked without blocking. The
+//! upstream de-duplicates: the RAN may deliver an uplink several times, the workers see
+//! it once and the connection answers the copies. Both streams reconnect by themselves
+//! after a network failure.
 //!
 //! `cargo run --example lns` runs it against the embedded emulator, which plays the
 //! devices of `examples/lns-keys.txt` with real MICs (one of them with a key the LNS does
-//! not have), cuts the network once, and judges every answer. The example stops after it
+//! not have), some uplinks as several copies, cuts the network once, and judges every
+//! answer, every copy's included. The example stops after it
 //! has handled every uplink, and fails unless each was answered correctly.
 //!
 //! With `RAN_URL` and `RAN_TOKEN` set (optional `RAN_CA_CERT`) it serves that endpoint
@@ -24,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use ran_routing::mic::{self, AesKey, Keys, Session, Uplink};
 use ran_routing::{
-    ApiError, ConnectionEvent, DevAddr, DevEui, DeviceIdentity, DownstreamConnection,
-    DownstreamMessage, DownstreamRadio, Error, JoinEui, NewDevice, Reconnect, TransmissionWindow,
-    UpstreamConnection, UpstreamMessage, UpstreamRejectResultCode,
+    ApiError, ConnectionEvent, DevAddr, DevEui, DeviceIdentity, DownlinkTracker,
+    DownstreamConnection, DownstreamMessage, DownstreamRadio, Error, JoinEui, NewDevice, Reconnect,
+    TransmissionWindow, UpstreamConnection, UpstreamMessage, UpstreamRejectResultCode,
 };
 use ran_routing_emulator::{Emulator, RadioDevice, UpstreamVerdict};
 
@@ -101,6 +104,9 @@ struct Lns {
     core: ran_routing::Core,
     upstream: UpstreamConnection,
     downstream: DownstreamConnection,
+    /// Downlink outcomes, tagged with the uplink they answer and what they are.
+    downlinks: DownlinkTracker<(u64, &'static str)>,
+    downlinks_sent: AtomicU64,
     /// Solving reads it, every solved data uplink moves a session's FCnt on.
     keys: Mutex<Keys>,
     handled: AtomicU64,
@@ -176,32 +182,36 @@ impl Lns {
             format!("demo {what}").into_bytes(),
         );
         downlink.target_dev_addr = target_dev_addr;
-        // The ack and result of this downlink come back to this call only, even though
-        // other workers use the same connection at the same time.
-        match self
-            .downstream
-            .send_and_wait(downlink, Duration::from_secs(10))
-        {
-            Ok(result) if result.result_code.is_success() => {
-                self.downlinks_ok.fetch_add(1, Ordering::SeqCst);
-                println!(
-                    "upstream {}: {}{fcnt} acked, {what} sent",
-                    msg.transaction_id, solved.dev_eui
-                );
-            }
-            Ok(result) => {
-                self.downlinks_failed.fetch_add(1, Ordering::SeqCst);
-                println!(
-                    "upstream {}: {what} failed: {}",
-                    msg.transaction_id, result.result_code
-                );
-            }
-            Err(e) => {
-                self.downlinks_failed.fetch_add(1, Ordering::SeqCst);
-                println!("upstream {}: {what} failed: {e}", msg.transaction_id);
+        // The worker goes on at once; the outcome (result, timeout or send error) comes
+        // from the tracker, tagged, to the thread running `track_downlinks`.
+        println!(
+            "upstream {}: {}{fcnt} acked, sending {what}",
+            msg.transaction_id, solved.dev_eui
+        );
+        self.downlinks_sent.fetch_add(1, Ordering::SeqCst);
+        self.downlinks.send((msg.transaction_id, what), downlink);
+        Ok(())
+    }
+
+    /// Takes every downlink's outcome until the downstream is closed for good.
+    fn track_downlinks(&self) {
+        for tracked in self.downlinks.iter() {
+            let (uplink, what) = tracked.tag;
+            match tracked.outcome {
+                Ok(result) if result.result_code.is_success() => {
+                    self.downlinks_ok.fetch_add(1, Ordering::SeqCst);
+                    println!("upstream {uplink}: {what} delivered");
+                }
+                Ok(result) => {
+                    self.downlinks_failed.fetch_add(1, Ordering::SeqCst);
+                    println!("upstream {uplink}: {what} failed: {}", result.result_code);
+                }
+                Err(e) => {
+                    self.downlinks_failed.fetch_add(1, Ordering::SeqCst);
+                    println!("upstream {uplink}: {what} failed: {e}");
+                }
             }
         }
-        Ok(())
     }
 }
 
@@ -273,20 +283,26 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
     // With reconnection on, a failed connection is replaced with backoff, and the
     // iterators keep going across it; on_event reports what happens.
     let log = |stream: &'static str| move |event: &ConnectionEvent| println!("[{stream}] {event}");
+    let downstream = ran
+        .core
+        .downstream()
+        .reconnect(Reconnect::default())
+        .on_event(log("downstream"))
+        .connect()?;
     let lns = Arc::new(Lns {
         core: ran.core.clone(),
         upstream: ran
             .core
             .upstream()
+            // The bridges' window: copies of an uplink within 60 s are answered by the
+            // connection, the way the application answered the first.
+            .dedup(Duration::from_secs(60))
             .reconnect(Reconnect::default())
             .on_event(log("upstream"))
             .connect()?,
-        downstream: ran
-            .core
-            .downstream()
-            .reconnect(Reconnect::default())
-            .on_event(log("downstream"))
-            .connect()?,
+        downlinks: downstream.tracker(Duration::from_secs(10)),
+        downlinks_sent: AtomicU64::new(0),
+        downstream,
         keys: Mutex::new(keys),
         handled: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
@@ -299,8 +315,10 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
             std::thread::spawn(move || lns.work())
         })
         .collect();
-    // Downstream replies no waiter claims (say, a result that came after its waiter gave
-    // up) go to the iterator: drain it so they never pile up.
+    let tracking = lns.clone();
+    threads.push(std::thread::spawn(move || tracking.track_downlinks()));
+    // Downstream replies the tracker does not claim (say, a result that came after its
+    // downlink timed out) go to the iterator: drain it so they never pile up.
     let drain = lns.clone();
     threads.push(std::thread::spawn(move || {
         for reply in drain.downstream.iter() {
@@ -323,8 +341,10 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
     for thread in threads {
         thread.join().map_err(|_| "a worker panicked")?;
     }
+    let duplicates = lns.upstream.dedup_stats().map_or(0, |d| d.answered);
     println!(
-        "Handled {} upstreams: {} rejected; downlinks: {} ok, {} failed",
+        "Handled {} upstreams ({duplicates} duplicates answered by the connection): {} \
+         rejected; downlinks: {} ok, {} failed",
         lns.handled.load(Ordering::SeqCst),
         lns.rejected.load(Ordering::SeqCst),
         lns.downlinks_ok.load(Ordering::SeqCst),
@@ -382,9 +402,7 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
 
     let mut played = Vec::new();
     play_round(emu, devices, &mut played)?;
-    wait_for("every upstream handled", || {
-        lns.handled.load(Ordering::SeqCst) == played.len() as u64
-    })?;
+    wait_for("every upstream handled", || handled_all(lns, &played))?;
 
     println!("The emulator cuts both stream connections...");
     emu.drop_stream_connections();
@@ -395,13 +413,16 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
     })?;
 
     play_round(emu, devices, &mut played)?;
-    wait_for("every upstream handled", || {
-        lns.handled.load(Ordering::SeqCst) == played.len() as u64
-    })?;
+    wait_for("every upstream handled", || handled_all(lns, &played))?;
 
-    // The emulator knows each frame's true device and MIC, and judged every answer.
+    wait_for("every downlink's outcome", || {
+        lns.downlinks_ok.load(Ordering::SeqCst) + lns.downlinks_failed.load(Ordering::SeqCst)
+            == lns.downlinks_sent.load(Ordering::SeqCst)
+    })?;
+    // The emulator knows each frame's true device and MIC, and judged every answer, the
+    // duplicates' too.
     for (tid, dev_eui) in &played {
-        let verdict = emu.played_upstream(*tid).map(|p| p.verdict);
+        let verdict = emu.wait_upstream_verdict(*tid, Duration::from_secs(10));
         let want = if *dev_eui == IMPOSTOR {
             UpstreamVerdict::Rejected(UpstreamRejectResultCode::MicFailed)
         } else {
@@ -420,8 +441,14 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
     Ok(())
 }
 
+/// Whether every uplink played reached a worker once, its copies the de-duplication.
+fn handled_all(lns: &Lns, played: &[(u64, DevEui)]) -> bool {
+    let duplicates = lns.upstream.dedup_stats().map_or(0, |d| d.duplicates);
+    lns.handled.load(Ordering::SeqCst) + duplicates == played.len() as u64
+}
+
 /// Every OTAA device sends a join request, every ABP device three uplinks (the first
-/// confirmed).
+/// confirmed); the RAN delivers the join requests and the last uplinks twice.
 fn play_round(
     emu: &Emulator,
     devices: &[Device],
@@ -430,15 +457,19 @@ fn play_round(
     for device in devices {
         let dev_eui = device.dev_eui();
         match device {
-            Device::Otaa { .. } => played.push((emu.play_join_request(dev_eui)?, dev_eui)),
+            Device::Otaa { .. } => played.extend(
+                emu.play_join_request_copies(dev_eui, 2)?
+                    .into_iter()
+                    .map(|tid| (tid, dev_eui)),
+            ),
             Device::Abp { .. } => {
                 played.push((
                     emu.play_confirmed_uplink(dev_eui, 1, *b"temp=21.5")?,
                     dev_eui,
                 ));
-                for _ in 0..2 {
-                    played.push((emu.play_uplink(dev_eui, 1, *b"temp=21.6")?, dev_eui));
-                }
+                played.push((emu.play_uplink(dev_eui, 1, *b"temp=21.6")?, dev_eui));
+                let copies = emu.play_uplink_copies(dev_eui, 1, *b"temp=21.7", 3)?;
+                played.extend(copies.into_iter().map(|tid| (tid, dev_eui)));
             }
         }
     }

@@ -282,7 +282,11 @@ impl<T: Send + 'static> DownlinkTracker<T> {
                 break;
             }
             state.order.pop_front();
-            if state.entries.get(&id).is_some_and(|e| e.deadline == deadline) {
+            if state
+                .entries
+                .get(&id)
+                .is_some_and(|e| e.deadline == deadline)
+            {
                 // From here on its replies go to the connection's iter().
                 self.correlator.unregister(id);
                 due.push(id);
@@ -319,7 +323,10 @@ impl<T: Send + 'static> DownlinkTracker<T> {
         match reply {
             DownstreamReply::Ack(ack) => match state.entries.get_mut(&ack.transaction_id) {
                 Some(entry) => entry.ack = Some(ack),
-                None => log::debug!("downstream: ack {} for no tracked downlink", ack.transaction_id),
+                None => log::debug!(
+                    "downstream: ack {} for no tracked downlink",
+                    ack.transaction_id
+                ),
             },
             DownstreamReply::Result(result) => {
                 let id = result.transaction_id;

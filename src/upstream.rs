@@ -96,9 +96,11 @@ impl StreamBuilder<'_, UpstreamMessage, UpstreamReply> {
     /// ```
     pub fn dedup(mut self, config: impl Into<Dedup>) -> Self {
         let config = config.into();
-        self.hook = Some(Arc::new(move || -> Arc<dyn Hook<UpstreamMessage, UpstreamReply>> {
-            DedupLayer::new(config.clone())
-        }));
+        self.hook = Some(Arc::new(
+            move || -> Arc<dyn Hook<UpstreamMessage, UpstreamReply>> {
+                DedupLayer::new(config.clone())
+            },
+        ));
         self
     }
 }

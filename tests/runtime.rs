@@ -12,8 +12,8 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ran_routing::mic::{self, AesKey, Keys, Session};
-use ran_routing::*;
 use ran_routing::stream::{RecvTimeoutError, TryRecvError};
+use ran_routing::*;
 use ran_routing_emulator::{ControlClient, Copies, Emulator, RadioDevice, UpstreamVerdict};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -143,7 +143,12 @@ fn rejects_are_repeated_and_acks_that_do_not_fit_a_copy_become_mic_failed() {
         let mut other = Keys::new();
         abp_device(&emu, &core, &mut other, 3)
     };
-    let up = Arc::new(core.upstream().dedup(Duration::from_secs(60)).connect().unwrap());
+    let up = Arc::new(
+        core.upstream()
+            .dedup(Duration::from_secs(60))
+            .connect()
+            .unwrap(),
+    );
     assert!(emu.wait_upstream_connections(1, WAIT));
     let decoy_target = decoyed;
     let _seen = lns(up.clone(), keys, Duration::from_millis(100), move |m| {
@@ -204,10 +209,19 @@ fn copies_across_the_window_edge_are_new_uplinks() {
     assert!(emu.wait_upstream_connections(1, WAIT));
     let seen = lns(up.clone(), keys, Duration::ZERO, |_| Answer::Solve);
     let ids = emu
-        .play_uplink_copies(dev, 1, *b"edge", Copies::new(2).spaced(Duration::from_millis(900)))
+        .play_uplink_copies(
+            dev,
+            1,
+            *b"edge",
+            Copies::new(2).spaced(Duration::from_millis(900)),
+        )
         .unwrap();
     assert_eq!(verdicts(&emu, &ids), vec![UpstreamVerdict::Solved; 2]);
-    assert_eq!(seen_count(&seen), 2, "past the window a copy is a new uplink");
+    assert_eq!(
+        seen_count(&seen),
+        2,
+        "past the window a copy is a new uplink"
+    );
     let stats = up.dedup_stats().unwrap();
     assert_eq!(stats.duplicates, 0, "{stats:?}");
     // Inside the window it is a duplicate again.
@@ -230,7 +244,12 @@ fn copies_of_an_unanswered_uplink_are_rejected_with_other_after_the_bound() {
 
     // Two copies held, one after the bound (rejected on arrival).
     let ids = emu
-        .play_uplink_copies(dev, 1, *b"lost", Copies::new(3).spaced(Duration::from_millis(200)))
+        .play_uplink_copies(
+            dev,
+            1,
+            *b"lost",
+            Copies::new(3).spaced(Duration::from_millis(200)),
+        )
         .unwrap();
     let other = UpstreamVerdict::Rejected(UpstreamRejectResultCode::Other);
     assert_eq!(verdicts(&emu, &ids[1..]), vec![other.clone(), other]);
@@ -241,7 +260,11 @@ fn copies_of_an_unanswered_uplink_are_rejected_with_other_after_the_bound() {
     );
     assert_eq!(seen_count(&seen), 1);
     let stats = up.dedup_stats().unwrap();
-    assert_eq!((stats.duplicates, stats.expired_unanswered), (2, 2), "{stats:?}");
+    assert_eq!(
+        (stats.duplicates, stats.expired_unanswered),
+        (2, 2),
+        "{stats:?}"
+    );
     assert_eq!(stats.answered, 0);
 }
 
@@ -264,7 +287,11 @@ fn at_the_entry_cap_uplinks_are_handed_out_unremembered() {
     let all: Vec<u64> = first.iter().chain(&full).copied().collect();
     assert_eq!(verdicts(&emu, &all), vec![UpstreamVerdict::Solved; 4]);
     thread::sleep(QUIET);
-    assert_eq!(seen_count(&seen), 3, "both copies past the cap reach the LNS");
+    assert_eq!(
+        seen_count(&seen),
+        3,
+        "both copies past the cap reach the LNS"
+    );
     let stats = up.dedup_stats().unwrap();
     assert_eq!((stats.cap_hits, stats.duplicates, stats.entries), (2, 1, 1));
 }
@@ -284,7 +311,9 @@ fn join_request_copies_over_the_control_api_and_dedup_off() {
     let plain = Arc::new(core.upstream().connect().unwrap());
     assert!(plain.dedup_stats().is_none());
     assert!(emu.wait_upstream_connections(1, WAIT));
-    let seen = lns(plain.clone(), keys.clone(), Duration::ZERO, |_| Answer::Solve);
+    let seen = lns(plain.clone(), keys.clone(), Duration::ZERO, |_| {
+        Answer::Solve
+    });
     let control = ControlClient::new(emu.control_url());
     let ids = control
         .play_join_request_copies(dev, 2, Duration::ZERO)
@@ -294,22 +323,34 @@ fn join_request_copies_over_the_control_api_and_dedup_off() {
     plain.close();
     plain.wait_closed();
 
-    let up = Arc::new(core.upstream().dedup(Duration::from_secs(60)).connect().unwrap());
+    let up = Arc::new(
+        core.upstream()
+            .dedup(Duration::from_secs(60))
+            .connect()
+            .unwrap(),
+    );
     assert!(emu.wait_upstream_connections(1, WAIT));
-    let seen = lns(up.clone(), keys, Duration::from_millis(100), |_| Answer::Solve);
+    let seen = lns(up.clone(), keys, Duration::from_millis(100), |_| {
+        Answer::Solve
+    });
     let ids = control
         .play_join_request_copies(dev, 3, Duration::ZERO)
         .unwrap();
     assert_eq!(ids.len(), 3);
     assert_eq!(verdicts(&emu, &ids), vec![UpstreamVerdict::Solved; 3]);
     assert_eq!(seen_count(&seen), 1);
-    assert!(control.play_join_request_copies(dev, 0, Duration::ZERO).is_err());
+    assert!(control
+        .play_join_request_copies(dev, 0, Duration::ZERO)
+        .is_err());
 }
 
 // ---- downlink tracking -------------------------------------------------------------
 
 fn class_c() -> TransmissionWindow {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     TransmissionWindow::class_c(
         DownstreamRadio::new(869_525_000, LoRaModulation::new(9, 125_000)),
         now + 60,
@@ -341,7 +382,10 @@ fn tracker_yields_each_result_with_its_tag() {
     emu.set_downstream_result_for_transaction(b, DownstreamResultCode::NoAck);
     tracker.send("a", downlink(a, dev, 1));
     tracker.send("b", downlink(b, dev, 2));
-    tracker.send("c", MulticastDownstreamMessage::new(c, group, class_c(), vec![3]));
+    tracker.send(
+        "c",
+        MulticastDownstreamMessage::new(c, group, class_c(), vec![3]),
+    );
     let mut got: Vec<(&str, u64, DownstreamResultCode)> = (0..3)
         .map(|_| {
             let t = tracker.recv_timeout(WAIT).unwrap();
@@ -452,7 +496,9 @@ fn tracker_times_out_with_and_without_the_ack_and_late_results_reach_iter() {
         tracker.send(i as u8 + 1, downlink(*id, dev, i as u8 + 1));
     }
     assert_eq!(tracker.in_flight(), 4);
-    let mut outcomes: Vec<Tracked<u8>> = (0..4).map(|_| tracker.recv_timeout(WAIT).unwrap()).collect();
+    let mut outcomes: Vec<Tracked<u8>> = (0..4)
+        .map(|_| tracker.recv_timeout(WAIT).unwrap())
+        .collect();
     outcomes.sort_by_key(|t| t.tag);
     assert!(
         matches!(&outcomes[0].outcome, Err(Error::DownstreamTimeout { transaction_id, ack: None }) if *transaction_id == ids[0]),
@@ -466,7 +512,10 @@ fn tracker_times_out_with_and_without_the_ack_and_late_results_reach_iter() {
     );
     assert_eq!(outcomes[2].outcome.as_ref().unwrap().transaction_id, ids[2]);
     assert!(
-        matches!(&outcomes[3].outcome, Err(Error::DownstreamTimeout { ack: Some(_), .. })),
+        matches!(
+            &outcomes[3].outcome,
+            Err(Error::DownstreamTimeout { ack: Some(_), .. })
+        ),
         "{:?}",
         outcomes[3]
     );
@@ -494,10 +543,15 @@ fn tracker_reports_send_failures_once_and_ends_after_close() {
     tracker.send(1, downlink(0, dev, 1));
     tracker.send(2, downlink(id, dev, 2));
     tracker.send(3, downlink(id, dev, 3));
-    let mut outcomes: Vec<Tracked<u32>> = (0..3).map(|_| tracker.recv_timeout(WAIT).unwrap()).collect();
+    let mut outcomes: Vec<Tracked<u32>> = (0..3)
+        .map(|_| tracker.recv_timeout(WAIT).unwrap())
+        .collect();
     outcomes.sort_by_key(|t| t.tag);
     assert!(
-        matches!(outcomes[0].outcome, Err(Error::Invalid(InvalidInput::TransactionId))),
+        matches!(
+            outcomes[0].outcome,
+            Err(Error::Invalid(InvalidInput::TransactionId))
+        ),
         "{:?}",
         outcomes[0]
     );
@@ -514,7 +568,10 @@ fn tracker_reports_send_failures_once_and_ends_after_close() {
     tracker.send(4, downlink(core.next_transaction_id(), dev, 4));
     let closed = tracker.recv_timeout(WAIT).unwrap();
     assert_eq!(closed.tag, 4);
-    assert!(matches!(closed.outcome, Err(Error::Closed(_))), "{closed:?}");
+    assert!(
+        matches!(closed.outcome, Err(Error::Closed(_))),
+        "{closed:?}"
+    );
     assert!(matches!(
         tracker.recv_timeout(QUIET),
         Err(RecvTimeoutError::Disconnected)
@@ -556,8 +613,14 @@ fn tracker_matches_results_that_come_on_the_new_connection() {
     let got = tracker.recv_timeout(WAIT).unwrap();
     assert_eq!((got.tag, got.transaction_id), ("across", id));
     assert_eq!(got.outcome.unwrap().result_message.as_deref(), Some("ok"));
-    assert!(pending.lock().unwrap().is_none(), "the result came on the second connection");
-    assert!(down.recv_timeout(QUIET).is_err(), "nothing leaked to iter()");
+    assert!(
+        pending.lock().unwrap().is_none(),
+        "the result came on the second connection"
+    );
+    assert!(
+        down.recv_timeout(QUIET).is_err(),
+        "nothing leaked to iter()"
+    );
 }
 
 #[test]

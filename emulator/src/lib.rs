@@ -87,7 +87,7 @@ use streams::Kind;
 
 pub use client::{ControlClient, RadioDeviceInfo, Status};
 pub use error::{Error, Result};
-pub use radio::{MicStats, PlayedUpstream, RadioDevice, UpstreamVerdict, Copies, MAX_COPIES};
+pub use radio::{Copies, MicStats, PlayedUpstream, RadioDevice, UpstreamVerdict, MAX_COPIES};
 
 /// The base URL of the API an emulator serves.
 fn base_url(shared: &Shared) -> String {

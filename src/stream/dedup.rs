@@ -118,13 +118,13 @@ impl Held {
     fn answer(&self, first: &UpstreamReply) -> UpstreamReply {
         match first {
             UpstreamReply::Ack(ack)
-                if self.mic_challenge.contains(&ack.mic) && self.dev_euis.contains(&ack.dev_eui) =>
+                if self.mic_challenge.contains(&ack.mic)
+                    && self.dev_euis.contains(&ack.dev_eui) =>
             {
                 UpstreamAck::new(self.transaction_id, ack.dev_eui, ack.mic).into()
             }
             UpstreamReply::Ack(_) => {
-                UpstreamReject::new(self.transaction_id, UpstreamRejectResultCode::MicFailed)
-                    .into()
+                UpstreamReject::new(self.transaction_id, UpstreamRejectResultCode::MicFailed).into()
             }
             UpstreamReply::Reject(reject) => {
                 let mut reject = reject.clone();
@@ -283,7 +283,10 @@ impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
                             .cloned()
                             .unwrap_or_else(|| message.phy_payload_no_mic.as_slice().into());
                         state.holding.insert(
-                            (entry.seen + config.answer_within, entry.first_transaction_id),
+                            (
+                                entry.seen + config.answer_within,
+                                entry.first_transaction_id,
+                            ),
                             key,
                         );
                         wake = true;

@@ -428,7 +428,9 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     }
 
     /// The parts a [`DownlinkTracker`](crate::DownlinkTracker) sends and matches with.
-    pub(crate) fn tracking_parts(&self) -> (std::sync::Weak<Session>, Arc<correlate::Correlator<In>>) {
+    pub(crate) fn tracking_parts(
+        &self,
+    ) -> (std::sync::Weak<Session>, Arc<correlate::Correlator<In>>) {
         (Arc::downgrade(&self.session), self.correlator.clone())
     }
 

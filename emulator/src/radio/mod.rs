@@ -786,7 +786,12 @@ impl Emulator {
         dev_eui: DevEui,
         copies: impl Into<Copies>,
     ) -> Result<Vec<u64>> {
-        play_copies(&self.shared, dev_eui, Transmission::JoinRequest, copies.into())
+        play_copies(
+            &self.shared,
+            dev_eui,
+            Transmission::JoinRequest,
+            copies.into(),
+        )
     }
 
     /// The upstream played with this transaction id: true DevEUI and MIC, and verdict.

@@ -6,7 +6,9 @@ use serde_json::{json, Value};
 use ran_routing::mic::AesKey;
 use ran_routing::{DevAddr, DevEui, JoinEui};
 
-use super::{play, play_copies, Copies, MicStats, PlayedUpstream, RadioDevice, Transmission, UpstreamVerdict};
+use super::{
+    play, play_copies, Copies, MicStats, PlayedUpstream, RadioDevice, Transmission, UpstreamVerdict,
+};
 use crate::control::{no_upstream, validation_failed};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -87,7 +89,6 @@ struct JoinBody {
     #[serde(default)]
     copies_spacing_ms: u64,
 }
-
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
