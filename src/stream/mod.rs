@@ -294,7 +294,7 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
         };
         let hook = self.hook.as_ref().map(|make| make());
         let connection =
-            Connection::open(&params, self.name, &self.options, self.events.clone(), hook)?;
+            Connection::open_with(&params, self.name, &self.options, self.events.clone(), hook)?;
         let closer: std::sync::Weak<dyn crate::client::StreamCloser> = connection.closer();
         self.core.track_stream(closer);
         Ok(connection)
@@ -339,7 +339,18 @@ pub struct Connection<In, Out> {
 }
 
 impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn open(
+        params: &ConnectParams,
+        name: &str,
+        options: &StreamOptions,
+        events: Option<EventHandler>,
+    ) -> Result<Self> {
+        Self::open_with(params, name, options, events, None)
+    }
+
+    /// [`open`](Self::open), with a [`Hook`] on the traffic.
+    pub(crate) fn open_with(
         params: &ConnectParams,
         name: &str,
         options: &StreamOptions,

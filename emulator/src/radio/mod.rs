@@ -763,7 +763,7 @@ impl Emulator {
     /// new transaction id with a MIC challenge of its own that holds the true MIC. Every
     /// copy's answer is judged. Takes a count or [`Copies`] (to space them out). Returns the copies' transaction ids in the order sent
     /// (fewer than asked if the upstream connection went away meanwhile). `copies` is 1
-    /// to [`MAX_COPIES`](crate::MAX_COPIES).
+    /// to [`MAX_COPIES`].
     pub fn play_uplink_copies(
         &self,
         dev_eui: DevEui,
