@@ -79,7 +79,9 @@ impl StreamBuilder<'_, UpstreamMessage, UpstreamReply> {
     /// No copy is left unanswered: copies still waiting when the first copy has gone
     /// unanswered for [`Dedup::answer_within`] are rejected with `Other`. Memory is
     /// bounded by the window (expired uplinks are dropped as new ones arrive) and by
-    /// [`Dedup::max_entries`]. Copies are matched per connection; counters come from
+    /// [`Dedup::max_entries`]. Copies are matched per connection, as the receiving
+    /// methods take them off the channel (times count from then), so the work is done on
+    /// the application's thread; counters come from
     /// [`dedup_stats`](Connection::dedup_stats). Takes a [`Dedup`] or a window.
     ///
     /// ```no_run

@@ -4,8 +4,10 @@
 //! routes): the same `PHYPayloadNoMIC` under new transaction ids. The layer hands the
 //! first copy to the application and keeps the others; once the application answers the
 //! first copy, every copy gets the matching answer. All its state sits behind one mutex
-//! touched once per uplink and once per answer; a small thread per connection only
-//! wakes for copies still waiting on an unanswered first copy.
+//! touched once per uplink (as a receiving method takes it) and once per answer, both on
+//! the application's threads; a small thread per connection sends the answers found
+//! while receiving and only wakes on a timer for copies still waiting on an unanswered
+//! first copy.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
