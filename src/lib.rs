@@ -187,6 +187,7 @@ pub mod stream;
 mod sync;
 pub mod timing;
 mod tls;
+pub mod tracker;
 pub mod upstream;
 mod wire;
 
@@ -205,7 +206,8 @@ pub use model::{
 pub use multicast::MulticastGroups;
 pub use routing_table::{RoutingTable, Select};
 pub use stream::{CloseReason, Connection, ConnectionEvent, Reconnect, StreamBuilder, StreamFrame};
-pub use upstream::{UpstreamBuilder, UpstreamConnection};
+pub use tracker::{DownlinkTracker, Tracked};
+pub use upstream::{Dedup, DedupStats, UpstreamBuilder, UpstreamConnection};
 
 /// The README's first example, compiled as it is shown (the `mic` feature brings its
 /// solver); a unit test below checks the README still shows exactly this code.

@@ -16,9 +16,10 @@
 //! [`DownstreamReply`]: crate::DownstreamReply
 
 pub(crate) mod connect;
-mod correlate;
+pub(crate) mod correlate;
+pub(crate) mod dedup;
 pub(crate) mod link;
-mod session;
+pub(crate) mod session;
 pub(crate) mod socket;
 
 use std::collections::VecDeque;
@@ -174,8 +175,31 @@ pub struct StreamBuilder<'a, In, Out> {
     url: String,
     options: StreamOptions,
     events: Option<EventHandler>,
+    pub(crate) hook: Option<HookFactory<In, Out>>,
     _types: PhantomData<fn(In, Out)>,
 }
+
+/// A layer that sees a connection's traffic: each incoming message as the receiving
+/// methods take it off the channel, and each outgoing message after it was written.
+/// Optional: a connection without one pays a single branch. It runs on the consumer's
+/// thread, not the reader's: the one that answers also takes the next message, so the
+/// hook's state is not fought over by two threads per message (measured: on the reader
+/// thread, de-duplication halved the ack throughput).
+pub(crate) trait Hook<In, Out>: Send + Sync + 'static {
+    /// `Some` goes on to the channel; `None` was taken care of by the hook.
+    fn incoming(&self, message: In) -> Option<In>;
+    /// `message` was written; returns what must be sent after it.
+    fn sent(&self, message: &Out) -> Vec<Out>;
+    /// Called once the connection is up, with a way to send on it.
+    fn start(&self, send: HookSend<Out>);
+    /// For typed accessors on the connection.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// Sends one message on the connection a [`Hook`] belongs to.
+pub(crate) type HookSend<Out> = Box<dyn Fn(&Out) -> Result<()> + Send + Sync>;
+/// Makes the [`Hook`] of each connection a builder opens.
+pub(crate) type HookFactory<In, Out> = Arc<dyn Fn() -> Arc<dyn Hook<In, Out>> + Send + Sync>;
 
 impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
     pub(crate) fn new(core: &'a crate::Core, name: &'static str, url: &str) -> Self {
@@ -185,6 +209,7 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
             url: url.to_owned(),
             options: StreamOptions::default(),
             events: None,
+            hook: None,
             _types: PhantomData,
         }
     }
@@ -267,7 +292,9 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
             user_agent: self.core.user_agent().to_owned(),
             max_frame_size: self.options.max_frame_size,
         };
-        let connection = Connection::open(&params, self.name, &self.options, self.events.clone())?;
+        let hook = self.hook.as_ref().map(|make| make());
+        let connection =
+            Connection::open_with(&params, self.name, &self.options, self.events.clone(), hook)?;
         let closer: std::sync::Weak<dyn crate::client::StreamCloser> = connection.closer();
         self.core.track_stream(closer);
         Ok(connection)
@@ -307,15 +334,28 @@ pub struct Connection<In, Out> {
     session: Arc<Session>,
     correlator: Arc<correlate::Correlator<In>>,
     inbox: Inbox<In>,
+    hook: Option<Arc<dyn Hook<In, Out>>>,
     _out: PhantomData<fn(Out)>,
 }
 
 impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn open(
         params: &ConnectParams,
         name: &str,
         options: &StreamOptions,
         events: Option<EventHandler>,
+    ) -> Result<Self> {
+        Self::open_with(params, name, options, events, None)
+    }
+
+    /// [`open`](Self::open), with a [`Hook`] on the traffic.
+    pub(crate) fn open_with(
+        params: &ConnectParams,
+        name: &str,
+        options: &StreamOptions,
+        events: Option<EventHandler>,
+        hook: Option<Arc<dyn Hook<In, Out>>>,
     ) -> Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded(options.capacity.max(1));
         let stash = Arc::new(Mutex::new(VecDeque::new()));
@@ -353,10 +393,20 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             Ok(link)
         };
         let session = Session::start(name, Box::new(open), options.reconnect.clone(), events)?;
+        if let Some(hook) = &hook {
+            let weak = Arc::downgrade(&session);
+            hook.start(Box::new(move |message: &Out| {
+                let session = weak
+                    .upgrade()
+                    .ok_or_else(|| crate::Error::Closed("the connection is gone".into()))?;
+                session.send_text(encode(message)?)
+            }));
+        }
         Ok(Self {
             session,
             correlator,
             inbox: Inbox { rx, stash },
+            hook,
             _out: PhantomData,
         })
     }
@@ -370,9 +420,27 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     pub fn send(&self, message: impl Into<Out>) -> Result<()> {
         let message = message.into();
         message.validate()?;
-        let text = serde_json::to_string(&message)
-            .map_err(|e| crate::Error::Invalid(InvalidInput::Encode(e.to_string())))?;
-        self.session.send_text(text)
+        self.session.send_text(encode(&message)?)?;
+        if let Some(hook) = &self.hook {
+            for follow_up in hook.sent(&message) {
+                if let Err(e) = self.session.send_text(encode(&follow_up)?) {
+                    log::warn!("cannot send a reply the connection owes: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection's hook, if it has one of type `H`.
+    pub(crate) fn hook<H: 'static>(&self) -> Option<&H> {
+        self.hook.as_ref()?.as_any().downcast_ref::<H>()
+    }
+
+    /// The parts a [`DownlinkTracker`](crate::DownlinkTracker) sends and matches with.
+    pub(crate) fn tracking_parts(
+        &self,
+    ) -> (std::sync::Weak<Session>, Arc<correlate::Correlator<In>>) {
+        (Arc::downgrade(&self.session), self.correlator.clone())
     }
 
     /// Sends `message` and collects the replies correlated with `id` until the last one,
@@ -433,30 +501,56 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     /// Blocks until a message arrives. Fails once the connection has ended and every
     /// message received before has been handed out.
     pub fn recv(&self) -> Result<In, RecvError> {
-        match self.inbox.rx.recv() {
-            Ok(m) => Ok(m),
-            Err(RecvError) => self.inbox.take_stashed().ok_or(RecvError),
+        loop {
+            let message = match self.inbox.rx.recv() {
+                Ok(m) => m,
+                Err(RecvError) => self.inbox.take_stashed().ok_or(RecvError)?,
+            };
+            if let Some(message) = self.pass(message) {
+                return Ok(message);
+            }
         }
     }
 
     /// Like [`recv`](Self::recv), waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<In, RecvTimeoutError> {
-        match self.inbox.rx.recv_timeout(timeout) {
-            Err(RecvTimeoutError::Disconnected) => self
-                .inbox
-                .take_stashed()
-                .ok_or(RecvTimeoutError::Disconnected),
-            other => other,
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let message = match self.inbox.rx.recv_deadline(deadline) {
+                Err(RecvTimeoutError::Disconnected) => self
+                    .inbox
+                    .take_stashed()
+                    .ok_or(RecvTimeoutError::Disconnected)?,
+                other => other?,
+            };
+            if let Some(message) = self.pass(message) {
+                return Ok(message);
+            }
         }
     }
 
     /// Takes a message if one is waiting, without blocking.
     pub fn try_recv(&self) -> Result<In, TryRecvError> {
-        match self.inbox.rx.try_recv() {
-            Err(TryRecvError::Disconnected) => {
-                self.inbox.take_stashed().ok_or(TryRecvError::Disconnected)
+        loop {
+            let message = match self.inbox.rx.try_recv() {
+                Err(TryRecvError::Disconnected) => self
+                    .inbox
+                    .take_stashed()
+                    .ok_or(TryRecvError::Disconnected)?,
+                other => other?,
+            };
+            if let Some(message) = self.pass(message) {
+                return Ok(message);
             }
-            other => other,
+        }
+    }
+
+    /// Whether `message` goes to the application (the hook may take it).
+    #[inline]
+    fn pass(&self, message: In) -> Option<In> {
+        match &self.hook {
+            None => Some(message),
+            Some(hook) => hook.incoming(message),
         }
     }
 
@@ -596,6 +690,11 @@ impl<'a, In: StreamFrame, Out: StreamFrame> IntoIterator for &'a Connection<In, 
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
     }
+}
+
+pub(crate) fn encode<T: Serialize>(message: &T) -> Result<String> {
+    serde_json::to_string(message)
+        .map_err(|e| crate::Error::Invalid(InvalidInput::Encode(e.to_string())))
 }
 
 /// At most 200 characters of a frame, for log lines.
