@@ -814,6 +814,12 @@ impl Radio {
         let mut s = self.lock();
         let s = &mut *s;
         let timing = s.rules.downlink_timing;
+        // The DevNonce of the join request the RAN timed this downlink from: any copy of
+        // that request (the RAN may deliver one uplink several times) times it alike.
+        let timed_nonce = timed_from
+            .and_then(|t| s.played.get(&t))
+            .filter(|p| p.dev_eui == dev_eui)
+            .and_then(|p| p.dev_nonce);
         let Some(state) = s.devices.get_mut(&dev_eui) else {
             return DownlinkVerdict::Ignored(IgnoredReason::NotForThisDevice);
         };
@@ -824,7 +830,9 @@ impl Radio {
                 None => DownlinkVerdict::Ignored(IgnoredReason::UnknownDevNonce),
                 Some(join) => match join.pending {
                     None => DownlinkVerdict::Ignored(IgnoredReason::UnknownDevNonce),
-                    Some((_, tid)) if timing && timed_from != Some(tid) => {
+                    Some((nonce, tid))
+                        if timing && timed_from != Some(tid) && timed_nonce != Some(nonce) =>
+                    {
                         DownlinkVerdict::Ignored(IgnoredReason::UnknownDevNonce)
                     }
                     Some(_) if timing && !matches!(window, Some(5 | 6)) => {
