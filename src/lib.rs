@@ -181,6 +181,7 @@ pub mod multicast;
 mod resolver;
 mod rest;
 pub mod routing_table;
+pub mod stats;
 pub mod stream;
 mod sync;
 pub mod timing;
@@ -202,6 +203,10 @@ pub use model::{
 };
 pub use multicast::MulticastGroups;
 pub use routing_table::{RoutingTable, Select};
+pub use stats::{
+    ConnectionHealth, ConnectionState, Health, RejectCounts, RestOperation, RestOperationStats,
+    RestStats, ResultCounts, StreamStats,
+};
 pub use stream::{CloseReason, Connection, ConnectionEvent, Reconnect, StreamBuilder, StreamFrame};
 pub use upstream::{UpstreamBuilder, UpstreamConnection};
 

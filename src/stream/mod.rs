@@ -33,6 +33,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{InvalidInput, Result};
+use crate::stats::{ConnectionHealth, StreamCounters, StreamStats};
 use crate::wire::DEFAULT_MAX_FRAME_SIZE;
 use connect::ConnectParams;
 use link::{LinkOptions, Outbox};
@@ -64,6 +65,16 @@ mod sealed {
         fn correlation(&self) -> Option<(u64, bool)> {
             None
         }
+
+        /// Counts what kind of message came in, beyond the frame itself.
+        // The counters stay crate-private; the trait is sealed anyway.
+        #[allow(private_interfaces)]
+        fn count_received(&self, _stats: &crate::stats::StreamCounters) {}
+
+        /// Counts what kind of message went out, beyond its bytes.
+        // The counters stay crate-private; the trait is sealed anyway.
+        #[allow(private_interfaces)]
+        fn count_sent(&self, _stats: &crate::stats::StreamCounters) {}
     }
 }
 
@@ -76,17 +87,47 @@ impl sealed::Frame for crate::DownstreamReply {
             matches!(self, crate::DownstreamReply::Result(_)),
         ))
     }
+
+    // The counters stay crate-private; the trait is sealed anyway.
+
+    #[allow(private_interfaces)]
+
+    fn count_received(&self, stats: &crate::stats::StreamCounters) {
+        match self {
+            crate::DownstreamReply::Ack(_) => stats.downstream_ack_received(),
+            crate::DownstreamReply::Result(r) => stats.result_received(&r.result_code),
+        }
+    }
 }
 
 impl sealed::Frame for crate::UpstreamReply {
     fn validate(&self) -> Result<(), InvalidInput> {
         crate::UpstreamReply::validate(self)
     }
+
+    // The counters stay crate-private; the trait is sealed anyway.
+
+    #[allow(private_interfaces)]
+
+    fn count_sent(&self, stats: &crate::stats::StreamCounters) {
+        match self {
+            crate::UpstreamReply::Ack(_) => stats.ack_sent(),
+            crate::UpstreamReply::Reject(r) => stats.reject_sent(&r.result_code),
+        }
+    }
 }
 
 impl sealed::Frame for crate::DownstreamRequest {
     fn validate(&self) -> Result<(), InvalidInput> {
         crate::DownstreamRequest::validate(self)
+    }
+
+    // The counters stay crate-private; the trait is sealed anyway.
+
+    #[allow(private_interfaces)]
+
+    fn count_sent(&self, stats: &crate::stats::StreamCounters) {
+        stats.downlink_sent(matches!(self, crate::DownstreamRequest::Multicast(_)));
     }
 }
 
@@ -305,6 +346,7 @@ pub(crate) struct Collected<In> {
 /// and [`DownstreamConnection`](crate::DownstreamConnection).
 pub struct Connection<In, Out> {
     session: Arc<Session>,
+    stats: Arc<StreamCounters>,
     correlator: Arc<correlate::Correlator<In>>,
     inbox: Inbox<In>,
     _out: PhantomData<fn(Out)>,
@@ -313,7 +355,7 @@ pub struct Connection<In, Out> {
 impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     pub(crate) fn open(
         params: &ConnectParams,
-        name: &str,
+        name: &'static str,
         options: &StreamOptions,
         events: Option<EventHandler>,
     ) -> Result<Self> {
@@ -334,27 +376,47 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         let log_name = name.to_owned();
         let correlator = correlate::Correlator::new();
         let link_correlator = correlator.clone();
+        let stats = Arc::new(StreamCounters::new(name));
+        let link_stats = stats.clone();
         let open = move || {
             let log_name = log_name.clone();
             let waiters = correlate::FailOnDrop(link_correlator.clone());
-            let decode = move |frame: tungstenite::Bytes| match serde_json::from_slice::<In>(&frame)
-            {
-                Ok(message) => waiters.0.route(message),
-                Err(e) => {
-                    log::warn!(
+            let stats = link_stats.clone();
+            let decode = move |frame: tungstenite::Bytes| {
+                stats.frame_received(frame.len());
+                match serde_json::from_slice::<In>(&frame) {
+                    Ok(message) => {
+                        message.count_received(&stats);
+                        let message = waiters.0.route(message);
+                        if message.is_some() {
+                            stats.queued();
+                        }
+                        message
+                    }
+                    Err(e) => {
+                        stats.frame_skipped();
+                        log::warn!(
                         "{log_name}: skipping a frame that is not a valid message ({e}): {}",
-                        preview(&frame)
-                    );
-                    None
+                            preview(&frame)
+                        );
+                        None
+                    }
                 }
             };
             let link = connect::open_link(&params, link_options.clone(), decode, outbox.clone())?;
             log::debug!("{}: connected to {}", link_options.name, params.url);
             Ok(link)
         };
-        let session = Session::start(name, Box::new(open), options.reconnect.clone(), events)?;
+        let session = Session::start(
+            name,
+            Box::new(open),
+            options.reconnect.clone(),
+            events,
+            stats.clone(),
+        )?;
         Ok(Self {
             session,
+            stats,
             correlator,
             inbox: Inbox { rx, stash },
             _out: PhantomData,
@@ -372,7 +434,18 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         message.validate()?;
         let text = serde_json::to_string(&message)
             .map_err(|e| crate::Error::Invalid(InvalidInput::Encode(e.to_string())))?;
-        self.session.send_text(text)
+        let bytes = text.len();
+        match self.session.send_text(text) {
+            Ok(()) => {
+                self.stats.sent(bytes);
+                message.count_sent(&self.stats);
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.send_failed();
+                Err(e)
+            }
+        }
     }
 
     /// Sends `message` and collects the replies correlated with `id` until the last one,
@@ -398,6 +471,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         loop {
             match replies.recv_deadline(deadline) {
                 Ok(reply) => {
+                    self.stats.handed_to_waiter();
                     let last = is_last(&reply);
                     got.push(reply);
                     if last {
@@ -410,7 +484,10 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                 Err(RecvTimeoutError::Timeout) => {
                     self.correlator.unregister(id);
                     // Whatever raced in before unregistering is ours, not iter()'s.
-                    got.extend(replies.try_iter());
+                    for reply in replies.try_iter() {
+                        self.stats.handed_to_waiter();
+                        got.push(reply);
+                    }
                     return Ok(Collected {
                         replies: got,
                         ended: None,
@@ -433,31 +510,42 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     /// Blocks until a message arrives. Fails once the connection has ended and every
     /// message received before has been handed out.
     pub fn recv(&self) -> Result<In, RecvError> {
-        match self.inbox.rx.recv() {
+        let got = match self.inbox.rx.recv() {
             Ok(m) => Ok(m),
             Err(RecvError) => self.inbox.take_stashed().ok_or(RecvError),
+        };
+        self.handed_out(got)
+    }
+
+    #[inline]
+    fn handed_out<E>(&self, got: Result<In, E>) -> Result<In, E> {
+        if got.is_ok() {
+            self.stats.dequeued();
         }
+        got
     }
 
     /// Like [`recv`](Self::recv), waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<In, RecvTimeoutError> {
-        match self.inbox.rx.recv_timeout(timeout) {
+        let got = match self.inbox.rx.recv_timeout(timeout) {
             Err(RecvTimeoutError::Disconnected) => self
                 .inbox
                 .take_stashed()
                 .ok_or(RecvTimeoutError::Disconnected),
             other => other,
-        }
+        };
+        self.handed_out(got)
     }
 
     /// Takes a message if one is waiting, without blocking.
     pub fn try_recv(&self) -> Result<In, TryRecvError> {
-        match self.inbox.rx.try_recv() {
+        let got = match self.inbox.rx.try_recv() {
             Err(TryRecvError::Disconnected) => {
                 self.inbox.take_stashed().ok_or(TryRecvError::Disconnected)
             }
             other => other,
-        }
+        };
+        self.handed_out(got)
     }
 
     /// A blocking iterator over received messages. It ends when the connection has
@@ -506,6 +594,16 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// A snapshot of this connection's counters since it was opened, across
+    /// reconnections, and of its gauges now; see [`StreamStats`].
+    ///
+    /// Cheap: a few dozen relaxed loads. Counting itself is a relaxed atomic add per
+    /// event.
+    pub fn stats(&self) -> StreamStats {
+        self.stats
+            .snapshot(self.session.is_connected(), self.inbox.len())
+    }
 }
 
 impl<In, Out> Connection<In, Out> {
@@ -548,8 +646,22 @@ impl<In, Out> Connection<In, Out> {
         self.session.reason()
     }
 
+    /// Where this connection stands: connected, reconnecting (with the attempt) or
+    /// closed (with why), and the age of its last frame. [`Core::health`](crate::Core::health)
+    /// gathers this for every connection.
+    pub fn health(&self) -> ConnectionHealth {
+        self.session.health()
+    }
+
     pub(crate) fn closer(&self) -> std::sync::Weak<Session> {
         Arc::downgrade(&self.session)
+    }
+}
+
+impl<In, Out> Drop for Connection<In, Out> {
+    fn drop(&mut self) {
+        // Messages still waiting will never be taken: the published gauge forgets them.
+        self.stats.dropped(self.inbox.len());
     }
 }
 
