@@ -81,6 +81,7 @@ fn reject_index(code: &UpstreamRejectResultCode) -> usize {
     }
 }
 
+#[cfg(feature = "metrics")]
 const REJECT_LABELS: [&str; REJECT_CODES] = ["MICFailed", "Other", "unknown"];
 
 fn result_index(code: &DownstreamResultCode) -> usize {
@@ -95,6 +96,7 @@ fn result_index(code: &DownstreamResultCode) -> usize {
     }
 }
 
+#[cfg(feature = "metrics")]
 const RESULT_LABELS: [&str; RESULT_CODES] = [
     "Success",
     "WindowNotFound",
