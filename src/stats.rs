@@ -616,7 +616,11 @@ impl Health {
 
 impl fmt::Display for Health {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.is_ready() { "ready" } else { "not ready" })?;
+        f.write_str(if self.is_ready() {
+            "ready"
+        } else {
+            "not ready"
+        })?;
         if self.connections.is_empty() {
             return f.write_str(": no stream connection");
         }

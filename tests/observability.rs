@@ -63,7 +63,11 @@ fn reply_bytes(replies: &[UpstreamReply]) -> u64 {
 fn upstream_counters_match_the_emulator_across_a_reconnection() {
     let emu = common::emulator();
     let core = common::core(&emu);
-    let up = core.upstream().reconnect(fast_reconnect()).connect().unwrap();
+    let up = core
+        .upstream()
+        .reconnect(fast_reconnect())
+        .connect()
+        .unwrap();
     assert!(emu.wait_upstream_connections(1, WAIT));
     let fresh = up.stats();
     assert_eq!(fresh.stream, "upstream");
@@ -91,7 +95,10 @@ fn upstream_counters_match_the_emulator_across_a_reconnection() {
                     .send_upstream_reject(id, UpstreamRejectResultCode::Other)
                     .unwrap(),
                 2 => up
-                    .send(UpstreamReject::new(id, UpstreamRejectResultCode::Other).with_message("why"))
+                    .send(
+                        UpstreamReject::new(id, UpstreamRejectResultCode::Other)
+                            .with_message("why"),
+                    )
                     .unwrap(),
                 _ => up
                     .send_upstream_ack(id, DevEui::new(0x7ABE1B8C93D7174F), 0x1234)
@@ -131,7 +138,10 @@ fn upstream_counters_match_the_emulator_across_a_reconnection() {
         s.rejects_sent.mic_failed,
         rejects(UpstreamRejectResultCode::MicFailed)
     );
-    assert_eq!(s.rejects_sent.other, rejects(UpstreamRejectResultCode::Other));
+    assert_eq!(
+        s.rejects_sent.other,
+        rejects(UpstreamRejectResultCode::Other)
+    );
     assert_eq!(s.rejects_sent.other, 6);
     assert_eq!(s.rejects_sent.unknown, 0);
     assert_eq!(s.rejects_sent.total() + s.acks_sent, 10);
@@ -174,7 +184,10 @@ fn upstream_counters_match_the_emulator_across_a_reconnection() {
     assert!(s.connected);
     let json = serde_json::to_value(&s).unwrap();
     assert_eq!(json["frames_received"], 17);
-    assert_eq!(json["rejects_sent"]["mic_failed"], s.rejects_sent.mic_failed);
+    assert_eq!(
+        json["rejects_sent"]["mic_failed"],
+        s.rejects_sent.mic_failed
+    );
     assert!(json["since_last_frame"].as_f64().unwrap() >= 0.0);
     let line = s.to_string();
     assert!(line.starts_with("upstream: 17 frames in (3 skipped, 14 handed out, 0 waiting)"));
@@ -225,10 +238,7 @@ fn downstream_counters_match_the_emulator() {
 
     emu.set_downstream_result_for_transaction(2, DownstreamResultCode::TooLate);
     emu.set_downstream_result_for_transaction(3, DownstreamResultCode::NoAck);
-    emu.set_downstream_result_for_transaction(
-        4,
-        DownstreamResultCode::Unknown("Martian".into()),
-    );
+    emu.set_downstream_result_for_transaction(4, DownstreamResultCode::Unknown("Martian".into()));
     for id in 1..=4 {
         down.send_downstream(id, dev, class_a(), vec![1, 2, 3])
             .unwrap();
@@ -281,26 +291,37 @@ fn send_errors_and_health_follow_the_connection_state() {
     let core = common::core(&emu);
     assert!(!core.health().is_ready());
     assert_eq!(core.health().to_string(), "not ready: no stream connection");
-    let up = core.upstream().reconnect(fast_reconnect()).connect().unwrap();
+    let up = core
+        .upstream()
+        .reconnect(fast_reconnect())
+        .connect()
+        .unwrap();
     let down = core.downstream().no_reconnect().connect().unwrap();
     assert!(emu.wait_upstream_connections(1, WAIT));
     let health = core.health();
     assert!(health.is_ready(), "{health}");
     assert_eq!(health.connections.len(), 2);
-    assert_eq!(health.to_string(), "ready: upstream connected; downstream connected");
+    assert_eq!(
+        health.to_string(),
+        "ready: upstream connected; downstream connected"
+    );
     assert_eq!(up.health().state, ConnectionState::Connected);
 
     // The server goes away for good: the upstream keeps trying, the downstream ends.
     let addr = emu.local_addr();
     emu.shutdown();
-    wait_until("a second reconnect attempt", || {
-        matches!(up.health().state, ConnectionState::Reconnecting { attempt } if attempt >= 2)
-    });
+    wait_until(
+        "a second reconnect attempt",
+        || matches!(up.health().state, ConnectionState::Reconnecting { attempt } if attempt >= 2),
+    );
     wait_until("the downstream to end", || down.is_closed());
     let health = core.health();
     assert!(!health.is_ready());
     let line = health.to_string();
-    assert!(line.starts_with("not ready: upstream reconnecting (attempt "), "{line}");
+    assert!(
+        line.starts_with("not ready: upstream reconnecting (attempt "),
+        "{line}"
+    );
     assert!(line.contains("; downstream closed ("), "{line}");
     match &down.health().state {
         ConnectionState::Closed { reason } => assert_ne!(*reason, CloseReason::Local),
@@ -340,7 +361,10 @@ fn send_errors_and_health_follow_the_connection_state() {
     drop(down);
     let health = core.health();
     assert_eq!(health.connections.len(), 1);
-    assert_eq!(health.to_string(), "not ready: upstream closed (closed by the client)");
+    assert_eq!(
+        health.to_string(),
+        "not ready: upstream closed (closed by the client)"
+    );
     let _ = addr;
 }
 
@@ -467,8 +491,11 @@ fn the_prometheus_endpoint_serves_the_documented_names() {
     emu.send_upstream_raw("junk").unwrap();
     up.recv_timeout(WAIT).unwrap();
     up.send_upstream_ack(1, DevEui::new(1), 1).unwrap();
-    down.send_and_wait(DownstreamMessage::new(1, DevEui::new(9), class_a(), vec![1]), WAIT)
-        .unwrap();
+    down.send_and_wait(
+        DownstreamMessage::new(1, DevEui::new(9), class_a(), vec![1]),
+        WAIT,
+    )
+    .unwrap();
     let _ = core.routing_table().select(Select::all());
     wait_until("the skipped frame", || up.stats().frames_skipped == 1);
 

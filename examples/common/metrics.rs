@@ -108,3 +108,44 @@ fn answer(
     )?;
     tcp.flush()
 }
+
+/// Runs `tick` every `interval` on its own thread until dropped: the examples' periodic
+/// one-line stats summary.
+pub struct Every {
+    stop: Option<crossbeam_channel::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Every {
+    pub fn start(interval: Duration, tick: impl Fn() + Send + 'static) -> Every {
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let thread = std::thread::spawn(move || {
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(interval)
+            {
+                tick();
+            }
+        });
+        Every {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Every {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `RAN_STATS_SECS` (default 10): how often the examples print their stats line.
+pub fn stats_interval() -> Duration {
+    std::env::var("RAN_STATS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(10), Duration::from_secs_f64)
+}

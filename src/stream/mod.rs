@@ -396,7 +396,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                     Err(e) => {
                         stats.frame_skipped();
                         log::warn!(
-                        "{log_name}: skipping a frame that is not a valid message ({e}): {}",
+                            "{log_name}: skipping a frame that is not a valid message ({e}): {}",
                             preview(&frame)
                         );
                         None

@@ -15,8 +15,8 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::link::Link;
 use super::CloseReason;
-use crate::stats::{ConnectionHealth, ConnectionState, StreamCounters};
 use crate::error::{ApiError, Error, Result};
+use crate::stats::{ConnectionHealth, ConnectionState, StreamCounters};
 use crate::sync::lock;
 
 /// Automatic reconnection after a connection fails: exponential backoff with jitter. On
