@@ -649,6 +649,14 @@ mod tests {
         fn close_stream(&self) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
+
+        fn health(&self) -> crate::stats::ConnectionHealth {
+            crate::stats::ConnectionHealth {
+                stream: "test",
+                state: crate::stats::ConnectionState::Connected,
+                since_last_frame: None,
+            }
+        }
     }
 
     fn counter() -> Arc<Counter> {

@@ -89,9 +89,7 @@ impl sealed::Frame for crate::DownstreamReply {
     }
 
     // The counters stay crate-private; the trait is sealed anyway.
-
     #[allow(private_interfaces)]
-
     fn count_received(&self, stats: &crate::stats::StreamCounters) {
         match self {
             crate::DownstreamReply::Ack(_) => stats.downstream_ack_received(),
@@ -106,9 +104,7 @@ impl sealed::Frame for crate::UpstreamReply {
     }
 
     // The counters stay crate-private; the trait is sealed anyway.
-
     #[allow(private_interfaces)]
-
     fn count_sent(&self, stats: &crate::stats::StreamCounters) {
         match self {
             crate::UpstreamReply::Ack(_) => stats.ack_sent(),
@@ -123,9 +119,7 @@ impl sealed::Frame for crate::DownstreamRequest {
     }
 
     // The counters stay crate-private; the trait is sealed anyway.
-
     #[allow(private_interfaces)]
-
     fn count_sent(&self, stats: &crate::stats::StreamCounters) {
         stats.downlink_sent(matches!(self, crate::DownstreamRequest::Multicast(_)));
     }
