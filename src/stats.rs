@@ -107,25 +107,53 @@ const RESULT_LABELS: [&str; RESULT_CODES] = [
     "unknown",
 ];
 
-/// The live counters of one stream connection, shared by its threads.
-pub(crate) struct StreamCounters {
-    stream: &'static str,
-    epoch: Instant,
+/// Keeps what one thread writes off the cache lines other threads write: the reader,
+/// the consumers and the senders each count on their own lines, so counting adds no
+/// cache-line ping-pong between them.
+#[repr(align(128))]
+#[derive(Default)]
+struct Line<T>(T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Written by the reader thread.
+#[derive(Default)]
+struct Reading {
     frames_received: AtomicU64,
     frames_skipped: AtomicU64,
-    handed_out: AtomicU64,
     bytes_in: AtomicU64,
+    /// Microseconds since `epoch` of the last message frame, plus one; 0: none yet.
+    last_frame: AtomicU64,
+    downstream_acks: AtomicU64,
+    results: [AtomicU64; RESULT_CODES],
+}
+
+/// Written by the threads that send.
+#[derive(Default)]
+struct Sending {
     bytes_out: AtomicU64,
     acks_sent: AtomicU64,
     rejects_sent: [AtomicU64; REJECT_CODES],
     unicast_sent: AtomicU64,
     multicast_sent: AtomicU64,
-    downstream_acks: AtomicU64,
-    results: [AtomicU64; RESULT_CODES],
     send_errors: AtomicU64,
+}
+
+/// The live counters of one stream connection, shared by its threads.
+pub(crate) struct StreamCounters {
+    stream: &'static str,
+    epoch: Instant,
+    reading: Line<Reading>,
+    /// Written by the threads that receive.
+    handed_out: Line<AtomicU64>,
+    sending: Line<Sending>,
     reconnections: AtomicU64,
-    /// Microseconds since `epoch` of the last message frame, plus one; 0: none yet.
-    last_frame: AtomicU64,
     /// The reconnect attempt under way; 0 while connected.
     attempt: AtomicU32,
     /// A link is up: keeps the published `connected` gauge balanced.
@@ -139,20 +167,10 @@ impl StreamCounters {
         Self {
             stream,
             epoch: Instant::now(),
-            frames_received: AtomicU64::new(0),
-            frames_skipped: AtomicU64::new(0),
-            handed_out: AtomicU64::new(0),
-            bytes_in: AtomicU64::new(0),
-            bytes_out: AtomicU64::new(0),
-            acks_sent: AtomicU64::new(0),
-            rejects_sent: Default::default(),
-            unicast_sent: AtomicU64::new(0),
-            multicast_sent: AtomicU64::new(0),
-            downstream_acks: AtomicU64::new(0),
-            results: Default::default(),
-            send_errors: AtomicU64::new(0),
+            reading: Line::default(),
+            handed_out: Line::default(),
+            sending: Line::default(),
             reconnections: AtomicU64::new(0),
-            last_frame: AtomicU64::new(0),
             attempt: AtomicU32::new(0),
             up: AtomicBool::new(false),
             #[cfg(feature = "metrics")]
@@ -163,10 +181,10 @@ impl StreamCounters {
     /// A message frame of `bytes` came in (decoded or not).
     #[inline]
     pub(crate) fn frame_received(&self, bytes: usize) {
-        self.frames_received.fetch_add(1, Relaxed);
-        self.bytes_in.fetch_add(bytes as u64, Relaxed);
+        self.reading.frames_received.fetch_add(1, Relaxed);
+        self.reading.bytes_in.fetch_add(bytes as u64, Relaxed);
         let at = self.epoch.elapsed().as_micros() as u64 + 1;
-        self.last_frame.store(at, Relaxed);
+        self.reading.last_frame.store(at, Relaxed);
         #[cfg(feature = "metrics")]
         self.metrics.frame_received(bytes);
     }
@@ -174,7 +192,7 @@ impl StreamCounters {
     /// The frame did not decode and was skipped.
     #[inline]
     pub(crate) fn frame_skipped(&self) {
-        self.frames_skipped.fetch_add(1, Relaxed);
+        self.reading.frames_skipped.fetch_add(1, Relaxed);
         #[cfg(feature = "metrics")]
         self.metrics.frames_skipped.increment(1);
     }
@@ -208,21 +226,21 @@ impl StreamCounters {
     /// A message of `bytes` was written.
     #[inline]
     pub(crate) fn sent(&self, bytes: usize) {
-        self.bytes_out.fetch_add(bytes as u64, Relaxed);
+        self.sending.bytes_out.fetch_add(bytes as u64, Relaxed);
         #[cfg(feature = "metrics")]
         self.metrics.bytes_out.increment(bytes as u64);
     }
 
     #[inline]
     pub(crate) fn send_failed(&self) {
-        self.send_errors.fetch_add(1, Relaxed);
+        self.sending.send_errors.fetch_add(1, Relaxed);
         #[cfg(feature = "metrics")]
         self.metrics.send_errors.increment(1);
     }
 
     #[inline]
     pub(crate) fn ack_sent(&self) {
-        self.acks_sent.fetch_add(1, Relaxed);
+        self.sending.acks_sent.fetch_add(1, Relaxed);
         #[cfg(feature = "metrics")]
         self.metrics.acks_sent.increment(1);
     }
@@ -230,7 +248,7 @@ impl StreamCounters {
     #[inline]
     pub(crate) fn reject_sent(&self, code: &UpstreamRejectResultCode) {
         let i = reject_index(code);
-        self.rejects_sent[i].fetch_add(1, Relaxed);
+        self.sending.rejects_sent[i].fetch_add(1, Relaxed);
         #[cfg(feature = "metrics")]
         self.metrics.rejects_sent[i].increment(1);
     }
@@ -238,9 +256,9 @@ impl StreamCounters {
     #[inline]
     pub(crate) fn downlink_sent(&self, multicast: bool) {
         if multicast {
-            self.multicast_sent.fetch_add(1, Relaxed);
+            self.sending.multicast_sent.fetch_add(1, Relaxed);
         } else {
-            self.unicast_sent.fetch_add(1, Relaxed);
+            self.sending.unicast_sent.fetch_add(1, Relaxed);
         }
         #[cfg(feature = "metrics")]
         self.metrics.downlinks_sent[multicast as usize].increment(1);
@@ -248,7 +266,7 @@ impl StreamCounters {
 
     #[inline]
     pub(crate) fn downstream_ack_received(&self) {
-        self.downstream_acks.fetch_add(1, Relaxed);
+        self.reading.downstream_acks.fetch_add(1, Relaxed);
         #[cfg(feature = "metrics")]
         self.metrics.acks_received.increment(1);
     }
@@ -256,7 +274,7 @@ impl StreamCounters {
     #[inline]
     pub(crate) fn result_received(&self, code: &DownstreamResultCode) {
         let i = result_index(code);
-        self.results[i].fetch_add(1, Relaxed);
+        self.reading.results[i].fetch_add(1, Relaxed);
         #[cfg(feature = "metrics")]
         self.metrics.results[i].increment(1);
     }
@@ -304,7 +322,7 @@ impl StreamCounters {
     }
 
     pub(crate) fn since_last_frame(&self) -> Option<Duration> {
-        match self.last_frame.load(Relaxed) {
+        match self.reading.last_frame.load(Relaxed) {
             0 => None,
             at => Some(
                 self.epoch
@@ -316,24 +334,24 @@ impl StreamCounters {
 
     pub(crate) fn snapshot(&self, connected: bool, waiting: usize) -> StreamStats {
         let get = |a: &AtomicU64| a.load(Relaxed);
-        let r = &self.rejects_sent;
-        let d = &self.results;
+        let r = &self.sending.rejects_sent;
+        let d = &self.reading.results;
         StreamStats {
             stream: self.stream,
-            frames_received: get(&self.frames_received),
-            frames_skipped: get(&self.frames_skipped),
+            frames_received: get(&self.reading.frames_received),
+            frames_skipped: get(&self.reading.frames_skipped),
             messages_handed_out: get(&self.handed_out),
-            bytes_received: get(&self.bytes_in),
-            bytes_sent: get(&self.bytes_out),
-            acks_sent: get(&self.acks_sent),
+            bytes_received: get(&self.reading.bytes_in),
+            bytes_sent: get(&self.sending.bytes_out),
+            acks_sent: get(&self.sending.acks_sent),
             rejects_sent: RejectCounts {
                 mic_failed: get(&r[0]),
                 other: get(&r[1]),
                 unknown: get(&r[2]),
             },
-            downlinks_sent: get(&self.unicast_sent),
-            multicast_downlinks_sent: get(&self.multicast_sent),
-            downstream_acks_received: get(&self.downstream_acks),
+            downlinks_sent: get(&self.sending.unicast_sent),
+            multicast_downlinks_sent: get(&self.sending.multicast_sent),
+            downstream_acks_received: get(&self.reading.downstream_acks),
             results_received: ResultCounts {
                 success: get(&d[0]),
                 window_not_found: get(&d[1]),
@@ -343,7 +361,7 @@ impl StreamCounters {
                 gateway_error: get(&d[5]),
                 unknown: get(&d[6]),
             },
-            send_errors: get(&self.send_errors),
+            send_errors: get(&self.sending.send_errors),
             reconnections: get(&self.reconnections),
             connected,
             waiting,
