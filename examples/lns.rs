@@ -288,6 +288,7 @@ fn allocate_dev_addr(dev_eui: DevEui) -> DevAddr {
 
 fn main() -> common::Outcome {
     let ran = common::connect()?;
+    let _metrics = metrics_endpoint(&ran)?;
     let path = std::env::var("RAN_KEYS_FILE")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/examples/lns-keys.txt").into());
     let devices = load_keys(&path)?;
@@ -393,6 +394,7 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
         }
     }));
 
+    let stats = stats_printer(&lns);
     let outcome = match &ran.emulator {
         Some(emulator) => demo(emulator, &lns, devices),
         None => {
@@ -408,6 +410,8 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
     for thread in threads {
         thread.join().map_err(|_| "a worker panicked")?;
     }
+    drop(stats);
+    print_stats(&lns);
     let duplicates = lns.upstream.dedup_stats().map_or(0, |d| d.answered);
     println!(
         "Handled {} upstreams ({duplicates} duplicates answered by the connection): {} \
@@ -418,6 +422,42 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
         lns.downlinks_failed.load(Ordering::SeqCst),
     );
     outcome
+}
+
+/// Observability: with `RAN_METRICS_ADDR` set, Prometheus text at `/metrics` and a
+/// readiness probe at `/ready`. Started before the streams open: they register their
+/// counters with the recorder when they do.
+fn metrics_endpoint(
+    ran: &common::Ran,
+) -> Result<Option<common::metrics::MetricsServer>, Box<dyn std::error::Error>> {
+    let core = ran.core.clone();
+    let ready: common::metrics::ReadyFn = Arc::new(move || {
+        let health = core.health();
+        (health.is_ready(), health.to_string())
+    });
+    let server = common::metrics::MetricsServer::from_env(Some(ready))?;
+    if let Some(server) = &server {
+        println!(
+            "metrics: serving Prometheus text at http://{}/metrics",
+            server.addr()
+        );
+        if !cfg!(feature = "metrics") {
+            println!("metrics: built without the `metrics` feature, the crate publishes nothing");
+        }
+    }
+    Ok(server)
+}
+
+/// Every `RAN_STATS_SECS` (default 10 s), one line per stream, REST and health.
+fn stats_printer(lns: &Arc<Lns>) -> common::metrics::Every {
+    let lns = lns.clone();
+    common::metrics::Every::start(common::metrics::stats_interval(), move || print_stats(&lns))
+}
+
+fn print_stats(lns: &Lns) {
+    println!("stats: {}", lns.upstream.stats());
+    println!("stats: {}", lns.downstream.stats());
+    println!("stats: {}; {}", lns.core.rest_stats(), lns.core.health());
 }
 
 /// Against a real endpoint: until stdin closes, or for `RAN_RUN_SECS` seconds.

@@ -183,6 +183,7 @@ pub mod multicast;
 mod resolver;
 mod rest;
 pub mod routing_table;
+pub mod stats;
 pub mod stream;
 mod sync;
 pub mod timing;
@@ -205,6 +206,10 @@ pub use model::{
 };
 pub use multicast::MulticastGroups;
 pub use routing_table::{RoutingTable, Select};
+pub use stats::{
+    ConnectionHealth, ConnectionState, Health, RejectCounts, RestOperation, RestOperationStats,
+    RestStats, ResultCounts, StreamStats,
+};
 pub use stream::{CloseReason, Connection, ConnectionEvent, Reconnect, StreamBuilder, StreamFrame};
 pub use tracker::{DownlinkTracker, Tracked};
 pub use upstream::{Dedup, DedupStats, UpstreamBuilder, UpstreamConnection};

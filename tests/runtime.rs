@@ -128,6 +128,8 @@ fn copies_before_and_after_the_answer_get_the_first_copys_ack() {
     assert_eq!((stats.duplicates, stats.answered), (4, 4), "{stats:?}");
     assert_eq!(stats.expired_unanswered + stats.cap_hits, 0);
     assert_eq!(stats.entries, 2);
+    // The connection's stats carry the same counters.
+    assert_eq!(up.stats().dedup, Some(stats));
     let mic = emu.mic_stats();
     assert_eq!((mic.played, mic.solved, mic.duplicate_replies), (6, 6, 0));
 }
@@ -312,6 +314,7 @@ fn join_request_copies_over_the_control_api_and_dedup_off() {
     // Without dedup every copy reaches the LNS.
     let plain = Arc::new(core.upstream().connect().unwrap());
     assert!(plain.dedup_stats().is_none());
+    assert_eq!(plain.stats().dedup, None);
     assert!(emu.wait_upstream_connections(1, WAIT));
     let seen = lns(plain.clone(), keys.clone(), Duration::ZERO, |_| {
         Answer::Solve
@@ -498,6 +501,7 @@ fn tracker_times_out_with_and_without_the_ack_and_late_results_reach_iter() {
         tracker.send(i as u8 + 1, downlink(*id, dev, i as u8 + 1));
     }
     assert_eq!(tracker.in_flight(), 4);
+    assert_eq!(down.stats().awaiting_results, 4);
     let mut outcomes: Vec<Tracked<u8>> = (0..4)
         .map(|_| tracker.recv_timeout(WAIT).unwrap())
         .collect();
@@ -522,6 +526,7 @@ fn tracker_times_out_with_and_without_the_ack_and_late_results_reach_iter() {
         outcomes[3]
     );
     assert_eq!(tracker.in_flight(), 0);
+    assert_eq!(down.stats().awaiting_results, 0);
     // The result that came after its downlink timed out is the connection's.
     let late = down.recv_timeout(WAIT).unwrap();
     assert!(

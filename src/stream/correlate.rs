@@ -61,6 +61,11 @@ impl<In: StreamFrame> Correlator<In> {
         None
     }
 
+    /// Downlinks whose last reply is awaited now.
+    pub(crate) fn awaiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     /// Starts routing replies for `id` to the returned receiver.
     pub(crate) fn register(&self, id: u64) -> Result<Receiver<In>> {
         let (tx, rx) = crossbeam_channel::unbounded();

@@ -82,7 +82,7 @@ impl From<Duration> for Dedup {
 
 /// Counters of uplink de-duplication; see
 /// [`UpstreamConnection::dedup_stats`](crate::UpstreamConnection::dedup_stats).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct DedupStats {
     /// Duplicate copies received (never handed to the application).

@@ -34,6 +34,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{InvalidInput, Result};
+use crate::stats::{ConnectionHealth, StreamCounters, StreamStats};
 use crate::wire::DEFAULT_MAX_FRAME_SIZE;
 use connect::ConnectParams;
 use link::{LinkOptions, Outbox};
@@ -65,6 +66,16 @@ mod sealed {
         fn correlation(&self) -> Option<(u64, bool)> {
             None
         }
+
+        /// Counts what kind of message came in, beyond the frame itself.
+        // The counters stay crate-private; the trait is sealed anyway.
+        #[allow(private_interfaces)]
+        fn count_received(&self, _stats: &crate::stats::StreamCounters) {}
+
+        /// Counts what kind of message went out, beyond its bytes.
+        // The counters stay crate-private; the trait is sealed anyway.
+        #[allow(private_interfaces)]
+        fn count_sent(&self, _stats: &crate::stats::StreamCounters) {}
     }
 }
 
@@ -77,17 +88,41 @@ impl sealed::Frame for crate::DownstreamReply {
             matches!(self, crate::DownstreamReply::Result(_)),
         ))
     }
+
+    // The counters stay crate-private; the trait is sealed anyway.
+    #[allow(private_interfaces)]
+    fn count_received(&self, stats: &crate::stats::StreamCounters) {
+        match self {
+            crate::DownstreamReply::Ack(_) => stats.downstream_ack_received(),
+            crate::DownstreamReply::Result(r) => stats.result_received(&r.result_code),
+        }
+    }
 }
 
 impl sealed::Frame for crate::UpstreamReply {
     fn validate(&self) -> Result<(), InvalidInput> {
         crate::UpstreamReply::validate(self)
     }
+
+    // The counters stay crate-private; the trait is sealed anyway.
+    #[allow(private_interfaces)]
+    fn count_sent(&self, stats: &crate::stats::StreamCounters) {
+        match self {
+            crate::UpstreamReply::Ack(_) => stats.ack_sent(),
+            crate::UpstreamReply::Reject(r) => stats.reject_sent(&r.result_code),
+        }
+    }
 }
 
 impl sealed::Frame for crate::DownstreamRequest {
     fn validate(&self) -> Result<(), InvalidInput> {
         crate::DownstreamRequest::validate(self)
+    }
+
+    // The counters stay crate-private; the trait is sealed anyway.
+    #[allow(private_interfaces)]
+    fn count_sent(&self, stats: &crate::stats::StreamCounters) {
+        stats.downlink_sent(matches!(self, crate::DownstreamRequest::Multicast(_)));
     }
 }
 
@@ -332,6 +367,7 @@ pub(crate) struct Collected<In> {
 /// and [`DownstreamConnection`](crate::DownstreamConnection).
 pub struct Connection<In, Out> {
     session: Arc<Session>,
+    stats: Arc<StreamCounters>,
     correlator: Arc<correlate::Correlator<In>>,
     inbox: Inbox<In>,
     hook: Option<Arc<dyn Hook<In, Out>>>,
@@ -342,7 +378,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn open(
         params: &ConnectParams,
-        name: &str,
+        name: &'static str,
         options: &StreamOptions,
         events: Option<EventHandler>,
     ) -> Result<Self> {
@@ -352,7 +388,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     /// [`open`](Self::open), with a [`Hook`] on the traffic.
     pub(crate) fn open_with(
         params: &ConnectParams,
-        name: &str,
+        name: &'static str,
         options: &StreamOptions,
         events: Option<EventHandler>,
         hook: Option<Arc<dyn Hook<In, Out>>>,
@@ -374,36 +410,57 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         let log_name = name.to_owned();
         let correlator = correlate::Correlator::new();
         let link_correlator = correlator.clone();
+        let stats = Arc::new(StreamCounters::new(name));
+        let link_stats = stats.clone();
         let open = move || {
             let log_name = log_name.clone();
             let waiters = correlate::FailOnDrop(link_correlator.clone());
-            let decode = move |frame: tungstenite::Bytes| match serde_json::from_slice::<In>(&frame)
-            {
-                Ok(message) => waiters.0.route(message),
-                Err(e) => {
-                    log::warn!(
-                        "{log_name}: skipping a frame that is not a valid message ({e}): {}",
-                        preview(&frame)
-                    );
-                    None
+            let stats = link_stats.clone();
+            let decode = move |frame: tungstenite::Bytes| {
+                stats.frame_received(frame.len());
+                match serde_json::from_slice::<In>(&frame) {
+                    Ok(message) => {
+                        message.count_received(&stats);
+                        let message = waiters.0.route(message);
+                        if message.is_some() {
+                            stats.queued();
+                        }
+                        message
+                    }
+                    Err(e) => {
+                        stats.frame_skipped();
+                        log::warn!(
+                            "{log_name}: skipping a frame that is not a valid message ({e}): {}",
+                            preview(&frame)
+                        );
+                        None
+                    }
                 }
             };
             let link = connect::open_link(&params, link_options.clone(), decode, outbox.clone())?;
             log::debug!("{}: connected to {}", link_options.name, params.url);
             Ok(link)
         };
-        let session = Session::start(name, Box::new(open), options.reconnect.clone(), events)?;
+        let session = Session::start(
+            name,
+            Box::new(open),
+            options.reconnect.clone(),
+            events,
+            stats.clone(),
+        )?;
         if let Some(hook) = &hook {
             let weak = Arc::downgrade(&session);
+            let stats = stats.clone();
             hook.start(Box::new(move |message: &Out| {
                 let session = weak
                     .upgrade()
                     .ok_or_else(|| crate::Error::Closed("the connection is gone".into()))?;
-                session.send_text(encode(message)?)
+                send_counted(&session, &stats, message)
             }));
         }
         Ok(Self {
             session,
+            stats,
             correlator,
             inbox: Inbox { rx, stash },
             hook,
@@ -420,10 +477,10 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     pub fn send(&self, message: impl Into<Out>) -> Result<()> {
         let message = message.into();
         message.validate()?;
-        self.session.send_text(encode(&message)?)?;
+        send_counted(&self.session, &self.stats, &message)?;
         if let Some(hook) = &self.hook {
             for follow_up in hook.sent(&message) {
-                if let Err(e) = self.session.send_text(encode(&follow_up)?) {
+                if let Err(e) = send_counted(&self.session, &self.stats, &follow_up) {
                     log::warn!("cannot send a reply the connection owes: {e}");
                 }
             }
@@ -466,6 +523,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         loop {
             match replies.recv_deadline(deadline) {
                 Ok(reply) => {
+                    self.stats.handed_to_waiter();
                     let last = is_last(&reply);
                     got.push(reply);
                     if last {
@@ -478,7 +536,10 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                 Err(RecvTimeoutError::Timeout) => {
                     self.correlator.unregister(id);
                     // Whatever raced in before unregistering is ours, not iter()'s.
-                    got.extend(replies.try_iter());
+                    for reply in replies.try_iter() {
+                        self.stats.handed_to_waiter();
+                        got.push(reply);
+                    }
                     return Ok(Collected {
                         replies: got,
                         ended: None,
@@ -545,13 +606,20 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         }
     }
 
-    /// Whether `message` goes to the application (the hook may take it).
+    /// Whether `message`, just taken from the channel, goes to the application (the hook
+    /// may take it: a duplicate the connection answers itself).
     #[inline]
     fn pass(&self, message: In) -> Option<In> {
-        match &self.hook {
+        let passed = match &self.hook {
             None => Some(message),
             Some(hook) => hook.incoming(message),
+        };
+        if passed.is_some() {
+            self.stats.dequeued();
+        } else {
+            self.stats.taken_by_connection();
         }
+        passed
     }
 
     /// A blocking iterator over received messages. It ends when the connection has
@@ -600,6 +668,22 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// A snapshot of this connection's counters since it was opened, across
+    /// reconnections, and of its gauges now; see [`StreamStats`].
+    ///
+    /// Cheap: a few dozen relaxed loads. Counting itself is a relaxed atomic add per
+    /// event.
+    pub fn stats(&self) -> StreamStats {
+        let mut stats = self
+            .stats
+            .snapshot(self.session.is_connected(), self.inbox.len());
+        stats.awaiting_results = self.correlator.awaiting();
+        stats.dedup = self
+            .hook::<dedup::DedupLayer>()
+            .map(dedup::DedupLayer::stats);
+        stats
+    }
 }
 
 impl<In, Out> Connection<In, Out> {
@@ -642,8 +726,22 @@ impl<In, Out> Connection<In, Out> {
         self.session.reason()
     }
 
+    /// Where this connection stands: connected, reconnecting (with the attempt) or
+    /// closed (with why), and the age of its last frame. [`Core::health`](crate::Core::health)
+    /// gathers this for every connection.
+    pub fn health(&self) -> ConnectionHealth {
+        self.session.health()
+    }
+
     pub(crate) fn closer(&self) -> std::sync::Weak<Session> {
         Arc::downgrade(&self.session)
+    }
+}
+
+impl<In, Out> Drop for Connection<In, Out> {
+    fn drop(&mut self) {
+        // Messages still waiting will never be taken: the published gauge forgets them.
+        self.stats.dropped(self.inbox.len());
     }
 }
 
@@ -695,6 +793,28 @@ impl<'a, In: StreamFrame, Out: StreamFrame> IntoIterator for &'a Connection<In, 
 pub(crate) fn encode<T: Serialize>(message: &T) -> Result<String> {
     serde_json::to_string(message)
         .map_err(|e| crate::Error::Invalid(InvalidInput::Encode(e.to_string())))
+}
+
+/// Writes one message and counts it, or the failure: every send path goes through here,
+/// the replies the connection owes (de-duplication) included.
+fn send_counted<Out: StreamFrame>(
+    session: &Session,
+    stats: &crate::stats::StreamCounters,
+    message: &Out,
+) -> Result<()> {
+    let text = encode(message)?;
+    let bytes = text.len();
+    match session.send_text(text) {
+        Ok(()) => {
+            stats.sent(bytes);
+            message.count_sent(stats);
+            Ok(())
+        }
+        Err(e) => {
+            stats.send_failed();
+            Err(e)
+        }
+    }
 }
 
 /// At most 200 characters of a frame, for log lines.
