@@ -20,7 +20,7 @@
 //! every 100 000, is ignored by default:
 //! `cargo test --release --all-features --test soak -- --ignored --nocapture`.
 
-mod reliability_support;
+mod common;
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use ran_routing::{ConnectionEvent, DevEui, Error};
 use ran_routing_emulator::Emulator;
-use reliability_support::*;
+use common::streams::*;
 
 /// Transaction ids from here on are markers, not uplinks.
 const MARKER: u64 = 1 << 60;

@@ -1,5 +1,8 @@
-//! Helpers shared by the REST integration tests.
+//! Helpers shared by the integration tests: REST clients and raw HTTP servers here,
+//! stream helpers in [`streams`].
 #![allow(dead_code)] // Each test binary uses its own subset.
+
+pub mod streams;
 
 use std::time::Duration;
 

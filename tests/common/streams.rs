@@ -1,4 +1,4 @@
-//! Helpers shared by the reliability, soak and log-capture tests: uplinks, event
+//! Helpers shared by the stream, reliability, soak and log-capture tests: uplinks, event
 //! recording, resident memory, and a TCP proxy that can turn a live connection into a
 //! black hole.
 #![allow(dead_code)] // Each test binary uses its own subset.
@@ -59,9 +59,8 @@ pub fn core_at(token: &str, base_url: &str) -> Core {
 }
 
 /// A client of the emulator.
-pub fn core(emu: &Emulator) -> Core {
-    core_at(emu.token(), &emu.base_url())
-}
+#[allow(unused_imports)] // Binaries without stream tests.
+pub use super::core;
 
 /// Waits up to `timeout` for `cond`.
 pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {

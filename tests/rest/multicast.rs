@@ -1,7 +1,7 @@
 //! Multicast groups against the emulator: the guide's sequence, every call form, and
 //! the multicast error codes.
 
-mod common;
+use crate::common;
 
 use ran_routing::{
     ApiError, DevAddr, DevEui, Error, InvalidInput, MulticastAddr, MulticastGroupUpdate, NewDevice,

@@ -1,7 +1,7 @@
 //! The routing table against the emulator: every call in every form the Python guide
 //! shows, and every error the service answers with.
 
-mod common;
+use crate::common;
 
 use ran_routing::{
     ApiError, DevAddr, DevEui, DeviceUpdate, Error, InvalidInput, JoinEui, NewDevice, Select,

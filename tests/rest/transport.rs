@@ -1,7 +1,7 @@
 //! How REST calls fail and reuse connections: a server that is down, one that never
 //! answers, TLS with and without the emulator's certificate, closing, odd answers.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,7 +1,7 @@
 //! Downlink correlation against the emulator: `send_and_wait` returns each caller its
 //! own result while another thread iterates the same connection.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;

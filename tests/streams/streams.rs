@@ -1,7 +1,7 @@
 //! Upstream and downstream connections against the emulator, over plain WebSocket and
 //! TLS: the client as users run it, the server recording the exact frames it gets.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::thread;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ran_routing::*;
 use ran_routing_emulator::Emulator;
 
-const WAIT: Duration = Duration::from_secs(10);
+use crate::common::streams::WAIT;
 
 fn tls_emulator() -> Emulator {
     Emulator::builder().tls(true).start().expect("TLS emulator")

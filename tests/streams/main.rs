@@ -1,0 +1,12 @@
+//! The stream connections, one binary: upstream and downstream against the emulator,
+//! downlink correlation, and the token kept out of every log line.
+//!
+//! The reliability and soak tests keep binaries of their own: they measure the whole
+//! process's memory and threads, which other tests running alongside would disturb.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod correlation;
+mod streams;
+mod token_logs;
