@@ -8,10 +8,10 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::streams::*;
 use ran_routing::stream::RecvTimeoutError;
 use ran_routing::*;
 use ran_routing_emulator::{Emulator, RawFrame};
-use common::streams::*;
 
 /// The memory test measures the whole process: it runs alone, the others together.
 static MEMORY: RwLock<()> = RwLock::new(());

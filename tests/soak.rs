@@ -27,9 +27,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::streams::*;
 use ran_routing::{ConnectionEvent, DevEui, Error};
 use ran_routing_emulator::Emulator;
-use common::streams::*;
 
 /// Transaction ids from here on are markers, not uplinks.
 const MARKER: u64 = 1 << 60;

@@ -33,6 +33,20 @@ pub fn emulator() -> Emulator {
     Emulator::start().expect("emulator starts")
 }
 
+pub fn tls_emulator() -> Emulator {
+    Emulator::builder().tls(true).start().expect("TLS emulator")
+}
+
+/// The service's error code, from a call expected to fail with one.
+pub fn api_error<T: std::fmt::Debug>(
+    result: Result<T, ran_routing::Error>,
+) -> ran_routing::ApiError {
+    match result {
+        Err(ran_routing::Error::Api(e)) => e,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
 /// The token the raw servers below are called with.
 pub const RAW_TOKEN: &str = "raw-s3cr3t-t0ken";
 

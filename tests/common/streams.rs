@@ -11,7 +11,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use ran_routing::{
-    ConnectionEvent, Core, DevEui, LoRaModulation, Reconnect, UpstreamMessage, UpstreamRadio,
+    ConnectionEvent, Core, DevEui, DownstreamRadio, LoRaModulation, Reconnect, TransmissionWindow,
+    UpstreamMessage, UpstreamRadio,
 };
 use ran_routing_emulator::Emulator;
 
@@ -39,6 +40,15 @@ pub fn uplink(id: u64) -> UpstreamMessage {
         mic_challenge: vec![1_308_830_714, 114_830_713],
         gps: None,
     }
+}
+
+/// Class C, as soon as possible: the emulator answers a class A downlink that follows no
+/// acknowledged uplink `WindowNotFound`.
+pub fn asap() -> TransmissionWindow {
+    TransmissionWindow::class_c(
+        DownstreamRadio::new(868_300_000, LoRaModulation::new(12, 125_000)),
+        1,
+    )
 }
 
 /// Reconnection quick enough for tests: 10 ms, doubling up to 200 ms.

@@ -17,9 +17,9 @@ use std::net::TcpListener;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::common::streams::*;
 use ran_routing::*;
 use ran_routing_emulator::{Emulator, RawFrame};
-use crate::common::streams::*;
 
 const TOKEN: &str = "s3cr3t-Token-4f9d2b7e81c6a5";
 const WRONG: &str = "wr0ng-Token-93a1c5e7d2b8f4";

@@ -7,7 +7,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-
 /// Decodes through text, as frames arrive.
 pub fn decode<T: DeserializeOwned>(frame: &Value) -> Result<T, serde_json::Error> {
     serde_json::from_str(&frame.to_string())
