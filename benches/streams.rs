@@ -72,6 +72,12 @@ fn main() {
     if support::selected("downstream_send_throughput") {
         downstream_send_throughput(&mut report, reps, size(100_000, 5_000));
     }
+    if support::selected("dedup_ack_throughput") {
+        dedup_ack_throughput(&mut report, reps, size(100_000, 5_000));
+    }
+    if support::selected("tracked_downstream_throughput") {
+        tracked_downstream_throughput(&mut report, reps, size(50_000, 2_000));
+    }
     if support::selected("close_latency") {
         close_latency(&mut report, reps, size(200, 30));
     }
@@ -100,7 +106,7 @@ fn upstream_json(id: u64) -> String {
             r#"{{"ProtocolVersion":1,"TransactionID":{id},"Outdated":false,"#,
             r#""DevEUIs":[8844537008791951183,{eui}],"#,
             r#""Radio":{{"Frequency":868100000,"LoRa":{{"Spreading":7,"Bandwidth":125000}},"RSSI":-52.0,"SNR":9.25}},"#,
-            r#""PHYPayloadNoMIC":[64,218,27,1,38,128,{lo},{hi},1,35,178,44,90,11,208,76,2,150,64,11,7,100,3],"#,
+            r#""PHYPayloadNoMIC":[64,218,27,1,38,128,{lo},{hi},{b3},35,178,44,90,11,208,76,2,150,64,11,7,100,3],"#,
             r#""MICChallenge":[{challenge}],"#,
             r#""GPS":{{"Lat":52.3676,"Lng":4.9041,"Alt":3.5}}}}"#
         ),
@@ -108,6 +114,8 @@ fn upstream_json(id: u64) -> String {
         eui = u64::MAX - id,
         lo = id & 0xff,
         hi = (id >> 8) & 0xff,
+        // Distinct payloads past 65 536 frames: no duplicates for de-duplication to find.
+        b3 = 1 + ((id >> 16) & 0xff),
         challenge = challenge.join(","),
     )
 }
@@ -334,8 +342,19 @@ fn stream_url(port: u16, stream: &str) -> String {
 
 /// Ours: the user loop of the crate's documentation, acking `n` messages.
 fn ours_acker(port: u16, n: usize) {
+    ours_acker_with(port, n, false)
+}
+
+/// [`ours_acker`], with uplink de-duplication on or off.
+fn ours_acker_with(port: u16, n: usize, dedup: bool) {
     let core = Core::new(TOKEN, &base_url(port)).unwrap();
-    let up = core.upstream().connect().unwrap();
+    let builder = core.upstream();
+    let builder = if dedup {
+        builder.dedup(Duration::from_secs(60))
+    } else {
+        builder
+    };
+    let up = builder.connect().unwrap();
     let mut seen = 0;
     for m in up.iter() {
         up.send_upstream_ack(m.transaction_id, m.dev_euis[0], m.mic_challenge[0])
@@ -568,6 +587,144 @@ fn downstream_send_throughput(report: &mut Report, reps: usize, n: usize) {
         sample.len(),
         median(&mut ours_server),
         median(&mut base_server),
+    ));
+}
+
+/// Acking with de-duplication on (ours) against off (baseline), same frames, none of
+/// them a duplicate: what remembering each uplink and matching each ack costs.
+fn dedup_ack_throughput(report: &mut Report, reps: usize, n: usize) {
+    let wire = Arc::new(encode((1..=n as u64).map(upstream_json)));
+    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        for side in order(rep) {
+            let (listener, port) = listen();
+            let wire = wire.clone();
+            let server = thread::spawn(move || serve_flood_once(listener, wire, n));
+            ours_acker_with(port, n, side == Side::Ours);
+            let run = server.join().unwrap();
+            let rate = n as f64 / run.elapsed.as_secs_f64();
+            match side {
+                Side::Ours => ours.push(rate),
+                Side::Baseline => base.push(rate),
+            }
+        }
+    }
+    let (ours, base) = (median(&mut ours), median(&mut base));
+    report.figure(
+        "dedup_ack_throughput",
+        format!("{:.0} acks/s ({:.2} µs/msg)", ours, 1e6 / ours),
+        format!("{:.0} acks/s ({:.2} µs/msg), dedup off", base, 1e6 / base),
+        ours / base,
+        ">= 0.9",
+    );
+    report.note(format!(
+        "dedup_ack_throughput: N = {n} distinct uplinks, both sides the crate's upstream loop, ours with `.dedup(60 s)`"
+    ));
+}
+
+/// Answers every downlink with an ack and a result, as the RAN does; stops after `n`.
+fn serve_downlink_replies(listener: TcpListener, n: usize) {
+    let mut ws = accept(&listener);
+    let mut seen = 0;
+    while seen < n {
+        let frame = match ws.read() {
+            Ok(Message::Text(t)) => t,
+            Ok(_) => continue,
+            Err(_) => return,
+        };
+        let id = transaction_id(frame.as_str()).expect("bench server: a TransactionID");
+        let ack = format!(r#"{{"ProtocolVersion":1,"TransactionID":{id},"MailboxID":1}}"#);
+        let result = format!(
+            r#"{{"ProtocolVersion":1,"TransactionID":{id},"ResultCode":"Success","ResultMessage":"ok","MailboxID":1}}"#
+        );
+        ws.write(Message::text(ack)).unwrap();
+        ws.send(Message::text(result)).unwrap();
+        seen += 1;
+    }
+    drain(&mut ws);
+}
+
+/// The TransactionID of a downlink's JSON, without a full decode.
+fn transaction_id(json: &str) -> Option<u64> {
+    let rest = &json[json.find(r#""TransactionID":"#)? + 16..];
+    let end = rest.find(|c: char| !c.is_ascii_digit())?;
+    rest[..end].parse().ok()
+}
+
+/// Downlinks sent through a `DownlinkTracker` and their outcomes taken from it (ours)
+/// against plain sends whose acks and results are taken from `iter()` (baseline): one
+/// thread sends, another receives, until every downlink's result is in.
+fn tracked_downstream_throughput(report: &mut Report, reps: usize, n: usize) {
+    let template = downlinks(n);
+    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    for rep in 0..reps {
+        for side in order(rep) {
+            let (listener, port) = listen();
+            let server = thread::spawn(move || serve_downlink_replies(listener, n));
+            let core = Core::new(TOKEN, &base_url(port)).unwrap();
+            let down = core.downstream().connect().unwrap();
+            let messages = template.clone();
+            let started = Instant::now();
+            match side {
+                Side::Ours => {
+                    let tracker = down.tracker::<usize>(Duration::from_secs(600));
+                    thread::scope(|s| {
+                        s.spawn(|| {
+                            for (i, m) in messages.into_iter().enumerate() {
+                                tracker.send(i, m);
+                            }
+                        });
+                        let mut results = 0;
+                        for t in tracker.iter() {
+                            assert!(t.outcome.is_ok(), "bench: {:?}", t.outcome);
+                            results += 1;
+                            if results == n {
+                                break;
+                            }
+                        }
+                    });
+                }
+                Side::Baseline => thread::scope(|s| {
+                    s.spawn(|| {
+                        for m in messages {
+                            down.send(m).unwrap();
+                        }
+                    });
+                    let mut results = 0;
+                    for reply in down.iter() {
+                        if matches!(reply, ran_routing::DownstreamReply::Result(_)) {
+                            results += 1;
+                            if results == n {
+                                break;
+                            }
+                        }
+                    }
+                }),
+            }
+            let rate = n as f64 / started.elapsed().as_secs_f64();
+            down.close();
+            down.wait_closed();
+            server.join().unwrap();
+            match side {
+                Side::Ours => ours.push(rate),
+                Side::Baseline => base.push(rate),
+            }
+        }
+    }
+    let (ours, base) = (median(&mut ours), median(&mut base));
+    report.figure(
+        "tracked_downstream_throughput",
+        format!("{:.0} downlinks/s ({:.2} µs each)", ours, 1e6 / ours),
+        format!(
+            "{:.0} downlinks/s ({:.2} µs each), plain sends",
+            base,
+            1e6 / base
+        ),
+        ours / base,
+        ">= 0.8",
+    );
+    report.note(format!(
+        "tracked_downstream_throughput: N = {n} downlinks, each answered by the server with an ack and a result; one thread sends while another takes results (tracker.iter() against down.iter())"
     ));
 }
 

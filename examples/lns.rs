@@ -1,8 +1,9 @@
 //! A small but real LNS loop: worker threads share one upstream connection, solve each
 //! uplink's MIC challenge with the device keys from a file, ack or reject it, and answer
 //! join requests with real join accepts and confirmed uplinks with an ACK, each a
-//! downlink whose result is waited for. Both streams reconnect by themselves after a
-//! network failure.
+//! downlink tracked without blocking. The upstream de-duplicates: the RAN may deliver an
+//! uplink several times, the workers see it once and the connection answers the copies.
+//! Both streams reconnect by themselves after a network failure.
 //!
 //! The join flow (LoRaWAN 1.0.x): the worker solves the join request with the AppKey,
 //! acks it, allocates a DevAddr, derives the session keys from the request's DevNonce
@@ -13,11 +14,11 @@
 //!
 //! `cargo run --example lns` runs it against the embedded emulator, which plays the
 //! devices of `examples/lns-keys.txt` with real MICs (one of them with a key the LNS does
-//! not have): the OTAA devices join, then every device sends uplinks; the emulator cuts
-//! the network once, enforces the service's routing rules (subscription, transmission
-//! windows) and judges every answer. The example stops after it has handled every
-//! uplink, and fails unless each was answered correctly and each join accept joined its
-//! device.
+//! not have), some uplinks as several copies: the OTAA devices join, then every device
+//! sends uplinks; the emulator cuts the network once, enforces the service's routing
+//! rules (subscription, transmission windows) and judges every answer, every copy's
+//! included. The example stops after it has handled every uplink, and fails unless each
+//! was answered correctly and each join accept joined its device.
 //!
 //! With `RAN_URL` and `RAN_TOKEN` set (optional `RAN_CA_CERT`) it serves that endpoint
 //! with the keys of `RAN_KEYS_FILE` (default `examples/lns-keys.txt`; the format is
@@ -35,9 +36,9 @@ use std::time::{Duration, Instant};
 
 use ran_routing::mic::{self, AesKey, JoinAccept, KeyStore, Keys, Session, Uplink};
 use ran_routing::{
-    ApiError, ConnectionEvent, DevAddr, DevEui, DeviceIdentity, DeviceUpdate, DownstreamConnection,
-    DownstreamMessage, DownstreamRadio, Error, JoinEui, NewDevice, Reconnect, TransmissionWindow,
-    UpstreamConnection, UpstreamMessage, UpstreamRejectResultCode,
+    ApiError, ConnectionEvent, DevAddr, DevEui, DeviceIdentity, DeviceUpdate, DownlinkTracker,
+    DownstreamConnection, DownstreamMessage, DownstreamRadio, Error, JoinEui, NewDevice, Reconnect,
+    TransmissionWindow, UpstreamConnection, UpstreamMessage, UpstreamRejectResultCode,
 };
 use ran_routing_emulator::{Emulator, RadioDevice, UpstreamVerdict};
 
@@ -114,14 +115,15 @@ struct Lns {
     core: ran_routing::Core,
     upstream: UpstreamConnection,
     downstream: DownstreamConnection,
+    /// Downlink outcomes, tagged with the uplink they answer and what they are.
+    downlinks: DownlinkTracker<(u64, &'static str)>,
+    downlinks_sent: AtomicU64,
     /// Solving reads it, every solved data uplink moves a session's FCnt on.
     keys: Mutex<Keys>,
     handled: AtomicU64,
     rejected: AtomicU64,
     downlinks_ok: AtomicU64,
     downlinks_failed: AtomicU64,
-    /// Downlinks sent whose result has not come yet.
-    downlinks_pending: AtomicU64,
     /// The next AppNonce (24 bits): a fresh one for every join accept.
     next_app_nonce: AtomicU32,
     /// DevAddrs handed out, by device.
@@ -204,38 +206,36 @@ impl Lns {
         );
         // Mandatory for a join accept: the RAN routes the device's next uplinks by it.
         downlink.target_dev_addr = target_dev_addr;
-        // The ack and result of this downlink come back to this call only, even though
-        // other workers use the same connection at the same time. The RAN answers once
-        // the window has passed (5 s for a join accept), so the wait runs on its own
-        // thread and this worker goes on with the next uplink, whose window is running.
-        let lns = self.clone();
-        let (tid, dev_eui) = (msg.transaction_id, solved.dev_eui);
-        self.downlinks_pending.fetch_add(1, Ordering::SeqCst);
-        std::thread::spawn(move || {
-            match lns
-                .downstream
-                .send_and_wait(downlink, Duration::from_secs(30))
-            {
+        // The worker goes on at once; the outcome (result, timeout or send error) comes
+        // from the tracker, tagged, to the thread running `track_downlinks`.
+        println!(
+            "upstream {}: {}{fcnt} acked, sending {what}",
+            msg.transaction_id, solved.dev_eui
+        );
+        self.downlinks_sent.fetch_add(1, Ordering::SeqCst);
+        self.downlinks.send((msg.transaction_id, what), downlink);
+        Ok(())
+    }
+
+    /// Takes every downlink's outcome until the downstream is closed for good.
+    fn track_downlinks(&self) {
+        for tracked in self.downlinks.iter() {
+            let (uplink, what) = tracked.tag;
+            match tracked.outcome {
                 Ok(result) if result.result_code.is_success() => {
-                    lns.downlinks_ok.fetch_add(1, Ordering::SeqCst);
-                    println!("upstream {tid}: {dev_eui}{fcnt} acked, {what} sent");
+                    self.downlinks_ok.fetch_add(1, Ordering::SeqCst);
+                    println!("upstream {uplink}: {what} delivered");
                 }
                 Ok(result) => {
-                    lns.downlinks_failed.fetch_add(1, Ordering::SeqCst);
-                    println!(
-                        "upstream {tid}: {what} failed: {} {}",
-                        result.result_code,
-                        result.result_message.unwrap_or_default()
-                    );
+                    self.downlinks_failed.fetch_add(1, Ordering::SeqCst);
+                    println!("upstream {uplink}: {what} failed: {}", result.result_code);
                 }
                 Err(e) => {
-                    lns.downlinks_failed.fetch_add(1, Ordering::SeqCst);
-                    println!("upstream {tid}: {what} failed: {e}");
+                    self.downlinks_failed.fetch_add(1, Ordering::SeqCst);
+                    println!("upstream {uplink}: {what} failed: {e}");
                 }
             }
-            lns.downlinks_pending.fetch_sub(1, Ordering::SeqCst);
-        });
-        Ok(())
+        }
     }
 
     /// Accepts a join: a DevAddr and session keys for this DevNonce, kept in the key
@@ -288,6 +288,7 @@ fn allocate_dev_addr(dev_eui: DevEui) -> DevAddr {
 
 fn main() -> common::Outcome {
     let ran = common::connect()?;
+    let _metrics = metrics_endpoint(&ran)?;
     let path = std::env::var("RAN_KEYS_FILE")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/examples/lns-keys.txt").into());
     let devices = load_keys(&path)?;
@@ -348,26 +349,31 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
     // With reconnection on, a failed connection is replaced with backoff, and the
     // iterators keep going across it; on_event reports what happens.
     let log = |stream: &'static str| move |event: &ConnectionEvent| println!("[{stream}] {event}");
+    let downstream = ran
+        .core
+        .downstream()
+        .reconnect(Reconnect::default())
+        .on_event(log("downstream"))
+        .connect()?;
     let lns = Arc::new(Lns {
         core: ran.core.clone(),
         upstream: ran
             .core
             .upstream()
+            // The bridges' window: copies of an uplink within 60 s are answered by the
+            // connection, the way the application answered the first.
+            .dedup(Duration::from_secs(60))
             .reconnect(Reconnect::default())
             .on_event(log("upstream"))
             .connect()?,
-        downstream: ran
-            .core
-            .downstream()
-            .reconnect(Reconnect::default())
-            .on_event(log("downstream"))
-            .connect()?,
+        downlinks: downstream.tracker(Duration::from_secs(10)),
+        downlinks_sent: AtomicU64::new(0),
+        downstream,
         keys: Mutex::new(keys),
         handled: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
         downlinks_ok: AtomicU64::new(0),
         downlinks_failed: AtomicU64::new(0),
-        downlinks_pending: AtomicU64::new(0),
         next_app_nonce: AtomicU32::new(0x00e506),
         dev_addrs: Mutex::new(Default::default()),
     });
@@ -377,8 +383,10 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
             std::thread::spawn(move || lns.work())
         })
         .collect();
-    // Downstream replies no waiter claims (say, a result that came after its waiter gave
-    // up) go to the iterator: drain it so they never pile up.
+    let tracking = lns.clone();
+    threads.push(std::thread::spawn(move || tracking.track_downlinks()));
+    // Downstream replies the tracker does not claim (say, a result that came after its
+    // downlink timed out) go to the iterator: drain it so they never pile up.
     let drain = lns.clone();
     threads.push(std::thread::spawn(move || {
         for reply in drain.downstream.iter() {
@@ -386,6 +394,7 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
         }
     }));
 
+    let stats = stats_printer(&lns);
     let outcome = match &ran.emulator {
         Some(emulator) => demo(emulator, &lns, devices),
         None => {
@@ -401,14 +410,54 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
     for thread in threads {
         thread.join().map_err(|_| "a worker panicked")?;
     }
+    drop(stats);
+    print_stats(&lns);
+    let duplicates = lns.upstream.dedup_stats().map_or(0, |d| d.answered);
     println!(
-        "Handled {} upstreams: {} rejected; downlinks: {} ok, {} failed",
+        "Handled {} upstreams ({duplicates} duplicates answered by the connection): {} \
+         rejected; downlinks: {} ok, {} failed",
         lns.handled.load(Ordering::SeqCst),
         lns.rejected.load(Ordering::SeqCst),
         lns.downlinks_ok.load(Ordering::SeqCst),
         lns.downlinks_failed.load(Ordering::SeqCst),
     );
     outcome
+}
+
+/// Observability: with `RAN_METRICS_ADDR` set, Prometheus text at `/metrics` and a
+/// readiness probe at `/ready`. Started before the streams open: they register their
+/// counters with the recorder when they do.
+fn metrics_endpoint(
+    ran: &common::Ran,
+) -> Result<Option<common::metrics::MetricsServer>, Box<dyn std::error::Error>> {
+    let core = ran.core.clone();
+    let ready: common::metrics::ReadyFn = Arc::new(move || {
+        let health = core.health();
+        (health.is_ready(), health.to_string())
+    });
+    let server = common::metrics::MetricsServer::from_env(Some(ready))?;
+    if let Some(server) = &server {
+        println!(
+            "metrics: serving Prometheus text at http://{}/metrics",
+            server.addr()
+        );
+        if !cfg!(feature = "metrics") {
+            println!("metrics: built without the `metrics` feature, the crate publishes nothing");
+        }
+    }
+    Ok(server)
+}
+
+/// Every `RAN_STATS_SECS` (default 10 s), one line per stream, REST and health.
+fn stats_printer(lns: &Arc<Lns>) -> common::metrics::Every {
+    let lns = lns.clone();
+    common::metrics::Every::start(common::metrics::stats_interval(), move || print_stats(&lns))
+}
+
+fn print_stats(lns: &Lns) {
+    println!("stats: {}", lns.upstream.stats());
+    println!("stats: {}", lns.downstream.stats());
+    println!("stats: {}; {}", lns.core.rest_stats(), lns.core.health());
 }
 
 /// Against a real endpoint: until stdin closes, or for `RAN_RUN_SECS` seconds.
@@ -491,9 +540,14 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
     play_round(emu, devices, &mut played)?;
     wait_until_handled(lns, &played)?;
 
-    // The emulator knows each frame's true device and MIC, and judged every answer.
+    wait_for("every downlink's outcome", || {
+        lns.downlinks_ok.load(Ordering::SeqCst) + lns.downlinks_failed.load(Ordering::SeqCst)
+            == lns.downlinks_sent.load(Ordering::SeqCst)
+    })?;
+    // The emulator knows each frame's true device and MIC, and judged every answer, the
+    // duplicates' too.
     for (tid, dev_eui) in &played {
-        let verdict = emu.played_upstream(*tid).map(|p| p.verdict);
+        let verdict = emu.wait_upstream_verdict(*tid, Duration::from_secs(10));
         let want = if *dev_eui == IMPOSTOR {
             UpstreamVerdict::Rejected(UpstreamRejectResultCode::MicFailed)
         } else {
@@ -517,16 +571,20 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
     Ok(())
 }
 
-/// Waits until every played upstream is handled and every downlink's result is in.
+/// Waits until every played upstream reached a worker once (its copies the
+/// de-duplication) and every downlink's outcome is in.
 fn wait_until_handled(lns: &Lns, played: &[(u64, DevEui)]) -> common::Outcome {
     wait_for("every upstream handled", || {
-        lns.handled.load(Ordering::SeqCst) == played.len() as u64
-            && lns.downlinks_pending.load(Ordering::SeqCst) == 0
+        let duplicates = lns.upstream.dedup_stats().map_or(0, |d| d.duplicates);
+        let outcomes =
+            lns.downlinks_ok.load(Ordering::SeqCst) + lns.downlinks_failed.load(Ordering::SeqCst);
+        lns.handled.load(Ordering::SeqCst) + duplicates == played.len() as u64
+            && outcomes == lns.downlinks_sent.load(Ordering::SeqCst)
     })
 }
 
-/// Every OTAA device that has not joined sends a join request, every other device three
-/// uplinks (the first confirmed).
+/// Every OTAA device that has not joined sends a join request (delivered twice), every
+/// other device three uplinks (the first confirmed, the last delivered three times).
 fn play_round(
     emu: &Emulator,
     devices: &[Device],
@@ -539,17 +597,19 @@ fn play_round(
             .and_then(|d| d.dev_addr())
             .is_some();
         match device {
-            Device::Otaa { .. } if !joined => {
-                played.push((emu.play_join_request(dev_eui)?, dev_eui))
-            }
+            Device::Otaa { .. } if !joined => played.extend(
+                emu.play_join_request_copies(dev_eui, 2)?
+                    .into_iter()
+                    .map(|tid| (tid, dev_eui)),
+            ),
             _ => {
                 played.push((
                     emu.play_confirmed_uplink(dev_eui, 1, *b"temp=21.5")?,
                     dev_eui,
                 ));
-                for _ in 0..2 {
-                    played.push((emu.play_uplink(dev_eui, 1, *b"temp=21.6")?, dev_eui));
-                }
+                played.push((emu.play_uplink(dev_eui, 1, *b"temp=21.6")?, dev_eui));
+                let copies = emu.play_uplink_copies(dev_eui, 1, *b"temp=21.7", 3)?;
+                played.extend(copies.into_iter().map(|tid| (tid, dev_eui)));
             }
         }
     }

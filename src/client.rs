@@ -48,6 +48,9 @@ use crate::tls;
 pub(crate) trait StreamCloser: Send + Sync {
     /// Closes the stream; must not block on the network.
     fn close_stream(&self);
+
+    /// Where the stream stands, for [`Core::health`].
+    fn health(&self) -> crate::stats::ConnectionHealth;
 }
 
 /// The RAN Routing API client.
@@ -84,6 +87,7 @@ struct Inner {
     closed: AtomicBool,
     streams: Mutex<Vec<Weak<dyn StreamCloser>>>,
     transaction_ids: std::sync::atomic::AtomicU64,
+    rest_stats: crate::stats::RestCounters,
 }
 
 impl Core {
@@ -190,6 +194,42 @@ impl Core {
         self.inner
             .transaction_ids
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A snapshot of the REST calls made through this `Core` and its clones since it was
+    /// built: calls, outcomes (ok, API error code, transport, decode) and time, by
+    /// operation. See [`RestStats`](crate::RestStats).
+    ///
+    /// ```
+    /// use ran_routing::{Core, RestOperation};
+    ///
+    /// let ran = Core::new("token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// let stats = ran.rest_stats();
+    /// assert_eq!(stats.operation(RestOperation::Insert).calls, 0);
+    /// println!("{stats}");
+    /// # Ok::<(), ran_routing::Error>(())
+    /// ```
+    pub fn rest_stats(&self) -> crate::stats::RestStats {
+        self.inner.rest_stats.snapshot()
+    }
+
+    /// The health of every stream connection opened from this `Core` and not dropped:
+    /// connected, reconnecting (with the attempt) or closed (with why), and the age of
+    /// its last frame. [`Health::is_ready`](crate::Health::is_ready) maps it to a
+    /// readiness probe; its `Display` is a one-line summary. After [`Core::close`] it
+    /// lists no connection (and is not ready).
+    pub fn health(&self) -> crate::stats::Health {
+        let streams: Vec<_> = lock(&self.inner.streams)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        crate::stats::Health {
+            connections: streams.iter().map(|s| s.health()).collect(),
+        }
+    }
+
+    pub(crate) fn rest_counters(&self) -> &crate::stats::RestCounters {
+        &self.inner.rest_stats
     }
 
     /// The access token, for the `Authorization` header and the stream query string.
@@ -489,6 +529,7 @@ impl CoreBuilder {
                 closed: AtomicBool::new(false),
                 streams: Mutex::new(Vec::new()),
                 transaction_ids: std::sync::atomic::AtomicU64::new(first_transaction_id()),
+                rest_stats: crate::stats::RestCounters::new(),
             }),
         })
     }
@@ -609,6 +650,14 @@ mod tests {
     impl StreamCloser for Counter {
         fn close_stream(&self) {
             self.0.fetch_add(1, Ordering::SeqCst);
+        }
+
+        fn health(&self) -> crate::stats::ConnectionHealth {
+            crate::stats::ConnectionHealth {
+                stream: "test",
+                state: crate::stats::ConnectionState::Connected,
+                since_last_frame: None,
+            }
         }
     }
 

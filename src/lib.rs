@@ -183,10 +183,12 @@ pub mod multicast;
 mod resolver;
 mod rest;
 pub mod routing_table;
+pub mod stats;
 pub mod stream;
 mod sync;
 pub mod timing;
 mod tls;
+pub mod tracker;
 pub mod upstream;
 mod wire;
 
@@ -204,8 +206,13 @@ pub use model::{
 };
 pub use multicast::MulticastGroups;
 pub use routing_table::{RoutingTable, Select};
+pub use stats::{
+    ConnectionHealth, ConnectionState, Health, RejectCounts, RestOperation, RestOperationStats,
+    RestStats, ResultCounts, StreamStats,
+};
 pub use stream::{CloseReason, Connection, ConnectionEvent, Reconnect, StreamBuilder, StreamFrame};
-pub use upstream::{UpstreamBuilder, UpstreamConnection};
+pub use tracker::{DownlinkTracker, Tracked};
+pub use upstream::{Dedup, DedupStats, UpstreamBuilder, UpstreamConnection};
 
 /// The README's first example, compiled as it is shown (the `mic` feature brings its
 /// solver); a unit test below checks the README still shows exactly this code.

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::client::Core;
 use crate::config::AccessToken;
 use crate::error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind};
+use crate::stats::{Outcome, RestOperation};
 
 /// Which REST base a path is relative to.
 #[derive(Debug, Clone, Copy)]
@@ -115,11 +116,12 @@ fn call<T: DeserializeOwned>(core: &Core, route: Route, method: Method<'_>) -> R
         Ok(answer) => answer,
         Err(e) => {
             log::debug!("{name} {url} failed after {elapsed:?}: {e}");
-            return Err(if core.is_closed() {
+            let e = if core.is_closed() {
                 closed()
             } else {
                 transport_error(e, name, &url, core)
-            });
+            };
+            return count(core, route, Err(e), started);
         }
     };
     log::debug!(
@@ -128,16 +130,31 @@ fn call<T: DeserializeOwned>(core: &Core, route: Route, method: Method<'_>) -> R
     );
     if !(200..300).contains(&status) {
         let text = String::from_utf8_lossy(&body);
-        return Err(Error::Api(api_error(status, &text, core.token())));
+        let e = Error::Api(api_error(status, &text, core.token()));
+        return count(core, route, Err(e), started);
     }
-    serde_json::from_slice(&body).map_err(|e| {
+    let decoded = serde_json::from_slice(&body).map_err(|e| {
         let start = scrub(&String::from_utf8_lossy(&body), core.token());
         let start: String = start.chars().take(200).collect();
         Error::decode(
             route.what,
             format!("{e} (HTTP {status}, body starts with {start:?})"),
         )
-    })
+    });
+    count(core, route, decoded, started)
+}
+
+/// Counts a call that went to the network in the `Core`'s REST stats, and passes its
+/// result on. Timed to the decoded answer, so the time is what the caller waited.
+fn count<T>(core: &Core, route: Route, result: Result<T>, started: Instant) -> Result<T> {
+    if let Some(op) = RestOperation::from_path(route.path) {
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Failed(e),
+        };
+        core.rest_counters().record(op, outcome, started.elapsed());
+    }
+    result
 }
 
 fn closed() -> Error {

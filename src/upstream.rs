@@ -23,7 +23,10 @@ use crate::ids::DevEui;
 use crate::model::{
     UpstreamAck, UpstreamMessage, UpstreamReject, UpstreamRejectResultCode, UpstreamReply,
 };
-use crate::stream::{Connection, StreamBuilder};
+use crate::stream::dedup::DedupLayer;
+pub use crate::stream::dedup::{Dedup, DedupStats};
+use crate::stream::{Connection, Hook, StreamBuilder};
+use std::sync::Arc;
 
 /// A connection to the upstream stream: yields [`UpstreamMessage`]s; every one must be
 /// answered with [`send_upstream_ack`](Connection::send_upstream_ack) or
@@ -50,10 +53,59 @@ impl Connection<UpstreamMessage, UpstreamReply> {
     ) -> Result<()> {
         self.send(UpstreamReject::new(transaction_id, result_code))
     }
+
+    /// De-duplication's counters, when it is on
+    /// ([`StreamBuilder::dedup`]); `None` otherwise.
+    pub fn dedup_stats(&self) -> Option<DedupStats> {
+        self.hook::<DedupLayer>().map(DedupLayer::stats)
+    }
 }
 
 /// Opens [`UpstreamConnection`]s; see [`StreamBuilder`].
 pub type UpstreamBuilder<'a> = StreamBuilder<'a, UpstreamMessage, UpstreamReply>;
+
+impl StreamBuilder<'_, UpstreamMessage, UpstreamReply> {
+    /// Turns on uplink de-duplication: the RAN may deliver one uplink several times
+    /// (the same `PHYPayloadNoMIC`, a new transaction id each time). Within the window,
+    /// only the first copy is handed out by [`iter`](Connection::iter) and the `recv`
+    /// methods; once the application answers it (by any send method), the connection
+    /// answers every other copy, received already or later, the same way:
+    ///
+    /// - an ack is repeated with the same DevEUI and MIC where that MIC is among the
+    ///   copy's candidates and that DevEUI among its DevEUIs; otherwise the copy is
+    ///   rejected with `MICFailed`;
+    /// - a reject is repeated as the same reject.
+    ///
+    /// No copy is left unanswered: copies still waiting when the first copy has gone
+    /// unanswered for [`Dedup::answer_within`] are rejected with `Other`. Memory is
+    /// bounded by the window (expired uplinks are dropped as new ones arrive) and by
+    /// [`Dedup::max_entries`]. Copies are matched per connection, as the receiving
+    /// methods take them off the channel (times count from then), so the work is done on
+    /// the application's thread; counters come from
+    /// [`dedup_stats`](Connection::dedup_stats). Takes a [`Dedup`] or a window.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use ran_routing::{Core, Dedup};
+    ///
+    /// let ran = Core::new("token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// let upstream = ran.upstream().dedup(Duration::from_secs(60)).connect()?;
+    /// let strict = ran
+    ///     .upstream()
+    ///     .dedup(Dedup::new(Duration::from_secs(60)).answer_within(Duration::from_secs(5)))
+    ///     .connect()?;
+    /// # Ok::<(), ran_routing::Error>(())
+    /// ```
+    pub fn dedup(mut self, config: impl Into<Dedup>) -> Self {
+        let config = config.into();
+        self.hook = Some(Arc::new(
+            move || -> Arc<dyn Hook<UpstreamMessage, UpstreamReply>> {
+                DedupLayer::new(config.clone())
+            },
+        ));
+        self
+    }
+}
 
 impl crate::Core {
     /// The upstream stream: `core.upstream().connect()` opens a connection.

@@ -372,6 +372,44 @@ impl ControlClient {
         decode::<PlayedBody>(self.post("radio/uplink", body)?)?.into_played()
     }
 
+    /// `POST radio/uplink` with `copies`: the device sends its next data uplink and the
+    /// RAN delivers it `copies` times, `spacing` apart; returns the copies' transaction
+    /// ids.
+    pub fn play_uplink_copies(
+        &self,
+        dev_eui: DevEui,
+        fport: u8,
+        payload: &[u8],
+        copies: usize,
+        spacing: Duration,
+    ) -> Result<Vec<u64>> {
+        let payload_hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+        let body = json!({
+            "dev_eui": dev_eui.to_string(),
+            "fport": fport,
+            "payload_hex": payload_hex,
+            "copies": copies,
+            "copies_spacing_ms": spacing.as_millis() as u64,
+        });
+        Ok(decode::<CopiesBody>(self.post("radio/uplink", body)?)?.copies)
+    }
+
+    /// `POST radio/join-request` with `copies`; see
+    /// [`play_uplink_copies`](Self::play_uplink_copies).
+    pub fn play_join_request_copies(
+        &self,
+        dev_eui: DevEui,
+        copies: usize,
+        spacing: Duration,
+    ) -> Result<Vec<u64>> {
+        let body = json!({
+            "dev_eui": dev_eui.to_string(),
+            "copies": copies,
+            "copies_spacing_ms": spacing.as_millis() as u64,
+        });
+        Ok(decode::<CopiesBody>(self.post("radio/join-request", body)?)?.copies)
+    }
+
     /// `GET radio/upstreams/{transaction_id}`: a played upstream and its verdict; `None`
     /// if the emulator did not play it.
     pub fn played_upstream(&self, transaction_id: u64) -> Result<Option<PlayedUpstream>> {
@@ -415,4 +453,10 @@ fn with_auth<B>(request: ureq::RequestBuilder<B>, auth: Option<String>) -> ureq:
 
 fn decode<T: DeserializeOwned>(value: Value) -> Result<T> {
     serde_json::from_value(value).map_err(|e| Error::Transport(format!("unexpected answer: {e}")))
+}
+
+/// The copies' transaction ids in a `radio/uplink` or `radio/join-request` answer.
+#[derive(serde::Deserialize)]
+struct CopiesBody {
+    copies: Vec<u64>,
 }

@@ -28,8 +28,8 @@
 //! | `POST /emulator/records/clear` | forget recorded replies and downlinks |
 //! | `POST /emulator/radio/devices` | puts a device with keys on the air: `{"dev_eui", "join_eui", "app_key"}` (OTAA) and/or `{"dev_eui", "dev_addr", "nwk_s_key", "fcnt"}` (a session), keys as 32 hex digits; 409 for one already there unless `"replace": true` |
 //! | `GET /emulator/radio/devices`, `DELETE /emulator/radio/devices/{dev_eui}` | the devices on the air (no keys); take one off |
-//! | `POST /emulator/radio/join-request` | `{"dev_eui"}`: the device sends its next join request; answers the played upstream |
-//! | `POST /emulator/radio/uplink` | `{"dev_eui", "fport", "payload_hex", "confirmed"}`: the device sends its next data uplink |
+//! | `POST /emulator/radio/join-request` | `{"dev_eui"}`: the device sends its next join request; answers the played upstream (with `"copies"` > 1, the RAN delivers it that many times, `"copies_spacing_ms"` apart (default 0), new TransactionIDs listed under `copies`) |
+//! | `POST /emulator/radio/uplink` | `{"dev_eui", "fport", "payload_hex", "confirmed"}`: the device sends its next data uplink (`"copies"` as for join requests, default 1) |
 //! | `GET /emulator/radio/upstreams/{transaction_id}` | a played upstream: true DevEUI and MIC, verdict on the LNS's answer |
 //! | `GET /emulator/radio/downlinks/{transaction_id}` | what a radio device made of a downlink: joined, received, ignored (why), not transmitted |
 //! | `GET /emulator/radio/stats` | played upstreams counted by verdict |
@@ -100,7 +100,8 @@ use streams::Kind;
 pub use client::{ControlClient, RadioDeviceInfo, Status};
 pub use error::{Error, Result};
 pub use radio::{
-    DownlinkVerdict, IgnoredReason, MicStats, Play, PlayedUpstream, RadioDevice, UpstreamVerdict,
+    Copies, DownlinkVerdict, IgnoredReason, MicStats, Play, PlayedUpstream, RadioDevice,
+    UpstreamVerdict, MAX_COPIES,
 };
 
 /// The base URL of the API an emulator serves.

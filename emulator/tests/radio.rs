@@ -777,6 +777,47 @@ fn fast_emulator() -> Emulator {
 /// confirmed uplink answered with a downlink, every upstream solved by the crate's
 /// solver, and the routing table's two security contexts switching on the way.
 #[test]
+fn a_join_request_delivered_twice_joins_on_the_accept_for_either_copy() {
+    // The RAN may deliver one join request several times; the LNS acks every copy (the
+    // last ack names a copy's transaction), and the join accept still answers the one
+    // request the device sent.
+    let emu = fast_emulator();
+    let (dev_eui, join_eui) = (
+        DevEui::new(0x0004a30b001c0601),
+        JoinEui::new(0x70b3d57e00000001),
+    );
+    let dev_addr = DevAddr::new(0x26012e44);
+    let mut lns = Lns::new(&emu);
+    lns.core
+        .routing_table()
+        .insert(NewDevice::new(dev_eui, join_eui))
+        .unwrap();
+    lns.keys.set_join_key(dev_eui, key(APP_KEY));
+    emu.add_radio_device(RadioDevice::otaa(dev_eui, join_eui, key(APP_KEY)))
+        .unwrap();
+    let copies = emu.play_join_request_copies(dev_eui, 2).unwrap();
+    assert_eq!(copies.len(), 2);
+    let (first, _) = lns.answer();
+    let (second, _) = lns.answer();
+    assert_eq!(first.phy_payload_no_mic, second.phy_payload_no_mic);
+    let (down_tid, result, _) =
+        lns.join_accept(&first, dev_eui, &key(APP_KEY), dev_addr, 5, Some(dev_addr));
+    assert!(result.result_code.is_success(), "{result:?}");
+    assert!(
+        matches!(
+            emu.downlink_verdict(down_tid),
+            Some(ran_routing_emulator::DownlinkVerdict::Joined { .. })
+        ),
+        "{:?}",
+        emu.downlink_verdict(down_tid)
+    );
+    assert_eq!(
+        emu.radio_device(dev_eui).unwrap().dev_addr(),
+        Some(dev_addr)
+    );
+}
+
+#[test]
 fn an_otaa_device_joins_and_talks_in_its_new_session() {
     let emu = fast_emulator();
     let (dev_eui, join_eui) = (

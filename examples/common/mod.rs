@@ -5,6 +5,8 @@
 //! emulator, so `cargo run --example NAME` works with no setup.
 #![allow(dead_code)] // Each example uses its own subset.
 
+pub mod metrics;
+
 use std::error::Error;
 
 use ran_routing::Core;

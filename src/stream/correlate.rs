@@ -5,6 +5,10 @@
 //! of the connection's channel, and everything else goes on to `iter()` as before. A
 //! reply is delivered to exactly one place, and a waiter that gives up takes what raced
 //! in, so nothing is lost or seen twice.
+//!
+//! A [`DownlinkTracker`](crate::DownlinkTracker) registers its ids here too, all into
+//! one channel of its own, and its registrations outlive a reconnection: a result that
+//! comes on the new link still finds its downlink.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +22,13 @@ use crate::error::{Error, InvalidInput, Result};
 pub(crate) struct Correlator<In> {
     /// Lets the reader skip the lock while nobody waits, the common case.
     waiting: AtomicUsize,
-    waiters: Mutex<HashMap<u64, Sender<In>>>,
+    waiters: Mutex<HashMap<u64, Waiter<In>>>,
+}
+
+struct Waiter<In> {
+    tx: Sender<In>,
+    /// Kept when a link fails (a tracker's): the reply may come on the next link.
+    lasting: bool,
 }
 
 impl<In: StreamFrame> Correlator<In> {
@@ -43,7 +53,7 @@ impl<In: StreamFrame> Correlator<In> {
         };
         // The waiter's channel is unbounded and its receiver lives until it unregisters,
         // so the send cannot block the reader.
-        let _ = waiter.send(message);
+        let _ = waiter.tx.send(message);
         if last {
             waiters.remove(&id);
             self.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -51,16 +61,28 @@ impl<In: StreamFrame> Correlator<In> {
         None
     }
 
+    /// Downlinks whose last reply is awaited now.
+    pub(crate) fn awaiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
     /// Starts routing replies for `id` to the returned receiver.
     pub(crate) fn register(&self, id: u64) -> Result<Receiver<In>> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        self.register_to(id, tx, false)?;
+        Ok(rx)
+    }
+
+    /// Starts routing replies for `id` to `tx`; a `lasting` registration survives the
+    /// failure of the link (see [`fail_all`](Self::fail_all)). `tx` must never block.
+    pub(crate) fn register_to(&self, id: u64, tx: Sender<In>, lasting: bool) -> Result<()> {
         let mut waiters = self.lock();
         if waiters.contains_key(&id) {
             return Err(Error::Invalid(InvalidInput::TransactionIdInUse(id)));
         }
-        let (tx, rx) = crossbeam_channel::unbounded();
-        waiters.insert(id, tx);
+        waiters.insert(id, Waiter { tx, lasting });
         self.waiting.fetch_add(1, Ordering::AcqRel);
-        Ok(rx)
+        Ok(())
     }
 
     /// Stops routing replies for `id`.
@@ -71,14 +93,17 @@ impl<In: StreamFrame> Correlator<In> {
     }
 
     /// The link under the waiters is gone: their replies will not come on it, so every
-    /// waiter is woken (its channel disconnects) to fail fast.
+    /// waiter is woken (its channel disconnects) to fail fast. Lasting registrations
+    /// stay: their owner times them out itself.
     pub(crate) fn fail_all(&self) {
         let mut waiters = self.lock();
-        self.waiting.fetch_sub(waiters.len(), Ordering::AcqRel);
-        waiters.clear();
+        let before = waiters.len();
+        waiters.retain(|_, w| w.lasting);
+        self.waiting
+            .fetch_sub(before - waiters.len(), Ordering::AcqRel);
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Sender<In>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Waiter<In>>> {
         crate::sync::lock(&self.waiters)
     }
 }

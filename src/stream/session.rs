@@ -16,6 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use super::link::Link;
 use super::CloseReason;
 use crate::error::{ApiError, Error, Result};
+use crate::stats::{ConnectionHealth, ConnectionState, StreamCounters};
 use crate::sync::lock;
 
 /// Automatic reconnection after a connection fails: exponential backoff with jitter. On
@@ -149,6 +150,7 @@ pub(crate) struct Session {
     supervisor_done: Receiver<()>,
     events: Option<EventHandler>,
     reconnects: bool,
+    stats: Arc<StreamCounters>,
 }
 
 impl Session {
@@ -158,8 +160,10 @@ impl Session {
         mut open: Opener,
         reconnect: Option<Reconnect>,
         events: Option<EventHandler>,
+        stats: Arc<StreamCounters>,
     ) -> Result<Arc<Session>> {
         let link = Arc::new(open()?);
+        stats.connected(false);
         let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(0);
         let (alive, supervisor_done) = crossbeam_channel::bounded::<()>(0);
         let session = Arc::new(Session {
@@ -172,6 +176,7 @@ impl Session {
             supervisor_done,
             events,
             reconnects: reconnect.is_some(),
+            stats,
         });
         session.emit(ConnectionEvent::Connected);
         // The supervisor holds only a weak reference: dropping the connection must still
@@ -310,6 +315,26 @@ impl Session {
         Some(self.wait_closed())
     }
 
+    /// Connected, reconnecting or closed, and the age of the last frame.
+    pub(crate) fn health(&self) -> ConnectionHealth {
+        let state = if self.is_closed() {
+            ConnectionState::Closed {
+                reason: self.reason().unwrap_or(CloseReason::Local),
+            }
+        } else if self.is_connected() {
+            ConnectionState::Connected
+        } else {
+            ConnectionState::Reconnecting {
+                attempt: self.stats.attempt().max(1),
+            }
+        };
+        ConnectionHealth {
+            stream: self.stats.stream(),
+            state,
+            since_last_frame: self.stats.since_last_frame(),
+        }
+    }
+
     pub(crate) fn reason(&self) -> Option<CloseReason> {
         if let Some(reason) = lock(&self.ended).clone() {
             return Some(reason);
@@ -328,12 +353,17 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.close();
         self.wait_closed();
+        self.stats.disconnected();
     }
 }
 
 impl crate::client::StreamCloser for Session {
     fn close_stream(&self) {
         self.close();
+    }
+
+    fn health(&self) -> ConnectionHealth {
+        Session::health(self)
     }
 }
 
@@ -354,6 +384,7 @@ fn supervise(
     loop {
         let reason = link.wait_closed();
         let Some(s) = session.upgrade() else { return };
+        s.stats.disconnected();
         if s.closing.load(Ordering::Acquire) {
             return;
         }
@@ -370,6 +401,7 @@ fn supervise(
             let delay = rng.spread(policy.base_delay(step));
             {
                 let Some(s) = session.upgrade() else { return };
+                s.stats.reconnecting(attempt);
                 s.emit(ConnectionEvent::Reconnecting { attempt, delay });
             }
             // Close drops the sender, which ends the wait at once.
@@ -383,6 +415,7 @@ fn supervise(
             match open() {
                 Ok(new) => {
                     let new = Arc::new(new);
+                    s.stats.connected(true);
                     s.emit(ConnectionEvent::Connected);
                     *lock(&s.current) = Some(new.clone());
                     // A close that raced with the connect must still win.
@@ -414,6 +447,7 @@ fn supervise(
 fn watch(session: &std::sync::Weak<Session>, link: &Link) {
     let reason = link.wait_closed();
     let Some(s) = session.upgrade() else { return };
+    s.stats.disconnected();
     if !s.closing.load(Ordering::Acquire) {
         s.settle(reason.clone());
         s.emit(ConnectionEvent::Disconnected(reason));

@@ -685,6 +685,50 @@ impl Radio {
         }
     }
 
+    /// Another copy of a played upstream, as the RAN delivers one uplink heard by
+    /// several gateways: the same frame under a new transaction id, with a MIC challenge
+    /// of its own that holds the true MIC; recorded as played too.
+    fn copy(&self, first: &UpstreamMessage) -> Result<UpstreamMessage> {
+        let mut s = self.lock();
+        let played = s
+            .played
+            .get(&first.transaction_id)
+            .cloned()
+            .ok_or_else(|| invalid(format!("no played upstream {}", first.transaction_id)))?;
+        let transaction_id = s.next_transaction_id;
+        let frame = first.phy_payload_with_mic(played.mic);
+        let seed = self.seed ^ transaction_id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut msg = mic::upstream_with_challenge(
+            &frame,
+            transaction_id,
+            first.dev_euis.clone(),
+            played.candidates - 1,
+            seed,
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        msg.radio.frequency = CHANNELS[(transaction_id % CHANNELS.len() as u64) as usize];
+        msg.outdated = first.outdated;
+        s.next_transaction_id += 1;
+        s.stats.played += 1;
+        s.played.insert(
+            transaction_id,
+            PlayedUpstream {
+                transaction_id,
+                verdict: UpstreamVerdict::Unanswered,
+                ..played
+            },
+        );
+        Ok(msg)
+    }
+
+    /// Forgets a copy that could not be sent.
+    fn unplay(&self, transaction_id: u64) {
+        let mut s = self.lock();
+        if s.played.remove(&transaction_id).is_some() {
+            s.stats.played -= 1;
+        }
+    }
+
     /// Judges an UpstreamAck or UpstreamReject; replies to upstreams the radio did not
     /// play are none of its business.
     pub(crate) fn check(&self, reply: &UpstreamReply) {
@@ -770,6 +814,12 @@ impl Radio {
         let mut s = self.lock();
         let s = &mut *s;
         let timing = s.rules.downlink_timing;
+        // The DevNonce of the join request the RAN timed this downlink from: any copy of
+        // that request (the RAN may deliver one uplink several times) times it alike.
+        let timed_nonce = timed_from
+            .and_then(|t| s.played.get(&t))
+            .filter(|p| p.dev_eui == dev_eui)
+            .and_then(|p| p.dev_nonce);
         let Some(state) = s.devices.get_mut(&dev_eui) else {
             return DownlinkVerdict::Ignored(IgnoredReason::NotForThisDevice);
         };
@@ -780,7 +830,9 @@ impl Radio {
                 None => DownlinkVerdict::Ignored(IgnoredReason::UnknownDevNonce),
                 Some(join) => match join.pending {
                     None => DownlinkVerdict::Ignored(IgnoredReason::UnknownDevNonce),
-                    Some((_, tid)) if timing && timed_from != Some(tid) => {
+                    Some((nonce, tid))
+                        if timing && timed_from != Some(tid) && timed_nonce != Some(nonce) =>
+                    {
                         DownlinkVerdict::Ignored(IgnoredReason::UnknownDevNonce)
                     }
                     Some(_) if timing && !matches!(window, Some(5 | 6)) => {
@@ -886,8 +938,30 @@ impl Radio {
 /// upstream connection, and returns its transaction id. A play that cannot be sent
 /// (no upstream connection) uses up nothing.
 pub(crate) fn play(shared: &Shared, dev_eui: DevEui, play: Play) -> Result<u64> {
+    play_copies(shared, dev_eui, play, Copies::new(1)).map(|ids| ids[0])
+}
+
+/// Plays a transmission as `copies` copies (see [`Radio::copy`]), each sent to the next
+/// upstream connection; returns their transaction ids, the first copy's first. A withheld
+/// transmission (no routing-table row routes it) has no copies: the RAN heard nothing
+/// it could deliver.
+pub(crate) fn play_copies(
+    shared: &Shared,
+    dev_eui: DevEui,
+    play: Play,
+    copies: Copies,
+) -> Result<Vec<u64>> {
+    let Copies {
+        count: copies,
+        spacing,
+    } = copies;
+    if !(1..=MAX_COPIES).contains(&copies) {
+        return Err(invalid(format!(
+            "copies: expected 1 to {MAX_COPIES}, got {copies}"
+        )));
+    }
     let radio = &shared.radio;
-    let _one_at_a_time = crate::sync::lock(&radio.playing);
+    let one_at_a_time = crate::sync::lock(&radio.playing);
     let mut prepared = radio.prepare(dev_eui, &play.tx)?;
     let rules = radio.rules();
     // The routing table decides who gets the frame: a join request by its DevEUI and
@@ -911,7 +985,7 @@ pub(crate) fn play(shared: &Shared, dev_eui: DevEui, play: Play) -> Result<u64> 
              row routes it to the LNS"
         );
         radio.commit(&prepared, false);
-        return Ok(transaction_id);
+        return Ok(vec![transaction_id]);
     }
     prepared.msg.dev_euis = dev_euis;
     if rules.outdated && play.heard_ago > rules::OUTDATED_AFTER {
@@ -926,7 +1000,69 @@ pub(crate) fn play(shared: &Shared, dev_eui: DevEui, play: Play) -> Result<u64> 
         radio.rollback(&prepared, pending_before);
         return Err(e);
     }
-    Ok(transaction_id)
+    // The device transmitted once; other plays need not wait for its copies.
+    drop(one_at_a_time);
+    let mut ids = vec![transaction_id];
+    for _ in 1..copies {
+        if !spacing.is_zero() {
+            std::thread::sleep(spacing);
+        }
+        let msg = radio.copy(&prepared.msg)?;
+        if shared.hub.send_upstream_tracked(&msg, heard_at).is_err() {
+            // The connection went away: the copies not sent never existed.
+            radio.unplay(msg.transaction_id);
+            break;
+        }
+        ids.push(msg.transaction_id);
+    }
+    Ok(ids)
+}
+
+/// Most copies of one uplink the emulator plays.
+pub const MAX_COPIES: usize = 64;
+
+/// How many times the RAN delivers one played uplink, and how far apart; see
+/// [`Emulator::play_copies`]. A plain number converts into copies sent back to back.
+///
+/// ```
+/// use std::time::Duration;
+/// use ran_routing_emulator::Copies;
+///
+/// let copies = Copies::new(3).spaced(Duration::from_millis(200));
+/// assert_eq!((copies.count(), Copies::from(2).count()), (3, 2));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copies {
+    count: usize,
+    spacing: Duration,
+}
+
+impl Copies {
+    /// `count` copies (1 to [`MAX_COPIES`]), back to back.
+    pub fn new(count: usize) -> Self {
+        Self {
+            count,
+            spacing: Duration::ZERO,
+        }
+    }
+
+    /// Waits `spacing` before each copy after the first (the call returns once the last
+    /// was sent), as copies heard through slower routes arrive later.
+    pub fn spaced(mut self, spacing: Duration) -> Self {
+        self.spacing = spacing;
+        self
+    }
+
+    /// How many copies.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+}
+
+impl From<usize> for Copies {
+    fn from(count: usize) -> Self {
+        Self::new(count)
+    }
 }
 
 /// Emulated devices with real keys, and the verdicts on the LNS's answers.
@@ -1012,6 +1148,43 @@ impl Emulator {
     /// DevNonce, and waits for a join accept in its RX1 or RX2 window).
     pub fn play_join_request(&self, dev_eui: DevEui) -> Result<u64> {
         self.play(dev_eui, Play::join_request())
+    }
+
+    /// [`play`](Self::play) as `copies` copies, as the RAN delivers an uplink heard by
+    /// several gateways: one frame (one DevNonce or frame counter), each copy under a new
+    /// transaction id with a MIC challenge of its own that holds the true MIC. Every
+    /// copy's answer is judged. Takes a count or [`Copies`] (to space them out; 1 to
+    /// [`MAX_COPIES`]). Returns the copies' transaction ids in the order sent: fewer than
+    /// asked if the upstream connection went away meanwhile, one if the transmission
+    /// was withheld.
+    pub fn play_copies(
+        &self,
+        dev_eui: DevEui,
+        play: Play,
+        copies: impl Into<Copies>,
+    ) -> Result<Vec<u64>> {
+        play_copies(&self.shared, dev_eui, play, copies.into())
+    }
+
+    /// [`play_uplink`](Self::play_uplink) as copies; see [`play_copies`](Self::play_copies).
+    pub fn play_uplink_copies(
+        &self,
+        dev_eui: DevEui,
+        fport: u8,
+        payload: impl Into<Vec<u8>>,
+        copies: impl Into<Copies>,
+    ) -> Result<Vec<u64>> {
+        self.play_copies(dev_eui, Play::uplink(fport, payload), copies)
+    }
+
+    /// [`play_join_request`](Self::play_join_request) as copies; see
+    /// [`play_copies`](Self::play_copies).
+    pub fn play_join_request_copies(
+        &self,
+        dev_eui: DevEui,
+        copies: impl Into<Copies>,
+    ) -> Result<Vec<u64>> {
+        self.play_copies(dev_eui, Play::join_request(), copies)
     }
 
     /// [`play`](Self::play) of an unconfirmed data uplink with the next frame counter

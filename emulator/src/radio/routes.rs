@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 use ran_routing::mic::AesKey;
 use ran_routing::{DevAddr, DevEui, JoinEui};
 
-use super::{play, DownlinkVerdict, MicStats, Play, PlayedUpstream, RadioDevice, UpstreamVerdict};
+use super::{
+    play, play_copies, Copies, DownlinkVerdict, MicStats, Play, PlayedUpstream, RadioDevice,
+    UpstreamVerdict,
+};
 use crate::control::{no_upstream, validation_failed};
 use crate::error::{Error, Result};
 use crate::http::{Request, Response};
@@ -89,6 +92,10 @@ struct JoinBody {
     dev_eui: DevEui,
     #[serde(default)]
     heard_ago_ms: u64,
+    #[serde(default)]
+    copies: Option<usize>,
+    #[serde(default)]
+    copies_spacing_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +109,36 @@ struct UplinkBody {
     confirmed: bool,
     #[serde(default)]
     heard_ago_ms: u64,
+    #[serde(default)]
+    copies: Option<usize>,
+    #[serde(default)]
+    copies_spacing_ms: u64,
+}
+
+/// Plays `tx` once, or as the body's `copies` (answered with every copy's transaction id
+/// under `copies`, beside the first copy as a single play has it).
+fn play_response(
+    shared: &Shared,
+    dev_eui: DevEui,
+    tx: Play,
+    copies: Option<usize>,
+    spacing_ms: u64,
+) -> Response {
+    let Some(count) = copies else {
+        return played_response(shared, play(shared, dev_eui, tx));
+    };
+    let copies = Copies::new(count).spaced(Duration::from_millis(spacing_ms));
+    match play_copies(shared, dev_eui, tx, copies) {
+        Ok(ids) => {
+            let mut body = shared
+                .radio
+                .played(ids[0])
+                .map_or_else(|| json!({"transaction_id": ids[0]}), |p| played_json(&p));
+            body["copies"] = json!(ids);
+            Response::json(200, &body)
+        }
+        Err(e) => played_response(shared, Err(e)),
+    }
 }
 
 #[derive(Deserialize)]
@@ -267,7 +304,13 @@ pub(crate) fn handle(shared: &std::sync::Arc<Shared>, route: &str, req: &Request
         }
         ("POST", "join-request") => parse_body::<JoinBody>(req).map(|body| {
             let tx = Play::join_request().heard_ago(Duration::from_millis(body.heard_ago_ms));
-            played_response(shared, play(shared, body.dev_eui, tx))
+            play_response(
+                shared,
+                body.dev_eui,
+                tx,
+                body.copies,
+                body.copies_spacing_ms,
+            )
         }),
         ("POST", "uplink") => parse_body::<UplinkBody>(req).and_then(|body| {
             let payload = parse_hex_bytes(&body.payload_hex)
@@ -278,7 +321,13 @@ pub(crate) fn handle(shared: &std::sync::Arc<Shared>, route: &str, req: &Request
                 Play::uplink(body.fport, payload)
             }
             .heard_ago(Duration::from_millis(body.heard_ago_ms));
-            Ok(played_response(shared, play(shared, body.dev_eui, tx)))
+            Ok(play_response(
+                shared,
+                body.dev_eui,
+                tx,
+                body.copies,
+                body.copies_spacing_ms,
+            ))
         }),
         ("GET", path) if path.starts_with("upstreams/") => {
             match path["upstreams/".len()..].parse::<u64>() {
