@@ -127,8 +127,9 @@ impl Core {
 
     /// The routing table: subscribe, update and unsubscribe devices.
     ///
-    /// ```no_run
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// ```
+    /// # let emu = ran_routing_emulator::Emulator::start().unwrap();
+    /// # let ran = ran_routing::Core::new(emu.token(), &emu.base_url())?;
     /// let devices = ran.routing_table().select(ran_routing::Select::all())?;
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
@@ -138,8 +139,9 @@ impl Core {
 
     /// The multicast groups.
     ///
-    /// ```no_run
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// ```
+    /// # let emu = ran_routing_emulator::Emulator::start().unwrap();
+    /// # let ran = ran_routing::Core::new(emu.token(), &emu.base_url())?;
     /// let groups = ran.multicast_groups().get([])?;
     /// # Ok::<(), ran_routing::Error>(())
     /// ```

@@ -77,9 +77,10 @@ impl<'a> MulticastGroups<'a> {
     /// characters, checked before sending) and address (Python:
     /// `create_multicast_group`).
     ///
-    /// ```no_run
+    /// ```
     /// use ran_routing::MulticastAddr;
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// # let emu = ran_routing_emulator::Emulator::start().unwrap();
+    /// # let ran = ran_routing::Core::new(emu.token(), &emu.base_url())?;
     /// let group = ran
     ///     .multicast_groups()
     ///     .create("test-multicast-group", MulticastAddr::new(0xef046a1e))?;
@@ -100,11 +101,13 @@ impl<'a> MulticastGroups<'a> {
     /// `update_multicast_group`). An update that sets neither fails with
     /// [`InvalidInput::NothingToUpdate`] before anything is sent.
     ///
-    /// ```no_run
+    /// ```
     /// use ran_routing::{MulticastAddr, MulticastGroupUpdate};
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// # let emu = ran_routing_emulator::Emulator::start().unwrap();
+    /// # let ran = ran_routing::Core::new(emu.token(), &emu.base_url())?;
     /// let groups = ran.multicast_groups();
     /// let addr = MulticastAddr::new(0xef046a1e);
+    /// # groups.create("test-multicast-group", addr)?;
     /// // Updating the name
     /// groups.update(MulticastGroupUpdate::new(addr).with_name("new-multicast-group-name"))?;
     /// // Updating the address
@@ -139,16 +142,19 @@ impl<'a> MulticastGroups<'a> {
     /// The groups at these addresses (unknown ones are left out), or every group when
     /// `addrs` is empty (Python: `get_multicast_groups`).
     ///
-    /// ```no_run
+    /// ```
     /// use ran_routing::MulticastAddr;
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// # let emu = ran_routing_emulator::Emulator::start().unwrap();
+    /// # let ran = ran_routing::Core::new(emu.token(), &emu.base_url())?;
     /// let groups = ran.multicast_groups();
+    /// # groups.create("test-multicast-group", MulticastAddr::new(0xef046a1e))?;
     /// // All groups
     /// let all = groups.get([])?;
     /// // One group (still a list)
     /// let one = groups.get([MulticastAddr::new(0xef046a1e)])?;
     /// // Some groups
     /// let some = groups.get([MulticastAddr::new(0xef046a1e), MulticastAddr::new(0xffed8719)])?;
+    /// # assert_eq!((all.len(), one.len(), some.len()), (1, 1, 1));
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
     #[doc(alias = "get_multicast_groups")]
@@ -163,10 +169,13 @@ impl<'a> MulticastGroups<'a> {
     /// Deletes the groups at these addresses and returns how many were deleted; unknown
     /// addresses are ignored (Python: `delete_multicast_groups`).
     ///
-    /// ```no_run
+    /// ```
     /// use ran_routing::MulticastAddr;
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// # let emu = ran_routing_emulator::Emulator::start().unwrap();
+    /// # let ran = ran_routing::Core::new(emu.token(), &emu.base_url())?;
+    /// # ran.multicast_groups().create("test-multicast-group", MulticastAddr::new(0xef046a1e))?;
     /// let deleted = ran.multicast_groups().delete([MulticastAddr::new(0xef046a1e)])?;
+    /// # assert_eq!(deleted, 1);
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
     #[doc(alias = "delete_multicast_groups")]
@@ -181,16 +190,17 @@ impl<'a> MulticastGroups<'a> {
     /// device already in the group fails with
     /// [`ApiError::MulticastGroupAlreadyContainsDevice`](crate::ApiError::MulticastGroupAlreadyContainsDevice).
     ///
-    /// ```no_run
+    /// ```
     /// use ran_routing::{DevAddr, DevEui, MulticastAddr, NewDevice};
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// # let emu = ran_routing_emulator::Emulator::start().unwrap();
+    /// # let ran = ran_routing::Core::new(emu.token(), &emu.base_url())?;
     /// let device = ran
     ///     .routing_table()
     ///     .insert(NewDevice::abp(DevEui::new(0x7abe1b8c93d7174f), DevAddr::new(0x627bb8bb)))?;
     /// let group = ran
     ///     .multicast_groups()
     ///     .create("test-multicast-group", MulticastAddr::new(0xef046a1e))?;
-    /// ran.multicast_groups().add_device(group.addr, device.dev_eui)?;
+    /// assert!(ran.multicast_groups().add_device(group.addr, device.dev_eui)?);
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
     #[doc(alias = "add_device_to_multicast_group")]
@@ -211,12 +221,18 @@ impl<'a> MulticastGroups<'a> {
     /// `remove_device_from_multicast_group`). Returns whether it was removed: `false`
     /// when the group or the device is unknown.
     ///
-    /// ```no_run
+    /// ```
     /// use ran_routing::{DevEui, MulticastAddr};
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// # let emu = ran_routing_emulator::Emulator::start().unwrap();
+    /// # let ran = ran_routing::Core::new(emu.token(), &emu.base_url())?;
+    /// # use ran_routing::{DevAddr, NewDevice};
+    /// # ran.routing_table().insert(NewDevice::abp(DevEui::new(0x7abe1b8c93d7174f), DevAddr::new(0x627bb8bb)))?;
+    /// # ran.multicast_groups().create("test-multicast-group", MulticastAddr::new(0xef046a1e))?;
+    /// # ran.multicast_groups().add_device(MulticastAddr::new(0xef046a1e), DevEui::new(0x7abe1b8c93d7174f))?;
     /// let removed = ran
     ///     .multicast_groups()
     ///     .remove_device(MulticastAddr::new(0xef046a1e), DevEui::new(0x7abe1b8c93d7174f))?;
+    /// assert!(removed);
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
     #[doc(alias = "remove_device_from_multicast_group")]

@@ -123,8 +123,9 @@ impl<'a> RoutingTable<'a> {
     /// ones are left out), and/or one page. An empty DevEUI list returns no devices
     /// without asking the service.
     ///
-    /// ```no_run
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// ```
+    /// # let emu = ran_routing_emulator::Emulator::start().unwrap();
+    /// # let ran = ran_routing::Core::new(emu.token(), &emu.base_url())?;
     /// use ran_routing::{DevEui, Select};
     ///
     /// let table = ran.routing_table();
@@ -154,8 +155,9 @@ impl<'a> RoutingTable<'a> {
     /// details that are not JSON fail with [`InvalidInput::DetailsNotJson`] before
     /// anything is sent.
     ///
-    /// ```no_run
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// ```
+    /// # let emu = ran_routing_emulator::Emulator::start().unwrap();
+    /// # let ran = ran_routing::Core::new(emu.token(), &emu.base_url())?;
     /// use ran_routing::{DevAddr, DevEui, JoinEui, NewDevice};
     ///
     /// let otaa = ran.routing_table().insert(NewDevice::otaa(
@@ -194,8 +196,9 @@ impl<'a> RoutingTable<'a> {
     /// devices cannot be updated
     /// ([`ApiError::DeviceNotFound`](crate::ApiError::DeviceNotFound)).
     ///
-    /// ```no_run
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// ```
+    /// # let emu = ran_routing_emulator::Emulator::start().unwrap();
+    /// # let ran = ran_routing::Core::new(emu.token(), &emu.base_url())?;
     /// use ran_routing::{DevAddr, DevEui, DeviceUpdate, JoinEui, NewDevice};
     ///
     /// let (dev_eui, join_eui) = (DevEui::new(0x7abe1b8c93d7174f), JoinEui::new(0x3cedcf624f8b68f4));
@@ -222,14 +225,17 @@ impl<'a> RoutingTable<'a> {
     /// Unsubscribes these devices and returns how many were deleted; unknown DevEUIs
     /// are ignored (Python: `delete(dev_euis=[...])`).
     ///
-    /// ```no_run
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// ```
+    /// # let emu = ran_routing_emulator::Emulator::start().unwrap();
+    /// # let ran = ran_routing::Core::new(emu.token(), &emu.base_url())?;
     /// use ran_routing::DevEui;
     ///
+    /// # ran.routing_table().insert(ran_routing::NewDevice::otaa(DevEui::new(0x7abe1b8c93d7174f), ran_routing::JoinEui::new(1)))?;
     /// let deleted = ran
     ///     .routing_table()
     ///     .delete([DevEui::new(0x7abe1b8c93d7174f), DevEui::new(0x7bbe1b8c93d7174a)])?;
     /// println!("{deleted} devices unsubscribed");
+    /// # assert_eq!(deleted, 1);
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
     pub fn delete(&self, dev_euis: impl IntoIterator<Item = DevEui>) -> Result<u64> {
@@ -244,11 +250,14 @@ impl<'a> RoutingTable<'a> {
     /// Unsubscribes every device and returns how many were deleted (Python:
     /// `delete_all()`).
     ///
-    /// ```no_run
-    /// # let ran = ran_routing::Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// ```
+    /// # let emu = ran_routing_emulator::Emulator::start().unwrap();
+    /// # let ran = ran_routing::Core::new(emu.token(), &emu.base_url())?;
     /// use ran_routing::Select;
     ///
+    /// # ran.routing_table().insert(ran_routing::NewDevice::otaa(ran_routing::DevEui::new(1), ran_routing::JoinEui::new(1)))?;
     /// let deleted = ran.routing_table().delete_all()?;
+    /// # assert_eq!(deleted, 1);
     /// assert!(ran.routing_table().select(Select::all())?.is_empty());
     /// # Ok::<(), ran_routing::Error>(())
     /// ```

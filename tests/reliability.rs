@@ -2,16 +2,16 @@
 //! peer that goes silent, disconnects with messages still buffered, a slow consumer under
 //! keepalive, and hostile frames.
 
-mod reliability_support;
+mod common;
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::streams::*;
 use ran_routing::stream::RecvTimeoutError;
 use ran_routing::*;
 use ran_routing_emulator::{Emulator, RawFrame};
-use reliability_support::*;
 
 /// The memory test measures the whole process: it runs alone, the others together.
 static MEMORY: RwLock<()> = RwLock::new(());
@@ -190,7 +190,7 @@ fn without_reconnection_a_server_restart_ends_the_connection_with_the_reason() {
 
     // A graceful restart closes with a close frame, whose code is the reason.
     let emu = Emulator::start().unwrap();
-    let core = reliability_support::core(&emu);
+    let core = common::core(&emu);
     let up = core.upstream().no_reconnect().connect().unwrap();
     assert!(emu.wait_upstream_connections(1, WAIT));
     emu.send_upstream(&uplink(1)).unwrap();

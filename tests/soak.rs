@@ -20,16 +20,16 @@
 //! every 100 000, is ignored by default:
 //! `cargo test --release --all-features --test soak -- --ignored --nocapture`.
 
-mod reliability_support;
+mod common;
 
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::streams::*;
 use ran_routing::{ConnectionEvent, DevEui, Error};
 use ran_routing_emulator::Emulator;
-use reliability_support::*;
 
 /// Transaction ids from here on are markers, not uplinks.
 const MARKER: u64 = 1 << 60;

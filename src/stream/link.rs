@@ -16,7 +16,8 @@
 //! - The writer thread does the rest: pong and close replies (flushed on the reader's
 //!   request), keepalive pings and our close.
 //!
-//! Both the client's streams and the emulator's server side run on this engine.
+//! The client's streams run on this engine; the emulator, a crate of its own, has its own
+//! server-side engine (`emulator/src/streams/conn.rs`).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};

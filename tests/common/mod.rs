@@ -1,5 +1,8 @@
-//! Helpers shared by the REST integration tests.
+//! Helpers shared by the integration tests: REST clients and raw HTTP servers here,
+//! stream helpers in [`streams`].
 #![allow(dead_code)] // Each test binary uses its own subset.
+
+pub mod streams;
 
 use std::time::Duration;
 
@@ -28,6 +31,20 @@ pub fn core(emu: &Emulator) -> Core {
 
 pub fn emulator() -> Emulator {
     Emulator::start().expect("emulator starts")
+}
+
+pub fn tls_emulator() -> Emulator {
+    Emulator::builder().tls(true).start().expect("TLS emulator")
+}
+
+/// The service's error code, from a call expected to fail with one.
+pub fn api_error<T: std::fmt::Debug>(
+    result: Result<T, ran_routing::Error>,
+) -> ran_routing::ApiError {
+    match result {
+        Err(ran_routing::Error::Api(e)) => e,
+        other => panic!("expected an API error, got {other:?}"),
+    }
 }
 
 /// The token the raw servers below are called with.

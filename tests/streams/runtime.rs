@@ -2,7 +2,7 @@
 //! playing each uplink as several copies and judging every copy's answer, and the
 //! downlink tracker against the emulator and scripted raw WebSocket servers.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::net::TcpListener;

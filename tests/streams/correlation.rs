@@ -1,7 +1,8 @@
 //! Downlink correlation against the emulator: `send_and_wait` returns each caller its
 //! own result while another thread iterates the same connection.
 
-mod common;
+use crate::common;
+use crate::common::streams::asap;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -11,15 +12,6 @@ use std::time::Duration;
 use ran_routing::*;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Class C, as soon as possible: these downlinks follow no uplink, and the emulator
-/// answers a class A one without an acknowledged uplink `WindowNotFound`.
-fn asap() -> TransmissionWindow {
-    TransmissionWindow::class_c(
-        DownstreamRadio::new(868_300_000, LoRaModulation::new(12, 125_000)),
-        1,
-    )
-}
 
 /// Emulated time runs 1000 times faster, so thousands of results (each after its time
 /// on air) come quickly.

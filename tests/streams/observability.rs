@@ -2,13 +2,12 @@
 //! the emulator recorded on its side (the frames it sent, the replies and downlinks it
 //! received), across a reconnection and with a slow consumer.
 
-mod common;
+use crate::common;
+use crate::common::streams::{asap, fast_reconnect, WAIT};
 
 use std::time::{Duration, Instant};
 
 use ran_routing::*;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 fn uplink(transaction_id: u64) -> UpstreamMessage {
     UpstreamMessage {
@@ -28,15 +27,6 @@ fn uplink(transaction_id: u64) -> UpstreamMessage {
     }
 }
 
-/// A class C window, "as soon as possible" (the emulator judges class A windows against
-/// the last acked uplink, which these tests do not play).
-fn asap() -> TransmissionWindow {
-    TransmissionWindow::class_c(
-        DownstreamRadio::new(868_300_000, LoRaModulation::new(12, 125_000)),
-        1,
-    )
-}
-
 /// Polls `done` until it holds, failing the test after [`WAIT`].
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
@@ -44,12 +34,6 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-fn fast_reconnect() -> Reconnect {
-    Reconnect::default()
-        .initial_delay(Duration::from_millis(20))
-        .max_delay(Duration::from_millis(100))
 }
 
 /// What the client wrote, byte for byte: the emulator's record re-encoded the way the
@@ -472,7 +456,7 @@ fn rest_counters_by_operation_and_outcome() {
 }
 
 #[cfg(feature = "metrics")]
-#[path = "../examples/common/metrics.rs"]
+#[path = "../../examples/common/metrics.rs"]
 mod metrics_server;
 
 /// The lns example's Prometheus endpoint, scraped over HTTP: every documented name is

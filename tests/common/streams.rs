@@ -1,4 +1,4 @@
-//! Helpers shared by the reliability, soak and log-capture tests: uplinks, event
+//! Helpers shared by the stream, reliability, soak and log-capture tests: uplinks, event
 //! recording, resident memory, and a TCP proxy that can turn a live connection into a
 //! black hole.
 #![allow(dead_code)] // Each test binary uses its own subset.
@@ -11,7 +11,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use ran_routing::{
-    ConnectionEvent, Core, DevEui, LoRaModulation, Reconnect, UpstreamMessage, UpstreamRadio,
+    ConnectionEvent, Core, DevEui, DownstreamRadio, LoRaModulation, Reconnect, TransmissionWindow,
+    UpstreamMessage, UpstreamRadio,
 };
 use ran_routing_emulator::Emulator;
 
@@ -41,6 +42,15 @@ pub fn uplink(id: u64) -> UpstreamMessage {
     }
 }
 
+/// Class C, as soon as possible: the emulator answers a class A downlink that follows no
+/// acknowledged uplink `WindowNotFound`.
+pub fn asap() -> TransmissionWindow {
+    TransmissionWindow::class_c(
+        DownstreamRadio::new(868_300_000, LoRaModulation::new(12, 125_000)),
+        1,
+    )
+}
+
 /// Reconnection quick enough for tests: 10 ms, doubling up to 200 ms.
 pub fn fast_reconnect() -> Reconnect {
     Reconnect::default()
@@ -59,9 +69,8 @@ pub fn core_at(token: &str, base_url: &str) -> Core {
 }
 
 /// A client of the emulator.
-pub fn core(emu: &Emulator) -> Core {
-    core_at(emu.token(), &emu.base_url())
-}
+#[allow(unused_imports)] // Binaries without stream tests.
+pub use super::core;
 
 /// Waits up to `timeout` for `cond`.
 pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {

@@ -1,7 +1,7 @@
 //! Multicast groups against the emulator: the guide's sequence, every call form, and
 //! the multicast error codes.
 
-mod common;
+use crate::common::{self, api_error};
 
 use ran_routing::{
     ApiError, DevAddr, DevEui, Error, InvalidInput, MulticastAddr, MulticastGroupUpdate, NewDevice,
@@ -10,13 +10,6 @@ use ran_routing::{
 const ADDR: MulticastAddr = MulticastAddr::new(0xef046a1e);
 const OTHER: MulticastAddr = MulticastAddr::new(0xffed8719);
 const DEV_EUI: DevEui = DevEui::new(0x7abe1b8c93d7174f);
-
-fn api_error(result: Result<impl std::fmt::Debug, Error>) -> ApiError {
-    match result {
-        Err(Error::Api(e)) => e,
-        other => panic!("expected an API error, got {other:?}"),
-    }
-}
 
 #[test]
 fn the_guide_sequence() {

@@ -1,7 +1,7 @@
 //! The routing table against the emulator: every call in every form the Python guide
 //! shows, and every error the service answers with.
 
-mod common;
+use crate::common::{self, api_error};
 
 use ran_routing::{
     ApiError, DevAddr, DevEui, DeviceUpdate, Error, InvalidInput, JoinEui, NewDevice, Select,
@@ -183,13 +183,6 @@ fn delete_and_delete_all_count() {
     assert_eq!(table.delete_all().unwrap(), 3);
     assert_eq!(table.delete_all().unwrap(), 0);
     assert!(table.select(Select::all()).unwrap().is_empty());
-}
-
-fn api_error(result: Result<impl std::fmt::Debug, Error>) -> ApiError {
-    match result {
-        Err(Error::Api(e)) => e,
-        other => panic!("expected an API error, got {other:?}"),
-    }
 }
 
 #[test]

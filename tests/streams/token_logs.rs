@@ -10,17 +10,16 @@
 //! there: inside the dumped `Authorization: Bearer` header, and nowhere else in the dump.
 //! The crate documentation tells users to keep `ureq_proto` below TRACE.
 //!
-//! Its own test binary: a process has one logger.
-
-mod reliability_support;
+//! A process has one logger: this one also sees the records of the other tests of this
+//! binary, which only widens what is checked.
 
 use std::net::TcpListener;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::common::streams::*;
 use ran_routing::*;
 use ran_routing_emulator::{Emulator, RawFrame};
-use reliability_support::*;
 
 const TOKEN: &str = "s3cr3t-Token-4f9d2b7e81c6a5";
 const WRONG: &str = "wr0ng-Token-93a1c5e7d2b8f4";

@@ -1,7 +1,7 @@
 //! The access token never shows: not in `Debug`, not in errors, not in the log (this
 //! crate's and ureq's, up to DEBUG; ureq documents TRACE as an unredacted wire dump).
 
-mod common;
+use crate::common;
 
 use std::sync::Mutex;
 

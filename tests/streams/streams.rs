@@ -1,7 +1,7 @@
 //! Upstream and downstream connections against the emulator, over plain WebSocket and
 //! TLS: the client as users run it, the server recording the exact frames it gets.
 
-mod common;
+use crate::common::{self, tls_emulator};
 
 use std::sync::Arc;
 use std::thread;
@@ -10,11 +10,7 @@ use std::time::{Duration, Instant};
 use ran_routing::*;
 use ran_routing_emulator::Emulator;
 
-const WAIT: Duration = Duration::from_secs(10);
-
-fn tls_emulator() -> Emulator {
-    Emulator::builder().tls(true).start().expect("TLS emulator")
-}
+use crate::common::streams::{asap, WAIT};
 
 fn uplink(transaction_id: u64, dev_eui: u64) -> UpstreamMessage {
     UpstreamMessage {
@@ -87,12 +83,6 @@ fn upstream_in_order_acked_and_rejected() {
         core.close();
         assert_eq!(up.wait_closed(), CloseReason::Local);
     });
-}
-
-/// Class C, as soon as possible: the emulator answers a class A downlink that follows no
-/// acknowledged uplink `WindowNotFound`.
-fn asap() -> TransmissionWindow {
-    TransmissionWindow::class_c(class_a().radio, 1)
 }
 
 #[test]

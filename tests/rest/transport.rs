@@ -1,7 +1,7 @@
 //! How REST calls fail and reuse connections: a server that is down, one that never
 //! answers, TLS with and without the emulator's certificate, closing, odd answers.
 
-mod common;
+use crate::common::{self, tls_emulator};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use ran_routing::{
     ApiError, Core, DevAddr, DevEui, Endpoints, Error, JoinEui, MulticastAddr, NewDevice, Select,
 };
-use ran_routing_emulator::Emulator;
 
 fn client(addr: SocketAddr, timeout: Duration) -> Core {
     Core::builder("token")
@@ -239,10 +238,6 @@ fn clones_share_the_pool_across_threads() {
         "{}",
         emu.accepted_connections()
     );
-}
-
-fn tls_emulator() -> Emulator {
-    Emulator::builder().tls(true).start().expect("TLS emulator")
 }
 
 #[test]
