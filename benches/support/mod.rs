@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+pub mod frames;
+
 /// `RAN_BENCH_QUICK=1`: a short smoke run (CI), with figures too noisy to compare.
 pub fn quick() -> bool {
     std::env::var_os("RAN_BENCH_QUICK").is_some_and(|v| v != "0" && !v.is_empty())
