@@ -28,7 +28,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ran_routing::{Core, DownstreamRequest, UpstreamAck, UpstreamMessage, UpstreamReply};
-use support::frames::{downlinks, encode, upstream_json};
+use support::frames::{downlinks, encode, upstream_json, FrameCounter};
 use support::{median, micros, percentile, size, thread_cpu, Report};
 use tungstenite::{Bytes, Message, WebSocket};
 
@@ -112,90 +112,6 @@ fn drain(ws: &mut WebSocket<TcpStream>) {
     while ws.read().is_ok() {}
 }
 
-/// Counts the client's data frames straight off the socket: headers parsed, payloads
-/// skipped, no unmasking, UTF-8 check or allocation, so the server's reading costs next
-/// to nothing beside the client under test.
-struct FrameCounter {
-    tcp: TcpStream,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
-
-impl FrameCounter {
-    fn new(ws: &WebSocket<TcpStream>) -> Self {
-        Self {
-            tcp: ws.get_ref().try_clone().unwrap(),
-            buf: vec![0; 256 * 1024],
-            start: 0,
-            end: 0,
-        }
-    }
-
-    /// Blocks until `n` more data frames have arrived.
-    fn read(&mut self, n: usize) {
-        let mut seen = 0;
-        while seen < n {
-            match self.next_frame() {
-                Some(opcode) => seen += usize::from(opcode == 1 || opcode == 2),
-                None => self.fill(),
-            }
-        }
-    }
-
-    /// The opcode of the next complete frame in the buffer, consuming it.
-    fn next_frame(&mut self) -> Option<u8> {
-        let b = &self.buf[self.start..self.end];
-        if b.len() < 2 {
-            return None;
-        }
-        let (mut header, len7) = (2, u64::from(b[1] & 0x7f));
-        let len = match len7 {
-            126 => {
-                header += 2;
-                u64::from(u16::from_be_bytes(b.get(2..4)?.try_into().unwrap()))
-            }
-            127 => {
-                header += 8;
-                u64::from_be_bytes(b.get(2..10)?.try_into().unwrap())
-            }
-            n => n,
-        };
-        if b[1] & 0x80 != 0 {
-            header += 4;
-        }
-        let total = header + len as usize;
-        if b.len() < total {
-            return None;
-        }
-        let opcode = b[0] & 0x0f;
-        self.start += total;
-        Some(opcode)
-    }
-
-    fn fill(&mut self) {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        assert!(self.end < self.buf.len(), "bench server: frame too large");
-        let got = self
-            .tcp
-            .read(&mut self.buf[self.end..])
-            .expect("bench server: read");
-        assert!(got > 0, "bench server: the client went away");
-        self.end += got;
-    }
-
-    /// A WebSocket that goes on after the counted frames (e.g. the client's close frame
-    /// may already be in the buffer), for the close handshake.
-    fn finish(self) -> WebSocket<TcpStream> {
-        let rest = self.buf[self.start..self.end].to_vec();
-        WebSocket::from_partially_read(self.tcp, rest, tungstenite::protocol::Role::Server, None)
-    }
-}
-
 struct ServerRun {
     /// From the first frame written to the last reply read.
     elapsed: Duration,
@@ -215,7 +131,7 @@ fn serve_flood_once(listener: TcpListener, wire: Arc<Vec<u8>>, n: usize) -> Serv
         thread_cpu() - cpu
     });
     let cpu = thread_cpu();
-    let mut acks = FrameCounter::new(&ws);
+    let mut acks = FrameCounter::new(ws.get_ref().try_clone().unwrap());
     acks.read(n);
     let elapsed = start.elapsed();
     let cpu = thread_cpu() - cpu + writer.join().unwrap();
@@ -228,7 +144,7 @@ fn serve_flood_once(listener: TcpListener, wire: Arc<Vec<u8>>, n: usize) -> Serv
 fn serve_round_trips(listener: TcpListener, frames: Arc<Vec<Vec<u8>>>) -> Vec<Duration> {
     let ws = accept(&listener);
     let mut tx = ws.get_ref().try_clone().unwrap();
-    let mut acks = FrameCounter::new(&ws);
+    let mut acks = FrameCounter::new(ws.get_ref().try_clone().unwrap());
     let mut times = Vec::with_capacity(frames.len());
     for frame in frames.iter() {
         let start = Instant::now();
@@ -246,7 +162,7 @@ fn serve_round_trips(listener: TcpListener, frames: Arc<Vec<Vec<u8>>>) -> Vec<Du
 fn serve_count(listener: TcpListener, n: usize, done: mpsc::Sender<(Instant, Duration)>) {
     let ws = accept(&listener);
     let cpu = thread_cpu();
-    let mut frames = FrameCounter::new(&ws);
+    let mut frames = FrameCounter::new(ws.get_ref().try_clone().unwrap());
     frames.read(n);
     let _ = done.send((Instant::now(), thread_cpu() - cpu));
     drop(ws);

@@ -37,7 +37,7 @@ use ran_routing_emulator::Emulator;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
-use support::frames::{downlinks, encode, upstream_json};
+use support::frames::{downlinks, encode, upstream_json, FrameCounter};
 use support::{median, micros, percentile, size, thread_cpu, Report};
 use tungstenite::{Bytes, Message, WebSocket};
 
@@ -211,84 +211,6 @@ fn seal(conn: &mut ServerConnection, plain: &[u8]) -> Vec<u8> {
         conn.write_tls(&mut out).unwrap();
     }
     out
-}
-
-/// Counts the client's data frames from the decrypted stream by their headers.
-struct FrameCounter {
-    s: ServerTls,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
-
-impl FrameCounter {
-    fn new(s: ServerTls) -> Self {
-        Self {
-            s,
-            buf: vec![0; 256 * 1024],
-            start: 0,
-            end: 0,
-        }
-    }
-
-    fn read(&mut self, n: usize) {
-        let mut seen = 0;
-        while seen < n {
-            match self.next_frame() {
-                Some(opcode) => seen += usize::from(opcode == 1 || opcode == 2),
-                None => self.fill(),
-            }
-        }
-    }
-
-    fn next_frame(&mut self) -> Option<u8> {
-        let b = &self.buf[self.start..self.end];
-        if b.len() < 2 {
-            return None;
-        }
-        let (mut header, len7) = (2, u64::from(b[1] & 0x7f));
-        let len = match len7 {
-            126 => {
-                header += 2;
-                u64::from(u16::from_be_bytes(b.get(2..4)?.try_into().unwrap()))
-            }
-            127 => {
-                header += 8;
-                u64::from_be_bytes(b.get(2..10)?.try_into().unwrap())
-            }
-            n => n,
-        };
-        if b[1] & 0x80 != 0 {
-            header += 4;
-        }
-        let total = header + len as usize;
-        if b.len() < total {
-            return None;
-        }
-        self.start += total;
-        Some(b[0] & 0x0f)
-    }
-
-    fn fill(&mut self) {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        assert!(self.end < self.buf.len(), "bench server: frame too large");
-        let got = self
-            .s
-            .read(&mut self.buf[self.end..])
-            .expect("bench server: read");
-        assert!(got > 0, "bench server: the client went away");
-        self.end += got;
-    }
-
-    /// The WebSocket again, for the close handshake.
-    fn finish(self) -> WebSocket<ServerTls> {
-        let rest = self.buf[self.start..self.end].to_vec();
-        WebSocket::from_partially_read(self.s, rest, tungstenite::protocol::Role::Server, None)
-    }
 }
 
 struct ServerRun {

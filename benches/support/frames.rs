@@ -4,7 +4,7 @@
 use ran_routing::{DevEui, DownstreamMessage, DownstreamRadio, LoRaModulation, TransmissionWindow};
 use tungstenite::protocol::frame::coding::{Data as OpData, OpCode};
 use tungstenite::protocol::frame::Frame;
-use tungstenite::Bytes;
+use tungstenite::{Bytes, WebSocket};
 
 /// A realistic Upstream frame: two candidate devices, a 23-byte uplink without its MIC,
 /// 16 MIC candidates and a gateway position (about 500 bytes of JSON).
@@ -71,4 +71,89 @@ pub fn downlinks(n: usize) -> Vec<DownstreamMessage> {
             )
         })
         .collect()
+}
+
+/// Counts the client's data frames straight off a server stream (plain TCP, or the
+/// plaintext side of TLS): headers parsed, payloads skipped, no unmasking, UTF-8 check or
+/// allocation, so the server's reading costs next to nothing beside the client under test.
+pub struct FrameCounter<S> {
+    stream: S,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl<S: std::io::Read + std::io::Write> FrameCounter<S> {
+    /// Counts frames read from `stream`, whose WebSocket handshake is done.
+    pub fn new(stream: S) -> Self {
+        Self {
+            stream,
+            buf: vec![0; 256 * 1024],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// Blocks until `n` more data frames have arrived.
+    pub fn read(&mut self, n: usize) {
+        let mut seen = 0;
+        while seen < n {
+            match self.next_frame() {
+                Some(opcode) => seen += usize::from(opcode == 1 || opcode == 2),
+                None => self.fill(),
+            }
+        }
+    }
+
+    /// The opcode of the next complete frame in the buffer, consuming it.
+    fn next_frame(&mut self) -> Option<u8> {
+        let b = &self.buf[self.start..self.end];
+        if b.len() < 2 {
+            return None;
+        }
+        let (mut header, len7) = (2, u64::from(b[1] & 0x7f));
+        let len = match len7 {
+            126 => {
+                header += 2;
+                u64::from(u16::from_be_bytes(b.get(2..4)?.try_into().unwrap()))
+            }
+            127 => {
+                header += 8;
+                u64::from_be_bytes(b.get(2..10)?.try_into().unwrap())
+            }
+            n => n,
+        };
+        if b[1] & 0x80 != 0 {
+            header += 4;
+        }
+        let total = header + len as usize;
+        if b.len() < total {
+            return None;
+        }
+        let opcode = b[0] & 0x0f;
+        self.start += total;
+        Some(opcode)
+    }
+
+    fn fill(&mut self) {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        assert!(self.end < self.buf.len(), "bench server: frame too large");
+        let got = self
+            .stream
+            .read(&mut self.buf[self.end..])
+            .expect("bench server: read");
+        assert!(got > 0, "bench server: the client went away");
+        self.end += got;
+    }
+
+    /// A WebSocket that goes on after the counted frames (e.g. the client's close frame
+    /// may already be in the buffer), for the close handshake.
+    pub fn finish(self) -> WebSocket<S> {
+        let rest = self.buf[self.start..self.end].to_vec();
+        WebSocket::from_partially_read(self.stream, rest, tungstenite::protocol::Role::Server, None)
+    }
 }
