@@ -35,7 +35,7 @@ pub(crate) fn open_link<T, D>(
 ) -> Result<Link>
 where
     T: Send + 'static,
-    D: FnMut(Bytes) -> Option<T> + Send + 'static,
+    D: Fn(Bytes) -> Option<T> + Send + Sync + 'static,
 {
     open_link_unnamed(params, options, decode, outbox).map_err(|e| e.at(&params.url))
 }
@@ -48,7 +48,7 @@ fn open_link_unnamed<T, D>(
 ) -> Result<Link>
 where
     T: Send + 'static,
-    D: FnMut(Bytes) -> Option<T> + Send + 'static,
+    D: Fn(Bytes) -> Option<T> + Send + Sync + 'static,
 {
     let uri: http::Uri = params
         .url

@@ -31,6 +31,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Bytes, Message, WebSocket};
 
+use super::lead::Token;
 use super::socket::{wait_ready, would_block, Interest, Socket};
 use super::CloseReason;
 use crate::error::{Error, Result};
@@ -127,13 +128,19 @@ impl Default for LinkOptions {
 pub(crate) struct Outbox<T> {
     pub(crate) tx: Sender<T>,
     pub(crate) stash: Arc<Mutex<VecDeque<T>>>,
+    /// The current link's socket, for a consumer that reads it itself (see `lead.rs`).
+    pub(crate) lead: LeadSlot<T>,
 }
+
+/// Where each new link leaves its [`Lead`] for the receiving side.
+pub(crate) type LeadSlot<T> = Arc<Mutex<Option<Arc<dyn Lead<T>>>>>;
 
 impl<T> Clone for Outbox<T> {
     fn clone(&self) -> Self {
         Self {
             tx: self.tx.clone(),
             stash: self.stash.clone(),
+            lead: self.lead.clone(),
         }
     }
 }
@@ -267,6 +274,8 @@ struct Shared {
     write_grants: AtomicUsize,
     /// The close timeout ran out: the reader stops whatever the peer still sends.
     abandoned: AtomicBool,
+    /// Who reads the socket: the reader thread or a consumer waiting in `recv`.
+    token: Arc<Token>,
 }
 
 impl Shared {
@@ -285,6 +294,14 @@ impl Shared {
 
     fn stop_delivery(&self) {
         lock(&self.stop_tx).take();
+    }
+
+    /// A ping or a close was read: its automatic reply waits in tungstenite for a flush.
+    /// One queued flush covers every ping read until the writer takes it.
+    fn want_flush(&self, cmd: &Sender<Command>) {
+        if !self.flush_wanted.swap(true, Ordering::AcqRel) {
+            let _ = cmd.try_send(Command::Flush);
+        }
     }
 
     /// Takes the WebSocket to write: counted, so the reader hands it over.
@@ -387,7 +404,7 @@ impl Link {
     where
         S: Socket,
         T: Send + 'static,
-        D: FnMut(Bytes) -> Option<T> + Send + 'static,
+        D: Fn(Bytes) -> Option<T> + Send + Sync + 'static,
     {
         let tcp = stream.tcp().try_clone().map_err(Error::Io)?;
         tcp.set_nonblocking(true).map_err(Error::Io)?;
@@ -410,6 +427,7 @@ impl Link {
             write_tickets: AtomicUsize::new(0),
             write_grants: AtomicUsize::new(0),
             abandoned: AtomicBool::new(false),
+            token: Arc::new(Token::new()),
         });
         let ws = Arc::new(Mutex::new(ws));
         let wire = Box::new(Wire {
@@ -418,6 +436,15 @@ impl Link {
             write_timeout: options.write_timeout,
         });
 
+        let decode = Arc::new(decode);
+        let lead: Arc<dyn Lead<T>> = Arc::new(Reading {
+            ws: ws.clone(),
+            tcp: tcp.try_clone().map_err(Error::Io)?,
+            shared: shared.clone(),
+            cmd: cmd_tx.clone(),
+            decode: decode.clone(),
+        });
+        *lock(&outbox.lead) = Some(lead);
         let reader = {
             let (ws, shared, cmd, alive) =
                 (ws.clone(), shared.clone(), cmd_tx.clone(), alive_tx.clone());
@@ -426,7 +453,7 @@ impl Link {
                 .name(format!("ran-{}-reader", options.name))
                 .spawn(move || {
                     let _alive = (alive, reader_alive);
-                    read_loop(&ws, &tcp, &shared, &cmd, decode, &outbox, &stop_rx);
+                    read_loop(&ws, &tcp, &shared, &cmd, &*decode, &outbox, &stop_rx);
                 })
                 .map_err(Error::Io)?
         };
@@ -473,6 +500,7 @@ impl Link {
             self.shared.end(CloseReason::Local);
         }
         self.shared.stop_delivery();
+        self.shared.token.end();
         if !self.shared.close_sent.swap(true, Ordering::AcqRel) {
             let _ = self.cmd.try_send(Command::Close);
         }
@@ -532,21 +560,26 @@ struct Pass {
     more: bool,
     /// A ping or close came: its automatic reply needs a flush.
     reply: bool,
+    /// The peer's close came.
+    closed: bool,
     /// The link ended, and why.
     end: Option<CloseReason>,
 }
 
-/// Reads frames into `batch` under the lock: at most [`READ_BATCH`] frames of any kind
-/// and `budget` bytes off the socket (0: only what tungstenite already holds).
+/// Reads frames into `batch` under the lock: at most [`READ_BATCH`] frames of any kind,
+/// `messages` text or binary ones, and `budget` bytes off the socket (0: only what
+/// tungstenite already holds).
 fn read_pass<S: Socket>(
     ws: &Mutex<WebSocket<Metered<S>>>,
     shared: &Shared,
     budget: usize,
+    messages: usize,
     batch: &mut Vec<Bytes>,
 ) -> Pass {
     let mut pass = Pass {
         more: false,
         reply: false,
+        closed: false,
         end: None,
     };
     let mut ws = lock(ws);
@@ -569,6 +602,7 @@ fn read_pass<S: Socket>(
             Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => {}
             Ok(Message::Close(frame)) => {
                 pass.reply = true;
+                pass.closed = true;
                 if !shared.closing.load(Ordering::Acquire) {
                     shared.end(remote_reason(frame));
                 }
@@ -588,7 +622,7 @@ fn read_pass<S: Socket>(
         }
         // Every frame counts, control frames too: a ping flood is a flood.
         frames += 1;
-        if frames >= READ_BATCH || batch_bytes >= READ_BATCH_BYTES {
+        if frames >= READ_BATCH || batch_bytes >= READ_BATCH_BYTES || batch.len() >= messages {
             pass.more = true;
             break;
         }
@@ -597,12 +631,12 @@ fn read_pass<S: Socket>(
     pass
 }
 
-fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(
+fn read_loop<S: Socket, T, D: Fn(Bytes) -> Option<T>>(
     ws: &Mutex<WebSocket<Metered<S>>>,
     tcp: &TcpStream,
     shared: &Shared,
     cmd: &Sender<Command>,
-    mut decode: D,
+    decode: &D,
     outbox: &Outbox<T>,
     stop: &Receiver<()>,
 ) {
@@ -613,7 +647,15 @@ fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(
     // Once closing with a channel's worth stashed: hand over only the frames already
     // read off the socket, then stop.
     let mut last_passes = false;
+    // The read token (see `lead.rs`): without it a consumer reads, and this thread waits.
+    let mut holding = true;
     let end = loop {
+        if !holding {
+            shared.token.take();
+            holding = true;
+            // The consumer may have left frames in tungstenite's buffer.
+            more = true;
+        }
         if shared.abandoned.load(Ordering::Acquire) {
             break CloseReason::Local;
         }
@@ -634,7 +676,8 @@ fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(
             more: again,
             reply,
             mut end,
-        } = read_pass(ws, shared, budget, &mut batch);
+            ..
+        } = read_pass(ws, shared, budget, usize::MAX, &mut batch);
         more = again;
         if last_passes && batch.is_empty() && !more {
             end = end.or(Some(CloseReason::Local));
@@ -642,13 +685,14 @@ fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(
         shared
             .last_seen
             .store(shared.now_micros(), Ordering::Release);
-        // One queued flush covers every ping read until the writer takes it.
-        if reply && !shared.flush_wanted.swap(true, Ordering::AcqRel) {
-            let _ = cmd.try_send(Command::Flush);
+        if reply {
+            shared.want_flush(cmd);
         }
         shared.delivering.store(true, Ordering::SeqCst);
+        let mut delivered = false;
         for frame in batch.drain(..) {
             if let Some(item) = decode(frame) {
+                delivered = true;
                 if !outbox.deliver(item, stop, &mut stopped) {
                     log::debug!("{}: receiver gone; dropping the connection", shared.name);
                     end = end.or(Some(CloseReason::Local));
@@ -664,11 +708,118 @@ fn read_loop<S: Socket, T, D: FnMut(Bytes) -> Option<T>>(
         if let Some(end) = end {
             break end;
         }
+        // A consumer that waited for these reads the next ones itself.
+        if delivered && !more && !stopped && !last_passes && shared.token.release() {
+            holding = false;
+        }
     };
     shared.end(end);
     shared.closing.store(true, Ordering::Release);
+    shared.token.end();
+    {
+        let mut slot = lock(&outbox.lead);
+        if slot
+            .as_ref()
+            .is_some_and(|lead| Arc::ptr_eq(lead.token(), &shared.token))
+        {
+            // Nobody may read a finished link; its socket closes with the last handle.
+            slot.take();
+        }
+    }
     // Wakes a writer waiting for writability on a peer that is gone.
     let _ = tcp.shutdown(Shutdown::Both);
+}
+
+/// What a consumer's own read of the socket came to.
+pub(crate) enum Led<T> {
+    Message(T),
+    /// The deadline passed; the caller still holds the token.
+    TimedOut,
+    /// The link is ending; the reader thread has the token back.
+    Ended,
+}
+
+/// A consumer's own read of the current link's socket (see `lead.rs`), the socket type
+/// erased.
+pub(crate) trait Lead<T>: Send + Sync {
+    fn token(&self) -> &Arc<Token>;
+
+    /// With the token held: reads until a frame decodes to a message for the caller,
+    /// `deadline` passes, or the link ends.
+    fn read(&self, deadline: Option<Instant>) -> Led<T>;
+}
+
+struct Reading<S, D> {
+    ws: Arc<Mutex<WebSocket<Metered<S>>>>,
+    tcp: TcpStream,
+    shared: Arc<Shared>,
+    cmd: Sender<Command>,
+    decode: Arc<D>,
+}
+
+impl<S: Socket, T, D> Lead<T> for Reading<S, D>
+where
+    D: Fn(Bytes) -> Option<T> + Send + Sync,
+{
+    fn token(&self) -> &Arc<Token> {
+        &self.shared.token
+    }
+
+    fn read(&self, deadline: Option<Instant>) -> Led<T> {
+        let shared = &*self.shared;
+        let mut batch = Vec::with_capacity(1);
+        // tungstenite or rustls may hold frames already: look before waiting.
+        let mut more = true;
+        loop {
+            if shared.closing.load(Ordering::Acquire) {
+                shared.token.give_back();
+                return Led::Ended;
+            }
+            if !more {
+                let left = match deadline {
+                    None => None,
+                    Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                        Some(left) if !left.is_zero() => Some(left),
+                        _ => return Led::TimedOut,
+                    },
+                };
+                match wait_ready(&self.tcp, Interest::Read, left) {
+                    Ok(true) => {}
+                    Ok(false) => return Led::TimedOut,
+                    Err(e) => {
+                        shared.end(CloseReason::Error(format!("waiting for data: {e}")));
+                        shared.token.give_back();
+                        return Led::Ended;
+                    }
+                }
+            }
+            let pass = read_pass(&self.ws, shared, READ_BATCH_BYTES, 1, &mut batch);
+            shared
+                .last_seen
+                .store(shared.now_micros(), Ordering::Release);
+            if pass.reply {
+                shared.want_flush(&self.cmd);
+            }
+            if let Some(end) = pass.end {
+                // The first reason is kept: the reader, reading next, sees only the
+                // aftermath.
+                shared.end(end);
+                shared.token.give_back();
+                return Led::Ended;
+            }
+            if pass.closed {
+                shared.token.give_back();
+                return Led::Ended;
+            }
+            more = pass.more;
+            if let Some(frame) = batch.pop() {
+                if let Some(item) = (self.decode)(frame) {
+                    return Led::Message(item);
+                }
+                more = true;
+            }
+        }
+    }
 }
 
 fn remote_reason(frame: Option<CloseFrame>) -> CloseReason {

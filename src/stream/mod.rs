@@ -18,6 +18,7 @@
 pub(crate) mod connect;
 pub(crate) mod correlate;
 pub(crate) mod dedup;
+pub(crate) mod lead;
 pub(crate) mod link;
 pub(crate) mod session;
 pub(crate) mod socket;
@@ -37,7 +38,8 @@ use crate::error::{InvalidInput, Result};
 use crate::stats::{ConnectionHealth, StreamCounters, StreamStats};
 use crate::wire::DEFAULT_MAX_FRAME_SIZE;
 use connect::ConnectParams;
-use link::{LinkOptions, Outbox};
+use lead::Entry;
+use link::{LeadSlot, Led, LinkOptions, Outbox};
 pub use session::{ConnectionEvent, Reconnect};
 use session::{EventHandler, Session};
 
@@ -337,10 +339,12 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
 }
 
 /// The receiving side: the channel, then whatever was read after the owner stopped
-/// waiting for room in it.
+/// waiting for room in it; and the current link's socket, which a consumer waiting for
+/// its next message reads itself when the reader thread lets it (see `lead.rs`).
 struct Inbox<T> {
     rx: Receiver<T>,
     stash: Arc<Mutex<VecDeque<T>>>,
+    lead: LeadSlot<T>,
 }
 
 impl<T> Inbox<T> {
@@ -395,9 +399,11 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     ) -> Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded(options.capacity.max(1));
         let stash = Arc::new(Mutex::new(VecDeque::new()));
+        let lead: LeadSlot<In> = Arc::new(Mutex::new(None));
         let outbox = Outbox {
             tx,
             stash: stash.clone(),
+            lead: lead.clone(),
         };
         let link_options = LinkOptions {
             name: name.to_owned(),
@@ -462,7 +468,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             session,
             stats,
             correlator,
-            inbox: Inbox { rx, stash },
+            inbox: Inbox { rx, stash, lead },
             hook,
             _out: PhantomData,
         })
@@ -562,10 +568,26 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     /// Blocks until a message arrives. Fails once the connection has ended and every
     /// message received before has been handed out.
     pub fn recv(&self) -> Result<In, RecvError> {
+        self.next(None).map_err(|_| RecvError)
+    }
+
+    /// Like [`recv`](Self::recv), waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<In, RecvTimeoutError> {
+        self.next(Some(std::time::Instant::now() + timeout))
+    }
+
+    fn next(&self, deadline: Option<std::time::Instant>) -> Result<In, RecvTimeoutError> {
         loop {
-            let message = match self.inbox.rx.recv() {
-                Ok(m) => m,
-                Err(RecvError) => self.inbox.take_stashed().ok_or(RecvError)?,
+            let message = match self.inbox.rx.try_recv() {
+                Ok(message) => message,
+                Err(TryRecvError::Disconnected) => self
+                    .inbox
+                    .take_stashed()
+                    .ok_or(RecvTimeoutError::Disconnected)?,
+                Err(TryRecvError::Empty) => match self.read_or_wait(deadline)? {
+                    Some(message) => message,
+                    None => continue,
+                },
             };
             if let Some(message) = self.pass(message) {
                 return Ok(message);
@@ -573,20 +595,53 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         }
     }
 
-    /// Like [`recv`](Self::recv), waiting at most `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<In, RecvTimeoutError> {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let message = match self.inbox.rx.recv_deadline(deadline) {
-                Err(RecvTimeoutError::Disconnected) => self
-                    .inbox
-                    .take_stashed()
-                    .ok_or(RecvTimeoutError::Disconnected)?,
-                other => other?,
-            };
-            if let Some(message) = self.pass(message) {
-                return Ok(message);
+    /// The channel is empty: reads the socket if the reader thread lets us (one wake-up
+    /// per message instead of two), else waits on the channel. `None`: look again.
+    fn read_or_wait(
+        &self,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Option<In>, RecvTimeoutError> {
+        let lead = crate::sync::lock(&self.inbox.lead).clone();
+        let _waiting = match lead.as_ref().map(|lead| (lead, lead.token().enter())) {
+            Some((lead, Entry::Lead)) => {
+                let token = lead.token();
+                // The reader hands everything it read over before letting go.
+                if let Ok(message) = self.inbox.rx.try_recv() {
+                    token.leave(false);
+                    return Ok(Some(message));
+                }
+                return match lead.read(deadline) {
+                    Led::Message(message) => {
+                        token.leave(true);
+                        Ok(Some(message))
+                    }
+                    Led::TimedOut => {
+                        token.leave(false);
+                        Err(RecvTimeoutError::Timeout)
+                    }
+                    Led::Ended => Ok(None),
+                };
             }
+            Some((_, Entry::Wait(waiting))) => Some(waiting),
+            None => None,
+        };
+        let got = match deadline {
+            None => self
+                .inbox
+                .rx
+                .recv()
+                .map_err(|_| RecvTimeoutError::Disconnected),
+            Some(deadline) => self.inbox.rx.recv_deadline(deadline),
+        };
+        match got {
+            Ok(message) => Ok(Some(message)),
+            // The stash, if anything, after the channel.
+            Err(RecvTimeoutError::Disconnected) => self
+                .inbox
+                .take_stashed()
+                .map(Some)
+                .ok_or(RecvTimeoutError::Disconnected),
+            Err(RecvTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout),
         }
     }
 
