@@ -1,34 +1,5 @@
-//! The client: [`Core`], built from an access token and a base URL. (The module was
-//! called `core` before, which shadowed the built-in `core` crate.)
-//!
-//! Like the Python client's `Core`, it is the one object an application keeps: it owns
-//! the HTTP connection pool and the TLS settings, and hands out the routing table
-//! ([`Core::routing_table`]) and multicast groups ([`Core::multicast_groups`]).
-//!
-//! ```no_run
-//! use ran_routing::{Core, DevEui, JoinEui, NewDevice, Select};
-//!
-//! let ran = Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
-//! let device = ran.routing_table().insert(NewDevice::otaa(
-//!     DevEui::new(0x7ABE1B8C93D7174F),
-//!     JoinEui::new(0x3CEDCF624F8B68F4),
-//! ))?;
-//! let devices = ran.routing_table().select(Select::all())?;
-//! assert_eq!(devices[0].dev_eui, device.dev_eui);
-//! ran.close();
-//! # Ok::<(), ran_routing::Error>(())
-//! ```
-//!
-//! There is no `connect()`: a `Core` is usable once built and opens connections as it
-//! needs them. [`Core::close`] (or dropping the last clone) ends them, streams included.
-//!
-//! # Logging
-//!
-//! Each REST call is logged through the `log` facade at DEBUG: method, URL, status, size
-//! and duration, never the token. The HTTP client underneath, ureq, keeps headers
-//! redacted up to DEBUG too, but its TRACE level (targets `ureq` and `ureq_proto`) dumps
-//! raw wire bytes, `Authorization` header included: keep those targets below TRACE
-//! wherever logs are kept.
+//! The client, [`Core`], and its builder. (The module was called `core` before, which
+//! shadowed the built-in `core` crate.)
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,8 +26,15 @@ pub(crate) trait StreamCloser: Send + Sync {
 
 /// The RAN Routing API client.
 ///
+/// Like the Python client's `Core`, it is the one object an application keeps: it owns
+/// the HTTP connection pool and the TLS settings, and hands out the routing table
+/// ([`Core::routing_table`]), the multicast groups ([`Core::multicast_groups`]) and the
+/// streams ([`Core::upstream`], [`Core::downstream`]).
+///
 /// Cheap to clone and safe to share across threads: clones share one connection pool,
-/// and closing any of them closes all. Build one per territory (base URL).
+/// and closing any of them closes all. Build one per territory (base URL). There is no
+/// `connect()`: a `Core` is usable once built and opens connections as it needs them.
+/// [`Core::close`] (or dropping the last clone) ends them, streams included.
 ///
 /// ```no_run
 /// use std::thread;
@@ -70,6 +48,14 @@ pub(crate) trait StreamCloser: Send + Sync {
 /// let devices = worker.join().unwrap()?;
 /// # Ok::<(), ran_routing::Error>(())
 /// ```
+///
+/// # Logging
+///
+/// Each REST call is logged through the `log` facade at DEBUG: method, URL, status, size
+/// and duration, never the token. The HTTP client underneath, ureq, keeps headers
+/// redacted up to DEBUG too, but its TRACE level (targets `ureq` and `ureq_proto`) dumps
+/// raw wire bytes, `Authorization` header included: keep those targets below TRACE
+/// wherever logs are kept.
 #[derive(Clone)]
 pub struct Core {
     inner: Arc<Inner>,
@@ -455,7 +441,7 @@ impl CoreBuilder {
 
     /// The largest REST answer accepted, in bytes (default 64 MiB). Bigger answers fail
     /// with [`Error::Decode`]; page through large routing tables with
-    /// [`Select`](crate::routing_table::Select) instead.
+    /// [`Select`](crate::Select) instead.
     pub fn max_response_size(mut self, bytes: u64) -> Self {
         self.max_response_size = bytes;
         self

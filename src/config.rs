@@ -1,26 +1,26 @@
 //! Where the service is and how to authenticate: endpoints and the access token.
-//!
-//! The user gives one base URL per territory, e.g. `https://eu.cloud.everynet.io/api/v1`;
-//! every endpoint derives from it:
-//!
-//! ```
-//! use ran_routing::Endpoints;
-//!
-//! let ep = Endpoints::from_base_url("https://eu.cloud.everynet.io/api/v1/").unwrap();
-//! assert_eq!(ep.routing(), "https://eu.cloud.everynet.io/api/v1/");
-//! assert_eq!(ep.multicast(), "https://eu.cloud.everynet.io/api/v1/multicast/");
-//! assert_eq!(ep.upstream(), "wss://eu.cloud.everynet.io/api/v1/stream/upstream/");
-//! assert_eq!(ep.downstream(), "wss://eu.cloud.everynet.io/api/v1/stream/downstream/");
-//! ```
-//!
-//! `https` maps to `wss` and plain `http` (for a loopback emulator) to `ws`; a URL without
-//! a scheme gets `https`.
 
 use std::fmt;
 
 use crate::error::{Error, Result};
 
 /// The four URLs the client talks to.
+///
+/// The user gives one base URL per territory, e.g. `https://eu.cloud.everynet.io/api/v1`;
+/// every endpoint derives from it:
+///
+/// ```
+/// use ran_routing::Endpoints;
+///
+/// let ep = Endpoints::from_base_url("https://eu.cloud.everynet.io/api/v1/").unwrap();
+/// assert_eq!(ep.routing(), "https://eu.cloud.everynet.io/api/v1/");
+/// assert_eq!(ep.multicast(), "https://eu.cloud.everynet.io/api/v1/multicast/");
+/// assert_eq!(ep.upstream(), "wss://eu.cloud.everynet.io/api/v1/stream/upstream/");
+/// assert_eq!(ep.downstream(), "wss://eu.cloud.everynet.io/api/v1/stream/downstream/");
+/// ```
+///
+/// `https` maps to `wss` and plain `http` (for a loopback emulator) to `ws`; a URL without
+/// a scheme gets `https`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Endpoints {
     routing: String,

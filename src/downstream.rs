@@ -1,25 +1,4 @@
 //! The downstream stream: downlinks and join accepts out, acks and results in.
-//!
-//! ```no_run
-//! use ran_routing::{Core, DevEui, DownstreamRadio, DownstreamReply, LoRaModulation, TransmissionWindow};
-//!
-//! let ran = Core::new("token", "https://eu.cloud.everynet.io/api/v1")?;
-//! let downstream = ran.downstream().connect()?;
-//! let radio = DownstreamRadio::new(868_300_000, LoRaModulation::new(12, 125_000));
-//! downstream.send_downstream(
-//!     1,
-//!     DevEui::new(0x7ABE1B8C93D7174F),
-//!     TransmissionWindow::class_a(radio, 1),
-//!     b"phy-payload-from-lns".to_vec(),
-//! )?;
-//! for reply in downstream.iter() {
-//!     match reply {
-//!         DownstreamReply::Ack(ack) => println!("scheduled: {}", ack.transaction_id),
-//!         DownstreamReply::Result(result) => println!("done: {}", result.result_code),
-//!     }
-//! }
-//! # Ok::<(), ran_routing::Error>(())
-//! ```
 
 use std::time::Duration;
 
@@ -36,6 +15,27 @@ use crate::stream::{Connection, StreamBuilder};
 ///
 /// Open it with [`Core::downstream`](crate::Core::downstream). Transaction ids are chosen
 /// by the LNS and must be unique across unicast and multicast downlinks.
+///
+/// ```no_run
+/// use ran_routing::{Core, DevEui, DownstreamRadio, DownstreamReply, LoRaModulation, TransmissionWindow};
+///
+/// let ran = Core::new("token", "https://eu.cloud.everynet.io/api/v1")?;
+/// let downstream = ran.downstream().connect()?;
+/// let radio = DownstreamRadio::new(868_300_000, LoRaModulation::new(12, 125_000));
+/// downstream.send_downstream(
+///     1,
+///     DevEui::new(0x7ABE1B8C93D7174F),
+///     TransmissionWindow::class_a(radio, 1),
+///     b"phy-payload-from-lns".to_vec(),
+/// )?;
+/// for reply in downstream.iter() {
+///     match reply {
+///         DownstreamReply::Ack(ack) => println!("scheduled: {}", ack.transaction_id),
+///         DownstreamReply::Result(result) => println!("done: {}", result.result_code),
+///     }
+/// }
+/// # Ok::<(), ran_routing::Error>(())
+/// ```
 pub type DownstreamConnection = Connection<DownstreamReply, DownstreamRequest>;
 
 impl Connection<DownstreamReply, DownstreamRequest> {

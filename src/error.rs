@@ -1,31 +1,4 @@
-//! Errors.
-//!
-//! One [`Error`] type for every call, with variants a caller can match on and that keep
-//! apart what went wrong where:
-//!
-//! - [`Error::Invalid`]: the input broke a rule of the API; nothing was sent.
-//! - [`Error::Api`]: the service answered with one of its error codes ([`ApiError`]).
-//! - [`Error::Io`], [`Error::Timeout`], [`Error::Tls`], [`Error::WebSocket`]: the transport
-//!   failed.
-//! - [`Error::Decode`]: the service answered something this crate cannot read.
-//! - [`Error::Closed`], [`Error::NotConnected`]: the stream connection is closed or
-//!   reconnecting; nothing was sent.
-//!
-//! No error text ever contains the access token: server-provided text (error bodies, a
-//! refused stream handshake's answer) is scrubbed of it before it is kept.
-//!
-//! Every error type a call of this crate returns converts into [`Error`] with `?`, so a
-//! program can use `fn main() -> Result<(), ran_routing::Error>`:
-//!
-//! ```
-//! use ran_routing::{DevEui, Error, TimeoutKind};
-//!
-//! fn parse(text: &str) -> Result<DevEui, Error> {
-//!     Ok(text.parse::<DevEui>()?)
-//! }
-//! assert!(matches!(parse("7abe1b"), Err(Error::Invalid(_))));
-//! # let _ = TimeoutKind::Connect;
-//! ```
+//! Errors: the crate's one [`Error`] type and the kinds it carries.
 //!
 //! This module depends only on the data types whose errors it carries (identifiers, the
 //! model's downstream ack and, with the `mic` feature, the MIC solver's errors); parsing the
@@ -41,6 +14,33 @@ use crate::ids::ParseIdError;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in a call.
+///
+/// One type for every call, with variants a caller can match on and that keep
+/// apart what went wrong where:
+///
+/// - [`Error::Invalid`]: the input broke a rule of the API; nothing was sent.
+/// - [`Error::Api`]: the service answered with one of its error codes ([`ApiError`]).
+/// - [`Error::Io`], [`Error::Timeout`], [`Error::Tls`], [`Error::WebSocket`]: the transport
+///   failed.
+/// - [`Error::Decode`]: the service answered something this crate cannot read.
+/// - [`Error::Closed`], [`Error::NotConnected`]: the stream connection is closed or
+///   reconnecting; nothing was sent.
+///
+/// No error text ever contains the access token: server-provided text (error bodies, a
+/// refused stream handshake's answer) is scrubbed of it before it is kept.
+///
+/// Every error type a call of this crate returns converts into `Error` with `?`, so a
+/// program can use `fn main() -> Result<(), ran_routing::Error>`:
+///
+/// ```
+/// use ran_routing::{DevEui, Error, TimeoutKind};
+///
+/// fn parse(text: &str) -> Result<DevEui, Error> {
+///     Ok(text.parse::<DevEui>()?)
+/// }
+/// assert!(matches!(parse("7abe1b"), Err(Error::Invalid(_))));
+/// # let _ = TimeoutKind::Connect;
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -1,28 +1,4 @@
-//! LoRaWAN identifiers: EUIs and addresses.
-//!
-//! Each identifier is a newtype over the integer the LoRaWAN specification defines, so a
-//! `DevEui` cannot be passed where a `JoinEui` is expected. They print and parse as the
-//! API's lower-case, zero-padded hex (`7abe1b8c93d7174f`, `627bb8bb`) and convert from and
-//! to the plain integers the Python client uses:
-//!
-//! ```
-//! use ran_routing::{DevAddr, DevEui};
-//!
-//! let dev_eui = DevEui::new(0x7ABE1B8C93D7174F);
-//! assert_eq!(dev_eui.to_string(), "7abe1b8c93d7174f");
-//! assert_eq!("7ABE1B8C93D7174F".parse::<DevEui>().unwrap(), dev_eui);
-//! assert_eq!(u64::from(dev_eui), 0x7ABE1B8C93D7174F);
-//!
-//! let addr: DevAddr = 0x627bb8bb.into();
-//! assert_eq!(format!("{addr:?}"), "DevAddr(627bb8bb)");
-//! ```
-//!
-//! Parsing takes exactly 16 hex digits for an EUI and 8 for an address, with an optional
-//! `0x` prefix: `"7abe1b"` is an error, not `00000000007abe1b`.
-//!
-//! With serde they serialize as the REST API's hex strings and deserialize from either a hex
-//! string (by the same rule) or a JSON number. (Stream frames, where the protocol puts numbers, read their
-//! identifier fields as numbers only.)
+//! LoRaWAN identifiers: EUIs and addresses, as newtypes printed and parsed as hex.
 
 use std::fmt;
 use std::str::FromStr;
@@ -72,8 +48,24 @@ fn parse_hex(kind: &'static str, digits: usize, input: &str) -> Result<u64, Pars
 }
 
 macro_rules! identifier {
-    ($(#[$doc:meta])* $name:ident($int:ty), $kind:literal, $digits:literal) => {
+    (
+        $(#[$doc:meta])* $name:ident($int:ty), $kind:literal, $digits:literal
+        $(, example: $(#[$example:meta])+)?
+    ) => {
         $(#[$doc])*
+        ///
+        /// A newtype over the integer the LoRaWAN specification defines, so one kind of
+        /// identifier cannot be passed where another is expected. It prints and parses as
+        /// the API's lower-case, zero-padded hex and converts from and to the plain integer
+        /// the Python client uses.
+        ///
+        #[doc = concat!("Parsing takes exactly ", $digits, " hex digits, in either case, with an optional `0x`")]
+        /// prefix: a digit too few or too many is an error, never another identifier.
+        ///
+        /// With serde it serializes as the REST API's hex string and deserializes from either
+        /// a hex string (by the same rule) or a JSON number. (Stream frames, where the
+        /// protocol puts numbers, read their identifier fields as numbers only.)
+        $($(#[$example])+)?
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
         pub struct $name($int);
 
@@ -191,7 +183,20 @@ macro_rules! identifier {
 
 identifier!(
     /// A device's 64-bit extended unique identifier (DevEUI).
-    DevEui(u64), "DevEUI", 16
+    DevEui(u64), "DevEUI", 16, example:
+    ///
+    /// ```
+    /// use ran_routing::{DevAddr, DevEui};
+    ///
+    /// let dev_eui = DevEui::new(0x7ABE1B8C93D7174F);
+    /// assert_eq!(dev_eui.to_string(), "7abe1b8c93d7174f");
+    /// assert_eq!("7ABE1B8C93D7174F".parse::<DevEui>().unwrap(), dev_eui);
+    /// assert!("7abe1b".parse::<DevEui>().is_err());
+    /// assert_eq!(u64::from(dev_eui), 0x7ABE1B8C93D7174F);
+    ///
+    /// let addr: DevAddr = 0x627bb8bb.into();
+    /// assert_eq!(format!("{addr:?}"), "DevAddr(627bb8bb)");
+    /// ```
 );
 identifier!(
     /// A 64-bit join server identifier (JoinEUI, AppEUI in LoRaWAN 1.0).

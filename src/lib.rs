@@ -140,6 +140,53 @@
 //! # Ok::<(), ran_routing::Error>(())
 //! ```
 //!
+//! ## Observability
+//!
+//! Counters, gauges and health of the stream connections and the REST calls, for an
+//! operator who must see without reading logs whether uplinks flow, how they are
+//! answered, whether downlinks succeed and whether the streams stay up.
+//!
+//! - [`Connection::stats`] gives a [`StreamStats`] snapshot of one stream connection,
+//!   counted since it was opened, across reconnections.
+//! - [`Core::rest_stats`] gives a [`RestStats`] snapshot of the REST calls made through a
+//!   `Core` (and its clones), by operation and outcome.
+//! - [`Core::health`] and [`Connection::health`] answer "is this LNS connected to the RAN
+//!   right now", ready to map to a readiness probe.
+//!
+//! Counting costs a relaxed atomic add per event in one shared allocation per
+//! connection: no lock, no allocation.
+//!
+//! ### Metrics
+//!
+//! With the cargo feature `metrics`, the same counters and gauges are also published
+//! through the [`metrics`](https://docs.rs/metrics) facade, so whatever exporter the
+//! application installed picks them up. The crate installs no recorder and runs no
+//! exporter. Handles are registered when a connection opens (install the recorder
+//! before opening connections); without the feature nothing of this is compiled.
+//!
+//! | name | type | labels | meaning |
+//! | --- | --- | --- | --- |
+//! | `ran_routing_stream_frames_received_total` | counter | `stream` | message frames read from the server |
+//! | `ran_routing_stream_frames_skipped_total` | counter | `stream` | frames that did not decode as a message, logged and skipped |
+//! | `ran_routing_stream_messages_handed_out_total` | counter | `stream` | messages taken by the application (receiving methods or a waiting `send_and_wait`) |
+//! | `ran_routing_stream_received_bytes_total` | counter | `stream` | payload bytes of the message frames received |
+//! | `ran_routing_stream_sent_bytes_total` | counter | `stream` | payload bytes of the messages sent |
+//! | `ran_routing_stream_send_errors_total` | counter | `stream` | sends that failed after the message was valid (not connected, closed, write failure) |
+//! | `ran_routing_stream_reconnections_total` | counter | `stream` | successful reconnections |
+//! | `ran_routing_stream_connected` | gauge | `stream` | connections of this stream that are up now |
+//! | `ran_routing_stream_messages_waiting` | gauge | `stream` | received messages waiting for the application |
+//! | `ran_routing_stream_last_frame_timestamp_seconds` | gauge | `stream` | Unix time of the last message frame received |
+//! | `ran_routing_upstream_acks_sent_total` | counter | | upstream acks sent |
+//! | `ran_routing_upstream_rejects_sent_total` | counter | `code` | upstream rejects sent, by result code (`MICFailed`, `Other`, `unknown`) |
+//! | `ran_routing_downstream_downlinks_sent_total` | counter | `kind` | downlinks sent, `unicast` or `multicast` |
+//! | `ran_routing_downstream_acks_received_total` | counter | | downstream acks received |
+//! | `ran_routing_downstream_results_received_total` | counter | `code` | downstream results received, by result code (`Success`, `TooLate`, ..., `unknown`) |
+//! | `ran_routing_rest_requests_total` | counter | `operation`, `outcome` | REST calls; `outcome` is `ok`, the API's error code (`Device.NotFound`, ...), `transport` or `decode` |
+//! | `ran_routing_rest_request_duration_seconds` | histogram | `operation` | time of each REST call, from the request to the decoded answer |
+//!
+//! `stream` is `upstream` or `downstream`; `operation` is one of [`RestOperation`]'s
+//! names (`insert`, `select`, ..., `multicast_remove_device`).
+//!
 //! ## Errors
 //!
 //! One [`Error`] type keeps apart input rejected before anything was sent
@@ -153,43 +200,59 @@
 //! `Authorization` header included, as hex; keep the `ureq_proto` target below `TRACE`
 //! in production.
 //!
-//! ## Modules
+//! ## What is where
 //!
-//! - [`client`]: the client, [`Core`], and its builder;
-//! - [`routing_table`] and [`multicast`]: the REST calls, reached from a `Core`;
+//! The client's items live at the crate root, each at one path. By concern:
+//!
+//! | concern | items |
+//! | --- | --- |
+//! | the client | [`Core`], [`CoreBuilder`], [`Endpoints`], [`AccessToken`] |
+//! | REST calls | [`RoutingTable`], [`Select`], [`MulticastGroups`] |
+//! | identifiers | [`DevEui`], [`JoinEui`], [`DevAddr`], [`MulticastAddr`], [`ParseIdError`] |
+//! | REST objects | [`Device`], [`NewDevice`], [`DeviceIdentity`], [`DeviceUpdate`], [`MulticastGroup`], [`MulticastGroupUpdate`] |
+//! | radio and timing | [`UpstreamRadio`], [`DownstreamRadio`], [`Modulation`] ([`LoRaModulation`], [`FskModulation`], [`FhssModulation`]), [`Gps`], [`TransmissionWindow`], [`TxTiming`] |
+//! | upstream | [`UpstreamConnection`], [`UpstreamBuilder`], [`UpstreamMessage`], [`UpstreamReply`] ([`UpstreamAck`], [`UpstreamReject`], [`UpstreamRejectResultCode`]), [`Dedup`], [`DedupStats`] |
+//! | downstream | [`DownstreamConnection`], [`DownstreamBuilder`], [`DownstreamRequest`] ([`DownstreamMessage`], [`MulticastDownstreamMessage`]), [`DownstreamReply`] ([`DownstreamAck`], [`DownstreamResult`], [`DownstreamResultCode`]), [`DownlinkTracker`], [`Tracked`] |
+//! | both streams | [`Connection`], [`StreamBuilder`], [`StreamFrame`], [`Reconnect`], [`ConnectionEvent`], [`CloseReason`], [`Iter`], [`TryIter`], [`RecvError`], [`RecvTimeoutError`], [`TryRecvError`], [`PROTOCOL_VERSION`] |
+//! | observability | [`StreamStats`], [`RejectCounts`], [`ResultCounts`], [`RestStats`], [`RestOperation`], [`RestOperationStats`], [`Health`], [`ConnectionHealth`], [`ConnectionState`] |
+//! | errors | [`Error`], [`Result`], [`ApiError`], [`FieldError`], [`InvalidInput`], [`TimeoutKind`], [`TlsError`] |
+//!
+//! Where the specification says "exactly one of", the type is an enum: a radio has one
+//! [`Modulation`], a [`TransmissionWindow`] one [`TxTiming`], a new device one
+//! [`DeviceIdentity`]. Stream messages serialize with serde into the exact stream frames
+//! (CamelCase keys, numeric EUIs, byte arrays); [`Device`] and [`MulticastGroup`] into
+//! the REST objects.
+//!
+//! Three modules are namespaces of their own; their items are reached only through them:
+//!
 //! - [`fleet`]: keeps the routing table and multicast groups equal to the LNS's devices;
-//! - [`upstream`], [`downstream`] and [`stream`]: the stream connections;
-//! - [`ids`]: `DevEui`, `JoinEui`, `DevAddr`, `MulticastAddr`, printed as hex;
-//! - [`model`]: devices, groups, radios, transmission windows and stream messages;
-//! - [`config`]: endpoints derived from a base URL, and the access token;
-//! - [`timing`]: GPS time with leap seconds, class B slots and class C deadlines from
-//!   `SystemTime`;
-//! - [`error`]: one error type with variants to match on;
-//! - `mic` (feature `mic`): the MIC challenge solver and LoRaWAN 1.0.x MICs;
+//! - [`timing`]: GPS time with leap seconds, for class B slots and class C deadlines from
+//!   `SystemTime` ([`TransmissionWindow::class_b_at`], [`TransmissionWindow::class_c_by`]);
+//! - `mic` (feature `mic`): the MIC challenge solver and LoRaWAN 1.0.x MICs.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-pub mod client;
-pub mod config;
-pub mod downstream;
-pub mod error;
+mod client;
+mod config;
+mod downstream;
+mod error;
 pub mod fleet;
-pub mod ids;
+mod ids;
 #[cfg(feature = "mic")]
 pub mod mic;
-pub mod model;
-pub mod multicast;
+mod model;
+mod multicast;
 mod resolver;
 mod rest;
-pub mod routing_table;
-pub mod stats;
-pub mod stream;
+mod routing_table;
+mod stats;
+mod stream;
 mod sync;
 pub mod timing;
 mod tls;
-pub mod tracker;
-pub mod upstream;
+mod tracker;
+mod upstream;
 mod wire;
 
 pub use client::{Core, CoreBuilder};
@@ -202,7 +265,7 @@ pub use model::{
     DownstreamReply, DownstreamRequest, DownstreamResult, DownstreamResultCode, FhssModulation,
     FskModulation, Gps, LoRaModulation, Modulation, MulticastDownstreamMessage, MulticastGroup,
     MulticastGroupUpdate, NewDevice, TransmissionWindow, TxTiming, UpstreamAck, UpstreamMessage,
-    UpstreamRadio, UpstreamReject, UpstreamRejectResultCode, UpstreamReply,
+    UpstreamRadio, UpstreamReject, UpstreamRejectResultCode, UpstreamReply, PROTOCOL_VERSION,
 };
 pub use multicast::MulticastGroups;
 pub use routing_table::{RoutingTable, Select};
@@ -210,7 +273,10 @@ pub use stats::{
     ConnectionHealth, ConnectionState, Health, RejectCounts, RestOperation, RestOperationStats,
     RestStats, ResultCounts, StreamStats,
 };
-pub use stream::{CloseReason, Connection, ConnectionEvent, Reconnect, StreamBuilder, StreamFrame};
+pub use stream::{
+    CloseReason, Connection, ConnectionEvent, Iter, Reconnect, RecvError, RecvTimeoutError,
+    StreamBuilder, StreamFrame, TryIter, TryRecvError,
+};
 pub use tracker::{DownlinkTracker, Tracked};
 pub use upstream::{Dedup, DedupStats, UpstreamBuilder, UpstreamConnection};
 

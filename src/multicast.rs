@@ -1,9 +1,4 @@
 //! Multicast groups: addresses many devices listen on, for multicast downlinks.
-//!
-//! Reached through [`Core::multicast_groups`]. The calls are named like the routing
-//! table's (`create`, `get`, `update`, `delete`, `add_device`, `remove_device`); each
-//! carries the Python client's name (`create_multicast_group`, `get_multicast_groups`, ...)
-//! as a search alias.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +16,13 @@ const DELETE: Route = route!(Multicast, "multicast-groups/delete");
 const ADD_DEVICE: Route = route!(Multicast, "multicast-groups/add-device");
 const REMOVE_DEVICE: Route = route!(Multicast, "multicast-groups/remove-device");
 
-/// The multicast groups of a [`Core`]: `ran.multicast_groups().get([])`.
+/// The multicast groups of a [`Core`]: addresses many devices listen on, for multicast
+/// downlinks.
+///
+/// Reached through [`Core::multicast_groups`]: `ran.multicast_groups().get([])`. The calls
+/// are named like the routing table's (`create`, `get`, `update`, `delete`,
+/// `add_device`, `remove_device`); each carries the Python client's name
+/// (`create_multicast_group`, `get_multicast_groups`, ...) as a search alias.
 #[derive(Debug, Clone, Copy)]
 pub struct MulticastGroups<'a> {
     core: &'a Core,

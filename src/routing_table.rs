@@ -1,7 +1,4 @@
 //! The routing table: which devices' traffic the RAN routes to this LNS.
-//!
-//! Reached through [`Core::routing_table`]; the calls mirror the Python client's
-//! `RoutingTable` (`select`, `insert`, `update`, `delete`, `delete_all`).
 
 use serde::Serialize;
 
@@ -78,7 +75,11 @@ impl Select {
     }
 }
 
-/// The routing table of a [`Core`]: `ran.routing_table().select(Select::all())`.
+/// The routing table of a [`Core`]: which devices' traffic the RAN routes to this LNS.
+///
+/// Reached through [`Core::routing_table`]: `ran.routing_table().select(Select::all())`.
+/// The calls mirror the Python client's `RoutingTable` (`select`, `insert`, `update`,
+/// `delete`, `delete_all`).
 #[derive(Debug, Clone, Copy)]
 pub struct RoutingTable<'a> {
     core: &'a Core,

@@ -1,49 +1,5 @@
 //! Observability: counters, gauges and health of the stream connections and the REST
-//! calls, for an operator who must see without reading logs whether uplinks flow, how
-//! they are answered, whether downlinks succeed and whether the streams stay up.
-//!
-//! - [`Connection::stats`](crate::stream::Connection::stats) gives a [`StreamStats`]
-//!   snapshot of one stream connection, counted since it was opened, across
-//!   reconnections.
-//! - [`Core::rest_stats`](crate::Core::rest_stats) gives a [`RestStats`] snapshot of the
-//!   REST calls made through a `Core` (and its clones), by operation and outcome.
-//! - [`Core::health`](crate::Core::health) and
-//!   [`Connection::health`](crate::stream::Connection::health) answer "is this LNS
-//!   connected to the RAN right now", ready to map to a readiness probe.
-//!
-//! Counting costs a relaxed atomic add per event in one shared allocation per
-//! connection: no lock, no allocation.
-//!
-//! ## Metrics
-//!
-//! With the cargo feature `metrics`, the same counters and gauges are also published
-//! through the [`metrics`](https://docs.rs/metrics) facade, so whatever exporter the
-//! application installed picks them up. The crate installs no recorder and runs no
-//! exporter. Handles are registered when a connection opens (install the recorder
-//! before opening connections); without the feature nothing of this is compiled.
-//!
-//! | name | type | labels | meaning |
-//! | --- | --- | --- | --- |
-//! | `ran_routing_stream_frames_received_total` | counter | `stream` | message frames read from the server |
-//! | `ran_routing_stream_frames_skipped_total` | counter | `stream` | frames that did not decode as a message, logged and skipped |
-//! | `ran_routing_stream_messages_handed_out_total` | counter | `stream` | messages taken by the application (receiving methods or a waiting `send_and_wait`) |
-//! | `ran_routing_stream_received_bytes_total` | counter | `stream` | payload bytes of the message frames received |
-//! | `ran_routing_stream_sent_bytes_total` | counter | `stream` | payload bytes of the messages sent |
-//! | `ran_routing_stream_send_errors_total` | counter | `stream` | sends that failed after the message was valid (not connected, closed, write failure) |
-//! | `ran_routing_stream_reconnections_total` | counter | `stream` | successful reconnections |
-//! | `ran_routing_stream_connected` | gauge | `stream` | connections of this stream that are up now |
-//! | `ran_routing_stream_messages_waiting` | gauge | `stream` | received messages waiting for the application |
-//! | `ran_routing_stream_last_frame_timestamp_seconds` | gauge | `stream` | Unix time of the last message frame received |
-//! | `ran_routing_upstream_acks_sent_total` | counter | | upstream acks sent |
-//! | `ran_routing_upstream_rejects_sent_total` | counter | `code` | upstream rejects sent, by result code (`MICFailed`, `Other`, `unknown`) |
-//! | `ran_routing_downstream_downlinks_sent_total` | counter | `kind` | downlinks sent, `unicast` or `multicast` |
-//! | `ran_routing_downstream_acks_received_total` | counter | | downstream acks received |
-//! | `ran_routing_downstream_results_received_total` | counter | `code` | downstream results received, by result code (`Success`, `TooLate`, ..., `unknown`) |
-//! | `ran_routing_rest_requests_total` | counter | `operation`, `outcome` | REST calls; `outcome` is `ok`, the API's error code (`Device.NotFound`, ...), `transport` or `decode` |
-//! | `ran_routing_rest_request_duration_seconds` | histogram | `operation` | time of each REST call, from the request to the decoded answer |
-//!
-//! `stream` is `upstream` or `downstream`; `operation` is one of [`RestOperation`]'s
-//! names (`insert`, `select`, ..., `multicast_remove_device`).
+//! calls, and their publication through `metrics` (the crate docs list the names).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -438,7 +394,7 @@ impl ResultCounts {
 }
 
 /// A snapshot of one stream connection's counters, from
-/// [`Connection::stats`](crate::stream::Connection::stats).
+/// [`Connection::stats`](crate::Connection::stats).
 ///
 /// Counters run from the connection's opening, across reconnections. Fields that do not
 /// apply to a stream stay 0 (no acks are sent on the downstream). Once nothing is in
@@ -597,7 +553,7 @@ impl fmt::Display for ConnectionState {
 }
 
 /// The health of one stream connection, from
-/// [`Connection::health`](crate::stream::Connection::health).
+/// [`Connection::health`](crate::Connection::health).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ConnectionHealth {

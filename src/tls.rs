@@ -1,4 +1,4 @@
-//! Trusted roots for every TLS connection of a [`Core`](crate::client::Core).
+//! Trusted roots for every TLS connection of a [`Core`](crate::Core).
 //!
 //! REST goes through ureq and the streams through our own rustls connection. Both are
 //! built here from one list (the Mozilla roots plus the user's private CAs), so a server

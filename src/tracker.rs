@@ -1,36 +1,5 @@
-//! Non-blocking downlink tracking: send downlinks tagged with your own ids, and take
-//! their outcomes from one receiver.
-//!
-//! [`send_and_wait`](crate::DownstreamConnection::send_and_wait) blocks a thread per
-//! downlink. A [`DownlinkTracker`] does not: [`send`](DownlinkTracker::send) returns once
-//! the downlink is written, and the outcomes come, one per tagged downlink, from
-//! [`recv`](DownlinkTracker::recv), [`recv_timeout`](DownlinkTracker::recv_timeout),
-//! [`try_recv`](DownlinkTracker::try_recv), [`iter`](DownlinkTracker::iter) and
-//! [`try_iter`](DownlinkTracker::try_iter).
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use ran_routing::{Core, DevEui, DownstreamMessage, DownstreamRadio, LoRaModulation, TransmissionWindow};
-//!
-//! let ran = Core::new("token", "https://eu.cloud.everynet.io/api/v1")?;
-//! let downstream = ran.downstream().connect()?;
-//! let tracker = downstream.tracker::<&str>(Duration::from_secs(10));
-//! let radio = DownstreamRadio::new(868_300_000, LoRaModulation::new(12, 125_000));
-//! let downlink = DownstreamMessage::new(
-//!     ran.next_transaction_id(),
-//!     DevEui::new(0x7ABE1B8C93D7174F),
-//!     TransmissionWindow::class_a(radio, 1),
-//!     b"payload".to_vec(),
-//! );
-//! tracker.send("queue-item-17", downlink);
-//! for tracked in tracker.try_iter() {
-//!     match tracked.outcome {
-//!         Ok(result) => println!("{}: {}", tracked.tag, result.result_code),
-//!         Err(e) => eprintln!("{}: {e}", tracked.tag),
-//!     }
-//! }
-//! # Ok::<(), ran_routing::Error>(())
-//! ```
+//! Non-blocking downlink tracking: downlinks tagged with the caller's ids, their outcomes
+//! from one receiver.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -83,6 +52,12 @@ struct State<T> {
 /// without a thread per downlink; create it with
 /// [`DownstreamConnection::tracker`](crate::DownstreamConnection::tracker).
 ///
+/// [`send_and_wait`](crate::DownstreamConnection::send_and_wait) blocks a thread per
+/// downlink. A tracker does not: [`send`](Self::send) returns once the downlink is
+/// written, and the outcomes come, one per tagged downlink, from [`recv`](Self::recv),
+/// [`recv_timeout`](Self::recv_timeout), [`try_recv`](Self::try_recv),
+/// [`iter`](Self::iter) and [`try_iter`](Self::try_iter).
+///
 /// Every [`send`](Self::send) yields exactly one [`Tracked`] outcome: the downlink's
 /// result, a timeout (with the ack if one came), the end of the connection, or the send
 /// error. Entries expire on their own after the tracker's timeout, checked by whoever
@@ -95,6 +70,30 @@ struct State<T> {
 /// result that comes on the new link still finds its downlink. Transaction ids are the
 /// caller's, e.g. from [`Core::next_transaction_id`](crate::Core::next_transaction_id);
 /// one in use (tracked, or awaited by `send_and_wait`) is refused.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use ran_routing::{Core, DevEui, DownstreamMessage, DownstreamRadio, LoRaModulation, TransmissionWindow};
+///
+/// let ran = Core::new("token", "https://eu.cloud.everynet.io/api/v1")?;
+/// let downstream = ran.downstream().connect()?;
+/// let tracker = downstream.tracker::<&str>(Duration::from_secs(10));
+/// let radio = DownstreamRadio::new(868_300_000, LoRaModulation::new(12, 125_000));
+/// let downlink = DownstreamMessage::new(
+///     ran.next_transaction_id(),
+///     DevEui::new(0x7ABE1B8C93D7174F),
+///     TransmissionWindow::class_a(radio, 1),
+///     b"payload".to_vec(),
+/// );
+/// tracker.send("queue-item-17", downlink);
+/// for tracked in tracker.try_iter() {
+///     match tracked.outcome {
+///         Ok(result) => println!("{}: {}", tracked.tag, result.result_code),
+///         Err(e) => eprintln!("{}: {e}", tracked.tag),
+///     }
+/// }
+/// # Ok::<(), ran_routing::Error>(())
+/// ```
 pub struct DownlinkTracker<T> {
     session: Weak<Session>,
     correlator: Arc<Correlator<DownstreamReply>>,

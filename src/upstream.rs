@@ -1,22 +1,4 @@
 //! The upstream stream: uplinks and join requests in, acks and rejects out.
-//!
-//! ```no_run
-//! # fn solve(m: &ran_routing::UpstreamMessage) -> Option<(ran_routing::DevEui, u32)> { None }
-//! use ran_routing::{Core, UpstreamRejectResultCode};
-//!
-//! let ran = Core::new("token", "https://eu.cloud.everynet.io/api/v1")?;
-//! let upstream = ran.upstream().connect()?;
-//! for message in upstream.iter() {
-//!     match solve(&message) {
-//!         Some((dev_eui, mic)) => {
-//!             upstream.send_upstream_ack(message.transaction_id, dev_eui, mic)?
-//!         }
-//!         None => upstream
-//!             .send_upstream_reject(message.transaction_id, UpstreamRejectResultCode::MicFailed)?,
-//!     }
-//! }
-//! # Ok::<(), ran_routing::Error>(())
-//! ```
 
 use crate::error::Result;
 use crate::ids::DevEui;
@@ -34,6 +16,24 @@ use std::sync::Arc;
 ///
 /// Open it with [`Core::upstream`](crate::Core::upstream). Several connections share the
 /// stream's traffic round-robin.
+///
+/// ```no_run
+/// # fn solve(m: &ran_routing::UpstreamMessage) -> Option<(ran_routing::DevEui, u32)> { None }
+/// use ran_routing::{Core, UpstreamRejectResultCode};
+///
+/// let ran = Core::new("token", "https://eu.cloud.everynet.io/api/v1")?;
+/// let upstream = ran.upstream().connect()?;
+/// for message in upstream.iter() {
+///     match solve(&message) {
+///         Some((dev_eui, mic)) => {
+///             upstream.send_upstream_ack(message.transaction_id, dev_eui, mic)?
+///         }
+///         None => upstream
+///             .send_upstream_reject(message.transaction_id, UpstreamRejectResultCode::MicFailed)?,
+///     }
+/// }
+/// # Ok::<(), ran_routing::Error>(())
+/// ```
 pub type UpstreamConnection = Connection<UpstreamMessage, UpstreamReply>;
 
 impl Connection<UpstreamMessage, UpstreamReply> {

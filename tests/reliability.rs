@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::streams::*;
-use ran_routing::stream::RecvTimeoutError;
+use ran_routing::RecvTimeoutError;
 use ran_routing::*;
 use ran_routing_emulator::{Emulator, RawFrame};
 

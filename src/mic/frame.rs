@@ -61,7 +61,7 @@ impl fmt::Display for MType {
 }
 
 /// The fields of an uplink that its MIC depends on, read from a PHYPayload without its
-/// MIC (an [`UpstreamMessage`](crate::model::UpstreamMessage)'s `phy_payload_no_mic`).
+/// MIC (an [`UpstreamMessage`](crate::UpstreamMessage)'s `phy_payload_no_mic`).
 ///
 /// ```
 /// use ran_routing::mic::Uplink;

@@ -55,6 +55,23 @@ impl TxTiming {
 
 /// When and how a downlink is transmitted.
 ///
+/// Serializes into the stream frame's object, its [`TxTiming`] flattened beside the radio:
+///
+/// ```
+/// use ran_routing::{DownstreamRadio, LoRaModulation, TransmissionWindow};
+///
+/// let radio = DownstreamRadio::new(868_300_000, LoRaModulation::new(12, 125_000));
+/// let window = TransmissionWindow::class_a(radio, 1);
+/// assert!(window.validate().is_ok());
+/// assert_eq!(
+///     serde_json::to_value(&window).unwrap(),
+///     serde_json::json!({
+///         "Radio": {"Frequency": 868300000, "LoRa": {"Spreading": 12, "Bandwidth": 125000}},
+///         "Delay": 1
+///     })
+/// );
+/// ```
+///
 /// Decoding rejects a window with no timing key or with more than one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct TransmissionWindow {

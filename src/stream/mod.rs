@@ -1,19 +1,6 @@
 //! Stream connections: one WebSocket each, a reader and a writer thread, messages
-//! delivered over a bounded crossbeam channel.
-//!
-//! [`Connection`] is the one generic connection under both typed streams:
-//! [`UpstreamConnection`](crate::UpstreamConnection) receives [`UpstreamMessage`]s and
-//! sends acks or rejects; [`DownstreamConnection`](crate::DownstreamConnection) sends
-//! downlinks and receives [`DownstreamReply`]s. Receiving speaks crossbeam's vocabulary:
-//! [`recv`](Connection::recv), [`recv_timeout`](Connection::recv_timeout),
-//! [`try_recv`](Connection::try_recv), [`iter`](Connection::iter) and
-//! [`try_iter`](Connection::try_iter).
-//!
-//! A connection is `Send + Sync`: several worker threads can share one connection's
-//! iterator, and one thread can send while another iterates.
-//!
-//! [`UpstreamMessage`]: crate::UpstreamMessage
-//! [`DownstreamReply`]: crate::DownstreamReply
+//! delivered over a bounded crossbeam channel. The generic [`Connection`] and
+//! [`StreamBuilder`] here take their typed forms in `upstream` and `downstream`.
 
 pub(crate) mod connect;
 pub(crate) mod correlate;
@@ -365,10 +352,18 @@ pub(crate) struct Collected<In> {
     pub(crate) ended: Option<String>,
 }
 
-/// A stream connection receiving `In` and sending `Out`.
+/// A stream connection receiving `In` and sending `Out`: one WebSocket, a reader and a
+/// writer thread, messages delivered over a bounded channel.
 ///
-/// Use it through its two typed forms, [`UpstreamConnection`](crate::UpstreamConnection)
-/// and [`DownstreamConnection`](crate::DownstreamConnection).
+/// Use it through its two typed forms: an [`UpstreamConnection`](crate::UpstreamConnection)
+/// receives [`UpstreamMessage`](crate::UpstreamMessage)s and sends acks or rejects; a
+/// [`DownstreamConnection`](crate::DownstreamConnection) sends downlinks and receives
+/// [`DownstreamReply`](crate::DownstreamReply)s. Receiving speaks crossbeam's vocabulary:
+/// [`recv`](Self::recv), [`recv_timeout`](Self::recv_timeout),
+/// [`try_recv`](Self::try_recv), [`iter`](Self::iter) and [`try_iter`](Self::try_iter).
+///
+/// A connection is `Send + Sync`: several worker threads can share one connection's
+/// iterator, and one thread can send while another iterates.
 pub struct Connection<In, Out> {
     session: Arc<Session>,
     stats: Arc<StreamCounters>,

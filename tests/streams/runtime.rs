@@ -12,8 +12,8 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ran_routing::mic::{self, AesKey, Keys, Session};
-use ran_routing::stream::{RecvTimeoutError, TryRecvError};
 use ran_routing::*;
+use ran_routing::{RecvTimeoutError, TryRecvError};
 use ran_routing_emulator::{ControlClient, Copies, Emulator, RadioDevice, UpstreamVerdict};
 
 const WAIT: Duration = Duration::from_secs(20);
