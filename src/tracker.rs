@@ -11,6 +11,8 @@ use crossbeam_channel::{select, Receiver, RecvError, RecvTimeoutError, Sender, T
 use crate::error::Error;
 use crate::model::{DownstreamAck, DownstreamReply, DownstreamRequest, DownstreamResult};
 use crate::stream::correlate::Correlator;
+use crate::stream::lead::Entry as Turn;
+use crate::stream::link::{LeadSlot, Led};
 use crate::stream::session::Session;
 use crate::stream::{encode, Connection};
 
@@ -104,13 +106,16 @@ pub struct DownlinkTracker<T> {
     failures: Receiver<Tracked<T>>,
     state: Mutex<State<T>>,
     receiving: Mutex<()>,
+    /// The connection's socket, which a receiving thread reads itself when it may, as
+    /// `recv` on the connection does.
+    lead: LeadSlot<DownstreamReply>,
 }
 
 impl Connection<DownstreamReply, DownstreamRequest> {
     /// A [`DownlinkTracker`] on this connection whose downlinks time out after
     /// `timeout` without a result. Several trackers may share a connection.
     pub fn tracker<T: Send + 'static>(&self, timeout: Duration) -> DownlinkTracker<T> {
-        let (session, correlator) = self.tracking_parts();
+        let (session, correlator, lead) = self.tracking_parts();
         let (replies_tx, replies) = crossbeam_channel::unbounded();
         let (failures_tx, failures) = crossbeam_channel::unbounded();
         DownlinkTracker {
@@ -127,6 +132,7 @@ impl Connection<DownstreamReply, DownstreamRequest> {
                 ready: VecDeque::new(),
             }),
             receiving: Mutex::new(()),
+            lead,
         }
     }
 }
@@ -254,6 +260,25 @@ impl<T: Send + 'static> DownlinkTracker<T> {
                 return Err(RecvTimeoutError::Timeout);
             }
             let until = deadline.map_or(wake, |d| d.min(wake));
+            // Read the socket ourselves if nobody else does: one wake-up per reply.
+            let waiting = {
+                // Not held while blocked: the link's socket closes with its last handle.
+                let lead = crate::sync::lock(&self.lead).clone();
+                match lead.as_ref().map(|lead| (lead, lead.token().enter())) {
+                    Some((lead, Turn::Lead)) => {
+                        match lead.read(Some(until), true) {
+                            Led::Routed => lead.token().leave(true),
+                            Led::TimedOut => lead.token().leave(false),
+                            // Not a tracked downlink's: the connection's iter() has it.
+                            Led::Message(reply) => lead.deliver(reply),
+                            Led::Ended => {}
+                        }
+                        continue;
+                    }
+                    Some((_, Turn::Wait(waiting))) => Some(waiting),
+                    None => None,
+                }
+            };
             select! {
                 recv(self.replies) -> reply => {
                     if let Ok(reply) = reply {
@@ -268,6 +293,7 @@ impl<T: Send + 'static> DownlinkTracker<T> {
                 }
                 default(until.saturating_duration_since(now)) => {}
             }
+            drop(waiting);
         }
     }
 

@@ -123,6 +123,14 @@ impl Token {
         }
     }
 
+    /// The consumer hands the token to the reader thread, which has work for it.
+    pub(crate) fn hand_back(&self) {
+        let mut state = lock(&self.state);
+        state.holder = Holder::Reader;
+        state.inside = false;
+        self.turn.notify_all();
+    }
+
     /// The consumer gives the token back: the link is ending (or it saw something only
     /// the reader handles).
     pub(crate) fn give_back(&self) {

@@ -437,12 +437,14 @@ impl Link {
         });
 
         let decode = Arc::new(decode);
+        let pending = Arc::new(Mutex::new(None));
         let lead: Arc<dyn Lead<T>> = Arc::new(Reading {
             ws: ws.clone(),
             tcp: tcp.try_clone().map_err(Error::Io)?,
             shared: shared.clone(),
             cmd: cmd_tx.clone(),
             decode: decode.clone(),
+            pending: pending.clone(),
         });
         *lock(&outbox.lead) = Some(lead);
         let reader = {
@@ -453,7 +455,13 @@ impl Link {
                 .name(format!("ran-{}-reader", options.name))
                 .spawn(move || {
                     let _alive = (alive, reader_alive);
-                    read_loop(&ws, &tcp, &shared, &cmd, &*decode, &outbox, &stop_rx);
+                    let reading = Delivery {
+                        decode: &*decode,
+                        outbox: &outbox,
+                        pending: &pending,
+                        stop: &stop_rx,
+                    };
+                    read_loop(&ws, &tcp, &shared, &cmd, reading);
                 })
                 .map_err(Error::Io)?
         };
@@ -631,15 +639,28 @@ fn read_pass<S: Socket>(
     pass
 }
 
+/// Where the reader thread's frames go.
+struct Delivery<'a, T, D> {
+    decode: &'a D,
+    outbox: &'a Outbox<T>,
+    /// A message a consumer read but could not deliver (see [`Lead::deliver`]).
+    pending: &'a Mutex<Option<T>>,
+    stop: &'a Receiver<()>,
+}
+
 fn read_loop<S: Socket, T, D: Fn(Bytes) -> Option<T>>(
     ws: &Mutex<WebSocket<Metered<S>>>,
     tcp: &TcpStream,
     shared: &Shared,
     cmd: &Sender<Command>,
-    decode: &D,
-    outbox: &Outbox<T>,
-    stop: &Receiver<()>,
+    delivery: Delivery<'_, T, D>,
 ) {
+    let Delivery {
+        decode,
+        outbox,
+        pending,
+        stop,
+    } = delivery;
     let mut batch: Vec<Bytes> = Vec::with_capacity(READ_BATCH);
     // The handshake may have read frames past its response: look before waiting.
     let mut more = true;
@@ -655,6 +676,12 @@ fn read_loop<S: Socket, T, D: Fn(Bytes) -> Option<T>>(
             holding = true;
             // The consumer may have left frames in tungstenite's buffer.
             more = true;
+            let waiting = lock(pending).take();
+            if let Some(item) = waiting {
+                if !outbox.deliver(item, stop, &mut stopped) {
+                    break CloseReason::Local;
+                }
+            }
         }
         if shared.abandoned.load(Ordering::Acquire) {
             break CloseReason::Local;
@@ -689,10 +716,9 @@ fn read_loop<S: Socket, T, D: Fn(Bytes) -> Option<T>>(
             shared.want_flush(cmd);
         }
         shared.delivering.store(true, Ordering::SeqCst);
-        let mut delivered = false;
+        let delivered = !batch.is_empty();
         for frame in batch.drain(..) {
             if let Some(item) = decode(frame) {
-                delivered = true;
                 if !outbox.deliver(item, stop, &mut stopped) {
                     log::debug!("{}: receiver gone; dropping the connection", shared.name);
                     end = end.or(Some(CloseReason::Local));
@@ -733,6 +759,8 @@ fn read_loop<S: Socket, T, D: Fn(Bytes) -> Option<T>>(
 /// What a consumer's own read of the socket came to.
 pub(crate) enum Led<T> {
     Message(T),
+    /// A frame went elsewhere (a waiter's reply), and the caller asked to hear of it.
+    Routed,
     /// The deadline passed; the caller still holds the token.
     TimedOut,
     /// The link is ending; the reader thread has the token back.
@@ -745,19 +773,28 @@ pub(crate) trait Lead<T>: Send + Sync {
     fn token(&self) -> &Arc<Token>;
 
     /// With the token held: reads until a frame decodes to a message for the caller,
-    /// `deadline` passes, or the link ends.
-    fn read(&self, deadline: Option<Instant>) -> Led<T>;
+    /// `deadline` passes, or the link ends; with `routed`, also until a frame goes to a
+    /// waiter instead (a tracker reads for its replies).
+    fn read(&self, deadline: Option<Instant>, routed: bool) -> Led<T>;
+
+    /// With the token held: hands a message read for the connection's channel, and the
+    /// token, to the reader thread, which delivers it before it reads on (waiting for
+    /// room in the channel, which the caller must not). Holding no sender of the channel
+    /// here lets it disconnect when the link ends.
+    fn deliver(&self, message: T);
 }
 
-struct Reading<S, D> {
+struct Reading<S, D, T> {
     ws: Arc<Mutex<WebSocket<Metered<S>>>>,
     tcp: TcpStream,
     shared: Arc<Shared>,
     cmd: Sender<Command>,
     decode: Arc<D>,
+    /// A message the reader thread delivers before it reads again.
+    pending: Arc<Mutex<Option<T>>>,
 }
 
-impl<S: Socket, T, D> Lead<T> for Reading<S, D>
+impl<S: Socket, T: Send, D> Lead<T> for Reading<S, D, T>
 where
     D: Fn(Bytes) -> Option<T> + Send + Sync,
 {
@@ -765,7 +802,12 @@ where
         &self.shared.token
     }
 
-    fn read(&self, deadline: Option<Instant>) -> Led<T> {
+    fn deliver(&self, message: T) {
+        *lock(&self.pending) = Some(message);
+        self.shared.token.hand_back();
+    }
+
+    fn read(&self, deadline: Option<Instant>, routed: bool) -> Led<T> {
         let shared = &*self.shared;
         let mut batch = Vec::with_capacity(1);
         // tungstenite or rustls may hold frames already: look before waiting.
@@ -815,6 +857,9 @@ where
             if let Some(frame) = batch.pop() {
                 if let Some(item) = (self.decode)(frame) {
                     return Led::Message(item);
+                }
+                if routed {
+                    return Led::Routed;
                 }
                 more = true;
             }

@@ -497,8 +497,16 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     /// The parts a [`DownlinkTracker`](crate::DownlinkTracker) sends and matches with.
     pub(crate) fn tracking_parts(
         &self,
-    ) -> (std::sync::Weak<Session>, Arc<correlate::Correlator<In>>) {
-        (Arc::downgrade(&self.session), self.correlator.clone())
+    ) -> (
+        std::sync::Weak<Session>,
+        Arc<correlate::Correlator<In>>,
+        LeadSlot<In>,
+    ) {
+        (
+            Arc::downgrade(&self.session),
+            self.correlator.clone(),
+            self.inbox.lead.clone(),
+        )
     }
 
     /// Sends `message` and collects the replies correlated with `id` until the last one,
@@ -596,29 +604,32 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         &self,
         deadline: Option<std::time::Instant>,
     ) -> Result<Option<In>, RecvTimeoutError> {
-        let lead = crate::sync::lock(&self.inbox.lead).clone();
-        let _waiting = match lead.as_ref().map(|lead| (lead, lead.token().enter())) {
-            Some((lead, Entry::Lead)) => {
-                let token = lead.token();
-                // The reader hands everything it read over before letting go.
-                if let Ok(message) = self.inbox.rx.try_recv() {
-                    token.leave(false);
-                    return Ok(Some(message));
-                }
-                return match lead.read(deadline) {
-                    Led::Message(message) => {
-                        token.leave(true);
-                        Ok(Some(message))
-                    }
-                    Led::TimedOut => {
+        let waiting = {
+            // Not held while blocked: the link's socket closes with its last handle.
+            let lead = crate::sync::lock(&self.inbox.lead).clone();
+            match lead.as_ref().map(|lead| (lead, lead.token().enter())) {
+                Some((lead, Entry::Lead)) => {
+                    let token = lead.token();
+                    // The reader hands everything it read over before letting go.
+                    if let Ok(message) = self.inbox.rx.try_recv() {
                         token.leave(false);
-                        Err(RecvTimeoutError::Timeout)
+                        return Ok(Some(message));
                     }
-                    Led::Ended => Ok(None),
-                };
+                    return match lead.read(deadline, false) {
+                        Led::Message(message) => {
+                            token.leave(true);
+                            Ok(Some(message))
+                        }
+                        Led::TimedOut => {
+                            token.leave(false);
+                            Err(RecvTimeoutError::Timeout)
+                        }
+                        Led::Ended | Led::Routed => Ok(None),
+                    };
+                }
+                Some((_, Entry::Wait(waiting))) => Some(waiting),
+                None => None,
             }
-            Some((_, Entry::Wait(waiting))) => Some(waiting),
-            None => None,
         };
         let got = match deadline {
             None => self
@@ -628,6 +639,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                 .map_err(|_| RecvTimeoutError::Disconnected),
             Some(deadline) => self.inbox.rx.recv_deadline(deadline),
         };
+        drop(waiting);
         match got {
             Ok(message) => Ok(Some(message)),
             // The stash, if anything, after the channel.

@@ -143,6 +143,9 @@ pub(crate) struct Session {
     /// Why the session as a whole ended, once it has: the first reason is kept, so a
     /// close after a failure or a server's close frame does not hide it.
     ended: Mutex<Option<CloseReason>>,
+    /// Why the last link ended, kept when the supervisor lets go of it: a waiter woken by
+    /// that end may look after the link is gone.
+    last_link: Mutex<Option<CloseReason>>,
     /// Dropped on close, to cut a backoff wait short.
     wake: Mutex<Option<Sender<()>>>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
@@ -171,6 +174,7 @@ impl Session {
             current: Mutex::new(Some(link.clone())),
             closing: AtomicBool::new(false),
             ended: Mutex::new(None),
+            last_link: Mutex::new(None),
             wake: Mutex::new(Some(wake_tx)),
             supervisor: Mutex::new(None),
             supervisor_done,
@@ -267,6 +271,7 @@ impl Session {
         lock(&self.ended)
             .clone()
             .or_else(|| self.link().and_then(|l| l.reason()))
+            .or_else(|| lock(&self.last_link).clone())
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -388,6 +393,7 @@ fn supervise(
         if s.closing.load(Ordering::Acquire) {
             return;
         }
+        *lock(&s.last_link) = Some(reason.clone());
         s.emit(ConnectionEvent::Disconnected(reason));
         *lock(&s.current) = None;
         drop(s);
