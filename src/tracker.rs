@@ -266,9 +266,9 @@ impl<T: Send + 'static> DownlinkTracker<T> {
                 let lead = crate::sync::lock(&self.lead).clone();
                 match lead.as_ref().map(|lead| (lead, lead.token().enter())) {
                     Some((lead, Turn::Lead)) => {
-                        match lead.read(Some(until), true) {
-                            Led::Routed => lead.token().leave(true),
-                            Led::TimedOut => lead.token().leave(false),
+                        match lead.read(Some(until), true, None) {
+                            Led::Routed => lead.token().leave(true, false),
+                            Led::TimedOut => lead.token().leave(false, false),
                             // Not a tracked downlink's: the connection's iter() has it.
                             Led::Message(reply) => lead.deliver(reply),
                             Led::Ended => {}

@@ -52,6 +52,10 @@ struct State {
     wanted: bool,
     /// The reader sleeps without a timer: a consumer leaving `recv` must wake it.
     asleep: bool,
+    /// The consumer left with messages it read ahead still to take: the reader waits
+    /// until they are taken, as it waits for room in a full channel, so no more than a
+    /// channel's worth waits.
+    backlog: bool,
     /// The link is ending: the reader takes the token back for good.
     ending: bool,
 }
@@ -83,6 +87,7 @@ impl Token {
                 served: 0,
                 wanted: false,
                 asleep: false,
+                backlog: false,
                 ending: false,
             }),
             turn: Condvar::new(),
@@ -96,6 +101,7 @@ impl Token {
         if state.holder == Holder::Consumer && !state.inside && !state.ending {
             state.inside = true;
             state.wanted = false;
+            state.backlog = false;
             return Entry::Lead;
         }
         state.waiting += 1;
@@ -105,10 +111,12 @@ impl Token {
         Entry::Wait(Waiting(self.clone(), state.served))
     }
 
-    /// The consumer leaves `recv` keeping the token; `handed` if it read a message.
-    pub(crate) fn leave(&self, handed: bool) {
+    /// The consumer leaves `recv` keeping the token; `handed` if it read a message,
+    /// `backlog` if it read more that waits to be taken.
+    pub(crate) fn leave(&self, handed: bool, backlog: bool) {
         let mut state = lock(&self.state);
         state.inside = false;
+        state.backlog = backlog;
         state.left = Instant::now();
         if handed {
             state.handed = state.handed.wrapping_add(1);
@@ -120,6 +128,19 @@ impl Token {
         } else if state.asleep {
             state.asleep = false;
             self.turn.notify_all();
+        }
+    }
+
+    /// The last message read ahead has been taken: the grace starts now.
+    pub(crate) fn drained(&self) {
+        let mut state = lock(&self.state);
+        if state.backlog {
+            state.backlog = false;
+            state.left = Instant::now();
+            if state.asleep {
+                state.asleep = false;
+                self.turn.notify_all();
+            }
         }
     }
 
@@ -171,7 +192,7 @@ impl Token {
             if state.holder == Holder::Reader {
                 return;
             }
-            if !state.inside {
+            if !state.inside && !state.backlog {
                 let due = state.left + GRACE;
                 let now = Instant::now();
                 if now >= due || state.waiting > 0 || state.ending {
@@ -183,7 +204,11 @@ impl Token {
                     .wait_timeout(state, due - now)
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
-            } else if state.handed != seen {
+            } else if !state.inside && (state.waiting > 0 || state.ending) {
+                // A backlog, and someone waits behind it or the link ends.
+                state.holder = Holder::Reader;
+                return;
+            } else if state.handed != seen && !state.backlog {
                 // Messages flow: look again after a while rather than be told of each.
                 seen = state.handed;
                 state = self
@@ -192,7 +217,8 @@ impl Token {
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             } else {
-                // The consumer waits on an idle socket: no timer until it leaves.
+                // The consumer waits on an idle socket, or has a backlog to take: no
+                // timer until it leaves or comes back for more.
                 state.asleep = true;
                 state = self.turn.wait(state).unwrap_or_else(|e| e.into_inner());
                 state.asleep = false;
@@ -232,7 +258,7 @@ mod tests {
         let Entry::Wait(_second) = token.enter() else {
             panic!("one consumer reads at a time");
         };
-        token.leave(true);
+        token.leave(true, false);
         // The second consumer waits on the channel: the reader has it back at once.
         token.take();
     }
@@ -267,7 +293,7 @@ mod tests {
         // Let the reader fall asleep, then leave: it must take over after the grace.
         std::thread::sleep(GRACE * 4);
         assert!(!reader.is_finished(), "the consumer is inside recv");
-        token.leave(false);
+        token.leave(false, false);
         reader.join().unwrap();
     }
 

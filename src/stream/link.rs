@@ -444,6 +444,11 @@ impl Link {
             shared: shared.clone(),
             cmd: cmd_tx.clone(),
             decode: decode.clone(),
+            ahead_limit: outbox
+                .tx
+                .capacity()
+                .unwrap_or(READ_BATCH)
+                .clamp(1, READ_BATCH),
             pending: pending.clone(),
         });
         *lock(&outbox.lead) = Some(lead);
@@ -774,8 +779,15 @@ pub(crate) trait Lead<T>: Send + Sync {
 
     /// With the token held: reads until a frame decodes to a message for the caller,
     /// `deadline` passes, or the link ends; with `routed`, also until a frame goes to a
-    /// waiter instead (a tracker reads for its replies).
-    fn read(&self, deadline: Option<Instant>, routed: bool) -> Led<T>;
+    /// waiter instead (a tracker reads for its replies). With `ahead`, what else has
+    /// arrived is read in the same pass and left there, in order, after the message
+    /// returned: a busy stream costs one pass per batch, not per message.
+    fn read(
+        &self,
+        deadline: Option<Instant>,
+        routed: bool,
+        ahead: Option<&mut VecDeque<T>>,
+    ) -> Led<T>;
 
     /// With the token held: hands a message read for the connection's channel, and the
     /// token, to the reader thread, which delivers it before it reads on (waiting for
@@ -790,6 +802,9 @@ struct Reading<S, D, T> {
     shared: Arc<Shared>,
     cmd: Sender<Command>,
     decode: Arc<D>,
+    /// Most messages one read takes: no more than the channel holds, so what waits for
+    /// the consumer stays within its capacity.
+    ahead_limit: usize,
     /// A message the reader thread delivers before it reads again.
     pending: Arc<Mutex<Option<T>>>,
 }
@@ -807,9 +822,17 @@ where
         self.shared.token.hand_back();
     }
 
-    fn read(&self, deadline: Option<Instant>, routed: bool) -> Led<T> {
+    fn read(
+        &self,
+        deadline: Option<Instant>,
+        routed: bool,
+        mut ahead: Option<&mut VecDeque<T>>,
+    ) -> Led<T> {
         let shared = &*self.shared;
-        let mut batch = Vec::with_capacity(1);
+        let limit = if ahead.is_some() { self.ahead_limit } else { 1 };
+        // Reading again: whatever the backlog held back is being taken.
+        shared.delivering.store(false, Ordering::SeqCst);
+        let mut batch = Vec::new();
         // tungstenite or rustls may hold frames already: look before waiting.
         let mut more = true;
         loop {
@@ -835,29 +858,40 @@ where
                     }
                 }
             }
-            let pass = read_pass(&self.ws, shared, READ_BATCH_BYTES, 1, &mut batch);
+            let pass = read_pass(&self.ws, shared, READ_BATCH_BYTES, limit, &mut batch);
             shared
                 .last_seen
                 .store(shared.now_micros(), Ordering::Release);
             if pass.reply {
                 shared.want_flush(&self.cmd);
             }
-            if let Some(end) = pass.end {
-                // The first reason is kept: the reader, reading next, sees only the
-                // aftermath.
-                shared.end(end);
-                shared.token.give_back();
-                return Led::Ended;
-            }
-            if pass.closed {
-                shared.token.give_back();
-                return Led::Ended;
-            }
             more = pass.more;
-            if let Some(frame) = batch.pop() {
-                if let Some(item) = (self.decode)(frame) {
-                    return Led::Message(item);
+            let mut first = None;
+            let mut went_elsewhere = false;
+            for frame in batch.drain(..) {
+                match ((self.decode)(frame), first.is_some(), ahead.as_deref_mut()) {
+                    (Some(item), true, Some(ahead)) => ahead.push_back(item),
+                    (Some(item), _, _) => first = Some(item),
+                    (None, _, _) => went_elsewhere = true,
                 }
+            }
+            if pass.end.is_some() || pass.closed {
+                // The first reason is kept: the reader, reading next, sees only the
+                // aftermath and ends the link.
+                if let Some(end) = pass.end {
+                    shared.end(end);
+                }
+                shared.token.give_back();
+                return first.map_or(Led::Ended, Led::Message);
+            }
+            if let Some(item) = first {
+                if ahead.is_some_and(|ahead| !ahead.is_empty()) {
+                    // Nobody reads until the backlog is taken: silence proves nothing.
+                    shared.delivering.store(true, Ordering::SeqCst);
+                }
+                return Led::Message(item);
+            }
+            if went_elsewhere {
                 if routed {
                     return Led::Routed;
                 }

@@ -329,6 +329,9 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
 /// waiting for room in it; and the current link's socket, which a consumer waiting for
 /// its next message reads itself when the reader thread lets it (see `lead.rs`).
 struct Inbox<T> {
+    /// What a consumer reading the socket itself read past the message it took: older
+    /// than anything in the channel, so taken first.
+    ahead: Mutex<VecDeque<T>>,
     rx: Receiver<T>,
     stash: Arc<Mutex<VecDeque<T>>>,
     lead: LeadSlot<T>,
@@ -339,8 +342,21 @@ impl<T> Inbox<T> {
         crate::sync::lock(&self.stash).pop_front()
     }
 
+    fn take_ahead(&self) -> Option<T> {
+        let mut ahead = crate::sync::lock(&self.ahead);
+        let item = ahead.pop_front()?;
+        if ahead.is_empty() {
+            drop(ahead);
+            // The reader may read again once the backlog is gone.
+            if let Some(lead) = crate::sync::lock(&self.lead).as_ref() {
+                lead.token().drained();
+            }
+        }
+        Some(item)
+    }
+
     fn len(&self) -> usize {
-        self.rx.len() + crate::sync::lock(&self.stash).len()
+        crate::sync::lock(&self.ahead).len() + self.rx.len() + crate::sync::lock(&self.stash).len()
     }
 }
 
@@ -463,7 +479,12 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             session,
             stats,
             correlator,
-            inbox: Inbox { rx, stash, lead },
+            inbox: Inbox {
+                ahead: Mutex::new(VecDeque::new()),
+                rx,
+                stash,
+                lead,
+            },
             hook,
             _out: PhantomData,
         })
@@ -581,7 +602,11 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
 
     fn next(&self, deadline: Option<std::time::Instant>) -> Result<In, RecvTimeoutError> {
         loop {
-            let message = match self.inbox.rx.try_recv() {
+            let message = match self
+                .inbox
+                .take_ahead()
+                .map_or_else(|| self.inbox.rx.try_recv(), Ok)
+            {
                 Ok(message) => message,
                 Err(TryRecvError::Disconnected) => self
                     .inbox
@@ -612,16 +637,21 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                     let token = lead.token();
                     // The reader hands everything it read over before letting go.
                     if let Ok(message) = self.inbox.rx.try_recv() {
-                        token.leave(false);
+                        token.leave(false, false);
                         return Ok(Some(message));
                     }
-                    return match lead.read(deadline, false) {
+                    let mut ahead = VecDeque::new();
+                    return match lead.read(deadline, false, Some(&mut ahead)) {
                         Led::Message(message) => {
-                            token.leave(true);
+                            let backlog = !ahead.is_empty();
+                            if backlog {
+                                crate::sync::lock(&self.inbox.ahead).append(&mut ahead);
+                            }
+                            token.leave(true, backlog);
                             Ok(Some(message))
                         }
                         Led::TimedOut => {
-                            token.leave(false);
+                            token.leave(false, false);
                             Err(RecvTimeoutError::Timeout)
                         }
                         Led::Ended | Led::Routed => Ok(None),
@@ -655,7 +685,11 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     /// Takes a message if one is waiting, without blocking.
     pub fn try_recv(&self) -> Result<In, TryRecvError> {
         loop {
-            let message = match self.inbox.rx.try_recv() {
+            let message = match self
+                .inbox
+                .take_ahead()
+                .map_or_else(|| self.inbox.rx.try_recv(), Ok)
+            {
                 Err(TryRecvError::Disconnected) => self
                     .inbox
                     .take_stashed()

@@ -1201,3 +1201,67 @@ fn reconnection_is_on_by_default() {
     assert_eq!(up.wait_closed(), CloseReason::Local);
     server.join().unwrap();
 }
+
+#[test]
+fn order_holds_while_reading_passes_between_the_consumer_and_the_reader() {
+    // Bursts and pauses on both sides, around the grace the reader gives a consumer that
+    // reads the socket itself: every hand-over of the read token is crossed many times.
+    const N: u64 = 3000;
+    let (params, server) = serve(|mut ws| {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut id = 1;
+        while id <= N {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            for _ in 0..(rng % 40) {
+                if id > N {
+                    break;
+                }
+                ws.send(Message::text(upstream_frame(id))).unwrap();
+                id += 1;
+            }
+            if rng % 3 == 0 {
+                thread::sleep(Duration::from_micros(rng % 9_000));
+            }
+        }
+        read_until_close(&mut ws);
+    });
+    let up = Arc::new(open(&params, 16));
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut seen = Vec::with_capacity(N as usize);
+    let mut tries = 0;
+    while seen.len() < N as usize {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let message = match rng % 4 {
+            0 => up.try_recv().ok(),
+            1 => up.recv_timeout(Duration::from_micros(rng % 3_000)).ok(),
+            _ => Some(up.recv_timeout(WAIT).unwrap()),
+        };
+        if let Some(m) = message {
+            seen.push(m.transaction_id);
+        }
+        if rng % 50 == 0 {
+            // A consumer busy past the grace: the reader reads ahead meanwhile.
+            thread::sleep(super::lead::GRACE + Duration::from_micros(rng % 4_000));
+        }
+        tries += 1;
+        assert!(tries < 10 * N, "stalled at {}", seen.len());
+    }
+    let first_wrong = seen.iter().zip(1..).position(|(&got, want)| got != want);
+    assert_eq!(
+        first_wrong,
+        None,
+        "out of order from there: {:?}",
+        seen.iter()
+            .skip(first_wrong.unwrap_or(0))
+            .take(8)
+            .collect::<Vec<_>>()
+    );
+    assert!(up.stats().waiting == 0);
+    up.close();
+    up.wait_closed();
+    server.join().unwrap();
+}

@@ -176,8 +176,11 @@ fn session() -> Vec<String> {
 
     // The server goes down: a stream gives up, REST calls and new streams fail.
     let addr = emu.local_addr();
+    let reconnecting = |e: &ConnectionEvent| matches!(e, ConnectionEvent::Reconnecting { .. });
+    let before = events.count(reconnecting);
     emu.shutdown();
-    assert!(events.wait(2, |e| matches!(e, ConnectionEvent::Reconnecting { .. })));
+    // Two attempts since the shutdown: the stream noticed, and is between attempts.
+    assert!(events.wait(before + 2, reconnecting));
     show!(&up
         .send_upstream_ack(2, DevEui::new(DEV_EUI), 1)
         .unwrap_err());
