@@ -1221,7 +1221,7 @@ fn order_holds_while_reading_passes_between_the_consumer_and_the_reader() {
                 ws.send(Message::text(upstream_frame(id))).unwrap();
                 id += 1;
             }
-            if rng % 3 == 0 {
+            if rng.is_multiple_of(3) {
                 thread::sleep(Duration::from_micros(rng % 9_000));
             }
         }
@@ -1243,7 +1243,7 @@ fn order_holds_while_reading_passes_between_the_consumer_and_the_reader() {
         if let Some(m) = message {
             seen.push(m.transaction_id);
         }
-        if rng % 50 == 0 {
+        if rng.is_multiple_of(50) {
             // A consumer busy past the grace: the reader reads ahead meanwhile.
             thread::sleep(super::lead::GRACE + Duration::from_micros(rng % 4_000));
         }
