@@ -143,7 +143,9 @@ impl Held {
     }
 }
 
+/// One remembered uplink.
 struct Entry {
+    key: Key,
     first_transaction_id: u64,
     seen: Instant,
     answer: Option<UpstreamReply>,
@@ -152,35 +154,49 @@ struct Entry {
 
 type Key = Arc<[u8]>;
 
+/// Remembered uplinks sit in a ring in arrival order, which is also the order they
+/// expire in; the maps hold sequence numbers into it. An uplink costs one probe of the
+/// only big table (by payload), and answering it none: the unanswered first copies are
+/// few, and the newest entries of the ring are the ones still in cache.
 #[derive(Default)]
 struct State {
-    entries: HashMap<Key, Entry>,
-    /// Entries in arrival order, to expire them.
-    order: VecDeque<(Instant, u64, Key)>,
+    /// `ring[i]` has sequence number `base + i`.
+    ring: VecDeque<Entry>,
+    base: u64,
+    by_payload: HashMap<Key, u64>,
     /// First copies not answered yet.
-    by_transaction: HashMap<u64, Key>,
+    by_transaction: HashMap<u64, u64>,
     /// Entries with held copies, by when they give up.
-    holding: BTreeMap<(Instant, u64), Key>,
+    holding: BTreeMap<(Instant, u64), u64>,
     stats: DedupStats,
 }
 
 impl State {
+    fn entry(&mut self, seq: u64) -> Option<&mut Entry> {
+        let index = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        self.ring.get_mut(index)
+    }
+
     /// Forgets entries older than the window; copies still held are rejected.
     fn expire(&mut self, now: Instant, window: Duration, out: &mut Vec<UpstreamReply>) {
-        while let Some((seen, id, _)) = self.order.front() {
-            if now.saturating_duration_since(*seen) < window {
+        while self
+            .ring
+            .front()
+            .is_some_and(|e| now.saturating_duration_since(e.seen) >= window)
+        {
+            let Some(entry) = self.ring.pop_front() else {
                 break;
-            }
-            let (seen, id, key) = (*seen, *id, self.order.pop_front().map(|o| o.2));
-            let Some(key) = key else { break };
-            if self
-                .entries
-                .get(&key)
-                .is_some_and(|e| e.first_transaction_id == id && e.seen == seen)
-            {
-                let entry = self.entries.remove(&key).expect("present");
+            };
+            let seq = self.base;
+            self.base += 1;
+            // A payload maps to its entry for as long as the entry lives.
+            self.by_payload.remove(&entry.key);
+            let id = entry.first_transaction_id;
+            if self.by_transaction.get(&id) == Some(&seq) {
                 self.by_transaction.remove(&id);
-                self.holding.retain(|(_, tid), _| *tid != id);
+            }
+            if !entry.held.is_empty() {
+                self.holding.retain(|_, held| *held != seq);
                 self.stats.expired_unanswered += entry.held.len() as u64;
                 out.extend(entry.held.iter().map(Held::give_up));
             }
@@ -193,12 +209,13 @@ impl State {
             if *due > now {
                 break;
             }
-            let Some((_, key)) = self.holding.pop_first() else {
+            let Some((_, seq)) = self.holding.pop_first() else {
                 break;
             };
-            if let Some(entry) = self.entries.get_mut(&key) {
-                self.stats.expired_unanswered += entry.held.len() as u64;
+            if let Some(entry) = self.entry(seq) {
+                let given_up = entry.held.len() as u64;
                 out.extend(entry.held.drain(..).map(|h| h.give_up()));
+                self.stats.expired_unanswered += given_up;
             }
         }
     }
@@ -246,7 +263,7 @@ impl DedupLayer {
     pub(crate) fn stats(&self) -> DedupStats {
         let state = self.inner.lock();
         DedupStats {
-            entries: state.entries.len(),
+            entries: state.ring.len(),
             ..state.stats
         }
     }
@@ -268,52 +285,61 @@ impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
             let mut state = self.inner.lock();
             let state = &mut *state;
             state.expire(now, config.window, &mut out);
-            if let Some(entry) = state.entries.get_mut(&message.phy_payload_no_mic[..]) {
-                state.stats.duplicates += 1;
-                let held = Held::of(&message);
-                if let Some(first) = &entry.answer {
-                    state.stats.answered += 1;
-                    out.push(held.answer(first));
-                } else if now.saturating_duration_since(entry.seen) >= config.answer_within {
-                    state.stats.expired_unanswered += 1;
-                    out.push(held.give_up());
-                } else {
-                    if entry.held.is_empty() {
-                        let key = state
-                            .by_transaction
-                            .get(&entry.first_transaction_id)
-                            .cloned()
-                            .unwrap_or_else(|| message.phy_payload_no_mic.as_slice().into());
-                        state.holding.insert(
-                            (
+            let key: Key = message.phy_payload_no_mic.as_slice().into();
+            let next = state.base + state.ring.len() as u64;
+            let full = state.ring.len() >= config.max_entries;
+            match state.by_payload.entry(key) {
+                std::collections::hash_map::Entry::Occupied(known) => {
+                    let seq = *known.get();
+                    state.stats.duplicates += 1;
+                    let held = Held::of(&message);
+                    let Some(entry) = state.entry(seq) else {
+                        // Unreachable: a payload maps to a live entry. Were it not so,
+                        // the copy goes to the application, not nowhere.
+                        drop(held);
+                        self.post(std::mem::take(&mut out));
+                        return Some(message);
+                    };
+                    let mut hold = None;
+                    if let Some(first) = &entry.answer {
+                        out.push(held.answer(first));
+                        state.stats.answered += 1;
+                    } else if now.saturating_duration_since(entry.seen) >= config.answer_within {
+                        out.push(held.give_up());
+                        state.stats.expired_unanswered += 1;
+                    } else {
+                        if entry.held.is_empty() {
+                            hold = Some((
                                 entry.seen + config.answer_within,
                                 entry.first_transaction_id,
-                            ),
-                            key,
-                        );
+                            ));
+                        }
+                        entry.held.push(held);
+                    }
+                    if let Some(due) = hold {
+                        state.holding.insert(due, seq);
                         wake = true;
                     }
-                    entry.held.push(held);
+                    false
                 }
-                false
-            } else if state.entries.len() >= config.max_entries {
-                state.stats.cap_hits += 1;
-                true
-            } else {
-                let key: Key = message.phy_payload_no_mic.as_slice().into();
-                let id = message.transaction_id;
-                state.entries.insert(
-                    key.clone(),
-                    Entry {
+                std::collections::hash_map::Entry::Vacant(_) if full => {
+                    state.stats.cap_hits += 1;
+                    true
+                }
+                std::collections::hash_map::Entry::Vacant(new) => {
+                    let key = new.key().clone();
+                    new.insert(next);
+                    let id = message.transaction_id;
+                    state.ring.push_back(Entry {
+                        key,
                         first_transaction_id: id,
                         seen: now,
                         answer: None,
                         held: Vec::new(),
-                    },
-                );
-                state.order.push_back((now, id, key.clone()));
-                state.by_transaction.insert(id, key);
-                true
+                    });
+                    state.by_transaction.insert(id, next);
+                    true
+                }
             }
         };
         self.post(out);
@@ -324,22 +350,24 @@ impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
     }
 
     fn sent(&self, reply: &UpstreamReply) -> Vec<UpstreamReply> {
+        let answer_within = self.inner.config.answer_within;
         let mut state = self.inner.lock();
         let state = &mut *state;
-        let Some(key) = state.by_transaction.remove(&reply.transaction_id()) else {
+        let Some(seq) = state.by_transaction.remove(&reply.transaction_id()) else {
             return Vec::new();
         };
-        let Some(entry) = state.entries.get_mut(&key) else {
+        let Some(entry) = state.entry(seq) else {
             return Vec::new();
         };
         entry.answer = Some(reply.clone());
         if entry.held.is_empty() {
             return Vec::new();
         }
-        let due = entry.seen + self.inner.config.answer_within;
-        state.holding.remove(&(due, entry.first_transaction_id));
-        state.stats.answered += entry.held.len() as u64;
-        entry.held.drain(..).map(|h| h.answer(reply)).collect()
+        let due = (entry.seen + answer_within, entry.first_transaction_id);
+        let answers: Vec<UpstreamReply> = entry.held.drain(..).map(|h| h.answer(reply)).collect();
+        state.holding.remove(&due);
+        state.stats.answered += answers.len() as u64;
+        answers
     }
 
     fn start(&self, send: HookSend<UpstreamReply>) {
