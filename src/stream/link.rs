@@ -128,6 +128,8 @@ impl Default for LinkOptions {
 pub(crate) struct Outbox<T> {
     pub(crate) tx: Sender<T>,
     pub(crate) stash: Arc<Mutex<VecDeque<T>>>,
+    /// Where the reader waits for room in a full channel.
+    pub(crate) room: Arc<Room>,
     /// The current link's socket, for a consumer that reads it itself (see `lead.rs`).
     pub(crate) lead: LeadSlot<T>,
 }
@@ -140,6 +142,7 @@ impl<T> Clone for Outbox<T> {
         Self {
             tx: self.tx.clone(),
             stash: self.stash.clone(),
+            room: self.room.clone(),
             lead: self.lead.clone(),
         }
     }
@@ -156,23 +159,30 @@ impl<T> Outbox<T> {
     /// Delivers `item`, waiting for room in the channel unless `stop` fires first.
     /// Returns `false` when the receiving side is gone.
     fn deliver(&self, mut item: T, stop: &Receiver<()>, stopped: &mut bool) -> bool {
-        if !*stopped {
-            // Room in the channel is the common case; a select (which allocates and
-            // registers with both channels) is only needed to wait.
+        while !*stopped {
             item = match self.tx.try_send(item) {
                 Ok(()) => return true,
                 Err(crossbeam_channel::TrySendError::Disconnected(_)) => return false,
                 Err(crossbeam_channel::TrySendError::Full(item)) => item,
             };
-            let mut sel = crossbeam_channel::Select::new();
-            let send = sel.send(&self.tx);
-            sel.recv(stop);
-            let oper = sel.select();
-            if oper.index() == send {
-                return oper.send(&self.tx, item).is_ok();
+            // Full: wait until the consumer has taken half (see `Room`), not for each
+            // message it takes.
+            self.room.full.store(true, Ordering::SeqCst);
+            item = match self.tx.try_send(item) {
+                Ok(()) => {
+                    self.room.full.store(false, Ordering::SeqCst);
+                    return true;
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return false,
+                Err(crossbeam_channel::TrySendError::Full(item)) => item,
+            };
+            self.room.wait();
+            if matches!(
+                stop.try_recv(),
+                Err(crossbeam_channel::TryRecvError::Disconnected)
+            ) {
+                *stopped = true;
             }
-            let _ = oper.recv(stop);
-            *stopped = true;
         }
         // Once anything is stashed, the rest goes after it to keep the order.
         let mut stash = lock(&self.stash);
@@ -187,6 +197,47 @@ impl<T> Outbox<T> {
                 true
             }
             Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+/// The reader's wait for room in a full channel. Waiting on the channel itself would
+/// wake the reader for every message the consumer takes (a futex wake on the
+/// consumer's thread, and a park per message on the reader's): a consumer slower than
+/// the reader paid that on each message. The consumer wakes the reader instead once the
+/// channel is half empty ([`Room::taken`]).
+#[derive(Default)]
+pub(crate) struct Room {
+    /// The reader found the channel full and waits (or is about to).
+    full: AtomicBool,
+    lock: Mutex<()>,
+    cv: std::sync::Condvar,
+}
+
+impl Room {
+    /// Longest wait between two looks at the channel and the stop signal, in case a
+    /// wake-up raced with the wait.
+    const RECHECK: Duration = Duration::from_millis(50);
+
+    /// The consumer took a message and `left` remain of `capacity`.
+    #[inline]
+    pub(crate) fn taken(&self, left: usize, capacity: usize) {
+        if self.full.load(Ordering::SeqCst) && left <= capacity / 2 {
+            self.wake();
+        }
+    }
+
+    /// Wakes the reader: there is room, or the link is closing.
+    pub(crate) fn wake(&self) {
+        let _guard = lock(&self.lock);
+        self.full.store(false, Ordering::SeqCst);
+        self.cv.notify_all();
+    }
+
+    fn wait(&self) {
+        let guard = lock(&self.lock);
+        if self.full.load(Ordering::SeqCst) {
+            let _ = self.cv.wait_timeout(guard, Self::RECHECK);
         }
     }
 }
@@ -276,6 +327,8 @@ struct Shared {
     abandoned: AtomicBool,
     /// Who reads the socket: the reader thread or a consumer waiting in `recv`.
     token: Arc<Token>,
+    /// Where the reader waits for room in the channel: closing wakes it.
+    room: Arc<Room>,
 }
 
 impl Shared {
@@ -294,6 +347,7 @@ impl Shared {
 
     fn stop_delivery(&self) {
         lock(&self.stop_tx).take();
+        self.room.wake();
     }
 
     /// A ping or a close was read: its automatic reply waits in tungstenite for a flush.
@@ -428,6 +482,7 @@ impl Link {
             write_grants: AtomicUsize::new(0),
             abandoned: AtomicBool::new(false),
             token: Arc::new(Token::new()),
+            room: outbox.room.clone(),
         });
         let ws = Arc::new(Mutex::new(ws));
         let wire = Box::new(Wire {

@@ -335,11 +335,27 @@ struct Inbox<T> {
     rx: Receiver<T>,
     stash: Arc<Mutex<VecDeque<T>>>,
     lead: LeadSlot<T>,
+    room: Arc<link::Room>,
 }
 
 impl<T> Inbox<T> {
     fn take_stashed(&self) -> Option<T> {
         crate::sync::lock(&self.stash).pop_front()
+    }
+
+    /// Takes from the channel, waking a reader that waits for room once it is half
+    /// empty.
+    #[inline]
+    fn try_take(&self) -> Result<T, TryRecvError> {
+        let item = self.rx.try_recv()?;
+        self.took();
+        Ok(item)
+    }
+
+    #[inline]
+    fn took(&self) {
+        let capacity = self.rx.capacity().unwrap_or(usize::MAX);
+        self.room.taken(self.rx.len(), capacity);
     }
 
     fn take_ahead(&self) -> Option<T> {
@@ -411,9 +427,11 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         let (tx, rx) = crossbeam_channel::bounded(options.capacity.max(1));
         let stash = Arc::new(Mutex::new(VecDeque::new()));
         let lead: LeadSlot<In> = Arc::new(Mutex::new(None));
+        let room = Arc::new(link::Room::default());
         let outbox = Outbox {
             tx,
             stash: stash.clone(),
+            room: room.clone(),
             lead: lead.clone(),
         };
         let link_options = LinkOptions {
@@ -484,6 +502,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                 rx,
                 stash,
                 lead,
+                room,
             },
             hook,
             _out: PhantomData,
@@ -605,7 +624,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             let message = match self
                 .inbox
                 .take_ahead()
-                .map_or_else(|| self.inbox.rx.try_recv(), Ok)
+                .map_or_else(|| self.inbox.try_take(), Ok)
             {
                 Ok(message) => message,
                 Err(TryRecvError::Disconnected) => self
@@ -636,7 +655,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                 Some((lead, Entry::Lead)) => {
                     let token = lead.token();
                     // The reader hands everything it read over before letting go.
-                    if let Ok(message) = self.inbox.rx.try_recv() {
+                    if let Ok(message) = self.inbox.try_take() {
                         token.leave(false, false);
                         return Ok(Some(message));
                     }
@@ -671,7 +690,10 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         };
         drop(waiting);
         match got {
-            Ok(message) => Ok(Some(message)),
+            Ok(message) => {
+                self.inbox.took();
+                Ok(Some(message))
+            }
             // The stash, if anything, after the channel.
             Err(RecvTimeoutError::Disconnected) => self
                 .inbox
@@ -688,7 +710,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             let message = match self
                 .inbox
                 .take_ahead()
-                .map_or_else(|| self.inbox.rx.try_recv(), Ok)
+                .map_or_else(|| self.inbox.try_take(), Ok)
             {
                 Err(TryRecvError::Disconnected) => self
                     .inbox
