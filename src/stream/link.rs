@@ -1,10 +1,14 @@
 //! The engine under every stream connection: one WebSocket, a reader thread and a
 //! writer thread.
 //!
-//! - The reader waits for readability on the TCP descriptor *without* holding the
-//!   WebSocket, then takes it just long enough to read what has arrived, and hands the
-//!   frames (decoded by the caller's function) to a bounded channel. A full channel stops
-//!   the reader, so a slow consumer pushes back down to TCP instead of growing memory.
+//! - Reading: whoever holds the link's read token (`lead.rs`) reads. A consumer waiting
+//!   in `recv` reads the socket itself when the reader thread lets it ([`Lead`]): one
+//!   wake-up per message, as a single-threaded client has. Otherwise the reader thread
+//!   waits for readability on the TCP descriptor *without* holding the WebSocket, then
+//!   takes it just long enough to read what has arrived, and hands the frames (decoded
+//!   by the caller's function) to a bounded channel. A full channel stops the reader
+//!   until the consumer has taken half of it ([`Room`]), so a slow consumer pushes back
+//!   down to TCP instead of growing memory.
 //! - One lock holding reads at most [`READ_BATCH`] frames of any kind and
 //!   [`READ_BATCH_BYTES`] bytes off the socket, and a sender waiting for the lock gets it
 //!   before the reader takes it again: a peer flooding pings or empty continuation frames

@@ -1,5 +1,6 @@
 //! Stream connections: one WebSocket each, a reader and a writer thread, messages
-//! delivered over a bounded crossbeam channel. The generic [`Connection`] and
+//! delivered over a bounded crossbeam channel, or read by the waiting consumer itself
+//! (see `lead.rs`). The generic [`Connection`] and
 //! [`StreamBuilder`] here take their typed forms in `upstream` and `downstream`.
 
 pub(crate) mod connect;
