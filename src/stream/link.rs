@@ -59,11 +59,20 @@ const HAND_OVER: Duration = Duration::from_millis(20);
 /// The socket as the WebSocket sees it: reads stop at a budget the reader sets before
 /// each batch. tungstenite reads continuation and control frames in loops of its own,
 /// so counting messages alone cannot bound a batch.
+///
+/// A read that got less than it asked for found the socket empty: the next read of the
+/// same pass answers "would block" without asking the kernel again. tungstenite asks for
+/// more only when it holds no complete frame, so nothing above the socket waits unseen;
+/// a readiness wait comes next, and finds data that came meanwhile at once. That keeps a
+/// read that can only fail off the path of every message (a lone message costs one
+/// readiness wait and one read, as a blocking read would).
 pub(crate) struct Metered<S> {
     inner: S,
     read_left: usize,
     /// The last read stopped at the budget, not for want of data.
     exhausted: bool,
+    /// The last read found the socket drained.
+    drained: bool,
 }
 
 impl<S> Metered<S> {
@@ -72,19 +81,31 @@ impl<S> Metered<S> {
             inner,
             read_left: READ_BATCH_BYTES,
             exhausted: false,
+            drained: false,
         }
+    }
+
+    /// Before each pass under the lock.
+    fn start_pass(&mut self, budget: usize) {
+        self.read_left = budget;
+        self.exhausted = false;
+        self.drained = false;
     }
 }
 
-impl<S: Read> Read for Metered<S> {
+impl<S: Socket> Read for Metered<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.read_left == 0 {
             self.exhausted = true;
             return Err(io::ErrorKind::WouldBlock.into());
         }
+        if self.drained && !self.inner.has_buffered_input() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         let n = buf.len().min(self.read_left);
         let got = self.inner.read(&mut buf[..n])?;
         self.read_left -= got;
+        self.drained = got < n;
         Ok(got)
     }
 }
@@ -655,9 +676,7 @@ fn read_pass<S: Socket>(
         end: None,
     };
     let mut ws = lock(ws);
-    let socket = ws.get_mut();
-    socket.read_left = budget;
-    socket.exhausted = false;
+    ws.get_mut().start_pass(budget);
     let mut frames = 0;
     let mut batch_bytes = 0;
     loop {
