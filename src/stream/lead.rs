@@ -263,14 +263,20 @@ mod tests {
         token.take();
     }
 
-    #[test]
-    fn the_reader_takes_the_token_back_after_the_grace() {
+    /// A token the reader let go of after serving one waiting consumer.
+    fn released() -> Arc<Token> {
         let token = Arc::new(Token::new());
         let Entry::Wait(waiting) = token.enter() else {
-            unreachable!()
+            unreachable!("the reader holds a new token")
         };
         assert!(token.release());
         drop(waiting);
+        token
+    }
+
+    #[test]
+    fn the_reader_takes_the_token_back_after_the_grace() {
+        let token = released();
         let started = Instant::now();
         token.take();
         assert!(started.elapsed() >= GRACE);
@@ -279,12 +285,7 @@ mod tests {
 
     #[test]
     fn a_reader_asleep_behind_an_idle_consumer_wakes_when_it_leaves() {
-        let token = Arc::new(Token::new());
-        let Entry::Wait(waiting) = token.enter() else {
-            unreachable!()
-        };
-        assert!(token.release());
-        drop(waiting);
+        let token = released();
         assert!(matches!(token.enter(), Entry::Lead));
         let reader = {
             let token = token.clone();
@@ -299,12 +300,7 @@ mod tests {
 
     #[test]
     fn an_ending_link_goes_back_to_the_reader() {
-        let token = Arc::new(Token::new());
-        let Entry::Wait(waiting) = token.enter() else {
-            unreachable!()
-        };
-        assert!(token.release());
-        drop(waiting);
+        let token = released();
         assert!(matches!(token.enter(), Entry::Lead));
         token.give_back();
         token.take();
