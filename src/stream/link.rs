@@ -418,7 +418,7 @@ impl Shared {
 /// What senders share with the writer thread: the WebSocket and its TCP stream.
 struct Wire<S> {
     ws: Arc<Mutex<WebSocket<Metered<S>>>>,
-    tcp: TcpStream,
+    tcp: Arc<TcpStream>,
     write_timeout: Duration,
 }
 
@@ -485,7 +485,9 @@ impl Link {
         T: Send + 'static,
         D: Fn(Bytes) -> Option<T> + Send + Sync + 'static,
     {
-        let tcp = stream.tcp().try_clone().map_err(Error::Io)?;
+        // One descriptor for readiness waits and shutdown, shared by every thread of
+        // the link: a duplicate each cost a `dup` and a `close`.
+        let tcp = Arc::new(stream.tcp().try_clone().map_err(Error::Io)?);
         tcp.set_nonblocking(true).map_err(Error::Io)?;
         let ws =
             WebSocket::from_partially_read(Metered::new(stream), read_ahead, role, Some(config));
@@ -512,7 +514,7 @@ impl Link {
         let ws = Arc::new(Mutex::new(ws));
         let wire = Box::new(Wire {
             ws: ws.clone(),
-            tcp: tcp.try_clone().map_err(Error::Io)?,
+            tcp: tcp.clone(),
             write_timeout: options.write_timeout,
         });
 
@@ -520,7 +522,7 @@ impl Link {
         let pending = Arc::new(Mutex::new(None));
         let lead: Arc<dyn Lead<T>> = Arc::new(Reading {
             ws: ws.clone(),
-            tcp: tcp.try_clone().map_err(Error::Io)?,
+            tcp: tcp.clone(),
             shared: shared.clone(),
             cmd: cmd_tx.clone(),
             decode: decode.clone(),
@@ -535,7 +537,7 @@ impl Link {
         let reader = {
             let (ws, shared, cmd, alive) =
                 (ws.clone(), shared.clone(), cmd_tx.clone(), alive_tx.clone());
-            let tcp = tcp.try_clone().map_err(Error::Io)?;
+            let tcp = tcp.clone();
             std::thread::Builder::new()
                 .name(format!("ran-{}-reader", options.name))
                 .spawn(move || {
@@ -876,7 +878,7 @@ pub(crate) trait Lead<T>: Send + Sync {
 
 struct Reading<S, D, T> {
     ws: Arc<Mutex<WebSocket<Metered<S>>>>,
-    tcp: TcpStream,
+    tcp: Arc<TcpStream>,
     shared: Arc<Shared>,
     cmd: Sender<Command>,
     decode: Arc<D>,
