@@ -1,5 +1,6 @@
 //! The engine under every stream connection: one WebSocket, a reader thread and a
-//! writer thread.
+//! writer loop, which runs on the thread that waits for the link's end (the session's
+//! thread, see [`Link::drive`]).
 //!
 //! - Reading: whoever holds the link's read token (`lead.rs`) reads. A consumer waiting
 //!   in `recv` reads the socket itself when the reader thread lets it ([`Lead`]): one
@@ -17,7 +18,7 @@
 //!   to hand the frame to the socket, and a write that would block waits for writability
 //!   outside the lock, so reads go on meanwhile. Handing each send to another thread and
 //!   waiting for its answer cost two thread wake-ups per message (see `benches/streams.rs`).
-//! - The writer thread does the rest: pong and close replies (flushed on the reader's
+//! - The writer loop does the rest: pong and close replies (flushed on the reader's
 //!   request), keepalive pings and our close.
 //!
 //! The client's streams run on this engine; the emulator, a crate of its own, has its own
@@ -267,7 +268,7 @@ impl Room {
     }
 }
 
-/// What the writer thread is asked to do. At most one of each waits at a time (see
+/// What the writer loop is asked to do. At most one of each waits at a time (see
 /// [`Shared::flush_wanted`] and [`Shared::close_sent`]), so the channel is bounded.
 enum Command {
     /// The reader saw a ping or a close: write the automatic reply.
@@ -415,7 +416,7 @@ impl Shared {
     }
 }
 
-/// What senders share with the writer thread: the WebSocket and its TCP stream.
+/// What senders share with the writer loop: the WebSocket and its TCP stream.
 struct Wire<S> {
     ws: Arc<Mutex<WebSocket<Metered<S>>>>,
     tcp: Arc<TcpStream>,
@@ -464,11 +465,14 @@ pub(crate) struct Link {
     wire: Box<dyn Outgoing>,
     shared: Arc<Shared>,
     done: Receiver<()>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    reader: Mutex<Option<JoinHandle<()>>>,
+    /// The writer's loop, until a thread takes it to run (see [`Link::drive`]).
+    writer: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl Link {
-    /// Starts the reader and writer threads on a socket whose WebSocket upgrade is done;
+    /// Starts the reader thread on a socket whose WebSocket upgrade is done, and readies
+    /// the writer loop for the thread that will wait for the link's end;
     /// `read_ahead` is what the handshake read past its end. Every inbound text or binary
     /// message goes through `decode`; what it returns is delivered to `outbox`.
     pub(crate) fn spawn<S, T, D>(
@@ -552,23 +556,32 @@ impl Link {
                 })
                 .map_err(Error::Io)?
         };
-        let writer = {
+        let writer: Box<dyn FnOnce() + Send> = {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name(format!("ran-{}-writer", options.name))
-                .spawn(move || {
-                    let _alive = alive_tx;
-                    write_loop(&ws, &tcp, &shared, &cmd_rx, &reader_done, &options);
-                })
-                .map_err(Error::Io)?
+            Box::new(move || {
+                let _alive = alive_tx;
+                write_loop(&ws, &tcp, &shared, &cmd_rx, &reader_done, &options);
+            })
         };
         Ok(Link {
             cmd: cmd_tx,
             wire,
             shared,
             done,
-            threads: Mutex::new(vec![reader, writer]),
+            reader: Mutex::new(Some(reader)),
+            writer: Mutex::new(Some(writer)),
         })
+    }
+
+    /// Runs the writer's loop on the calling thread until the link ends; at once if
+    /// another thread runs or ran it. [`wait_closed`](Self::wait_closed) calls it first,
+    /// so the thread that waits for the link's end (the session's) is its writer: a
+    /// thread of its own per connection cost a spawn on every connect.
+    fn drive(&self) {
+        let writer = lock(&self.writer).take();
+        if let Some(writer) = writer {
+            writer();
+        }
     }
 
     /// Sends one text message; returns once it has been written to the socket.
@@ -601,7 +614,7 @@ impl Link {
         }
     }
 
-    /// Commands waiting for the writer thread, for tests of the bound.
+    /// Commands waiting for the writer loop, for tests of the bound.
     #[cfg(test)]
     pub(crate) fn queued_commands(&self) -> usize {
         self.cmd.len()
@@ -612,16 +625,20 @@ impl Link {
         self.shared.closing.load(Ordering::Acquire) || lock(&self.shared.reason).is_some()
     }
 
-    /// Blocks until both threads have exited, and returns why the link ended.
+    /// Blocks until the reader and the writer are done, running the writer here if no
+    /// thread has yet, and returns why the link ended.
     pub(crate) fn wait_closed(&self) -> CloseReason {
+        self.drive();
         let _ = self.done.recv();
-        for thread in lock(&self.threads).drain(..) {
-            let _ = thread.join();
+        let reader = lock(&self.reader).take();
+        if let Some(reader) = reader {
+            let _ = reader.join();
         }
         self.reason().unwrap_or(CloseReason::Local)
     }
 
-    /// Waits up to `timeout` for both threads to exit; `None` if they are still running.
+    /// Waits up to `timeout` for the reader and the writer to be done; `None` if they are
+    /// still running. Runs nothing itself: the session's thread is the writer.
     pub(crate) fn wait_closed_timeout(&self, timeout: Duration) -> Option<CloseReason> {
         match self.done.recv_timeout(timeout) {
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,

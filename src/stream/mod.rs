@@ -1,7 +1,8 @@
-//! Stream connections: one WebSocket each, a reader and a writer thread, messages
-//! delivered over a bounded crossbeam channel, or read by the waiting consumer itself
-//! (see `lead.rs`). The generic [`Connection`] and
-//! [`StreamBuilder`] here take their typed forms in `upstream` and `downstream`.
+//! Stream connections: one WebSocket each, a reader thread and a thread that writes
+//! keepalive pings and control replies and reconnects, messages delivered over a bounded
+//! crossbeam channel, or read by the waiting consumer itself (see `lead.rs`). The generic
+//! [`Connection`] and [`StreamBuilder`] here take their typed forms in `upstream` and
+//! `downstream`.
 
 pub(crate) mod connect;
 pub(crate) mod correlate;
@@ -385,8 +386,9 @@ pub(crate) struct Collected<In> {
     pub(crate) ended: Option<String>,
 }
 
-/// A stream connection receiving `In` and sending `Out`: one WebSocket, a reader and a
-/// writer thread, messages delivered over a bounded channel.
+/// A stream connection receiving `In` and sending `Out`: one WebSocket, a reader thread
+/// and a thread for pings, control replies and reconnection, messages delivered over a
+/// bounded channel.
 ///
 /// Use it through its two typed forms: an [`UpstreamConnection`](crate::UpstreamConnection)
 /// receives [`UpstreamMessage`](crate::UpstreamMessage)s and sends acks or rejects; a

@@ -1,5 +1,7 @@
 //! A connection's life across links: the current [`Link`], and with reconnection on, a
-//! supervisor thread that replaces it after a failure with exponential backoff.
+//! supervisor thread that replaces it after a failure with exponential backoff (without,
+//! a thread that reports its end). Either thread, while it waits for the link's end, runs
+//! the link's writer loop (see `Link::drive`): two threads per connection, not three.
 //!
 //! Every link of a session delivers into the same channel, and a new link only starts
 //! once the previous one's reader has handed over everything it read, so the consumer
@@ -427,6 +429,9 @@ fn supervise(
                     // A close that raced with the connect must still win.
                     if s.closing.load(Ordering::Acquire) {
                         new.close();
+                        drop(s);
+                        // This thread is the link's writer: the close goes out now.
+                        new.wait_closed();
                         return;
                     }
                     up_since = Instant::now();
