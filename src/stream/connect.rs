@@ -11,6 +11,7 @@ use tungstenite::Bytes;
 
 use super::link::{Link, LinkOptions, Outbox};
 use super::socket::{wait_ready, would_block, Interest, Socket};
+use super::spare::Early;
 use crate::config::AccessToken;
 use crate::error::{ApiError, Error, Result, TimeoutKind};
 
@@ -28,17 +29,21 @@ pub(crate) struct ConnectParams {
 }
 
 /// Opens the connection and starts its threads. Errors name the URL (never the token).
+/// `also` is called once where the handshake first waits for the server, to start
+/// threads meanwhile (see `spare.rs`).
 pub(crate) fn open_link<T, D>(
     params: &ConnectParams,
     options: LinkOptions,
     decode: D,
     outbox: Outbox<T>,
+    also: Option<&mut dyn FnMut()>,
 ) -> Result<Link>
 where
     T: Send + 'static,
     D: Fn(Bytes) -> Option<T> + Send + Sync + 'static,
 {
-    open_link_unnamed(params, options, decode, outbox).map_err(|e| e.at(&params.url))
+    let mut early = Early::new(format!("ran-{}-reader", options.name), also);
+    open_link_unnamed(params, options, decode, outbox, &mut early).map_err(|e| e.at(&params.url))
 }
 
 fn open_link_unnamed<T, D>(
@@ -46,6 +51,7 @@ fn open_link_unnamed<T, D>(
     options: LinkOptions,
     decode: D,
     outbox: Outbox<T>,
+    early: &mut Early<'_>,
 ) -> Result<Link>
 where
     T: Send + 'static,
@@ -83,13 +89,22 @@ where
             io: &mut stream.sock,
             deadline: Instant::now() + params.connect_timeout,
         };
+        // The server takes a while over its answer to the first flight: long enough to
+        // start the connection's threads.
+        while stream.conn.wants_write() {
+            stream
+                .conn
+                .write_tls(&mut sock)
+                .map_err(|e| tls_error(e, params.connect_timeout))?;
+        }
+        early.start();
         while stream.conn.is_handshaking() {
             stream
                 .conn
                 .complete_io(&mut sock)
                 .map_err(|e| tls_error(e, params.connect_timeout))?;
         }
-        let (stream, rest) = handshake(params, &uri, stream)?;
+        let (stream, rest) = handshake(params, &uri, stream, early)?;
         Link::spawn(
             stream,
             rest,
@@ -98,9 +113,10 @@ where
             options,
             decode,
             outbox,
+            early.reader().map_err(Error::Io)?,
         )
     } else {
-        let (stream, rest) = handshake(params, &uri, tcp)?;
+        let (stream, rest) = handshake(params, &uri, tcp, early)?;
         Link::spawn(
             stream,
             rest,
@@ -109,6 +125,7 @@ where
             options,
             decode,
             outbox,
+            early.reader().map_err(Error::Io)?,
         )
     }
 }
@@ -234,6 +251,7 @@ fn handshake<S: Socket>(
     params: &ConnectParams,
     uri: &http::Uri,
     mut stream: S,
+    early: &mut Early<'_>,
 ) -> Result<(S, Vec<u8>)> {
     let deadline = Instant::now() + params.connect_timeout;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -276,6 +294,8 @@ fn handshake<S: Socket>(
     };
     io.write_all(request.as_bytes()).map_err(fail)?;
     io.flush().map_err(fail)?;
+    // Without TLS, the only wait for the server (with TLS, done already).
+    early.start();
 
     let mut buf = Vec::with_capacity(1024);
     let mut read_more = |buf: &mut Vec<u8>| -> Result<bool> {

@@ -38,6 +38,7 @@ use tungstenite::{Bytes, Message, WebSocket};
 
 use super::lead::Token;
 use super::socket::{wait_ready, would_block, Interest, Socket};
+use super::spare::Spare;
 use super::CloseReason;
 use crate::error::{Error, Result};
 use crate::sync::lock;
@@ -471,10 +472,10 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Starts the reader thread on a socket whose WebSocket upgrade is done, and readies
-    /// the writer loop for the thread that will wait for the link's end;
-    /// `read_ahead` is what the handshake read past its end. Every inbound text or binary
-    /// message goes through `decode`; what it returns is delivered to `outbox`.
+    /// Runs the reader on the `reader` thread over a socket whose WebSocket upgrade is
+    /// done, and readies the writer loop for the thread that will wait for the link's
+    /// end; `read_ahead` is what the handshake read past its end. Every inbound text or
+    /// binary message goes through `decode`; what it returns is delivered to `outbox`.
     pub(crate) fn spawn<S, T, D>(
         stream: S,
         read_ahead: Vec<u8>,
@@ -483,6 +484,7 @@ impl Link {
         options: LinkOptions,
         decode: D,
         outbox: Outbox<T>,
+        reader: Spare,
     ) -> Result<Link>
     where
         S: Socket,
@@ -542,19 +544,16 @@ impl Link {
             let (ws, shared, cmd, alive) =
                 (ws.clone(), shared.clone(), cmd_tx.clone(), alive_tx.clone());
             let tcp = tcp.clone();
-            std::thread::Builder::new()
-                .name(format!("ran-{}-reader", options.name))
-                .spawn(move || {
-                    let _alive = (alive, reader_alive);
-                    let reading = Delivery {
-                        decode: &*decode,
-                        outbox: &outbox,
-                        pending: &pending,
-                        stop: &stop_rx,
-                    };
-                    read_loop(&ws, &tcp, &shared, &cmd, reading);
-                })
-                .map_err(Error::Io)?
+            reader.run(move || {
+                let _alive = (alive, reader_alive);
+                let reading = Delivery {
+                    decode: &*decode,
+                    outbox: &outbox,
+                    pending: &pending,
+                    stop: &stop_rx,
+                };
+                read_loop(&ws, &tcp, &shared, &cmd, reading);
+            })
         };
         let writer: Box<dyn FnOnce() + Send> = {
             let shared = shared.clone();

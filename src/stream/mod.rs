@@ -11,6 +11,7 @@ pub(crate) mod lead;
 pub(crate) mod link;
 pub(crate) mod session;
 pub(crate) mod socket;
+mod spare;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -30,7 +31,7 @@ use connect::ConnectParams;
 use lead::Entry;
 use link::{LeadSlot, Led, LinkOptions, Outbox};
 pub use session::{ConnectionEvent, Reconnect};
-use session::{EventHandler, Session};
+use session::{EventHandler, Opener, Session};
 
 /// A message type that travels on a stream: [`UpstreamMessage`](crate::UpstreamMessage)
 /// and [`UpstreamReply`](crate::UpstreamReply) on the upstream,
@@ -450,7 +451,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         let link_correlator = correlator.clone();
         let stats = Arc::new(StreamCounters::new(name));
         let link_stats = stats.clone();
-        let open = move || {
+        let open: Opener = Box::new(move |also| {
             let log_name = log_name.clone();
             let waiters = correlate::FailOnDrop(link_correlator.clone());
             let stats = link_stats.clone();
@@ -475,17 +476,12 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                     }
                 }
             };
-            let link = connect::open_link(&params, link_options.clone(), decode, outbox.clone())?;
+            let link =
+                connect::open_link(&params, link_options.clone(), decode, outbox.clone(), also)?;
             log::debug!("{}: connected to {}", link_options.name, params.url);
             Ok(link)
-        };
-        let session = Session::start(
-            name,
-            Box::new(open),
-            options.reconnect.clone(),
-            events,
-            stats.clone(),
-        )?;
+        });
+        let session = Session::start(name, open, options.reconnect.clone(), events, stats.clone())?;
         if let Some(hook) = &hook {
             let weak = Arc::downgrade(&session);
             let stats = stats.clone();

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::link::Link;
+use super::spare::Spare;
 use super::CloseReason;
 use crate::error::{ApiError, Error, Result};
 use crate::stats::{ConnectionHealth, ConnectionState, StreamCounters};
@@ -136,7 +137,9 @@ impl fmt::Display for ConnectionEvent {
 }
 
 pub(crate) type EventHandler = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
-pub(crate) type Opener = Box<dyn FnMut() -> Result<Link> + Send>;
+/// Opens a link; calls its argument, if any, once the handshake waits for the server
+/// (see `spare.rs`).
+pub(crate) type Opener = Box<dyn FnMut(Option<&mut dyn FnMut()>) -> Result<Link> + Send>;
 
 pub(crate) struct Session {
     name: String,
@@ -167,7 +170,15 @@ impl Session {
         events: Option<EventHandler>,
         stats: Arc<StreamCounters>,
     ) -> Result<Arc<Session>> {
-        let link = Arc::new(open()?);
+        let thread_name = match reconnect {
+            Some(_) => format!("ran-{name}-reconnect"),
+            None => format!("ran-{name}-watch"),
+        };
+        // The session's thread starts while the handshake waits for the server.
+        let mut early = None;
+        let link = Arc::new(open(Some(&mut || {
+            early = Spare::spawn(thread_name.clone()).ok();
+        }))?);
         stats.connected(false);
         let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(0);
         let (alive, supervisor_done) = crossbeam_channel::bounded::<()>(0);
@@ -188,21 +199,21 @@ impl Session {
         // The supervisor holds only a weak reference: dropping the connection must still
         // drop the session. Without reconnection it only reports the end.
         let weak = Arc::downgrade(&session);
-        let handle = match reconnect {
-            Some(policy) => std::thread::Builder::new()
-                .name(format!("ran-{name}-reconnect"))
-                .spawn(move || {
-                    let _alive = alive;
-                    supervise(weak, link, open, policy, wake_rx)
-                }),
-            None => std::thread::Builder::new()
-                .name(format!("ran-{name}-watch"))
-                .spawn(move || {
-                    let _alive = alive;
-                    watch(&weak, &link)
-                }),
+        let thread = match early {
+            Some(spare) => spare,
+            None => Spare::spawn(thread_name).map_err(Error::Io)?,
         };
-        *lock(&session.supervisor) = Some(handle.map_err(Error::Io)?);
+        let handle = match reconnect {
+            Some(policy) => thread.run(move || {
+                let _alive = alive;
+                supervise(weak, link, open, policy, wake_rx)
+            }),
+            None => thread.run(move || {
+                let _alive = alive;
+                watch(&weak, &link)
+            }),
+        };
+        *lock(&session.supervisor) = Some(handle);
         Ok(session)
     }
 
@@ -420,7 +431,7 @@ fn supervise(
             if s.closing.load(Ordering::Acquire) {
                 return;
             }
-            match open() {
+            match open(None) {
                 Ok(new) => {
                     let new = Arc::new(new);
                     s.stats.connected(true);
