@@ -29,21 +29,19 @@ pub(crate) struct ConnectParams {
 }
 
 /// Opens the connection and starts its threads. Errors name the URL (never the token).
-/// `also` is called once where the handshake first waits for the server, to start
-/// threads meanwhile (see `spare.rs`).
+/// The threads start where the handshake first waits for the server (see `spare.rs`).
 pub(crate) fn open_link<T, D>(
     params: &ConnectParams,
     options: LinkOptions,
     decode: D,
     outbox: Outbox<T>,
-    also: Option<&mut dyn FnMut()>,
+    early: &mut Early,
 ) -> Result<Link>
 where
     T: Send + 'static,
     D: Fn(Bytes) -> Option<T> + Send + Sync + 'static,
 {
-    let mut early = Early::new(format!("ran-{}-reader", options.name), also);
-    open_link_unnamed(params, options, decode, outbox, &mut early).map_err(|e| e.at(&params.url))
+    open_link_unnamed(params, options, decode, outbox, early).map_err(|e| e.at(&params.url))
 }
 
 fn open_link_unnamed<T, D>(
@@ -51,7 +49,7 @@ fn open_link_unnamed<T, D>(
     options: LinkOptions,
     decode: D,
     outbox: Outbox<T>,
-    early: &mut Early<'_>,
+    early: &mut Early,
 ) -> Result<Link>
 where
     T: Send + 'static,
@@ -251,7 +249,7 @@ fn handshake<S: Socket>(
     params: &ConnectParams,
     uri: &http::Uri,
     mut stream: S,
-    early: &mut Early<'_>,
+    early: &mut Early,
 ) -> Result<(S, Vec<u8>)> {
     let deadline = Instant::now() + params.connect_timeout;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());

@@ -451,7 +451,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         let link_correlator = correlator.clone();
         let stats = Arc::new(StreamCounters::new(name));
         let link_stats = stats.clone();
-        let open: Opener = Box::new(move |also| {
+        let open: Opener = Box::new(move |early| {
             let log_name = log_name.clone();
             let waiters = correlate::FailOnDrop(link_correlator.clone());
             let stats = link_stats.clone();
@@ -477,7 +477,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                 }
             };
             let link =
-                connect::open_link(&params, link_options.clone(), decode, outbox.clone(), also)?;
+                connect::open_link(&params, link_options.clone(), decode, outbox.clone(), early)?;
             log::debug!("{}: connected to {}", link_options.name, params.url);
             Ok(link)
         });

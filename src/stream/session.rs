@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::link::Link;
-use super::spare::Spare;
+use super::spare::Early;
 use super::CloseReason;
 use crate::error::{ApiError, Error, Result};
 use crate::stats::{ConnectionHealth, ConnectionState, StreamCounters};
@@ -137,9 +137,9 @@ impl fmt::Display for ConnectionEvent {
 }
 
 pub(crate) type EventHandler = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
-/// Opens a link; calls its argument, if any, once the handshake waits for the server
-/// (see `spare.rs`).
-pub(crate) type Opener = Box<dyn FnMut(Option<&mut dyn FnMut()>) -> Result<Link> + Send>;
+/// Opens a link, starting its threads (and any other [`Early`] asks for) where the
+/// handshake waits for the server.
+pub(crate) type Opener = Box<dyn FnMut(&mut Early) -> Result<Link> + Send>;
 
 pub(crate) struct Session {
     name: String,
@@ -175,10 +175,8 @@ impl Session {
             None => format!("ran-{name}-watch"),
         };
         // The session's thread starts while the handshake waits for the server.
-        let mut early = None;
-        let link = Arc::new(open(Some(&mut || {
-            early = Spare::spawn(thread_name.clone()).ok();
-        }))?);
+        let mut early = Early::new(name, Some(thread_name));
+        let link = Arc::new(open(&mut early)?);
         stats.connected(false);
         let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(0);
         let (alive, supervisor_done) = crossbeam_channel::bounded::<()>(0);
@@ -199,10 +197,7 @@ impl Session {
         // The supervisor holds only a weak reference: dropping the connection must still
         // drop the session. Without reconnection it only reports the end.
         let weak = Arc::downgrade(&session);
-        let thread = match early {
-            Some(spare) => spare,
-            None => Spare::spawn(thread_name).map_err(Error::Io)?,
-        };
+        let thread = early.session().map_err(Error::Io)?;
         let handle = match reconnect {
             Some(policy) => thread.run(move || {
                 let _alive = alive;
@@ -431,7 +426,7 @@ fn supervise(
             if s.closing.load(Ordering::Acquire) {
                 return;
             }
-            match open(None) {
+            match open(&mut Early::new(&s.name, None)) {
                 Ok(new) => {
                     let new = Arc::new(new);
                     s.stats.connected(true);

@@ -11,6 +11,8 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crossbeam_channel::Receiver;
+
 use crate::sync::lock;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -33,16 +35,20 @@ pub(crate) struct Spare {
 }
 
 impl Spare {
-    pub(crate) fn spawn(name: String) -> io::Result<Spare> {
+    /// Starts a thread that runs `first`, then waits for its work.
+    pub(crate) fn spawn(name: String, first: impl FnOnce() + Send + 'static) -> io::Result<Spare> {
         let handoff = Arc::new(Mutex::new(Handoff::Waiting));
         let mine = handoff.clone();
-        let handle = std::thread::Builder::new().name(name).spawn(move || loop {
-            let job = std::mem::replace(&mut *lock(&mine), Handoff::Waiting);
-            match job {
-                Handoff::Job(job) => return job(),
-                Handoff::Abandoned => return,
-                // Woken before its work came (a spurious wake-up): wait on.
-                Handoff::Waiting => std::thread::park(),
+        let handle = std::thread::Builder::new().name(name).spawn(move || {
+            first();
+            loop {
+                let job = std::mem::replace(&mut *lock(&mine), Handoff::Waiting);
+                match job {
+                    Handoff::Job(job) => return job(),
+                    Handoff::Abandoned => return,
+                    // Woken before its work came (a spurious wake-up): wait on.
+                    Handoff::Waiting => std::thread::park(),
+                }
             }
         })?;
         Ok(Spare {
@@ -71,20 +77,30 @@ impl Drop for Spare {
     }
 }
 
-/// The threads one `connect` starts early: the link's reader, and whatever its caller
-/// asked for (the session's thread on a first connect).
-pub(crate) struct Early<'a> {
+/// The threads one `connect` starts early: the link's reader, and on a first connect the
+/// session's thread. The caller starts one thread only: the session's starts the reader's,
+/// so the second start costs the caller nothing.
+pub(crate) struct Early {
     reader_name: String,
+    session_name: Option<String>,
+    started: bool,
+    session: Option<Spare>,
     reader: Option<Spare>,
-    also: Option<&'a mut dyn FnMut()>,
+    /// The reader's thread, from the session's thread that starts it.
+    reader_later: Option<Receiver<Spare>>,
 }
 
-impl<'a> Early<'a> {
-    pub(crate) fn new(reader_name: String, also: Option<&'a mut dyn FnMut()>) -> Self {
+impl Early {
+    /// For a connection to `stream`; a first connect also needs the session's thread,
+    /// named `session_name`.
+    pub(crate) fn new(stream: &str, session_name: Option<String>) -> Self {
         Self {
-            reader_name,
+            reader_name: format!("ran-{stream}-reader"),
+            session_name,
+            started: false,
+            session: None,
             reader: None,
-            also,
+            reader_later: None,
         }
     }
 
@@ -92,19 +108,43 @@ impl<'a> Early<'a> {
     /// A thread that cannot be started now is started later, where its error is
     /// reported.
     pub(crate) fn start(&mut self) {
-        if self.reader.is_none() {
-            self.reader = Spare::spawn(self.reader_name.clone()).ok();
+        if std::mem::replace(&mut self.started, true) {
+            return;
         }
-        if let Some(also) = self.also.take() {
-            also();
+        let reader_name = self.reader_name.clone();
+        match &self.session_name {
+            Some(session_name) => {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                let first = move || {
+                    if let Ok(reader) = Spare::spawn(reader_name, || {}) {
+                        let _ = tx.send(reader);
+                    }
+                };
+                self.session = Spare::spawn(session_name.clone(), first).ok();
+                self.reader_later = Some(rx);
+            }
+            None => self.reader = Spare::spawn(reader_name, || {}).ok(),
         }
     }
 
     /// The reader's thread: the one started early, or a new one.
     pub(crate) fn reader(&mut self) -> io::Result<Spare> {
-        match self.reader.take() {
-            Some(spare) => Ok(spare),
-            None => Spare::spawn(self.reader_name.clone()),
+        if let Some(reader) = self.reader.take() {
+            return Ok(reader);
+        }
+        // Ready long since, unless the session's thread could not start it.
+        if let Some(Ok(reader)) = self.reader_later.take().map(|rx| rx.recv()) {
+            return Ok(reader);
+        }
+        Spare::spawn(self.reader_name.clone(), || {})
+    }
+
+    /// The session's thread: the one started early, or a new one.
+    pub(crate) fn session(&mut self) -> io::Result<Spare> {
+        match (self.session.take(), &self.session_name) {
+            (Some(session), _) => Ok(session),
+            (None, Some(name)) => Spare::spawn(name.clone(), || {}),
+            (None, None) => Err(io::Error::other("no session thread was asked for")),
         }
     }
 }
