@@ -6,7 +6,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::protocol::WebSocketConfig;
 use tungstenite::Bytes;
 
 use super::link::{Link, LinkOptions, Outbox};
@@ -106,7 +106,6 @@ where
         Link::spawn(
             stream,
             rest,
-            Role::Client,
             ws_config(params),
             options,
             decode,
@@ -118,7 +117,6 @@ where
         Link::spawn(
             stream,
             rest,
-            Role::Client,
             ws_config(params),
             options,
             decode,

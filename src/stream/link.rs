@@ -479,7 +479,6 @@ impl Link {
     pub(crate) fn spawn<S, T, D>(
         stream: S,
         read_ahead: Vec<u8>,
-        role: Role,
         config: WebSocketConfig,
         options: LinkOptions,
         decode: D,
@@ -495,8 +494,12 @@ impl Link {
         // the link: a duplicate each cost a `dup` and a `close`.
         let tcp = Arc::new(stream.tcp().try_clone().map_err(Error::Io)?);
         tcp.set_nonblocking(true).map_err(Error::Io)?;
-        let ws =
-            WebSocket::from_partially_read(Metered::new(stream), read_ahead, role, Some(config));
+        let ws = WebSocket::from_partially_read(
+            Metered::new(stream),
+            read_ahead,
+            Role::Client,
+            Some(config),
+        );
         let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(COMMANDS);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let (alive_tx, done) = crossbeam_channel::bounded::<()>(0);
