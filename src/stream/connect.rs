@@ -90,10 +90,14 @@ where
         // The server takes a while over its answer to the first flight: long enough to
         // start the connection's threads.
         while stream.conn.wants_write() {
-            stream
+            let written = stream
                 .conn
                 .write_tls(&mut sock)
                 .map_err(|e| tls_error(e, params.connect_timeout))?;
+            if written == 0 {
+                // The socket takes nothing more: `complete_io` below reports it.
+                break;
+            }
         }
         early.start();
         while stream.conn.is_handshaking() {

@@ -472,10 +472,11 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Runs the reader on the `reader` thread over a socket whose WebSocket upgrade is
-    /// done, and readies the writer loop for the thread that will wait for the link's
-    /// end; `read_ahead` is what the handshake read past its end. Every inbound text or
-    /// binary message goes through `decode`; what it returns is delivered to `outbox`.
+    /// Runs the reader on the `reader` thread over a non-blocking socket (the handshake
+    /// left it so) whose WebSocket upgrade is done, and readies the writer loop for the
+    /// thread that will wait for the link's end; `read_ahead` is what the handshake read
+    /// past its end. Every inbound text or binary message goes through `decode`; what it
+    /// returns is delivered to `outbox`.
     pub(crate) fn spawn<S, T, D>(
         stream: S,
         read_ahead: Vec<u8>,
@@ -493,7 +494,6 @@ impl Link {
         // One descriptor for readiness waits and shutdown, shared by every thread of
         // the link: a duplicate each cost a `dup` and a `close`.
         let tcp = Arc::new(stream.tcp().try_clone().map_err(Error::Io)?);
-        tcp.set_nonblocking(true).map_err(Error::Io)?;
         let ws = WebSocket::from_partially_read(
             Metered::new(stream),
             read_ahead,

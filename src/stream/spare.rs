@@ -1,11 +1,11 @@
 //! Threads started before their work is known, so that starting them overlaps a wait.
 //!
 //! A connection needs two threads (the link's reader and the session's), and starting a
-//! thread costs its caller tens of microseconds (`clone`, the stack, the thread's own
-//! set-up competing for the CPU). `connect()` spends longer than that waiting for the
-//! server's first TLS flight, so the threads are started then and handed their work once
-//! the connection is up: a channel send, a few microseconds (`benches/tls.rs`,
-//! `tls_connect`).
+//! thread costs its caller 10-30 µs (`clone3`, the stack, then the thread's own set-up
+//! competing for the CPU). `connect()` spends longer than that waiting for the server's
+//! first TLS flight, so the threads are started then, parked, and handed their work once
+//! the connection is up: an `unpark`, a couple of microseconds. The caller starts only
+//! the session's thread; that one starts the reader's (`benches/tls.rs`, `tls_connect`).
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -46,7 +46,7 @@ impl Spare {
                 match job {
                     Handoff::Job(job) => return job(),
                     Handoff::Abandoned => return,
-                    // Woken before its work came (a spurious wake-up): wait on.
+                    // No work yet (or a spurious wake-up): wait for it.
                     Handoff::Waiting => std::thread::park(),
                 }
             }
