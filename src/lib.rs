@@ -42,8 +42,9 @@
 //!
 //! [`Core::upstream`] and [`Core::downstream`] open WebSocket connections. Each
 //! connection runs a reader thread, which decodes frames into a bounded channel (a slow
-//! consumer pushes back down to TCP instead of growing memory), and a writer thread that
-//! owns every write. Receiving speaks crossbeam's vocabulary: `recv`, `recv_timeout`,
+//! consumer pushes back down to TCP instead of growing memory), and a second thread that
+//! writes keepalive pings and the replies to the server's pings and closes, and
+//! reconnects after a failure. Receiving speaks crossbeam's vocabulary: `recv`, `recv_timeout`,
 //! `try_recv`, `iter`, `try_iter`. A send returns once the frame is written to the
 //! socket. Connections are `Send + Sync`, so worker threads can share one iterator.
 //! Several connections to one stream share its traffic round-robin.

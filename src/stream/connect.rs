@@ -1,15 +1,17 @@
 //! Opening a client WebSocket: TCP with a connect timeout, optional TLS, the upgrade
 //! with the token in the query string, then a [`Link`] on top.
 
+use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::protocol::WebSocketConfig;
 use tungstenite::Bytes;
 
 use super::link::{Link, LinkOptions, Outbox};
-use super::socket::Socket;
+use super::socket::{wait_ready, would_block, Interest, Socket};
+use super::spare::Early;
 use crate::config::AccessToken;
 use crate::error::{ApiError, Error, Result, TimeoutKind};
 
@@ -27,17 +29,19 @@ pub(crate) struct ConnectParams {
 }
 
 /// Opens the connection and starts its threads. Errors name the URL (never the token).
+/// The threads start where the handshake first waits for the server (see `spare.rs`).
 pub(crate) fn open_link<T, D>(
     params: &ConnectParams,
     options: LinkOptions,
     decode: D,
     outbox: Outbox<T>,
+    early: &mut Early,
 ) -> Result<Link>
 where
     T: Send + 'static,
     D: Fn(Bytes) -> Option<T> + Send + Sync + 'static,
 {
-    open_link_unnamed(params, options, decode, outbox).map_err(|e| e.at(&params.url))
+    open_link_unnamed(params, options, decode, outbox, early).map_err(|e| e.at(&params.url))
 }
 
 fn open_link_unnamed<T, D>(
@@ -45,6 +49,7 @@ fn open_link_unnamed<T, D>(
     options: LinkOptions,
     decode: D,
     outbox: Outbox<T>,
+    early: &mut Early,
 ) -> Result<Link>
 where
     T: Send + 'static,
@@ -79,72 +84,108 @@ where
             .map_err(|e| Error::tls("TLS setup", e))?;
         let mut stream = rustls::StreamOwned::new(conn, tcp);
         let mut sock = UntilDeadline {
-            tcp: &stream.sock,
+            io: &mut stream.sock,
             deadline: Instant::now() + params.connect_timeout,
         };
+        // The server takes a while over its answer to the first flight: long enough to
+        // start the connection's threads.
+        while stream.conn.wants_write() {
+            let written = stream
+                .conn
+                .write_tls(&mut sock)
+                .map_err(|e| tls_error(e, params.connect_timeout))?;
+            if written == 0 {
+                // The socket takes nothing more: `complete_io` below reports it.
+                break;
+            }
+        }
+        early.start();
         while stream.conn.is_handshaking() {
             stream
                 .conn
                 .complete_io(&mut sock)
                 .map_err(|e| tls_error(e, params.connect_timeout))?;
         }
-        let (stream, rest) = handshake(params, &uri, stream)?;
+        let (stream, rest) = handshake(params, &uri, stream, early)?;
         Link::spawn(
             stream,
             rest,
-            Role::Client,
             ws_config(params),
             options,
             decode,
             outbox,
+            early.reader().map_err(Error::Io)?,
         )
     } else {
-        let (stream, rest) = handshake(params, &uri, tcp)?;
+        let (stream, rest) = handshake(params, &uri, tcp, early)?;
         Link::spawn(
             stream,
             rest,
-            Role::Client,
             ws_config(params),
             options,
             decode,
             outbox,
+            early.reader().map_err(Error::Io)?,
         )
     }
 }
 
-/// The TCP stream of a handshake: every read and write waits at most until the deadline.
-/// Socket timeouts alone bound one read, and rustls and the upgrade both read until they
-/// are done, so a server dripping a byte at a time could stretch them without end.
-struct UntilDeadline<'a> {
-    tcp: &'a TcpStream,
+/// A socket in non-blocking mode used as a blocking one whose every read and write waits
+/// at most until the deadline. A timeout per call alone would not bound the handshake:
+/// rustls and the upgrade both read until they are done, so a server dripping a byte at a
+/// time could stretch them without end. Readiness waits on the descriptor instead of
+/// socket timeouts: setting `SO_RCVTIMEO`/`SO_SNDTIMEO` before every call (and clearing
+/// them for the link) cost a system call each.
+struct UntilDeadline<'a, S> {
+    io: &'a mut S,
     deadline: Instant,
 }
 
-impl UntilDeadline<'_> {
-    fn left(&self) -> std::io::Result<Duration> {
+impl<S: Socket> UntilDeadline<'_, S> {
+    /// Waits for `interest` until the deadline; `TimedOut` once it has passed.
+    fn wait(&self, interest: Interest) -> std::io::Result<()> {
         let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if left.is_zero() || !wait_ready(self.io.tcp(), interest, Some(left))? {
             return Err(std::io::ErrorKind::TimedOut.into());
         }
-        Ok(left)
+        Ok(())
+    }
+
+    /// Runs `op` until it does not report "not ready", waiting for `interest` between.
+    fn retry<R>(
+        &mut self,
+        interest: Interest,
+        mut op: impl FnMut(&mut S) -> std::io::Result<R>,
+    ) -> std::io::Result<R> {
+        loop {
+            match op(self.io) {
+                Err(e) if would_block(&e) => self.wait(interest)?,
+                other => return other,
+            }
+        }
     }
 }
 
-impl std::io::Read for UntilDeadline<'_> {
+impl<S: Socket> Read for UntilDeadline<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.tcp.set_read_timeout(Some(self.left()?))?;
-        std::io::Read::read(&mut self.tcp, buf)
+        self.retry(Interest::Read, |io| io.read(buf))
     }
 }
 
-impl std::io::Write for UntilDeadline<'_> {
+impl<S: Socket> Write for UntilDeadline<'_, S> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tcp.set_write_timeout(Some(self.left()?))?;
-        std::io::Write::write(&mut self.tcp, buf)
+        self.retry(Interest::Write, |io| io.write(buf))
+    }
+
+    /// rustls writes the records it has queued as one vector: without this, each would
+    /// be a system call and a TCP segment of its own (the client's last handshake flight
+    /// is two records).
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.retry(Interest::Write, |io| io.write_vectored(bufs))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::Write::flush(&mut self.tcp)
+        self.retry(Interest::Write, |io| io.flush())
     }
 }
 
@@ -156,8 +197,9 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
             Ok(tcp) => {
                 // Acks are small and latency-bound; Nagle would hold them back.
                 tcp.set_nodelay(true).map_err(Error::Io)?;
-                tcp.set_read_timeout(Some(timeout)).map_err(Error::Io)?;
-                tcp.set_write_timeout(Some(timeout)).map_err(Error::Io)?;
+                // The handshakes wait for readiness until their deadline (`UntilDeadline`);
+                // the link needs the socket non-blocking anyway.
+                tcp.set_nonblocking(true).map_err(Error::Io)?;
                 return Ok(tcp);
             }
             Err(e) => last = Some(e),
@@ -175,7 +217,7 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
 }
 
 fn tls_error(e: std::io::Error, timeout: Duration) -> Error {
-    if super::socket::would_block(&e) || e.kind() == std::io::ErrorKind::TimedOut {
+    if would_block(&e) || e.kind() == std::io::ErrorKind::TimedOut {
         return Error::timeout(
             TimeoutKind::TlsHandshake,
             format!("TLS handshake took longer than {timeout:?}"),
@@ -209,6 +251,7 @@ fn handshake<S: Socket>(
     params: &ConnectParams,
     uri: &http::Uri,
     mut stream: S,
+    early: &mut Early,
 ) -> Result<(S, Vec<u8>)> {
     let deadline = Instant::now() + params.connect_timeout;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -237,38 +280,27 @@ fn handshake<S: Socket>(
             ),
         )
     };
-    let io = |e: std::io::Error| {
-        if super::socket::would_block(&e) || e.kind() == std::io::ErrorKind::TimedOut {
+    let fail = |e: std::io::Error| {
+        if would_block(&e) || e.kind() == std::io::ErrorKind::TimedOut {
             timeout()
         } else {
             Error::Io(e)
         }
     };
-    // Each operation waits at most for the time left (see `UntilDeadline`; the socket
-    // here may be TLS, so the timeout is set on the TCP stream underneath).
-    let left = || {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            Err(timeout())
-        } else {
-            Ok(left)
-        }
+    // Each operation waits at most for the time left (see `UntilDeadline`).
+    let mut io = UntilDeadline {
+        io: &mut stream,
+        deadline,
     };
-    stream
-        .tcp()
-        .set_write_timeout(Some(left()?))
-        .map_err(Error::Io)?;
-    stream.write_all(request.as_bytes()).map_err(io)?;
-    stream.flush().map_err(io)?;
+    io.write_all(request.as_bytes()).map_err(fail)?;
+    io.flush().map_err(fail)?;
+    // Without TLS, the only wait for the server (with TLS, done already).
+    early.start();
 
     let mut buf = Vec::with_capacity(1024);
     let mut read_more = |buf: &mut Vec<u8>| -> Result<bool> {
-        stream
-            .tcp()
-            .set_read_timeout(Some(left()?))
-            .map_err(Error::Io)?;
         let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).map_err(io)?;
+        let n = io.read(&mut chunk).map_err(fail)?;
         buf.extend_from_slice(&chunk[..n]);
         Ok(n > 0)
     };
@@ -334,8 +366,6 @@ fn handshake<S: Socket>(
     }
     // Frames the server sent right after its answer are the WebSocket's to read.
     let rest = buf.split_off(head_len);
-    stream.tcp().set_read_timeout(None).map_err(Error::Io)?;
-    stream.tcp().set_write_timeout(None).map_err(Error::Io)?;
     Ok((stream, rest))
 }
 

@@ -1,5 +1,6 @@
 //! The engine under every stream connection: one WebSocket, a reader thread and a
-//! writer thread.
+//! writer loop, which runs on the thread that waits for the link's end (the session's
+//! thread, see [`Link::drive`]).
 //!
 //! - Reading: whoever holds the link's read token (`lead.rs`) reads. A consumer waiting
 //!   in `recv` reads the socket itself when the reader thread lets it ([`Lead`]): one
@@ -17,7 +18,7 @@
 //!   to hand the frame to the socket, and a write that would block waits for writability
 //!   outside the lock, so reads go on meanwhile. Handing each send to another thread and
 //!   waiting for its answer cost two thread wake-ups per message (see `benches/streams.rs`).
-//! - The writer thread does the rest: pong and close replies (flushed on the reader's
+//! - The writer loop does the rest: pong and close replies (flushed on the reader's
 //!   request), keepalive pings and our close.
 //!
 //! The client's streams run on this engine; the emulator, a crate of its own, has its own
@@ -37,6 +38,7 @@ use tungstenite::{Bytes, Message, WebSocket};
 
 use super::lead::Token;
 use super::socket::{wait_ready, would_block, Interest, Socket};
+use super::spare::Spare;
 use super::CloseReason;
 use crate::error::{Error, Result};
 use crate::sync::lock;
@@ -267,7 +269,7 @@ impl Room {
     }
 }
 
-/// What the writer thread is asked to do. At most one of each waits at a time (see
+/// What the writer loop is asked to do. At most one of each waits at a time (see
 /// [`Shared::flush_wanted`] and [`Shared::close_sent`]), so the channel is bounded.
 enum Command {
     /// The reader saw a ping or a close: write the automatic reply.
@@ -415,10 +417,10 @@ impl Shared {
     }
 }
 
-/// What senders share with the writer thread: the WebSocket and its TCP stream.
+/// What senders share with the writer loop: the WebSocket and its TCP stream.
 struct Wire<S> {
     ws: Arc<Mutex<WebSocket<Metered<S>>>>,
-    tcp: TcpStream,
+    tcp: Arc<TcpStream>,
     write_timeout: Duration,
 }
 
@@ -464,31 +466,40 @@ pub(crate) struct Link {
     wire: Box<dyn Outgoing>,
     shared: Arc<Shared>,
     done: Receiver<()>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    reader: Mutex<Option<JoinHandle<()>>>,
+    /// The writer's loop, until a thread takes it to run (see [`Link::drive`]).
+    writer: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl Link {
-    /// Starts the reader and writer threads on a socket whose WebSocket upgrade is done;
-    /// `read_ahead` is what the handshake read past its end. Every inbound text or binary
-    /// message goes through `decode`; what it returns is delivered to `outbox`.
+    /// Runs the reader on the `reader` thread over a non-blocking socket (the handshake
+    /// left it so) whose WebSocket upgrade is done, and readies the writer loop for the
+    /// thread that will wait for the link's end; `read_ahead` is what the handshake read
+    /// past its end. Every inbound text or binary message goes through `decode`; what it
+    /// returns is delivered to `outbox`.
     pub(crate) fn spawn<S, T, D>(
         stream: S,
         read_ahead: Vec<u8>,
-        role: Role,
         config: WebSocketConfig,
         options: LinkOptions,
         decode: D,
         outbox: Outbox<T>,
+        reader: Spare,
     ) -> Result<Link>
     where
         S: Socket,
         T: Send + 'static,
         D: Fn(Bytes) -> Option<T> + Send + Sync + 'static,
     {
-        let tcp = stream.tcp().try_clone().map_err(Error::Io)?;
-        tcp.set_nonblocking(true).map_err(Error::Io)?;
-        let ws =
-            WebSocket::from_partially_read(Metered::new(stream), read_ahead, role, Some(config));
+        // One descriptor for readiness waits and shutdown, shared by every thread of
+        // the link: a duplicate each cost a `dup` and a `close`.
+        let tcp = Arc::new(stream.tcp().try_clone().map_err(Error::Io)?);
+        let ws = WebSocket::from_partially_read(
+            Metered::new(stream),
+            read_ahead,
+            Role::Client,
+            Some(config),
+        );
         let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(COMMANDS);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let (alive_tx, done) = crossbeam_channel::bounded::<()>(0);
@@ -512,7 +523,7 @@ impl Link {
         let ws = Arc::new(Mutex::new(ws));
         let wire = Box::new(Wire {
             ws: ws.clone(),
-            tcp: tcp.try_clone().map_err(Error::Io)?,
+            tcp: tcp.clone(),
             write_timeout: options.write_timeout,
         });
 
@@ -520,7 +531,7 @@ impl Link {
         let pending = Arc::new(Mutex::new(None));
         let lead: Arc<dyn Lead<T>> = Arc::new(Reading {
             ws: ws.clone(),
-            tcp: tcp.try_clone().map_err(Error::Io)?,
+            tcp: tcp.clone(),
             shared: shared.clone(),
             cmd: cmd_tx.clone(),
             decode: decode.clone(),
@@ -535,38 +546,44 @@ impl Link {
         let reader = {
             let (ws, shared, cmd, alive) =
                 (ws.clone(), shared.clone(), cmd_tx.clone(), alive_tx.clone());
-            let tcp = tcp.try_clone().map_err(Error::Io)?;
-            std::thread::Builder::new()
-                .name(format!("ran-{}-reader", options.name))
-                .spawn(move || {
-                    let _alive = (alive, reader_alive);
-                    let reading = Delivery {
-                        decode: &*decode,
-                        outbox: &outbox,
-                        pending: &pending,
-                        stop: &stop_rx,
-                    };
-                    read_loop(&ws, &tcp, &shared, &cmd, reading);
-                })
-                .map_err(Error::Io)?
+            let tcp = tcp.clone();
+            reader.run(move || {
+                let _alive = (alive, reader_alive);
+                let reading = Delivery {
+                    decode: &*decode,
+                    outbox: &outbox,
+                    pending: &pending,
+                    stop: &stop_rx,
+                };
+                read_loop(&ws, &tcp, &shared, &cmd, reading);
+            })
         };
-        let writer = {
+        let writer: Box<dyn FnOnce() + Send> = {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name(format!("ran-{}-writer", options.name))
-                .spawn(move || {
-                    let _alive = alive_tx;
-                    write_loop(&ws, &tcp, &shared, &cmd_rx, &reader_done, &options);
-                })
-                .map_err(Error::Io)?
+            Box::new(move || {
+                let _alive = alive_tx;
+                write_loop(&ws, &tcp, &shared, &cmd_rx, &reader_done, &options);
+            })
         };
         Ok(Link {
             cmd: cmd_tx,
             wire,
             shared,
             done,
-            threads: Mutex::new(vec![reader, writer]),
+            reader: Mutex::new(Some(reader)),
+            writer: Mutex::new(Some(writer)),
         })
+    }
+
+    /// Runs the writer's loop on the calling thread until the link ends; at once if
+    /// another thread runs or ran it. [`wait_closed`](Self::wait_closed) calls it first,
+    /// so the thread that waits for the link's end (the session's) is its writer: a
+    /// thread of its own per connection cost a spawn on every connect.
+    fn drive(&self) {
+        let writer = lock(&self.writer).take();
+        if let Some(writer) = writer {
+            writer();
+        }
     }
 
     /// Sends one text message; returns once it has been written to the socket.
@@ -599,7 +616,7 @@ impl Link {
         }
     }
 
-    /// Commands waiting for the writer thread, for tests of the bound.
+    /// Commands waiting for the writer loop, for tests of the bound.
     #[cfg(test)]
     pub(crate) fn queued_commands(&self) -> usize {
         self.cmd.len()
@@ -610,16 +627,20 @@ impl Link {
         self.shared.closing.load(Ordering::Acquire) || lock(&self.shared.reason).is_some()
     }
 
-    /// Blocks until both threads have exited, and returns why the link ended.
+    /// Blocks until the reader and the writer are done, running the writer here if no
+    /// thread has yet, and returns why the link ended.
     pub(crate) fn wait_closed(&self) -> CloseReason {
+        self.drive();
         let _ = self.done.recv();
-        for thread in lock(&self.threads).drain(..) {
-            let _ = thread.join();
+        let reader = lock(&self.reader).take();
+        if let Some(reader) = reader {
+            let _ = reader.join();
         }
         self.reason().unwrap_or(CloseReason::Local)
     }
 
-    /// Waits up to `timeout` for both threads to exit; `None` if they are still running.
+    /// Waits up to `timeout` for the reader and the writer to be done; `None` if they are
+    /// still running. Runs nothing itself: the session's thread is the writer.
     pub(crate) fn wait_closed_timeout(&self, timeout: Duration) -> Option<CloseReason> {
         match self.done.recv_timeout(timeout) {
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
@@ -876,7 +897,7 @@ pub(crate) trait Lead<T>: Send + Sync {
 
 struct Reading<S, D, T> {
     ws: Arc<Mutex<WebSocket<Metered<S>>>>,
-    tcp: TcpStream,
+    tcp: Arc<TcpStream>,
     shared: Arc<Shared>,
     cmd: Sender<Command>,
     decode: Arc<D>,

@@ -1,7 +1,8 @@
-//! Stream connections: one WebSocket each, a reader and a writer thread, messages
-//! delivered over a bounded crossbeam channel, or read by the waiting consumer itself
-//! (see `lead.rs`). The generic [`Connection`] and
-//! [`StreamBuilder`] here take their typed forms in `upstream` and `downstream`.
+//! Stream connections: one WebSocket each, a reader thread and a thread that writes
+//! keepalive pings and control replies and reconnects, messages delivered over a bounded
+//! crossbeam channel, or read by the waiting consumer itself (see `lead.rs`). The generic
+//! [`Connection`] and [`StreamBuilder`] here take their typed forms in `upstream` and
+//! `downstream`.
 
 pub(crate) mod connect;
 pub(crate) mod correlate;
@@ -10,6 +11,7 @@ pub(crate) mod lead;
 pub(crate) mod link;
 pub(crate) mod session;
 pub(crate) mod socket;
+mod spare;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -29,7 +31,7 @@ use connect::ConnectParams;
 use lead::Entry;
 use link::{LeadSlot, Led, LinkOptions, Outbox};
 pub use session::{ConnectionEvent, Reconnect};
-use session::{EventHandler, Session};
+use session::{EventHandler, Opener, Session};
 
 /// A message type that travels on a stream: [`UpstreamMessage`](crate::UpstreamMessage)
 /// and [`UpstreamReply`](crate::UpstreamReply) on the upstream,
@@ -385,8 +387,9 @@ pub(crate) struct Collected<In> {
     pub(crate) ended: Option<String>,
 }
 
-/// A stream connection receiving `In` and sending `Out`: one WebSocket, a reader and a
-/// writer thread, messages delivered over a bounded channel.
+/// A stream connection receiving `In` and sending `Out`: one WebSocket, a reader thread
+/// and a thread for pings, control replies and reconnection, messages delivered over a
+/// bounded channel.
 ///
 /// Use it through its two typed forms: an [`UpstreamConnection`](crate::UpstreamConnection)
 /// receives [`UpstreamMessage`](crate::UpstreamMessage)s and sends acks or rejects; a
@@ -448,7 +451,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         let link_correlator = correlator.clone();
         let stats = Arc::new(StreamCounters::new(name));
         let link_stats = stats.clone();
-        let open = move || {
+        let open: Opener = Box::new(move |early| {
             let log_name = log_name.clone();
             let waiters = correlate::FailOnDrop(link_correlator.clone());
             let stats = link_stats.clone();
@@ -473,17 +476,12 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                     }
                 }
             };
-            let link = connect::open_link(&params, link_options.clone(), decode, outbox.clone())?;
+            let link =
+                connect::open_link(&params, link_options.clone(), decode, outbox.clone(), early)?;
             log::debug!("{}: connected to {}", link_options.name, params.url);
             Ok(link)
-        };
-        let session = Session::start(
-            name,
-            Box::new(open),
-            options.reconnect.clone(),
-            events,
-            stats.clone(),
-        )?;
+        });
+        let session = Session::start(name, open, options.reconnect.clone(), events, stats.clone())?;
         if let Some(hook) = &hook {
             let weak = Arc::downgrade(&session);
             let stats = stats.clone();

@@ -1,5 +1,7 @@
 //! A connection's life across links: the current [`Link`], and with reconnection on, a
-//! supervisor thread that replaces it after a failure with exponential backoff.
+//! supervisor thread that replaces it after a failure with exponential backoff (without,
+//! a thread that reports its end). Either thread, while it waits for the link's end, runs
+//! the link's writer loop (see `Link::drive`): two threads per connection, not three.
 //!
 //! Every link of a session delivers into the same channel, and a new link only starts
 //! once the previous one's reader has handed over everything it read, so the consumer
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::link::Link;
+use super::spare::Early;
 use super::CloseReason;
 use crate::error::{ApiError, Error, Result};
 use crate::stats::{ConnectionHealth, ConnectionState, StreamCounters};
@@ -134,7 +137,9 @@ impl fmt::Display for ConnectionEvent {
 }
 
 pub(crate) type EventHandler = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
-pub(crate) type Opener = Box<dyn FnMut() -> Result<Link> + Send>;
+/// Opens a link, starting its threads (and any other [`Early`] asks for) where the
+/// handshake waits for the server.
+pub(crate) type Opener = Box<dyn FnMut(&mut Early) -> Result<Link> + Send>;
 
 pub(crate) struct Session {
     name: String,
@@ -165,7 +170,13 @@ impl Session {
         events: Option<EventHandler>,
         stats: Arc<StreamCounters>,
     ) -> Result<Arc<Session>> {
-        let link = Arc::new(open()?);
+        let thread_name = match reconnect {
+            Some(_) => format!("ran-{name}-reconnect"),
+            None => format!("ran-{name}-watch"),
+        };
+        // The session's thread starts while the handshake waits for the server.
+        let mut early = Early::new(name, Some(thread_name));
+        let link = Arc::new(open(&mut early)?);
         stats.connected(false);
         let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(0);
         let (alive, supervisor_done) = crossbeam_channel::bounded::<()>(0);
@@ -186,21 +197,18 @@ impl Session {
         // The supervisor holds only a weak reference: dropping the connection must still
         // drop the session. Without reconnection it only reports the end.
         let weak = Arc::downgrade(&session);
+        let thread = early.session().map_err(Error::Io)?;
         let handle = match reconnect {
-            Some(policy) => std::thread::Builder::new()
-                .name(format!("ran-{name}-reconnect"))
-                .spawn(move || {
-                    let _alive = alive;
-                    supervise(weak, link, open, policy, wake_rx)
-                }),
-            None => std::thread::Builder::new()
-                .name(format!("ran-{name}-watch"))
-                .spawn(move || {
-                    let _alive = alive;
-                    watch(&weak, &link)
-                }),
+            Some(policy) => thread.run(move || {
+                let _alive = alive;
+                supervise(weak, link, open, policy, wake_rx)
+            }),
+            None => thread.run(move || {
+                let _alive = alive;
+                watch(&weak, &link)
+            }),
         };
-        *lock(&session.supervisor) = Some(handle.map_err(Error::Io)?);
+        *lock(&session.supervisor) = Some(handle);
         Ok(session)
     }
 
@@ -418,7 +426,7 @@ fn supervise(
             if s.closing.load(Ordering::Acquire) {
                 return;
             }
-            match open() {
+            match open(&mut Early::new(&s.name, None)) {
                 Ok(new) => {
                     let new = Arc::new(new);
                     s.stats.connected(true);
@@ -427,6 +435,9 @@ fn supervise(
                     // A close that raced with the connect must still win.
                     if s.closing.load(Ordering::Acquire) {
                         new.close();
+                        drop(s);
+                        // This thread is the link's writer: the close goes out now.
+                        new.wait_closed();
                         return;
                     }
                     up_since = Instant::now();
