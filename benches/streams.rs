@@ -362,7 +362,7 @@ fn ack_round_trip(report: &mut Report, reps: usize, n: usize) {
         format!("p50 {o50:.1} µs, p99 {o99:.1} µs"),
         format!("p50 {b50:.1} µs, p99 {b99:.1} µs"),
         b50 / o50,
-        "p50 >= 0.67",
+        "p50 >= 0.85",
     );
     report.note(format!(
         "ack_round_trip: {n} round trips per run after {warmup} warm-up, median over runs of each run's percentiles; p99 ratio {:.2}",
