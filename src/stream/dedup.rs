@@ -203,6 +203,43 @@ impl State {
         }
     }
 
+    /// A copy of the uplink remembered as `seq`: answered at once if the first copy's
+    /// answer is known (or overdue), else held for it. `Some(true)` if it is the first
+    /// copy held for that uplink (the worker's next wake-up may be earlier); `None` if
+    /// nothing is remembered as `seq`.
+    fn duplicate(
+        &mut self,
+        seq: u64,
+        message: &UpstreamMessage,
+        now: Instant,
+        config: &Dedup,
+        out: &mut Vec<UpstreamReply>,
+    ) -> Option<bool> {
+        let entry = self.entry(seq)?;
+        let held = Held::of(message);
+        let mut hold = None;
+        if let Some(first) = &entry.answer {
+            out.push(held.answer(first));
+            self.stats.answered += 1;
+        } else if now.saturating_duration_since(entry.seen) >= config.answer_within {
+            out.push(held.give_up());
+            self.stats.expired_unanswered += 1;
+        } else {
+            if entry.held.is_empty() {
+                hold = Some((
+                    entry.seen + config.answer_within,
+                    entry.first_transaction_id,
+                ));
+            }
+            entry.held.push(held);
+        }
+        self.stats.duplicates += 1;
+        if let Some(due) = hold {
+            self.holding.insert(due, seq);
+        }
+        Some(hold.is_some())
+    }
+
     /// Rejects the copies whose first copy was not answered by now.
     fn give_up(&mut self, now: Instant, out: &mut Vec<UpstreamReply>) {
         while let Some(((due, _), _)) = self.holding.first_key_value() {
@@ -291,36 +328,15 @@ impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
             match state.by_payload.entry(key) {
                 std::collections::hash_map::Entry::Occupied(known) => {
                     let seq = *known.get();
-                    state.stats.duplicates += 1;
-                    let held = Held::of(&message);
-                    let Some(entry) = state.entry(seq) else {
-                        // Unreachable: a payload maps to a live entry. Were it not so,
-                        // the copy goes to the application, not nowhere.
-                        drop(held);
-                        self.post(std::mem::take(&mut out));
-                        return Some(message);
-                    };
-                    let mut hold = None;
-                    if let Some(first) = &entry.answer {
-                        out.push(held.answer(first));
-                        state.stats.answered += 1;
-                    } else if now.saturating_duration_since(entry.seen) >= config.answer_within {
-                        out.push(held.give_up());
-                        state.stats.expired_unanswered += 1;
-                    } else {
-                        if entry.held.is_empty() {
-                            hold = Some((
-                                entry.seen + config.answer_within,
-                                entry.first_transaction_id,
-                            ));
+                    match state.duplicate(seq, &message, now, config, &mut out) {
+                        Some(held) => {
+                            wake = held;
+                            false
                         }
-                        entry.held.push(held);
+                        // A payload maps to a live entry; were it not so, the copy goes
+                        // to the application, not nowhere.
+                        None => true,
                     }
-                    if let Some(due) = hold {
-                        state.holding.insert(due, seq);
-                        wake = true;
-                    }
-                    false
                 }
                 std::collections::hash_map::Entry::Vacant(_) if full => {
                     state.stats.cap_hits += 1;
