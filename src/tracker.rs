@@ -11,8 +11,7 @@ use crossbeam_channel::{select, Receiver, RecvError, RecvTimeoutError, Sender, T
 use crate::error::Error;
 use crate::model::{DownstreamAck, DownstreamReply, DownstreamRequest, DownstreamResult};
 use crate::stream::correlate::Correlator;
-use crate::stream::lead::Entry as Turn;
-use crate::stream::link::{LeadSlot, Led};
+use crate::stream::link::{LeadSlot, Led, Turn};
 use crate::stream::session::Session;
 use crate::stream::{encode, Connection};
 
@@ -261,23 +260,18 @@ impl<T: Send + 'static> DownlinkTracker<T> {
             }
             let until = deadline.map_or(wake, |d| d.min(wake));
             // Read the socket ourselves if nobody else does: one wake-up per reply.
-            let waiting = {
-                // Not held while blocked: the link's socket closes with its last handle.
-                let lead = crate::sync::lock(&self.lead).clone();
-                match lead.as_ref().map(|lead| (lead, lead.token().enter())) {
-                    Some((lead, Turn::Lead)) => {
-                        match lead.read(Some(until), true, None) {
-                            Led::Routed => lead.token().leave(true, false),
-                            Led::TimedOut => lead.token().leave(false, false),
-                            // Not a tracked downlink's: the connection's iter() has it.
-                            Led::Message(reply) => lead.deliver(reply),
-                            Led::Ended => {}
-                        }
-                        continue;
+            let waiting = match crate::stream::link::turn(&self.lead) {
+                Turn::Read(lead) => {
+                    match lead.read(Some(until), true, None) {
+                        Led::Routed => lead.token().leave(true, false),
+                        Led::TimedOut => lead.token().leave(false, false),
+                        // Not a tracked downlink's: the connection's iter() has it.
+                        Led::Message(reply) => lead.deliver(reply),
+                        Led::Ended => {}
                     }
-                    Some((_, Turn::Wait(waiting))) => Some(waiting),
-                    None => None,
+                    continue;
                 }
+                Turn::Wait(waiting) => waiting,
             };
             select! {
                 recv(self.replies) -> reply => {

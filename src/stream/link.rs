@@ -36,7 +36,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Bytes, Message, WebSocket};
 
-use super::lead::Token;
+use super::lead::{Entry, Token, Waiting};
 use super::socket::{wait_ready, would_block, Interest, Socket};
 use super::spare::Spare;
 use super::CloseReason;
@@ -820,7 +820,7 @@ fn read_loop<S: Socket, T, D: Fn(Bytes) -> Option<T>>(
             shared.want_flush(cmd);
         }
         shared.delivering.store(true, Ordering::SeqCst);
-        let delivered = !batch.is_empty();
+        let read_messages = !batch.is_empty();
         for frame in batch.drain(..) {
             if let Some(item) = decode(frame) {
                 if !outbox.deliver(item, stop, &mut stopped) {
@@ -839,7 +839,7 @@ fn read_loop<S: Socket, T, D: Fn(Bytes) -> Option<T>>(
             break end;
         }
         // A consumer that waited for these reads the next ones itself.
-        if delivered && !more && !stopped && !last_passes && shared.token.release() {
+        if read_messages && !more && !stopped && !last_passes && shared.token.release() {
             holding = false;
         }
     };
@@ -869,6 +869,27 @@ pub(crate) enum Led<T> {
     TimedOut,
     /// The link is ending; the reader thread has the token back.
     Ended,
+}
+
+/// A receiving thread's turn when nothing waits for it: read the socket itself, or wait
+/// on its channel (counted as waiting, so the reader thread serves it).
+pub(crate) enum Turn<T> {
+    Read(Arc<dyn Lead<T>>),
+    /// Dropping the guard uncounts the waiter. No link is held meanwhile: its socket
+    /// closes with its last handle.
+    Wait(Option<Waiting>),
+}
+
+/// Takes the current link's read token if nobody reads, else counts the caller waiting.
+pub(crate) fn turn<T>(slot: &LeadSlot<T>) -> Turn<T> {
+    let lead = lock(slot).clone();
+    match lead {
+        Some(lead) => match lead.token().enter() {
+            Entry::Lead => Turn::Read(lead),
+            Entry::Wait(waiting) => Turn::Wait(Some(waiting)),
+        },
+        None => Turn::Wait(None),
+    }
 }
 
 /// A consumer's own read of the current link's socket (see `lead.rs`), the socket type
@@ -968,10 +989,15 @@ where
             let mut first = None;
             let mut went_elsewhere = false;
             for frame in batch.drain(..) {
-                match ((self.decode)(frame), first.is_some(), ahead.as_deref_mut()) {
-                    (Some(item), true, Some(ahead)) => ahead.push_back(item),
-                    (Some(item), _, _) => first = Some(item),
-                    (None, _, _) => went_elsewhere = true,
+                let Some(item) = (self.decode)(frame) else {
+                    went_elsewhere = true;
+                    continue;
+                };
+                match (&first, ahead.as_deref_mut()) {
+                    (None, _) => first = Some(item),
+                    (Some(_), Some(ahead)) => ahead.push_back(item),
+                    // Without `ahead` a pass reads one message (`limit`).
+                    (Some(_), None) => unreachable!("a second message in a one-message pass"),
                 }
             }
             if pass.end.is_some() || pass.closed {

@@ -28,8 +28,7 @@ use crate::error::{InvalidInput, Result};
 use crate::stats::{ConnectionHealth, StreamCounters, StreamStats};
 use crate::wire::DEFAULT_MAX_FRAME_SIZE;
 use connect::ConnectParams;
-use lead::Entry;
-use link::{LeadSlot, Led, LinkOptions, Outbox};
+use link::{LeadSlot, Led, LinkOptions, Outbox, Turn};
 pub use session::{ConnectionEvent, Reconnect};
 use session::{EventHandler, Opener, Session};
 
@@ -361,6 +360,11 @@ impl<T> Inbox<T> {
         self.room.taken(self.rx.len(), capacity);
     }
 
+    /// The oldest message waiting: what was read ahead, then the channel.
+    fn try_next(&self) -> Result<T, TryRecvError> {
+        self.take_ahead().map_or_else(|| self.try_take(), Ok)
+    }
+
     fn take_ahead(&self) -> Option<T> {
         let mut ahead = crate::sync::lock(&self.ahead);
         let item = ahead.pop_front()?;
@@ -620,11 +624,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
 
     fn next(&self, deadline: Option<std::time::Instant>) -> Result<In, RecvTimeoutError> {
         loop {
-            let message = match self
-                .inbox
-                .take_ahead()
-                .map_or_else(|| self.inbox.try_take(), Ok)
-            {
+            let message = match self.inbox.try_next() {
                 Ok(message) => message,
                 Err(TryRecvError::Disconnected) => self
                     .inbox
@@ -647,37 +647,32 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         &self,
         deadline: Option<std::time::Instant>,
     ) -> Result<Option<In>, RecvTimeoutError> {
-        let waiting = {
-            // Not held while blocked: the link's socket closes with its last handle.
-            let lead = crate::sync::lock(&self.inbox.lead).clone();
-            match lead.as_ref().map(|lead| (lead, lead.token().enter())) {
-                Some((lead, Entry::Lead)) => {
-                    let token = lead.token();
-                    // The reader hands everything it read over before letting go.
-                    if let Ok(message) = self.inbox.try_take() {
-                        token.leave(false, false);
-                        return Ok(Some(message));
-                    }
-                    let mut ahead = VecDeque::new();
-                    return match lead.read(deadline, false, Some(&mut ahead)) {
-                        Led::Message(message) => {
-                            let backlog = !ahead.is_empty();
-                            if backlog {
-                                crate::sync::lock(&self.inbox.ahead).append(&mut ahead);
-                            }
-                            token.leave(true, backlog);
-                            Ok(Some(message))
-                        }
-                        Led::TimedOut => {
-                            token.leave(false, false);
-                            Err(RecvTimeoutError::Timeout)
-                        }
-                        Led::Ended | Led::Routed => Ok(None),
-                    };
+        let waiting = match link::turn(&self.inbox.lead) {
+            Turn::Read(lead) => {
+                let token = lead.token();
+                // The reader hands everything it read over before letting go.
+                if let Ok(message) = self.inbox.try_take() {
+                    token.leave(false, false);
+                    return Ok(Some(message));
                 }
-                Some((_, Entry::Wait(waiting))) => Some(waiting),
-                None => None,
+                let mut ahead = VecDeque::new();
+                return match lead.read(deadline, false, Some(&mut ahead)) {
+                    Led::Message(message) => {
+                        let backlog = !ahead.is_empty();
+                        if backlog {
+                            crate::sync::lock(&self.inbox.ahead).append(&mut ahead);
+                        }
+                        token.leave(true, backlog);
+                        Ok(Some(message))
+                    }
+                    Led::TimedOut => {
+                        token.leave(false, false);
+                        Err(RecvTimeoutError::Timeout)
+                    }
+                    Led::Ended | Led::Routed => Ok(None),
+                };
             }
+            Turn::Wait(waiting) => waiting,
         };
         let got = match deadline {
             None => self
@@ -706,11 +701,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     /// Takes a message if one is waiting, without blocking.
     pub fn try_recv(&self) -> Result<In, TryRecvError> {
         loop {
-            let message = match self
-                .inbox
-                .take_ahead()
-                .map_or_else(|| self.inbox.try_take(), Ok)
-            {
+            let message = match self.inbox.try_next() {
                 Err(TryRecvError::Disconnected) => self
                     .inbox
                     .take_stashed()
