@@ -52,6 +52,16 @@ pub fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// The median of `ours[i] / base[i]`: each pair ran back to back, so the machine's
+/// drift between pairs (often larger than an overhead being measured) cancels out.
+pub fn paired_ratio(ours: &[f64], base: &[f64]) -> f64 {
+    if ours.len() != base.len() {
+        return f64::NAN;
+    }
+    let mut ratios: Vec<f64> = ours.iter().zip(base).map(|(o, b)| o / b).collect();
+    median(&mut ratios)
+}
+
 /// The `p`-th percentile (0..=100) by nearest rank.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

@@ -9,7 +9,8 @@
 //! while receiving and only wakes on a timer for copies still waiting on an unanswered
 //! first copy.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{hash_map, BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -117,18 +118,17 @@ impl Held {
     }
 
     /// The answer to this copy, given the application's answer to the first.
-    fn answer(&self, first: &UpstreamReply) -> UpstreamReply {
+    fn answer(&self, first: Answer<'_>) -> UpstreamReply {
         match first {
-            UpstreamReply::Ack(ack)
-                if self.mic_challenge.contains(&ack.mic)
-                    && self.dev_euis.contains(&ack.dev_eui) =>
+            Answer::Ack { dev_eui, mic }
+                if self.mic_challenge.contains(&mic) && self.dev_euis.contains(&dev_eui) =>
             {
-                UpstreamAck::new(self.transaction_id, ack.dev_eui, ack.mic).into()
+                UpstreamAck::new(self.transaction_id, dev_eui, mic).into()
             }
-            UpstreamReply::Ack(_) => {
+            Answer::Ack { .. } => {
                 UpstreamReject::new(self.transaction_id, UpstreamRejectResultCode::MicFailed).into()
             }
-            UpstreamReply::Reject(reject) => {
+            Answer::Reject(reject) => {
                 let mut reject = reject.clone();
                 reject.transaction_id = self.transaction_id;
                 reject.into()
@@ -143,105 +143,364 @@ impl Held {
     }
 }
 
-/// One remembered uplink.
-struct Entry {
-    key: Key,
-    first_transaction_id: u64,
-    seen: Instant,
-    answer: Option<UpstreamReply>,
-    held: Vec<Held>,
+/// The application's answer to a first copy, as copies need it.
+#[derive(Clone, Copy)]
+enum Answer<'a> {
+    Ack { dev_eui: DevEui, mic: u32 },
+    Reject(&'a UpstreamReject),
 }
 
-type Key = Arc<[u8]>;
+/// Whether, and how, a first copy was answered; an ack is kept in the entry, a reject
+/// (rare, and larger) in [`State::rejects`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answered {
+    Not,
+    Ack,
+    Reject,
+}
+
+/// One remembered uplink, 48 bytes. Kept small because memory touched for the first
+/// time is most of what remembering costs (measured while the ring fills: a page fault
+/// every few dozen uplinks, each dearer than the layer's own work on them).
+struct Entry {
+    hash: u64,
+    /// Where its payload starts in [`State::payloads`], counted from the first byte ever
+    /// stored there; `len` bytes long.
+    start: u64,
+    len: u16,
+    /// When it arrived, in nanoseconds since [`State::origin`].
+    seen: u64,
+    first_transaction_id: u64,
+    answered: Answered,
+    /// The ack's DevEUI and MIC, when `answered` is `Ack`.
+    dev_eui: DevEui,
+    mic: u32,
+}
 
 /// Remembered uplinks sit in a ring in arrival order, which is also the order they
-/// expire in; the maps hold sequence numbers into it. An uplink costs one probe of the
-/// only big table (by payload), and answering it none: the unanswered first copies are
-/// few, and the newest entries of the ring are the ones still in cache.
-#[derive(Default)]
+/// expire in, and their payloads back to back in a ring of bytes beside it (no
+/// allocation per uplink); the maps hold sequence numbers into the ring. An uplink costs
+/// one hash of its payload and one probe of the only big table, keyed by that hash (a
+/// keyed SipHash: payloads are chosen over the air), so the table never hashes a payload
+/// again as it grows; answering costs no probe of it.
 struct State {
+    origin: Instant,
     /// `ring[i]` has sequence number `base + i`.
     ring: VecDeque<Entry>,
     base: u64,
-    by_payload: HashMap<Key, u64>,
-    /// First copies not answered yet.
-    by_transaction: HashMap<u64, u64>,
-    /// Entries with held copies, by when they give up.
-    holding: BTreeMap<(Instant, u64), u64>,
+    /// `payloads[i]` is byte `payloads_base + i` of all payloads ever remembered.
+    payloads: VecDeque<u8>,
+    payloads_base: u64,
+    hasher: RandomState,
+    by_hash: HashMap<u64, u64, BuildHasherDefault<Prehashed>>,
+    /// First copies not answered yet. Transaction ids come from the RAN, not the air:
+    /// a seeded multiply is hash enough.
+    by_transaction: HashMap<u64, u64, Seeded>,
+    /// The application's rejects of first copies, by sequence number.
+    rejects: HashMap<u64, UpstreamReject>,
+    /// Copies waiting for their first copy's answer, by the first copy's sequence number.
+    held: HashMap<u64, Vec<Held>>,
+    /// Entries with held copies, by when they give up (nanoseconds since `origin`).
+    holding: BTreeMap<(u64, u64), u64>,
     stats: DedupStats,
 }
 
+/// The hasher of a table whose keys are hashes already (seed 0), or of `u64` keys mixed
+/// with a seed ([`Seeded`]).
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; fold anything else rather than lose it.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = if self.0 == 0 {
+            key
+        } else {
+            // The product's halves folded, as foldhash does.
+            let product = u128::from(key ^ self.0) * u128::from(0x9e37_79b9_7f4a_7c15_u64);
+            (product as u64) ^ ((product >> 64) as u64)
+        };
+    }
+}
+
+/// Hashes `u64` keys with a multiply seeded per table.
+#[derive(Clone, Copy)]
+struct Seeded(u64);
+
+impl Seeded {
+    fn new(hasher: &RandomState) -> Self {
+        Self(hasher.hash_one(0x5eed_u64) | 1)
+    }
+}
+
+impl BuildHasher for Seeded {
+    type Hasher = Prehashed;
+
+    fn build_hasher(&self) -> Prehashed {
+        Prehashed(self.0)
+    }
+}
+
+/// What became of an incoming uplink.
+enum Seen {
+    /// A new uplink, remembered: goes to the application.
+    First,
+    /// Goes to the application without being remembered (the cap was hit, another
+    /// remembered payload shares its hash, or it is too long to be a LoRaWAN frame).
+    Unremembered,
+    /// A copy, answered or held. `true`: the first copy held for its uplink (the worker's
+    /// next wake-up may be earlier).
+    Copy(bool),
+}
+
+/// Address space reserved for the ring up front (it is touched only as it fills), so
+/// that filling it does not copy it over and over.
+const RESERVE_ENTRIES: usize = 1 << 20;
+
 impl State {
-    fn entry(&mut self, seq: u64) -> Option<&mut Entry> {
+    fn new(config: &Dedup) -> Self {
+        let hasher = RandomState::new();
+        Self {
+            origin: Instant::now(),
+            ring: VecDeque::with_capacity(config.max_entries.min(RESERVE_ENTRIES)),
+            base: 0,
+            payloads: VecDeque::new(),
+            payloads_base: 0,
+            by_hash: HashMap::default(),
+            by_transaction: HashMap::with_hasher(Seeded::new(&hasher)),
+            hasher,
+            rejects: HashMap::new(),
+            held: HashMap::new(),
+            holding: BTreeMap::new(),
+            stats: DedupStats::default(),
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn index(&self, seq: u64) -> Option<usize> {
         let index = usize::try_from(seq.checked_sub(self.base)?).ok()?;
-        self.ring.get_mut(index)
+        (index < self.ring.len()).then_some(index)
+    }
+
+    fn answer(&self, seq: u64, entry: &Entry) -> Option<Answer<'_>> {
+        match entry.answered {
+            Answered::Not => None,
+            Answered::Ack => Some(Answer::Ack {
+                dev_eui: entry.dev_eui,
+                mic: entry.mic,
+            }),
+            Answered::Reject => self.rejects.get(&seq).map(Answer::Reject),
+        }
+    }
+
+    /// When the next held copies give up.
+    fn next_due(&self) -> Option<Instant> {
+        let ((due, _), _) = self.holding.first_key_value()?;
+        Some(self.origin + Duration::from_nanos(*due))
+    }
+
+    /// Takes one uplink in: remembers it, or answers or holds it as a copy.
+    fn incoming(
+        &mut self,
+        message: &UpstreamMessage,
+        now: Instant,
+        config: &Dedup,
+        out: &mut Vec<UpstreamReply>,
+    ) -> Seen {
+        let now = self.nanos(now);
+        self.expire(now, config.window, out);
+        let payload = message.phy_payload_no_mic.as_slice();
+        let hash = self.hasher.hash_one(payload);
+        let next = self.base + self.ring.len() as u64;
+        match self.by_hash.entry(hash) {
+            hash_map::Entry::Occupied(known) => {
+                let seq = *known.get();
+                let stored = self
+                    .index(seq)
+                    .map(|i| (self.ring[i].start, self.ring[i].len));
+                match stored {
+                    Some(stored) if self.stored_payload_is(stored, payload) => {
+                        Seen::Copy(self.duplicate(seq, message, now, config, out))
+                    }
+                    // Two payloads, one 64-bit keyed hash: not worth a chain; the
+                    // newcomer goes out as if the cap were hit, never nowhere.
+                    _ => Seen::Unremembered,
+                }
+            }
+            hash_map::Entry::Vacant(_) if self.ring.len() >= config.max_entries => {
+                self.stats.cap_hits += 1;
+                Seen::Unremembered
+            }
+            hash_map::Entry::Vacant(new) => {
+                let Ok(len) = u16::try_from(payload.len()) else {
+                    return Seen::Unremembered;
+                };
+                new.insert(next);
+                let id = message.transaction_id;
+                let start = self.payloads_base + self.payloads.len() as u64;
+                self.payloads.extend(payload);
+                self.ring.push_back(Entry {
+                    hash,
+                    start,
+                    len,
+                    seen: now,
+                    first_transaction_id: id,
+                    answered: Answered::Not,
+                    dev_eui: DevEui::new(0),
+                    mic: 0,
+                });
+                self.by_transaction.insert(id, next);
+                Seen::First
+            }
+        }
+    }
+
+    /// Whether the payload stored at `(start, len)` is `payload`.
+    fn stored_payload_is(&self, (start, len): (u64, u16), payload: &[u8]) -> bool {
+        let Some(from) = start
+            .checked_sub(self.payloads_base)
+            .and_then(|i| usize::try_from(i).ok())
+        else {
+            return false;
+        };
+        let to = from + usize::from(len);
+        usize::from(len) == payload.len()
+            && to <= self.payloads.len()
+            && self.payloads.range(from..to).eq(payload.iter())
     }
 
     /// Forgets entries older than the window; copies still held are rejected.
-    fn expire(&mut self, now: Instant, window: Duration, out: &mut Vec<UpstreamReply>) {
+    fn expire(&mut self, now: u64, window: Duration, out: &mut Vec<UpstreamReply>) {
         while self
             .ring
             .front()
-            .is_some_and(|e| now.saturating_duration_since(e.seen) >= window)
+            .is_some_and(|e| Duration::from_nanos(now.saturating_sub(e.seen)) >= window)
         {
             let Some(entry) = self.ring.pop_front() else {
                 break;
             };
             let seq = self.base;
             self.base += 1;
-            // A payload maps to its entry for as long as the entry lives.
-            self.by_payload.remove(&entry.key);
-            let id = entry.first_transaction_id;
-            if self.by_transaction.get(&id) == Some(&seq) {
-                self.by_transaction.remove(&id);
+            // Payloads are stored in ring order: this one is at the front.
+            self.payloads.drain(..usize::from(entry.len));
+            self.payloads_base += u64::from(entry.len);
+            if self.by_hash.get(&entry.hash) == Some(&seq) {
+                self.by_hash.remove(&entry.hash);
             }
-            if !entry.held.is_empty() {
-                self.holding.retain(|_, held| *held != seq);
-                self.stats.expired_unanswered += entry.held.len() as u64;
-                out.extend(entry.held.iter().map(Held::give_up));
+            match entry.answered {
+                Answered::Not => {
+                    let id = entry.first_transaction_id;
+                    if self.by_transaction.get(&id) == Some(&seq) {
+                        self.by_transaction.remove(&id);
+                    }
+                }
+                Answered::Reject => {
+                    self.rejects.remove(&seq);
+                }
+                Answered::Ack => {}
+            }
+            if let Some(held) = self.held.remove(&seq) {
+                self.holding.retain(|_, holder| *holder != seq);
+                self.stats.expired_unanswered += held.len() as u64;
+                out.extend(held.iter().map(Held::give_up));
             }
         }
     }
 
-    /// A copy of the uplink remembered as `seq`: answered at once if the first copy's
-    /// answer is known (or overdue), else held for it. `Some(true)` if it is the first
-    /// copy held for that uplink (the worker's next wake-up may be earlier); `None` if
-    /// nothing is remembered as `seq`.
+    /// A copy of the uplink remembered as `seq` (which is live): answered at once if the
+    /// first copy's answer is known (or overdue), else held for it. `true` if it is the
+    /// first copy held for that uplink.
     fn duplicate(
         &mut self,
         seq: u64,
         message: &UpstreamMessage,
-        now: Instant,
+        now: u64,
         config: &Dedup,
         out: &mut Vec<UpstreamReply>,
-    ) -> Option<bool> {
-        let entry = self.entry(seq)?;
+    ) -> bool {
+        self.stats.duplicates += 1;
+        let Some(index) = self.index(seq) else {
+            return false;
+        };
+        let entry = &self.ring[index];
         let held = Held::of(message);
-        let mut hold = None;
-        if let Some(first) = &entry.answer {
+        if let Some(first) = self.answer(seq, entry) {
             out.push(held.answer(first));
             self.stats.answered += 1;
-        } else if now.saturating_duration_since(entry.seen) >= config.answer_within {
+            return false;
+        }
+        if Duration::from_nanos(now.saturating_sub(entry.seen)) >= config.answer_within {
             out.push(held.give_up());
             self.stats.expired_unanswered += 1;
-        } else {
-            if entry.held.is_empty() {
-                hold = Some((
-                    entry.seen + config.answer_within,
-                    entry.first_transaction_id,
-                ));
-            }
-            entry.held.push(held);
+            return false;
         }
-        self.stats.duplicates += 1;
-        if let Some(due) = hold {
+        let due = (
+            entry.seen.saturating_add(nanos_of(config.answer_within)),
+            entry.first_transaction_id,
+        );
+        let copies = self.held.entry(seq).or_default();
+        copies.push(held);
+        let first_held = copies.len() == 1;
+        if first_held {
             self.holding.insert(due, seq);
         }
-        Some(hold.is_some())
+        first_held
+    }
+
+    /// The application answered a first copy: remembers the answer for later copies
+    /// and returns the answers of the copies held for it.
+    fn answered(&mut self, reply: &UpstreamReply, answer_within: Duration) -> Vec<UpstreamReply> {
+        let Some(seq) = self.by_transaction.remove(&reply.transaction_id()) else {
+            return Vec::new();
+        };
+        let Some(index) = self.index(seq) else {
+            return Vec::new();
+        };
+        let entry = &mut self.ring[index];
+        match reply {
+            UpstreamReply::Ack(ack) => {
+                entry.answered = Answered::Ack;
+                entry.dev_eui = ack.dev_eui;
+                entry.mic = ack.mic;
+            }
+            UpstreamReply::Reject(reject) => {
+                entry.answered = Answered::Reject;
+                self.rejects.insert(seq, reject.clone());
+            }
+        }
+        let Some(held) = self.held.remove(&seq) else {
+            return Vec::new();
+        };
+        let entry = &self.ring[index];
+        let due = (
+            entry.seen.saturating_add(nanos_of(answer_within)),
+            entry.first_transaction_id,
+        );
+        let answers: Vec<UpstreamReply> = match self.answer(seq, entry) {
+            Some(first) => held.iter().map(|copy| copy.answer(first)).collect(),
+            None => Vec::new(),
+        };
+        self.holding.remove(&due);
+        self.stats.answered += answers.len() as u64;
+        answers
     }
 
     /// Rejects the copies whose first copy was not answered by now.
     fn give_up(&mut self, now: Instant, out: &mut Vec<UpstreamReply>) {
+        let now = self.nanos(now);
         while let Some(((due, _), _)) = self.holding.first_key_value() {
             if *due > now {
                 break;
@@ -249,13 +508,16 @@ impl State {
             let Some((_, seq)) = self.holding.pop_first() else {
                 break;
             };
-            if let Some(entry) = self.entry(seq) {
-                let given_up = entry.held.len() as u64;
-                out.extend(entry.held.drain(..).map(|h| h.give_up()));
-                self.stats.expired_unanswered += given_up;
+            if let Some(held) = self.held.remove(&seq) {
+                self.stats.expired_unanswered += held.len() as u64;
+                out.extend(held.iter().map(Held::give_up));
             }
         }
     }
+}
+
+fn nanos_of(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 enum Job {
@@ -289,8 +551,8 @@ impl DedupLayer {
         let _ = worker.set(rx);
         Arc::new(Self {
             inner: Arc::new(Inner {
+                state: Mutex::new(State::new(&config)),
                 config,
-                state: Mutex::new(State::default()),
             }),
             jobs,
             worker,
@@ -315,75 +577,26 @@ impl DedupLayer {
 impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
     fn incoming(&self, message: UpstreamMessage) -> Option<UpstreamMessage> {
         let now = Instant::now();
-        let config = &self.inner.config;
         let mut out = Vec::new();
-        let mut wake = false;
-        let deliver = {
-            let mut state = self.inner.lock();
-            let state = &mut *state;
-            state.expire(now, config.window, &mut out);
-            let key: Key = message.phy_payload_no_mic.as_slice().into();
-            let next = state.base + state.ring.len() as u64;
-            let full = state.ring.len() >= config.max_entries;
-            match state.by_payload.entry(key) {
-                std::collections::hash_map::Entry::Occupied(known) => {
-                    let seq = *known.get();
-                    match state.duplicate(seq, &message, now, config, &mut out) {
-                        Some(held) => {
-                            wake = held;
-                            false
-                        }
-                        // A payload maps to a live entry; were it not so, the copy goes
-                        // to the application, not nowhere.
-                        None => true,
-                    }
-                }
-                std::collections::hash_map::Entry::Vacant(_) if full => {
-                    state.stats.cap_hits += 1;
-                    true
-                }
-                std::collections::hash_map::Entry::Vacant(new) => {
-                    let key = new.key().clone();
-                    new.insert(next);
-                    let id = message.transaction_id;
-                    state.ring.push_back(Entry {
-                        key,
-                        first_transaction_id: id,
-                        seen: now,
-                        answer: None,
-                        held: Vec::new(),
-                    });
-                    state.by_transaction.insert(id, next);
-                    true
-                }
-            }
-        };
+        let seen = self
+            .inner
+            .lock()
+            .incoming(&message, now, &self.inner.config, &mut out);
         self.post(out);
-        if wake {
-            let _ = self.jobs.send(Job::Wake);
+        match seen {
+            Seen::First | Seen::Unremembered => Some(message),
+            Seen::Copy(first_held) => {
+                if first_held {
+                    let _ = self.jobs.send(Job::Wake);
+                }
+                None
+            }
         }
-        deliver.then_some(message)
     }
 
     fn sent(&self, reply: &UpstreamReply) -> Vec<UpstreamReply> {
         let answer_within = self.inner.config.answer_within;
-        let mut state = self.inner.lock();
-        let state = &mut *state;
-        let Some(seq) = state.by_transaction.remove(&reply.transaction_id()) else {
-            return Vec::new();
-        };
-        let Some(entry) = state.entry(seq) else {
-            return Vec::new();
-        };
-        entry.answer = Some(reply.clone());
-        if entry.held.is_empty() {
-            return Vec::new();
-        }
-        let due = (entry.seen + answer_within, entry.first_transaction_id);
-        let answers: Vec<UpstreamReply> = entry.held.drain(..).map(|h| h.answer(reply)).collect();
-        state.holding.remove(&due);
-        state.stats.answered += answers.len() as u64;
-        answers
+        self.inner.lock().answered(reply, answer_within)
     }
 
     fn start(&self, send: HookSend<UpstreamReply>) {
@@ -423,7 +636,7 @@ fn work(inner: &Inner, jobs: &Receiver<Job>, send: &HookSend<UpstreamReply>) {
         let next = {
             let mut state = inner.lock();
             state.give_up(now, &mut out);
-            state.holding.first_key_value().map(|((due, _), _)| *due)
+            state.next_due()
         };
         send_all(out);
         let wait = next.map_or(Duration::from_secs(3600), |due| {
@@ -434,5 +647,116 @@ fn work(inner: &Inner, jobs: &Receiver<Job>, send: &HookSend<UpstreamReply>) {
             Ok(Job::Wake) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uplink(id: u64, payload: &[u8]) -> UpstreamMessage {
+        serde_json::from_value(serde_json::json!({
+            "ProtocolVersion": 1,
+            "TransactionID": id,
+            "DevEUIs": [1],
+            "Radio": {"Frequency": 868100000, "LoRa": {"Spreading": 7, "Bandwidth": 125000},
+                      "RSSI": -52.0, "SNR": 9.25},
+            "PHYPayloadNoMIC": payload,
+            "MICChallenge": [7],
+        }))
+        .unwrap()
+    }
+
+    fn take(state: &mut State, id: u64, payload: &[u8], at: Instant) -> (Seen, Vec<UpstreamReply>) {
+        let config = Dedup::new(Duration::from_secs(60));
+        let mut out = Vec::new();
+        let seen = state.incoming(&uplink(id, payload), at, &config, &mut out);
+        (seen, out)
+    }
+
+    #[test]
+    fn an_entry_stays_small() {
+        assert!(std::mem::size_of::<Entry>() <= 48);
+    }
+
+    #[test]
+    fn payloads_stay_matched_to_their_entries_as_older_ones_expire() {
+        let config = Dedup::new(Duration::from_secs(60));
+        let mut state = State::new(&config);
+        let t0 = state.origin;
+        assert!(matches!(take(&mut state, 1, &[1, 2, 3], t0).0, Seen::First));
+        let t1 = t0 + Duration::from_secs(50);
+        assert!(matches!(take(&mut state, 2, &[4, 5], t1).0, Seen::First));
+        // The first entry (and its three bytes) expires; the second's bytes move to the
+        // front of the byte ring and must still be found.
+        let t2 = t0 + Duration::from_secs(61);
+        let (seen, out) = take(&mut state, 3, &[4, 5], t2);
+        assert!(
+            matches!(seen, Seen::Copy(true)),
+            "held for the unanswered first copy"
+        );
+        assert!(out.is_empty());
+        assert!(matches!(take(&mut state, 4, &[1, 2, 3], t2).0, Seen::First));
+        assert!(matches!(take(&mut state, 5, &[4, 5, 6], t2).0, Seen::First));
+        assert_eq!(state.ring.len(), 3);
+        assert_eq!(state.payloads.len(), 2 + 3 + 3);
+    }
+
+    #[test]
+    fn another_payload_under_a_remembered_hash_is_handed_out_not_taken_for_a_copy() {
+        let config = Dedup::new(Duration::from_secs(60));
+        let mut state = State::new(&config);
+        let t0 = state.origin;
+        assert!(matches!(take(&mut state, 1, &[1, 2, 3], t0).0, Seen::First));
+        // Pretend [9, 9] hashes like [1, 2, 3] (a 64-bit collision).
+        let other = state.hasher.hash_one([9u8, 9].as_slice());
+        state.by_hash.insert(other, 0);
+        let (seen, out) = take(&mut state, 2, &[9, 9], t0);
+        assert!(matches!(seen, Seen::Unremembered));
+        assert!(out.is_empty());
+        assert_eq!(state.stats.duplicates, 0);
+    }
+
+    #[test]
+    fn an_oversized_payload_is_handed_out_unremembered() {
+        let config = Dedup::new(Duration::from_secs(60));
+        let mut state = State::new(&config);
+        let big = vec![0u8; usize::from(u16::MAX) + 1];
+        let t0 = state.origin;
+        assert!(matches!(
+            take(&mut state, 1, &big, t0).0,
+            Seen::Unremembered
+        ));
+        assert!(matches!(
+            take(&mut state, 2, &big, t0).0,
+            Seen::Unremembered
+        ));
+        assert!(state.ring.is_empty());
+    }
+
+    #[test]
+    fn a_copy_gets_the_first_copys_ack_or_reject_from_the_compact_entry() {
+        let config = Dedup::new(Duration::from_secs(60));
+        let mut state = State::new(&config);
+        let t0 = state.origin;
+        take(&mut state, 1, &[1], t0);
+        take(&mut state, 2, &[2], t0);
+        let ack: UpstreamReply = UpstreamAck::new(1, DevEui::new(1), 7).into();
+        assert!(state.answered(&ack, config.answer_within).is_empty());
+        let reject: UpstreamReply = UpstreamReject::new(2, UpstreamRejectResultCode::Other)
+            .with_message("no")
+            .into();
+        assert!(state.answered(&reject, config.answer_within).is_empty());
+        let (_, out) = take(&mut state, 11, &[1], t0);
+        assert_eq!(out, vec![UpstreamAck::new(11, DevEui::new(1), 7).into()]);
+        let (_, out) = take(&mut state, 12, &[2], t0);
+        let expected: UpstreamReply = UpstreamReject::new(12, UpstreamRejectResultCode::Other)
+            .with_message("no")
+            .into();
+        assert_eq!(out, vec![expected]);
+        // Expiry forgets the reject kept beside the ring.
+        take(&mut state, 13, &[3], t0 + Duration::from_secs(61));
+        assert!(state.rejects.is_empty());
+        assert_eq!(state.ring.len(), 1);
     }
 }
