@@ -50,7 +50,7 @@ fn main() {
     let reps = size(5, 1);
     // Overheads of a feature (ours with it against ours without) are a few percent, less
     // than the drift between runs: more pairs, and the median of their ratios.
-    let pairs = size(11, 1);
+    let pairs = size(31, 1);
     let mut report = Report::default();
     println!(
         "stream benchmarks: {} repetitions each, ours and baseline alternating{}",

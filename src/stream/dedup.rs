@@ -9,12 +9,13 @@
 //! while receiving and only wakes on a timer for copies still waiting on an unanswered
 //! first copy.
 
-use std::collections::{hash_map, BTreeMap, HashMap, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use hashbrown::HashTable;
 
 use super::{Hook, HookSend};
 use crate::ids::DevEui;
@@ -64,6 +65,11 @@ impl Dedup {
     /// uplink is handed out without being remembered, so its later copies are handed out
     /// too (each still gets the application's answer); counted in
     /// [`DedupStats::cap_hits`].
+    ///
+    /// Memory: a remembered uplink takes about 55 bytes plus its payload. Room for
+    /// `entries` (at most 2^20) is reserved when the connection opens, as address space
+    /// that pages fill as uplinks are remembered, so that filling up does not copy the
+    /// ring or rehash the table over and over.
     pub fn max_entries(mut self, entries: usize) -> Self {
         self.max_entries = entries;
         self
@@ -192,25 +198,45 @@ struct State {
     payloads: VecDeque<u8>,
     payloads_base: u64,
     hasher: RandomState,
-    by_hash: HashMap<u64, u64, BuildHasherDefault<Prehashed>>,
-    /// First copies not answered yet. Transaction ids come from the RAN, not the air:
-    /// a seeded multiply is hash enough.
-    by_transaction: HashMap<u64, u64, Seeded>,
+    /// Remembered payloads: each slot is a sequence number's low 32 bits (the ring never
+    /// holds 2^32 entries), found by the payload's hash kept in its entry.
+    by_hash: HashTable<u32>,
+    /// First copies not answered yet.
+    by_transaction: U64Map<u64>,
     /// The application's rejects of first copies, by sequence number.
-    rejects: HashMap<u64, UpstreamReject>,
+    rejects: U64Map<UpstreamReject>,
     /// Copies waiting for their first copy's answer, by the first copy's sequence number.
-    held: HashMap<u64, Vec<Held>>,
+    held: U64Map<Vec<Held>>,
     /// Entries with held copies, by when they give up (nanoseconds since `origin`).
     holding: BTreeMap<(u64, u64), u64>,
     stats: DedupStats,
 }
 
-/// The hasher of a table whose keys are hashes already (seed 0), or of `u64` keys mixed
-/// with a seed ([`Seeded`]).
-#[derive(Default)]
-struct Prehashed(u64);
+/// A table keyed by transaction ids (from the RAN, not the air) or sequence numbers
+/// (ours): a seeded multiply is hash enough.
+type U64Map<V> = HashMap<u64, V, Seeded>;
 
-impl Hasher for Prehashed {
+/// Hashes the `u64` keys of a table with a multiply seeded per table.
+#[derive(Clone, Copy)]
+struct Seeded(u64);
+
+impl Seeded {
+    fn new(hasher: &RandomState) -> Self {
+        Self(hasher.hash_one(0x5eed_u64))
+    }
+}
+
+impl BuildHasher for Seeded {
+    type Hasher = SeededHasher;
+
+    fn build_hasher(&self) -> SeededHasher {
+        SeededHasher(self.0)
+    }
+}
+
+struct SeededHasher(u64);
+
+impl Hasher for SeededHasher {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -218,36 +244,14 @@ impl Hasher for Prehashed {
     fn write(&mut self, bytes: &[u8]) {
         // Only u64 keys are hashed here; fold anything else rather than lose it.
         for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            self.write_u64(u64::from(b));
         }
     }
 
     fn write_u64(&mut self, key: u64) {
-        self.0 = if self.0 == 0 {
-            key
-        } else {
-            // The product's halves folded, as foldhash does.
-            let product = u128::from(key ^ self.0) * u128::from(0x9e37_79b9_7f4a_7c15_u64);
-            (product as u64) ^ ((product >> 64) as u64)
-        };
-    }
-}
-
-/// Hashes `u64` keys with a multiply seeded per table.
-#[derive(Clone, Copy)]
-struct Seeded(u64);
-
-impl Seeded {
-    fn new(hasher: &RandomState) -> Self {
-        Self(hasher.hash_one(0x5eed_u64) | 1)
-    }
-}
-
-impl BuildHasher for Seeded {
-    type Hasher = Prehashed;
-
-    fn build_hasher(&self) -> Prehashed {
-        Prehashed(self.0)
+        // The product's halves folded, as foldhash does.
+        let product = u128::from(key ^ self.0) * u128::from(0x9e37_79b9_7f4a_7c15_u64);
+        self.0 = (product as u64) ^ ((product >> 64) as u64);
     }
 }
 
@@ -263,24 +267,26 @@ enum Seen {
     Copy(bool),
 }
 
-/// Address space reserved for the ring up front (it is touched only as it fills), so
-/// that filling it does not copy it over and over.
+/// Entries reserved for up front in the ring and the payload table (memory is touched
+/// only as they fill, but for the table's 1-byte control words), so that filling them
+/// neither copies the ring nor rehashes the table over and over.
 const RESERVE_ENTRIES: usize = 1 << 20;
 
 impl State {
     fn new(config: &Dedup) -> Self {
         let hasher = RandomState::new();
+        let reserve = config.max_entries.min(RESERVE_ENTRIES);
         Self {
             origin: Instant::now(),
-            ring: VecDeque::with_capacity(config.max_entries.min(RESERVE_ENTRIES)),
+            ring: VecDeque::with_capacity(reserve),
             base: 0,
             payloads: VecDeque::new(),
             payloads_base: 0,
-            by_hash: HashMap::default(),
+            by_hash: HashTable::with_capacity(reserve),
             by_transaction: HashMap::with_hasher(Seeded::new(&hasher)),
+            rejects: HashMap::with_hasher(Seeded::new(&hasher)),
+            held: HashMap::with_hasher(Seeded::new(&hasher)),
             hasher,
-            rejects: HashMap::new(),
-            held: HashMap::new(),
             holding: BTreeMap::new(),
             stats: DedupStats::default(),
         }
@@ -288,6 +294,11 @@ impl State {
 
     fn nanos(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The ring index of the entry whose sequence number ends in `low`.
+    fn slot(base: u64, low: u32) -> usize {
+        low.wrapping_sub(base as u32) as usize
     }
 
     fn index(&self, seq: u64) -> Option<usize> {
@@ -325,47 +336,49 @@ impl State {
         let payload = message.phy_payload_no_mic.as_slice();
         let hash = self.hasher.hash_one(payload);
         let next = self.base + self.ring.len() as u64;
-        match self.by_hash.entry(hash) {
-            hash_map::Entry::Occupied(known) => {
-                let seq = *known.get();
-                let stored = self
-                    .index(seq)
-                    .map(|i| (self.ring[i].start, self.ring[i].len));
-                match stored {
-                    Some(stored) if self.stored_payload_is(stored, payload) => {
-                        Seen::Copy(self.duplicate(seq, message, now, config, out))
-                    }
-                    // Two payloads, one 64-bit keyed hash: not worth a chain; the
-                    // newcomer goes out as if the cap were hit, never nowhere.
-                    _ => Seen::Unremembered,
+        let (ring, base) = (&self.ring, self.base);
+        let known = self
+            .by_hash
+            .find(hash, |&low| ring[Self::slot(base, low)].hash == hash)
+            .map(|&low| base + Self::slot(base, low) as u64);
+        if let Some(seq) = known {
+            let stored = self
+                .index(seq)
+                .map(|i| (self.ring[i].start, self.ring[i].len));
+            return match stored {
+                Some(stored) if self.stored_payload_is(stored, payload) => {
+                    Seen::Copy(self.duplicate(seq, message, now, config, out))
                 }
-            }
-            hash_map::Entry::Vacant(_) if self.ring.len() >= config.max_entries => {
-                self.stats.cap_hits += 1;
-                Seen::Unremembered
-            }
-            hash_map::Entry::Vacant(new) => {
-                let Ok(len) = u16::try_from(payload.len()) else {
-                    return Seen::Unremembered;
-                };
-                new.insert(next);
-                let id = message.transaction_id;
-                let start = self.payloads_base + self.payloads.len() as u64;
-                self.payloads.extend(payload);
-                self.ring.push_back(Entry {
-                    hash,
-                    start,
-                    len,
-                    seen: now,
-                    first_transaction_id: id,
-                    answered: Answered::Not,
-                    dev_eui: DevEui::new(0),
-                    mic: 0,
-                });
-                self.by_transaction.insert(id, next);
-                Seen::First
-            }
+                // Two payloads, one 64-bit keyed hash: not worth a chain; the newcomer
+                // goes out as if the cap were hit, never nowhere.
+                _ => Seen::Unremembered,
+            };
         }
+        if self.ring.len() >= config.max_entries.min(u32::MAX as usize) {
+            self.stats.cap_hits += 1;
+            return Seen::Unremembered;
+        }
+        let Ok(len) = u16::try_from(payload.len()) else {
+            return Seen::Unremembered;
+        };
+        let id = message.transaction_id;
+        let start = self.payloads_base + self.payloads.len() as u64;
+        self.payloads.extend(payload);
+        self.ring.push_back(Entry {
+            hash,
+            start,
+            len,
+            seen: now,
+            first_transaction_id: id,
+            answered: Answered::Not,
+            dev_eui: DevEui::new(0),
+            mic: 0,
+        });
+        let ring = &self.ring;
+        self.by_hash
+            .insert_unique(hash, next as u32, |&low| ring[Self::slot(base, low)].hash);
+        self.by_transaction.insert(id, next);
+        Seen::First
     }
 
     /// Whether the payload stored at `(start, len)` is `payload`.
@@ -397,8 +410,11 @@ impl State {
             // Payloads are stored in ring order: this one is at the front.
             self.payloads.drain(..usize::from(entry.len));
             self.payloads_base += u64::from(entry.len);
-            if self.by_hash.get(&entry.hash) == Some(&seq) {
-                self.by_hash.remove(&entry.hash);
+            if let Ok(slot) = self
+                .by_hash
+                .find_entry(entry.hash, |&low| low == seq as u32)
+            {
+                slot.remove();
             }
             match entry.answered {
                 Answered::Not => {
@@ -575,8 +591,12 @@ impl DedupLayer {
 }
 
 impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
-    fn incoming(&self, message: UpstreamMessage) -> Option<UpstreamMessage> {
-        let now = Instant::now();
+    fn incoming(
+        &self,
+        message: UpstreamMessage,
+        read_at: Option<Instant>,
+    ) -> Option<UpstreamMessage> {
+        let now = read_at.unwrap_or_else(Instant::now);
         let mut out = Vec::new();
         let seen = self
             .inner
@@ -710,7 +730,12 @@ mod tests {
         assert!(matches!(take(&mut state, 1, &[1, 2, 3], t0).0, Seen::First));
         // Pretend [9, 9] hashes like [1, 2, 3] (a 64-bit collision).
         let other = state.hasher.hash_one([9u8, 9].as_slice());
-        state.by_hash.insert(other, 0);
+        state.ring[0].hash = other;
+        let ring = &state.ring;
+        state.by_hash.clear();
+        state
+            .by_hash
+            .insert_unique(other, 0, |&low| ring[low as usize].hash);
         let (seen, out) = take(&mut state, 2, &[9, 9], t0);
         assert!(matches!(seen, Seen::Unremembered));
         assert!(out.is_empty());

@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 pub use crossbeam_channel::{RecvError, RecvTimeoutError, TryRecvError};
@@ -212,8 +212,9 @@ pub struct StreamBuilder<'a, In, Out> {
 /// hook's state is not fought over by two threads per message (measured: on the reader
 /// thread, de-duplication halved the ack throughput).
 pub(crate) trait Hook<In, Out>: Send + Sync + 'static {
-    /// `Some` goes on to the channel; `None` was taken care of by the hook.
-    fn incoming(&self, message: In) -> Option<In>;
+    /// `Some` goes to the application; `None` was taken care of by the hook. `read_at`:
+    /// when the message was read off the socket, if known without reading the clock.
+    fn incoming(&self, message: In, read_at: Option<Instant>) -> Option<In>;
     /// `message` was written; returns what must be sent after it.
     fn sent(&self, message: &Out) -> Vec<Out>;
     /// Called once the connection is up, with a way to send on it.
@@ -333,12 +334,23 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
 struct Inbox<T> {
     /// What a consumer reading the socket itself read past the message it took: older
     /// than anything in the channel, so taken first.
-    ahead: Mutex<VecDeque<T>>,
+    ahead: Mutex<Ahead<T>>,
     rx: Receiver<T>,
     stash: Arc<Mutex<VecDeque<T>>>,
     lead: LeadSlot<T>,
     room: Arc<link::Room>,
 }
+
+/// Messages a consumer read past the one it took, and when that read was (for a hook,
+/// which would otherwise read the clock once per message).
+struct Ahead<T> {
+    items: VecDeque<T>,
+    read_at: Option<Instant>,
+}
+
+/// A message taken by a receiving method, with when it was read off the socket if that
+/// is known without reading the clock again.
+type Taken<T> = (T, Option<Instant>);
 
 impl<T> Inbox<T> {
     fn take_stashed(&self) -> Option<T> {
@@ -361,25 +373,31 @@ impl<T> Inbox<T> {
     }
 
     /// The oldest message waiting: what was read ahead, then the channel.
-    fn try_next(&self) -> Result<T, TryRecvError> {
-        self.take_ahead().map_or_else(|| self.try_take(), Ok)
+    fn try_next(&self) -> Result<Taken<T>, TryRecvError> {
+        match self.take_ahead() {
+            Some(taken) => Ok(taken),
+            None => self.try_take().map(|item| (item, None)),
+        }
     }
 
-    fn take_ahead(&self) -> Option<T> {
+    fn take_ahead(&self) -> Option<Taken<T>> {
         let mut ahead = crate::sync::lock(&self.ahead);
-        let item = ahead.pop_front()?;
-        if ahead.is_empty() {
+        let item = ahead.items.pop_front()?;
+        let read_at = ahead.read_at;
+        if ahead.items.is_empty() {
             drop(ahead);
             // The reader may read again once the backlog is gone.
             if let Some(lead) = crate::sync::lock(&self.lead).as_ref() {
                 lead.token().drained();
             }
         }
-        Some(item)
+        Some((item, read_at))
     }
 
     fn len(&self) -> usize {
-        crate::sync::lock(&self.ahead).len() + self.rx.len() + crate::sync::lock(&self.stash).len()
+        crate::sync::lock(&self.ahead).items.len()
+            + self.rx.len()
+            + crate::sync::lock(&self.stash).len()
     }
 }
 
@@ -501,7 +519,10 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             stats,
             correlator,
             inbox: Inbox {
-                ahead: Mutex::new(VecDeque::new()),
+                ahead: Mutex::new(Ahead {
+                    items: VecDeque::new(),
+                    read_at: None,
+                }),
                 rx,
                 stash,
                 lead,
@@ -570,7 +591,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             return Err(e);
         }
         let is_last = |m: &In| m.correlation().is_some_and(|(_, last)| last);
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         let mut got = Vec::new();
         loop {
             match replies.recv_deadline(deadline) {
@@ -619,23 +640,24 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
 
     /// Like [`recv`](Self::recv), waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<In, RecvTimeoutError> {
-        self.next(Some(std::time::Instant::now() + timeout))
+        self.next(Some(Instant::now() + timeout))
     }
 
-    fn next(&self, deadline: Option<std::time::Instant>) -> Result<In, RecvTimeoutError> {
+    fn next(&self, deadline: Option<Instant>) -> Result<In, RecvTimeoutError> {
         loop {
-            let message = match self.inbox.try_next() {
-                Ok(message) => message,
+            let taken = match self.inbox.try_next() {
+                Ok(taken) => taken,
                 Err(TryRecvError::Disconnected) => self
                     .inbox
                     .take_stashed()
+                    .map(|message| (message, None))
                     .ok_or(RecvTimeoutError::Disconnected)?,
                 Err(TryRecvError::Empty) => match self.read_or_wait(deadline)? {
-                    Some(message) => message,
+                    Some(taken) => taken,
                     None => continue,
                 },
             };
-            if let Some(message) = self.pass(message) {
+            if let Some(message) = self.pass(taken) {
                 return Ok(message);
             }
         }
@@ -645,25 +667,29 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     /// per message instead of two), else waits on the channel. `None`: look again.
     fn read_or_wait(
         &self,
-        deadline: Option<std::time::Instant>,
-    ) -> Result<Option<In>, RecvTimeoutError> {
+        deadline: Option<Instant>,
+    ) -> Result<Option<Taken<In>>, RecvTimeoutError> {
         let waiting = match link::turn(&self.inbox.lead) {
             Turn::Read(lead) => {
                 let token = lead.token();
                 // The reader hands everything it read over before letting go.
                 if let Ok(message) = self.inbox.try_take() {
                     token.leave(false, false);
-                    return Ok(Some(message));
+                    return Ok(Some((message, None)));
                 }
                 let mut ahead = VecDeque::new();
                 return match lead.read(deadline, false, Some(&mut ahead)) {
                     Led::Message(message) => {
+                        // One clock reading for the whole pass, and only for a hook.
+                        let read_at = self.hook.as_ref().map(|_| Instant::now());
                         let backlog = !ahead.is_empty();
                         if backlog {
-                            crate::sync::lock(&self.inbox.ahead).append(&mut ahead);
+                            let mut waiting = crate::sync::lock(&self.inbox.ahead);
+                            waiting.items.append(&mut ahead);
+                            waiting.read_at = read_at;
                         }
                         token.leave(true, backlog);
-                        Ok(Some(message))
+                        Ok(Some((message, read_at)))
                     }
                     Led::TimedOut => {
                         token.leave(false, false);
@@ -686,13 +712,13 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         match got {
             Ok(message) => {
                 self.inbox.took();
-                Ok(Some(message))
+                Ok(Some((message, None)))
             }
             // The stash, if anything, after the channel.
             Err(RecvTimeoutError::Disconnected) => self
                 .inbox
                 .take_stashed()
-                .map(Some)
+                .map(|message| Some((message, None)))
                 .ok_or(RecvTimeoutError::Disconnected),
             Err(RecvTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout),
         }
@@ -701,14 +727,15 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     /// Takes a message if one is waiting, without blocking.
     pub fn try_recv(&self) -> Result<In, TryRecvError> {
         loop {
-            let message = match self.inbox.try_next() {
+            let taken = match self.inbox.try_next() {
                 Err(TryRecvError::Disconnected) => self
                     .inbox
                     .take_stashed()
+                    .map(|message| (message, None))
                     .ok_or(TryRecvError::Disconnected)?,
                 other => other?,
             };
-            if let Some(message) = self.pass(message) {
+            if let Some(message) = self.pass(taken) {
                 return Ok(message);
             }
         }
@@ -717,10 +744,10 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     /// Whether `message`, just taken from the channel, goes to the application (the hook
     /// may take it: a duplicate the connection answers itself).
     #[inline]
-    fn pass(&self, message: In) -> Option<In> {
+    fn pass(&self, (message, read_at): Taken<In>) -> Option<In> {
         let passed = match &self.hook {
             None => Some(message),
-            Some(hook) => hook.incoming(message),
+            Some(hook) => hook.incoming(message, read_at),
         };
         if passed.is_some() {
             self.stats.dequeued();
