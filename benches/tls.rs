@@ -30,9 +30,7 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ran_routing::{
-    Core, DevEui, JoinEui, NewDevice, Select, UpstreamAck, UpstreamMessage, UpstreamReply,
-};
+use ran_routing::{Core, UpstreamAck, UpstreamMessage, UpstreamReply};
 use ran_routing_emulator::Emulator;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
@@ -592,43 +590,18 @@ fn connect(tls: &Tls, report: &mut Report, reps: usize, n: usize) {
 // REST over HTTPS
 // ---------------------------------------------------------------------------------------
 
-const JOIN_EUI: u64 = 0x3ced_cf62_4f8b_68f4;
-
-fn dev_eui(i: usize) -> u64 {
-    0x7abe_1b8c_0000_0000 | i as u64
-}
-
-/// Ours; returns the number of TCP connections it opened.
+/// Ours: a `Core` trusting the bench's certificate.
 fn rest_ours(emu: &Emulator, pem: &str, n: usize) -> u64 {
-    let before = emu.accepted_connections();
     let core = Core::builder(emu.token())
         .base_url(&emu.base_url())
         .add_root_certificate_pem(pem.as_bytes())
         .build()
         .unwrap();
-    let table = core.routing_table();
-    for i in 0..n {
-        let device = table
-            .insert(NewDevice::new(
-                DevEui::new(dev_eui(i)),
-                JoinEui::new(JOIN_EUI),
-            ))
-            .unwrap();
-        assert_eq!(device.dev_eui, DevEui::new(dev_eui(i)));
-    }
-    for i in 0..n {
-        let found = table
-            .select(Select::dev_euis([DevEui::new(dev_eui(i))]))
-            .unwrap();
-        assert_eq!(found.len(), 1);
-    }
-    assert_eq!(table.select(Select::all()).unwrap().len(), n);
-    emu.accepted_connections() - before
+    support::rest::ours(emu, &core, n)
 }
 
-/// The baseline: the same requests by hand on a ureq agent trusting the same roots.
+/// The baseline: a ureq agent trusting the same roots.
 fn rest_baseline(emu: &Emulator, pem: &str, n: usize) -> u64 {
-    let before = emu.accepted_connections();
     let roots: Vec<ureq::tls::Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
         .iter()
         .map(|c| ureq::tls::Certificate::from_der(c.as_ref()))
@@ -645,48 +618,7 @@ fn rest_baseline(emu: &Emulator, pem: &str, n: usize) -> u64 {
         )
         .build()
         .into();
-    let base = emu.base_url();
-    let bearer = format!("Bearer {}", emu.token());
-    let insert = format!("{base}/devices/insert");
-    for i in 0..n {
-        let body = format!(
-            r#"{{"DevEUI":"{:016x}","JoinEUI":"{JOIN_EUI:016x}"}}"#,
-            dev_eui(i)
-        );
-        let mut response = agent
-            .post(&insert)
-            .header("Authorization", &bearer)
-            .content_type("application/json")
-            .send(&body)
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let body = response.body_mut().read_to_vec().unwrap();
-        assert!(!body.is_empty());
-    }
-    for i in 0..n {
-        let url = format!("{base}/devices/select?DevEUIs={:016x}", dev_eui(i));
-        let mut response = agent
-            .get(&url)
-            .header("Authorization", &bearer)
-            .call()
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let body = response.body_mut().read_to_vec().unwrap();
-        assert!(body.len() > 2);
-    }
-    let mut response = agent
-        .get(format!("{base}/devices/select"))
-        .header("Authorization", &bearer)
-        .call()
-        .unwrap();
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_vec()
-        .unwrap();
-    assert!(body.len() > n * 100);
-    emu.accepted_connections() - before
+    support::rest::baseline(emu, &agent, n)
 }
 
 fn rest_insert_select(report: &mut Report, reps: usize, n: usize) {

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 pub mod frames;
+pub mod rest;
 
 /// `RAN_BENCH_QUICK=1`: a short smoke run (CI), with figures too noisy to compare.
 pub fn quick() -> bool {

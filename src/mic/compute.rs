@@ -106,13 +106,7 @@ fn first_four(mac: &mut Cmac<Aes128>) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::mic::tests::hex;
 
     /// RFC 4493, section 4: the CMAC primitive itself, so a wrong MIC below points at the
     /// framing rather than the cipher.

@@ -320,13 +320,7 @@ fn block_of(bytes: &[u8]) -> aes::Block {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::mic::tests::hex;
 
     fn key(s: &str) -> AesKey {
         s.parse().unwrap()

@@ -205,3 +205,14 @@ pub fn reply(msg: &UpstreamMessage, outcome: &Result<Solved, MicError>) -> Upstr
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Bytes from a hex string of test vectors.
+    pub(super) fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+}

@@ -106,28 +106,38 @@ where
                 .complete_io(&mut sock)
                 .map_err(|e| tls_error(e, params.connect_timeout))?;
         }
-        let (stream, rest) = handshake(params, &uri, stream, early)?;
-        Link::spawn(
-            stream,
-            rest,
-            ws_config(params),
-            options,
-            decode,
-            outbox,
-            early.reader().map_err(Error::Io)?,
-        )
+        upgrade(params, &uri, stream, options, decode, outbox, early)
     } else {
-        let (stream, rest) = handshake(params, &uri, tcp, early)?;
-        Link::spawn(
-            stream,
-            rest,
-            ws_config(params),
-            options,
-            decode,
-            outbox,
-            early.reader().map_err(Error::Io)?,
-        )
+        upgrade(params, &uri, tcp, options, decode, outbox, early)
     }
+}
+
+/// The WebSocket upgrade on a connected (and, for `wss`, secured) socket, then the
+/// connection's threads.
+fn upgrade<S, T, D>(
+    params: &ConnectParams,
+    uri: &http::Uri,
+    stream: S,
+    options: LinkOptions,
+    decode: D,
+    outbox: Outbox<T>,
+    early: &mut Early,
+) -> Result<Link>
+where
+    S: Socket,
+    T: Send + 'static,
+    D: Fn(Bytes) -> Option<T> + Send + Sync + 'static,
+{
+    let (stream, rest) = handshake(params, uri, stream, early)?;
+    Link::spawn(
+        stream,
+        rest,
+        ws_config(params),
+        options,
+        decode,
+        outbox,
+        early.reader().map_err(Error::Io)?,
+    )
 }
 
 /// A socket in non-blocking mode used as a blocking one whose every read and write waits
