@@ -102,7 +102,7 @@ impl DataUplink {
     /// The frame, MIC included, signed with `nwk_s_key`.
     ///
     /// Fails with [`MicError::TooLong`] when the frame without MIC would exceed
-    /// [`MAX_MESSAGE_LEN`](super::MAX_MESSAGE_LEN) bytes.
+    /// [`MAX_MESSAGE_LEN`] bytes.
     pub fn build(&self, nwk_s_key: &AesKey) -> Result<Vec<u8>, MicError> {
         let len = DATA_HEADER_LEN + self.fport.map_or(0, |_| 1 + self.frm_payload.len());
         if len > MAX_MESSAGE_LEN {
