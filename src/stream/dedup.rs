@@ -351,7 +351,13 @@ impl State {
                 }
                 // Two payloads, one 64-bit keyed hash: not worth a chain; the newcomer
                 // goes out as if the cap were hit, never nowhere.
-                _ => Seen::Unremembered,
+                _ => {
+                    log::debug!(
+                        "upstream: uplink {} shares a payload hash; not remembered",
+                        message.transaction_id
+                    );
+                    Seen::Unremembered
+                }
             };
         }
         if self.ring.len() >= config.max_entries.min(u32::MAX as usize) {
@@ -359,6 +365,10 @@ impl State {
             return Seen::Unremembered;
         }
         let Ok(len) = u16::try_from(payload.len()) else {
+            log::debug!(
+                "upstream: uplink {} is too long to remember",
+                message.transaction_id
+            );
             return Seen::Unremembered;
         };
         let id = message.transaction_id;
@@ -720,6 +730,33 @@ mod tests {
         assert!(matches!(take(&mut state, 5, &[4, 5, 6], t2).0, Seen::First));
         assert_eq!(state.ring.len(), 3);
         assert_eq!(state.payloads.len(), 2 + 3 + 3);
+    }
+
+    #[test]
+    fn sequence_numbers_past_32_bits_still_find_their_entries() {
+        let config = Dedup::new(Duration::from_secs(60));
+        let mut state = State::new(&config);
+        // The table keeps sequence numbers' low 32 bits: start just below the wrap.
+        state.base = u64::from(u32::MAX) - 1;
+        let t0 = state.origin;
+        for i in 0..4u8 {
+            assert!(matches!(
+                take(&mut state, u64::from(i), &[i], t0).0,
+                Seen::First
+            ));
+        }
+        for i in 0..4u8 {
+            let (seen, _) = take(&mut state, 10 + u64::from(i), &[i], t0);
+            assert!(matches!(seen, Seen::Copy(_)), "copy of uplink {i}");
+        }
+        // Expiry removes the right slots across the wrap too.
+        take(&mut state, 20, &[9], t0 + Duration::from_secs(61));
+        assert_eq!(state.ring.len(), 1);
+        assert_eq!(state.by_hash.len(), 1);
+        assert!(matches!(
+            take(&mut state, 21, &[9], t0 + Duration::from_secs(61)).0,
+            Seen::Copy(_)
+        ));
     }
 
     #[test]
