@@ -301,6 +301,12 @@ impl State {
         low.wrapping_sub(base as u32) as usize
     }
 
+    /// The payload hash of the entry a table slot points at (every slot points at a live
+    /// entry; a miss is a bug, which must not become a panic on the consumer's thread).
+    fn hash_at(ring: &VecDeque<Entry>, base: u64, low: u32) -> Option<u64> {
+        ring.get(Self::slot(base, low)).map(|entry| entry.hash)
+    }
+
     fn index(&self, seq: u64) -> Option<usize> {
         let index = usize::try_from(seq.checked_sub(self.base)?).ok()?;
         (index < self.ring.len()).then_some(index)
@@ -339,7 +345,7 @@ impl State {
         let (ring, base) = (&self.ring, self.base);
         let known = self
             .by_hash
-            .find(hash, |&low| ring[Self::slot(base, low)].hash == hash)
+            .find(hash, |&low| Self::hash_at(ring, base, low) == Some(hash))
             .map(|&low| base + Self::slot(base, low) as u64);
         if let Some(seq) = known {
             let stored = self
@@ -385,8 +391,9 @@ impl State {
             mic: 0,
         });
         let ring = &self.ring;
-        self.by_hash
-            .insert_unique(hash, next as u32, |&low| ring[Self::slot(base, low)].hash);
+        self.by_hash.insert_unique(hash, next as u32, |&low| {
+            Self::hash_at(ring, base, low).unwrap_or_default()
+        });
         self.by_transaction.insert(id, next);
         Seen::First
     }
