@@ -353,8 +353,10 @@ struct Ahead<T> {
 type Taken<T> = (T, Option<Instant>);
 
 impl<T> Inbox<T> {
-    fn take_stashed(&self) -> Option<T> {
-        crate::sync::lock(&self.stash).pop_front()
+    fn take_stashed(&self) -> Option<Taken<T>> {
+        crate::sync::lock(&self.stash)
+            .pop_front()
+            .map(|item| (item, None))
     }
 
     /// Takes from the channel, waking a reader that waits for room once it is half
@@ -650,7 +652,6 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                 Err(TryRecvError::Disconnected) => self
                     .inbox
                     .take_stashed()
-                    .map(|message| (message, None))
                     .ok_or(RecvTimeoutError::Disconnected)?,
                 Err(TryRecvError::Empty) => match self.read_or_wait(deadline)? {
                     Some(taken) => taken,
@@ -718,7 +719,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             Err(RecvTimeoutError::Disconnected) => self
                 .inbox
                 .take_stashed()
-                .map(|message| Some((message, None)))
+                .map(Some)
                 .ok_or(RecvTimeoutError::Disconnected),
             Err(RecvTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout),
         }
@@ -731,7 +732,6 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                 Err(TryRecvError::Disconnected) => self
                     .inbox
                     .take_stashed()
-                    .map(|message| (message, None))
                     .ok_or(TryRecvError::Disconnected)?,
                 other => other?,
             };
