@@ -16,6 +16,9 @@
 //! Idle CPU, memory per idle connection and memory under a slow consumer are measured
 //! against a server in a child process (this same binary with `--serve-idle` or
 //! `--serve-flood`), so that only the client's threads and memory are counted.
+//! De-duplication's memory per uplink is the other way round: the client runs in child
+//! processes (`--dedup-rss on|off N`), one per setting, so that no earlier run's freed
+//! memory is reused.
 
 mod support;
 
@@ -38,6 +41,14 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--serve-idle") {
         return serve_idle();
+    }
+    if let Some(i) = args.iter().position(|a| a == "--dedup-rss") {
+        let dedup = args.get(i + 1).is_some_and(|a| a == "on");
+        let n = args
+            .get(i + 2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100_000);
+        return println!("{}", acker_rss_growth(dedup, n));
     }
     if let Some(i) = args.iter().position(|a| a == "--serve-flood") {
         let rate = args
@@ -73,6 +84,9 @@ fn main() {
     }
     if support::selected("dedup_ack_throughput") {
         dedup_ack_throughput(&mut report, pairs, size(100_000, 5_000));
+    }
+    if support::selected("dedup_memory") {
+        dedup_memory(&mut report, size(100_000, 5_000));
     }
     if support::selected("tracked_downstream_throughput") {
         tracked_downstream_throughput(&mut report, pairs, size(50_000, 2_000));
@@ -191,6 +205,11 @@ fn ours_acker(port: u16, n: usize) {
 
 /// [`ours_acker`], with uplink de-duplication on or off.
 fn ours_acker_with(port: u16, n: usize, dedup: bool) {
+    ours_acker_then(port, n, dedup, || ());
+}
+
+/// [`ours_acker_with`], calling `then` after the last ack, before closing.
+fn ours_acker_then<R>(port: u16, n: usize, dedup: bool, then: impl FnOnce() -> R) -> R {
     let core = Core::new(TOKEN, &base_url(port)).unwrap();
     let builder = core.upstream();
     let builder = if dedup {
@@ -208,8 +227,10 @@ fn ours_acker_with(port: u16, n: usize, dedup: bool) {
             break;
         }
     }
+    let result = then();
     up.close();
     up.wait_closed();
+    result
 }
 
 fn raw_connect(port: u16, stream: &str) -> WebSocket<TcpStream> {
@@ -465,6 +486,45 @@ fn dedup_ack_throughput(report: &mut Report, pairs: usize, n: usize) {
     report.note(format!(
         "dedup_ack_throughput: N = {n} distinct uplinks, both sides the crate's upstream loop, ours with `.dedup(60 s)`; ratio: median over {pairs} back-to-back pairs"
     ));
+}
+
+/// Run in a child process of its own (`--dedup-rss on|off N`), so that no earlier run's
+/// freed memory is reused: the growth of resident memory, in KiB, from before connecting
+/// to after acking `n` distinct uplinks, with the connection still open.
+fn acker_rss_growth(dedup: bool, n: usize) -> u64 {
+    let wire = Arc::new(encode((1..=n as u64).map(upstream_json)));
+    // Held here too, so that the frames stay resident until after the reading.
+    let frames = wire.clone();
+    let (listener, port) = listen();
+    let server = thread::spawn(move || serve_flood_once(listener, wire, n));
+    let before = support::status_kib("VmRSS");
+    let after = ours_acker_then(port, n, dedup, || support::status_kib("VmRSS"));
+    server.join().unwrap();
+    drop(frames);
+    after.saturating_sub(before)
+}
+
+/// What remembering an uplink costs in memory: resident growth with de-duplication on,
+/// less the growth with it off, per uplink remembered.
+fn dedup_memory(report: &mut Report, n: usize) {
+    let growth = |dedup: &str| -> u64 {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--dedup-rss", dedup, &n.to_string()])
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let (on, off) = (growth("on"), growth("off"));
+    let payload = support::frames::payload_len(&upstream_json(1));
+    report.info(
+        "dedup_memory_per_uplink",
+        format!(
+            "{:.0} bytes per remembered uplink of {payload} payload bytes ({on} KiB growth with dedup on, {off} KiB off, {n} uplinks)",
+            (on.saturating_sub(off) * 1024) as f64 / n as f64
+        ),
+        &format!("about {} (55 + payload, as `Dedup::max_entries` says)", 55 + payload),
+    );
 }
 
 /// Answers every downlink with an ack and a result, as the RAN does; stops after `n`.

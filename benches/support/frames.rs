@@ -31,6 +31,12 @@ pub fn upstream_json(id: u64) -> String {
     )
 }
 
+/// The length of an Upstream frame's `PHYPayloadNoMIC`.
+pub fn payload_len(json: &str) -> usize {
+    let message: serde_json::Value = serde_json::from_str(json).unwrap();
+    message["PHYPayloadNoMIC"].as_array().map_or(0, Vec::len)
+}
+
 /// Server-side (unmasked) WebSocket text frames, ready to write.
 pub fn encode(texts: impl IntoIterator<Item = String>) -> Vec<u8> {
     let mut wire = Vec::new();
