@@ -304,7 +304,8 @@ impl ControlClient {
         self.call("POST", "streams/drop", None).map(drop)
     }
 
-    /// `POST streams/close`: closes every stream connection with a close frame.
+    /// `POST streams/close`: closes every stream connection with a close frame (code
+    /// 1001, reason `"server restart"`).
     pub fn close_stream_connections(&self) -> Result<()> {
         self.call("POST", "streams/close", None).map(drop)
     }

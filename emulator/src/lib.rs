@@ -24,7 +24,7 @@
 //! | `DELETE /emulator/downstream/result-code` | back to `Success` for everything |
 //! | `GET /emulator/devices`, `GET /emulator/multicast-groups` | the stored rows |
 //! | `GET /emulator/status` | base URL, open stream connections, accepted TCP connections, invalid frames |
-//! | `POST /emulator/streams/drop`, `POST /emulator/streams/close` | cut every stream connection (TCP) or close it (WebSocket close frame) |
+//! | `POST /emulator/streams/drop`, `POST /emulator/streams/close` | cut every stream connection (TCP) or close it (WebSocket close frame, code 1001 "server restart") |
 //! | `POST /emulator/records/clear` | forget recorded replies and downlinks |
 //! | `POST /emulator/radio/devices` | puts a device with keys on the air: `{"dev_eui", "join_eui", "app_key"}` (OTAA) and/or `{"dev_eui", "dev_addr", "nwk_s_key", "fcnt"}` (a session), keys as 32 hex digits; 409 for one already there unless `"replace": true` |
 //! | `GET /emulator/radio/devices`, `DELETE /emulator/radio/devices/{dev_eui}` | the devices on the air (no keys); take one off |
@@ -354,7 +354,7 @@ impl Emulator {
     }
 
     /// Closes every stream connection with a WebSocket close frame, as a server restart
-    /// would.
+    /// would: code 1001 (going away), reason `"server restart"`.
     pub fn close_stream_connections(&self) {
         self.shared.hub.close_connections();
     }

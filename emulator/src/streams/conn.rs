@@ -19,10 +19,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError};
 use polling::{Event, Events, Poller};
-use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use super::frames::MAX_FRAME_SIZE;
+
+/// The reason text of the close frame that `close_stream_connections` sends, with
+/// code 1001 (going away).
+const RESTART_REASON: &str = "server restart";
 use super::{handle_frame, Kind};
 use crate::error::{Error, Result};
 use crate::server::{Shared, Socket};
@@ -186,7 +191,12 @@ impl<S: Socket> Conn<S> {
         loop {
             if closing.is_none() && self.handle.close_requested.load(Ordering::SeqCst) {
                 closing = Some(Instant::now() + CLOSE_TIMEOUT);
-                match self.ws.close(None) {
+                // What a server going down for a restart says (RFC 6455, 7.4.1).
+                let going_away = CloseFrame {
+                    code: CloseCode::Away,
+                    reason: RESTART_REASON.into(),
+                };
+                match self.ws.close(Some(going_away)) {
                     Ok(()) => {}
                     Err(e) if would_block(&e) => {}
                     Err(e) => return format!("close failed: {e}"),
