@@ -247,7 +247,7 @@ const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 const MAX_REFUSAL_BODY: usize = 64 * 1024;
 
 /// How much a stream connection reads at most per read call.
-const READ_BUFFER_SIZE: usize = 16 * 1024;
+pub(super) const READ_BUFFER_SIZE: usize = 16 * 1024;
 
 fn ws_config(params: &ConnectParams) -> WebSocketConfig {
     WebSocketConfig::default()

@@ -1074,8 +1074,8 @@ fn closing_against_a_flood_keeps_a_bounded_stash_that_len_counts() {
     server.join().unwrap();
     let waiting = up.len();
     // The channel, a channel's worth of stash, the rest of the batch in hand, and what
-    // tungstenite had already read off the socket (its 128 KiB read buffer).
-    let already_read = 128 * 1024 / unit.len() + 1;
+    // tungstenite had already read off the socket (at most its read buffer).
+    let already_read = super::connect::READ_BUFFER_SIZE / unit.len() + 1;
     assert!(
         waiting >= 2 * capacity && waiting <= 2 * capacity + link::READ_BATCH + already_read,
         "{waiting} messages kept"
