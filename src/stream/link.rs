@@ -798,11 +798,15 @@ fn read_loop<S: Socket, T, D: Fn(Bytes) -> Option<T>>(
             last_passes = true;
         }
         let budget = if last_passes { 0 } else { READ_BATCH_BYTES };
-        if more || last_passes {
-            shared.hand_over_to_writers();
-        } else if let Err(e) = wait_ready(tcp, Interest::Read, None) {
-            break CloseReason::Error(format!("waiting for data: {e}"));
+        if !more && !last_passes {
+            if let Err(e) = wait_ready(tcp, Interest::Read, None) {
+                break CloseReason::Error(format!("waiting for data: {e}"));
+            }
         }
+        // Before every pass, not only after one that hit its budget: a flood whose
+        // passes each end with the socket briefly drained found the data ready again at
+        // once, and the unfair mutex kept a waiting sender out for good.
+        shared.hand_over_to_writers();
         let Pass {
             more: again,
             reply,
@@ -978,6 +982,7 @@ where
                     }
                 }
             }
+            shared.hand_over_to_writers();
             let pass = read_pass(&self.ws, shared, READ_BATCH_BYTES, limit, &mut batch);
             shared
                 .last_seen
