@@ -696,6 +696,10 @@ fn read_pass<S: Socket>(
         closed: false,
         end: None,
     };
+    // Waiting senders first, before every pass and not only after one that hit its
+    // budget: a flood whose passes each ended with the socket briefly drained found the
+    // data ready again at once, and the unfair mutex kept a waiting sender out for good.
+    shared.hand_over_to_writers();
     let mut ws = lock(ws);
     ws.get_mut().start_pass(budget);
     let mut frames = 0;
@@ -803,10 +807,6 @@ fn read_loop<S: Socket, T, D: Fn(Bytes) -> Option<T>>(
                 break CloseReason::Error(format!("waiting for data: {e}"));
             }
         }
-        // Before every pass, not only after one that hit its budget: a flood whose
-        // passes each end with the socket briefly drained found the data ready again at
-        // once, and the unfair mutex kept a waiting sender out for good.
-        shared.hand_over_to_writers();
         let Pass {
             more: again,
             reply,
@@ -982,7 +982,6 @@ where
                     }
                 }
             }
-            shared.hand_over_to_writers();
             let pass = read_pass(&self.ws, shared, READ_BATCH_BYTES, limit, &mut batch);
             shared
                 .last_seen
