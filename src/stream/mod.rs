@@ -374,11 +374,18 @@ impl<T> Inbox<T> {
         self.room.taken(self.rx.len(), capacity);
     }
 
-    /// The oldest message waiting: what was read ahead, then the channel.
+    /// The oldest message waiting: what was read ahead, then the channel, then (once the
+    /// channel is disconnected) the stash.
     fn try_next(&self) -> Result<Taken<T>, TryRecvError> {
-        match self.take_ahead() {
-            Some(taken) => Ok(taken),
-            None => self.try_take().map(|item| (item, None)),
+        if let Some(taken) = self.take_ahead() {
+            return Ok(taken);
+        }
+        match self.try_take() {
+            Ok(item) => Ok((item, None)),
+            Err(TryRecvError::Disconnected) => {
+                self.take_stashed().ok_or(TryRecvError::Disconnected)
+            }
+            Err(TryRecvError::Empty) => Err(TryRecvError::Empty),
         }
     }
 
@@ -649,10 +656,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         loop {
             let taken = match self.inbox.try_next() {
                 Ok(taken) => taken,
-                Err(TryRecvError::Disconnected) => self
-                    .inbox
-                    .take_stashed()
-                    .ok_or(RecvTimeoutError::Disconnected)?,
+                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
                 Err(TryRecvError::Empty) => match self.read_or_wait(deadline)? {
                     Some(taken) => taken,
                     None => continue,
@@ -728,14 +732,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     /// Takes a message if one is waiting, without blocking.
     pub fn try_recv(&self) -> Result<In, TryRecvError> {
         loop {
-            let taken = match self.inbox.try_next() {
-                Err(TryRecvError::Disconnected) => self
-                    .inbox
-                    .take_stashed()
-                    .ok_or(TryRecvError::Disconnected)?,
-                other => other?,
-            };
-            if let Some(message) = self.pass(taken) {
+            if let Some(message) = self.pass(self.inbox.try_next()?) {
                 return Ok(message);
             }
         }
