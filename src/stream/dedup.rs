@@ -156,6 +156,18 @@ enum Answer<'a> {
     Reject(&'a UpstreamReject),
 }
 
+impl<'a> From<&'a UpstreamReply> for Answer<'a> {
+    fn from(reply: &'a UpstreamReply) -> Self {
+        match reply {
+            UpstreamReply::Ack(ack) => Self::Ack {
+                dev_eui: ack.dev_eui,
+                mic: ack.mic,
+            },
+            UpstreamReply::Reject(reject) => Self::Reject(reject),
+        }
+    }
+}
+
 /// Whether, and how, a first copy was answered; an ack is kept in the entry, a reject
 /// (rare, and larger) in [`State::rejects`].
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -181,6 +193,21 @@ struct Entry {
     /// The ack's DevEUI and MIC, when `answered` is `Ack`.
     dev_eui: DevEui,
     mic: u32,
+}
+
+impl Entry {
+    /// How long ago it arrived, at `now` (nanoseconds since [`State::origin`]).
+    fn age(&self, now: u64) -> Duration {
+        Duration::from_nanos(now.saturating_sub(self.seen))
+    }
+
+    /// Its key in [`State::holding`]: when copies held for it give up.
+    fn due(&self, answer_within: Duration) -> (u64, u64) {
+        (
+            self.seen.saturating_add(nanos_of(answer_within)),
+            self.first_transaction_id,
+        )
+    }
 }
 
 /// Remembered uplinks sit in a ring in arrival order, which is also the order they
@@ -276,6 +303,7 @@ impl State {
     fn new(config: &Dedup) -> Self {
         let hasher = RandomState::new();
         let reserve = config.max_entries.min(RESERVE_ENTRIES);
+        let seeded = Seeded::new(&hasher);
         Self {
             origin: Instant::now(),
             ring: VecDeque::with_capacity(reserve),
@@ -283,9 +311,9 @@ impl State {
             payloads: VecDeque::new(),
             payloads_base: 0,
             by_hash: HashTable::with_capacity(reserve),
-            by_transaction: HashMap::with_hasher(Seeded::new(&hasher)),
-            rejects: HashMap::with_hasher(Seeded::new(&hasher)),
-            held: HashMap::with_hasher(Seeded::new(&hasher)),
+            by_transaction: HashMap::with_hasher(seeded),
+            rejects: HashMap::with_hasher(seeded),
+            held: HashMap::with_hasher(seeded),
             hasher,
             holding: BTreeMap::new(),
             stats: DedupStats::default(),
@@ -343,28 +371,23 @@ impl State {
         let hash = self.hasher.hash_one(payload);
         let next = self.base + self.ring.len() as u64;
         let (ring, base) = (&self.ring, self.base);
+        // A slot found is a live entry: `hash_at` saw it in the ring.
         let known = self
             .by_hash
             .find(hash, |&low| Self::hash_at(ring, base, low) == Some(hash))
-            .map(|&low| base + Self::slot(base, low) as u64);
-        if let Some(seq) = known {
-            let stored = self
-                .index(seq)
-                .map(|i| (self.ring[i].start, self.ring[i].len));
-            return match stored {
-                Some(stored) if self.stored_payload_is(stored, payload) => {
-                    Seen::Copy(self.duplicate(seq, message, now, config, out))
-                }
-                // Two payloads, one 64-bit keyed hash: not worth a chain; the newcomer
-                // goes out as if the cap were hit, never nowhere.
-                _ => {
-                    log::debug!(
-                        "upstream: uplink {} shares a payload hash; not remembered",
-                        message.transaction_id
-                    );
-                    Seen::Unremembered
-                }
-            };
+            .map(|&low| Self::slot(base, low));
+        if let Some(index) = known {
+            let entry = &self.ring[index];
+            if self.stored_payload_is((entry.start, entry.len), payload) {
+                return Seen::Copy(self.duplicate(base + index as u64, message, now, config, out));
+            }
+            // Two payloads, one 64-bit keyed hash: not worth a chain; the newcomer goes
+            // out as if the cap were hit, never nowhere.
+            log::debug!(
+                "upstream: uplink {} shares a payload hash; not remembered",
+                message.transaction_id
+            );
+            return Seen::Unremembered;
         }
         if self.ring.len() >= config.max_entries.min(u32::MAX as usize) {
             self.stats.cap_hits += 1;
@@ -414,11 +437,7 @@ impl State {
 
     /// Forgets entries older than the window; copies still held are rejected.
     fn expire(&mut self, now: u64, window: Duration, out: &mut Vec<UpstreamReply>) {
-        while self
-            .ring
-            .front()
-            .is_some_and(|e| Duration::from_nanos(now.saturating_sub(e.seen)) >= window)
-        {
+        while self.ring.front().is_some_and(|e| e.age(now) >= window) {
             let Some(entry) = self.ring.pop_front() else {
                 break;
             };
@@ -447,8 +466,7 @@ impl State {
             }
             if let Some(held) = self.held.remove(&seq) {
                 self.holding.retain(|_, holder| *holder != seq);
-                self.stats.expired_unanswered += held.len() as u64;
-                out.extend(held.iter().map(Held::give_up));
+                self.reject_unanswered(&held, out);
             }
         }
     }
@@ -475,15 +493,12 @@ impl State {
             self.stats.answered += 1;
             return false;
         }
-        if Duration::from_nanos(now.saturating_sub(entry.seen)) >= config.answer_within {
+        if entry.age(now) >= config.answer_within {
             out.push(held.give_up());
             self.stats.expired_unanswered += 1;
             return false;
         }
-        let due = (
-            entry.seen.saturating_add(nanos_of(config.answer_within)),
-            entry.first_transaction_id,
-        );
+        let due = entry.due(config.answer_within);
         let copies = self.held.entry(seq).or_default();
         copies.push(held);
         let first_held = copies.len() == 1;
@@ -514,18 +529,12 @@ impl State {
                 self.rejects.insert(seq, reject.clone());
             }
         }
+        let due = entry.due(answer_within);
         let Some(held) = self.held.remove(&seq) else {
             return Vec::new();
         };
-        let entry = &self.ring[index];
-        let due = (
-            entry.seen.saturating_add(nanos_of(answer_within)),
-            entry.first_transaction_id,
-        );
-        let answers: Vec<UpstreamReply> = match self.answer(seq, entry) {
-            Some(first) => held.iter().map(|copy| copy.answer(first)).collect(),
-            None => Vec::new(),
-        };
+        let first = Answer::from(reply);
+        let answers: Vec<UpstreamReply> = held.iter().map(|copy| copy.answer(first)).collect();
         self.holding.remove(&due);
         self.stats.answered += answers.len() as u64;
         answers
@@ -542,10 +551,15 @@ impl State {
                 break;
             };
             if let Some(held) = self.held.remove(&seq) {
-                self.stats.expired_unanswered += held.len() as u64;
-                out.extend(held.iter().map(Held::give_up));
+                self.reject_unanswered(&held, out);
             }
         }
+    }
+
+    /// Rejects copies whose first copy went unanswered, counted.
+    fn reject_unanswered(&mut self, held: &[Held], out: &mut Vec<UpstreamReply>) {
+        self.stats.expired_unanswered += held.len() as u64;
+        out.extend(held.iter().map(Held::give_up));
     }
 }
 
