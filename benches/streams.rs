@@ -200,15 +200,11 @@ fn stream_url(port: u16, stream: &str) -> String {
 
 /// Ours: the user loop of the crate's documentation, acking `n` messages.
 fn ours_acker(port: u16, n: usize) {
-    ours_acker_with(port, n, false)
+    ours_acker_then(port, n, false, || ());
 }
 
-/// [`ours_acker`], with uplink de-duplication on or off.
-fn ours_acker_with(port: u16, n: usize, dedup: bool) {
-    ours_acker_then(port, n, dedup, || ());
-}
-
-/// [`ours_acker_with`], calling `then` after the last ack, before closing.
+/// [`ours_acker`], with uplink de-duplication on or off, calling `then` after the last
+/// ack, before closing.
 fn ours_acker_then<R>(port: u16, n: usize, dedup: bool, then: impl FnOnce() -> R) -> R {
     let core = Core::new(TOKEN, &base_url(port)).unwrap();
     let builder = core.upstream();
@@ -465,7 +461,7 @@ fn dedup_ack_throughput(report: &mut Report, pairs: usize, n: usize) {
             let (listener, port) = listen();
             let wire = wire.clone();
             let server = thread::spawn(move || serve_flood_once(listener, wire, n));
-            ours_acker_with(port, n, side == Side::Ours);
+            ours_acker_then(port, n, side == Side::Ours, || ());
             let run = server.join().unwrap();
             let rate = n as f64 / run.elapsed.as_secs_f64();
             match side {
