@@ -251,6 +251,18 @@ impl Emulator {
             .send_upstream_tracked(message, std::time::Instant::now())
     }
 
+    /// Sends upstream messages in order to the next open upstream connection, as
+    /// [`send_upstream`](Self::send_upstream) does one, and returns once every one is
+    /// written to the socket. The connection's thread is handed the whole batch at once,
+    /// so a test feeding many uplinks runs at the speed of the socket rather than at one
+    /// thread switch per message. If that connection fails midway, the rest go to the
+    /// next one; fails with [`Error::Closed`] when no upstream connection is open.
+    pub fn send_upstreams(&self, messages: &[UpstreamMessage]) -> Result<()> {
+        self.shared
+            .hub
+            .send_upstreams_tracked(messages, std::time::Instant::now())
+    }
+
     /// Sends any text as an upstream frame, valid or not: for testing how a client copes
     /// with frames it cannot read.
     pub fn send_upstream_raw(&self, text: &str) -> Result<()> {

@@ -230,7 +230,7 @@ impl Hub {
     /// turn; if it reads as an Upstream, it is remembered as heard now.
     pub(crate) fn send_upstream(&self, text: &str) -> Result<()> {
         match serde_json::from_str::<UpstreamMessage>(text) {
-            Ok(msg) => self.send_tracked(text, &msg, Instant::now()),
+            Ok(msg) => self.send_tracked_all(&[(text.to_owned(), &msg)], Instant::now()),
             Err(_) => self.send_upstream_message(Message::text(text), true),
         }
     }
@@ -241,20 +241,44 @@ impl Hub {
         msg: &UpstreamMessage,
         heard_at: Instant,
     ) -> Result<()> {
-        self.send_tracked(&upstream_json(msg), msg, heard_at)
+        self.send_tracked_all(&[(upstream_json(msg), msg)], heard_at)
     }
 
-    fn send_tracked(&self, text: &str, msg: &UpstreamMessage, heard_at: Instant) -> Result<()> {
-        let transaction_id = msg.transaction_id;
-        let sent = SentUpstream {
-            heard_at,
-            dev_addr: data_uplink_dev_addr(&msg.phy_payload_no_mic),
-        };
-        // Remembered first: the answer may come back before the send returns.
-        lock(&self.state).sent.insert(transaction_id, sent);
-        let outcome = self.send_upstream_message(Message::text(text), true);
+    /// Sends Upstreams the RAN heard at `heard_at`, in order, with one hand-over to a
+    /// connection for the lot, and remembers them.
+    pub(crate) fn send_upstreams_tracked(
+        &self,
+        msgs: &[UpstreamMessage],
+        heard_at: Instant,
+    ) -> Result<()> {
+        let frames: Vec<(String, &UpstreamMessage)> =
+            msgs.iter().map(|m| (upstream_json(m), m)).collect();
+        self.send_tracked_all(&frames, heard_at)
+    }
+
+    fn send_tracked_all(
+        &self,
+        frames: &[(String, &UpstreamMessage)],
+        heard_at: Instant,
+    ) -> Result<()> {
+        {
+            // Remembered first: an answer may come back before the send returns.
+            let mut state = lock(&self.state);
+            for (_, msg) in frames {
+                let sent = SentUpstream {
+                    heard_at,
+                    dev_addr: data_uplink_dev_addr(&msg.phy_payload_no_mic),
+                };
+                state.sent.insert(msg.transaction_id, sent);
+            }
+        }
+        let messages = frames.iter().map(|(text, _)| Message::text(text.as_str()));
+        let (written, outcome) = self.send_upstream_messages(messages.collect(), true);
         if outcome.is_err() {
-            lock(&self.state).sent.remove(transaction_id);
+            let mut state = lock(&self.state);
+            for (_, msg) in &frames[written..] {
+                state.sent.remove(msg.transaction_id);
+            }
         }
         outcome
     }
@@ -297,7 +321,15 @@ impl Hub {
     /// `retry`, a connection that fails is skipped for the next one; a hostile frame must
     /// not be, or it would go on to kill every reconnecting client in turn.
     pub(crate) fn send_upstream_message(&self, message: Message, retry: bool) -> Result<()> {
-        loop {
+        self.send_upstream_messages(vec![message], retry).1
+    }
+
+    /// Sends messages in order to the next live upstream connection in turn, all to the
+    /// same one unless it fails midway (then, with `retry`, the rest go to the next).
+    /// Returns how many were written, and the failure that stopped the rest.
+    fn send_upstream_messages(&self, messages: Vec<Message>, retry: bool) -> (usize, Result<()>) {
+        let mut written = 0;
+        while written < messages.len() {
             let next = self.wait_for(HANDSHAKE_GRACE, |state| {
                 let upstream: Vec<(u64, Arc<Handle>)> = state
                     .peers
@@ -313,15 +345,19 @@ impl Hub {
                 Some(Some(upstream[i].clone()))
             });
             let Some(Some((id, handle))) = next else {
-                return Err(Error::Closed("no upstream connection is open".into()));
+                let none = Error::Closed("no upstream connection is open".into());
+                return (written, Err(none));
             };
-            match handle.send(message.clone()) {
-                Ok(()) => return Ok(()),
-                Err(e) if !retry => return Err(e),
-                // That connection just died: the next one gets the message.
+            let (n, outcome) = handle.send_all(messages[written..].iter().cloned());
+            written += n;
+            match outcome {
+                Ok(()) => {}
+                Err(e) if !retry => return (written, Err(e)),
+                // That connection just died: the next one gets the rest.
                 Err(e) => log::debug!("emulator: upstream connection {id} failed: {e}"),
             }
         }
+        (written, Ok(()))
     }
 
     pub(crate) fn connections(&self, kind: Kind) -> usize {
