@@ -144,7 +144,7 @@ impl Handle {
 pub(crate) struct Conn<S: Socket> {
     shared: Arc<Shared>,
     kind: Kind,
-    ws: WebSocket<S>,
+    ws: WebSocket<Metered<S>>,
     /// A clone of the socket, registered with the poller until drop.
     tcp: TcpStream,
     poller: Arc<Poller>,
@@ -175,6 +175,10 @@ impl<S: Socket> Conn<S> {
         let config = WebSocketConfig::default()
             .max_message_size(Some(MAX_FRAME_SIZE))
             .max_frame_size(Some(MAX_FRAME_SIZE));
+        let stream = Metered {
+            inner: stream,
+            unproductive: 0,
+        };
         let ws = WebSocket::from_partially_read(stream, buf, Role::Server, Some(config));
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let handle = Arc::new(Handle {
@@ -278,6 +282,7 @@ impl<S: Socket> Conn<S> {
                 for i in 0..BATCH {
                     match self.ws.read() {
                         Ok(message) => {
+                            self.ws.get_mut().progress();
                             ping_sent = None;
                             let data = match message {
                                 Message::Text(text) => Some(text.as_bytes().to_vec()),
@@ -388,6 +393,51 @@ impl<S: Socket> Conn<S> {
 impl<S: Socket> Drop for Conn<S> {
     fn drop(&mut self) {
         let _ = self.poller.delete(&self.tcp);
+    }
+}
+
+/// Bytes a peer may send without completing a message: the largest message, its
+/// frame headers even if cut into small fragments, and a read buffer's worth.
+const NO_PROGRESS_BYTES: usize = 2 * MAX_FRAME_SIZE + 64 * 1024;
+
+/// The socket as the WebSocket reads it, counting the bytes read since the last whole
+/// message. tungstenite reads frames until a message is complete, so a peer sending
+/// endless empty continuation frames would keep one `read` call, and a core, busy for
+/// good: past [`NO_PROGRESS_BYTES`] without a message, reads fail and the connection
+/// ends.
+struct Metered<S> {
+    inner: S,
+    unproductive: usize,
+}
+
+impl<S> Metered<S> {
+    /// A whole message came out of the bytes read so far.
+    fn progress(&mut self) {
+        self.unproductive = 0;
+    }
+}
+
+impl<S: io::Read> io::Read for Metered<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.unproductive > NO_PROGRESS_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{NO_PROGRESS_BYTES} bytes of frames without a message"),
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        self.unproductive += n;
+        Ok(n)
+    }
+}
+
+impl<S: io::Write> io::Write for Metered<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -19,6 +19,7 @@
 mod conn;
 mod frames;
 mod judge;
+mod records;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Shutdown, TcpStream};
@@ -33,9 +34,11 @@ use tungstenite::Message;
 
 use crate::error::{Error, Result};
 use crate::http::{HttpConn, Request, Response};
+use crate::limits::{Warning, WARNING_PERIOD};
 use crate::server::{Shared, Socket};
 use crate::sync::lock;
 use conn::Handle;
+use records::Record;
 
 pub(crate) use frames::upstream_json;
 
@@ -133,14 +136,11 @@ struct ResultCodes {
     by_transaction: HashMap<u64, DownstreamResultCode>,
 }
 
-/// Frames recorded for tests, each list with a cursor for the "wait for the next one"
-/// calls.
+/// Frames recorded for tests, each bounded (see `records`).
 #[derive(Default)]
 struct Records {
-    replies: Vec<UpstreamReply>,
-    replies_taken: usize,
-    received: Vec<DownstreamRequest>,
-    received_taken: usize,
+    replies: Record<UpstreamReply>,
+    received: Record<DownstreamRequest>,
     invalid_frames: u64,
 }
 
@@ -168,10 +168,13 @@ pub(crate) struct Hub {
     changed: Condvar,
     next_id: AtomicU64,
     next_mailbox: AtomicU64,
+    /// Most frames each record keeps.
+    max_records: usize,
 }
 
-impl Default for Hub {
-    fn default() -> Self {
+impl Hub {
+    /// A hub whose records keep at most `max_records` frames each.
+    pub(crate) fn new(max_records: usize) -> Self {
         Self {
             state: Mutex::new(HubState {
                 peers: Vec::new(),
@@ -191,11 +194,9 @@ impl Default for Hub {
             changed: Condvar::new(),
             next_id: AtomicU64::new(1),
             next_mailbox: AtomicU64::new(1),
+            max_records,
         }
     }
-}
-
-impl Hub {
     /// Waits until `ready` holds for the state or `timeout` passes; returns its last value.
     pub(crate) fn wait_for<T>(
         &self,
@@ -291,7 +292,7 @@ impl Hub {
         lock(&self.state).sent.map.get(&transaction_id).copied()
     }
 
-    fn on_reply(&self, reply: UpstreamReply) -> Option<SentUpstream> {
+    fn on_reply(&self, reply: UpstreamReply, size: usize) -> Option<SentUpstream> {
         self.update(|s| {
             let sent = s.sent.map.get(&reply.transaction_id()).copied();
             match (&reply, sent) {
@@ -308,7 +309,7 @@ impl Hub {
                 }
                 (UpstreamReply::Reject(_), Some(_)) => {}
             }
-            s.records.replies.push(reply);
+            s.records.replies.push(reply, size, self.max_records);
             sent
         })
     }
@@ -395,29 +396,61 @@ impl Hub {
     }
 
     pub(crate) fn replies(&self) -> Vec<UpstreamReply> {
-        lock(&self.state).records.replies.clone()
+        lock(&self.state).records.replies.to_vec()
+    }
+
+    /// `[reply, ...]` from the `offset`th kept reply, at most `limit` of them, as JSON
+    /// of at most `max_bytes`; `None` if it would be larger.
+    pub(crate) fn replies_json(
+        &self,
+        offset: usize,
+        limit: Option<usize>,
+        max_bytes: usize,
+    ) -> Option<Vec<u8>> {
+        let state = lock(&self.state);
+        let page = state
+            .records
+            .replies
+            .iter()
+            .skip(offset)
+            .take(limit.unwrap_or(usize::MAX));
+        crate::http::json_list(page, max_bytes)
+    }
+
+    /// `[downlink, ...]` as [`replies_json`](Self::replies_json) gives replies.
+    pub(crate) fn received_json(
+        &self,
+        offset: usize,
+        limit: Option<usize>,
+        max_bytes: usize,
+    ) -> Option<Vec<u8>> {
+        let state = lock(&self.state);
+        let page = state
+            .records
+            .received
+            .iter()
+            .skip(offset)
+            .take(limit.unwrap_or(usize::MAX));
+        crate::http::json_list(page, max_bytes)
+    }
+
+    /// Recorded frames dropped, oldest first, to keep the records bounded, since they
+    /// were last cleared.
+    pub(crate) fn records_dropped(&self) -> u64 {
+        let state = lock(&self.state);
+        state.records.replies.dropped() + state.records.received.dropped()
     }
 
     pub(crate) fn wait_reply(&self, timeout: Duration) -> Option<UpstreamReply> {
-        self.wait_for(timeout, |s| {
-            let r = &mut s.records;
-            let next = r.replies.get(r.replies_taken).cloned()?;
-            r.replies_taken += 1;
-            Some(next)
-        })
+        self.wait_for(timeout, |s| s.records.replies.take_next())
     }
 
     pub(crate) fn received(&self) -> Vec<DownstreamRequest> {
-        lock(&self.state).records.received.clone()
+        lock(&self.state).records.received.to_vec()
     }
 
     pub(crate) fn wait_received(&self, timeout: Duration) -> Option<DownstreamRequest> {
-        self.wait_for(timeout, |s| {
-            let r = &mut s.records;
-            let next = r.received.get(r.received_taken).cloned()?;
-            r.received_taken += 1;
-            Some(next)
-        })
+        self.wait_for(timeout, |s| s.records.received.take_next())
     }
 
     /// How many stream connections were ever registered, of both kinds.
@@ -618,11 +651,14 @@ fn handle_frame(shared: &Shared, kind: Kind, frame: &[u8]) -> Vec<Answer> {
                     }
                 }
                 shared.radio.check(&reply);
-                if shared.hub.on_reply(reply).is_none() {
-                    log::warn!(
-                        "emulator: an upstream reply names transaction {transaction_id}, \
-                         which the emulator never sent"
-                    );
+                if shared.hub.on_reply(reply, frame.len()).is_none() {
+                    static UNKNOWN: Warning = Warning::new(WARNING_PERIOD);
+                    UNKNOWN.warn(|| {
+                        format!(
+                            "emulator: an upstream reply names transaction {transaction_id}, \
+                             which the emulator never sent"
+                        )
+                    });
                 }
                 Vec::new()
             }
@@ -632,7 +668,7 @@ fn handle_frame(shared: &Shared, kind: Kind, frame: &[u8]) -> Vec<Answer> {
             }
         },
         Kind::Downstream => match frames::downstream_request(frame) {
-            Ok(request) => answer_downstream(shared, request),
+            Ok(request) => answer_downstream(shared, request, frame.len()),
             Err(e) => {
                 invalid(shared, kind, frame, &e);
                 // A downlink that breaks a value rule but names its transaction is
@@ -662,22 +698,27 @@ fn handle_frame(shared: &Shared, kind: Kind, frame: &[u8]) -> Vec<Answer> {
 }
 
 fn invalid(shared: &Shared, kind: Kind, frame: &[u8], why: &str) {
-    let text = String::from_utf8_lossy(&frame[..frame.len().min(200)]);
-    log::warn!(
-        "emulator: ignoring an invalid {} frame ({why}): {text}",
-        kind.name()
-    );
+    static INVALID: Warning = Warning::new(WARNING_PERIOD);
+    INVALID.warn(|| {
+        let text = String::from_utf8_lossy(&frame[..frame.len().min(200)]);
+        format!(
+            "emulator: ignoring an invalid {} frame ({why}): {text}",
+            kind.name()
+        )
+    });
     shared.hub.invalid();
 }
 
 /// Records a downlink; returns its DownstreamAck (at once) and DownstreamResult (when
 /// the transmission would end, with the timing rule on).
-fn answer_downstream(shared: &Shared, request: DownstreamRequest) -> Vec<Answer> {
+fn answer_downstream(shared: &Shared, request: DownstreamRequest, size: usize) -> Vec<Answer> {
     let arrival = Instant::now();
     let transaction_id = request.transaction_id();
-    shared
-        .hub
-        .update(|s| s.records.received.push(request.clone()));
+    shared.hub.update(|s| {
+        s.records
+            .received
+            .push(request.clone(), size, shared.hub.max_records)
+    });
     let mailbox_id = shared.hub.next_mailbox.fetch_add(1, Ordering::Relaxed);
     let judged = judge::judge(shared, &request, arrival);
     vec![
