@@ -39,11 +39,11 @@ use ran_routing_emulator::Emulator;
 /// Transaction ids from here on are markers, not uplinks.
 const MARKER: u64 = 1 << 60;
 /// Uplinks handed to the emulator at once: one hand-over to its connection thread each.
-const BATCH: u64 = 32;
+const BATCH: u64 = 64;
 /// Most uplinks sent beyond what the consumer has taken, as a RAN bounds what it has in
 /// flight. A cut loses at most this many, so the acks refused while reconnecting stay
 /// under `WINDOW` per cut instead of growing with the socket buffers.
-const WINDOW: u64 = 128;
+const WINDOW: u64 = 256;
 
 /// How far the consumer got, so the producer can keep at most [`WINDOW`] uplinks in
 /// flight without polling: the consumer wakes it once the mark it waits for is passed.

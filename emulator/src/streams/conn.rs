@@ -43,6 +43,8 @@ const QUEUE: usize = 64;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a close waits for the peer's close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// tungstenite's read buffer: frames here are small JSON.
+const READ_BUFFER: usize = 16 * 1024;
 /// The socket's key in its poller.
 const KEY: usize = 0;
 
@@ -172,7 +174,10 @@ impl<S: Socket> Conn<S> {
         unsafe {
             poller.add(&tcp, Event::readable(KEY))?
         };
+        // tungstenite zero-fills its free read buffer before every read: at the default
+        // 128 KiB that costs more than reading a few small frames.
         let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
             .max_message_size(Some(MAX_FRAME_SIZE))
             .max_frame_size(Some(MAX_FRAME_SIZE));
         let stream = Metered {

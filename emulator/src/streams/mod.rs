@@ -159,6 +159,8 @@ pub(crate) struct HubState {
     last_acked: HashMap<DevEui, Heard>,
     /// Replies naming a transaction the hub never sent.
     unknown_replies: u64,
+    /// Threads waiting in [`Hub::wait_for`], so [`Hub::update`] wakes only when needed.
+    waiters: usize,
 }
 
 /// Every live stream connection and what went over them.
@@ -190,6 +192,7 @@ impl Hub {
                 sent: SentLog::default(),
                 last_acked: HashMap::new(),
                 unknown_replies: 0,
+                waiters: 0,
             }),
             changed: Condvar::new(),
             next_id: AtomicU64::new(1),
@@ -213,17 +216,26 @@ impl Hub {
             if left.is_zero() {
                 return None;
             }
+            state.waiters += 1;
             state = self
                 .changed
                 .wait_timeout(state, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            state.waiters -= 1;
         }
     }
 
     fn update<T>(&self, f: impl FnOnce(&mut HubState) -> T) -> T {
-        let out = f(&mut lock(&self.state));
-        self.changed.notify_all();
+        let mut state = lock(&self.state);
+        let out = f(&mut state);
+        // Waiters count themselves under the lock before they sleep, so none is missed;
+        // with none, every reply and downlink skips a wake-up system call.
+        let wake = state.waiters > 0;
+        drop(state);
+        if wake {
+            self.changed.notify_all();
+        }
         out
     }
 
