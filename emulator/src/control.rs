@@ -181,8 +181,10 @@ fn list(shared: &Shared, route: &str, req: &Request) -> Response {
     let max = shared.config.max_response_bytes;
     let take = limit.unwrap_or(usize::MAX);
     let body = match route {
-        "upstream/replies" => shared.hub.replies_json(offset, limit, max),
-        "downstream/received" => shared.hub.received_json(offset, limit, max),
+        "upstream/replies" => shared.hub.recorded_json(Kind::Upstream, offset, limit, max),
+        "downstream/received" => shared
+            .hub
+            .recorded_json(Kind::Downstream, offset, limit, max),
         "devices" => json_list(lock(&shared.store).select_iter(None, offset, limit), max),
         _ => json_list(
             lock(&shared.store).group_iter().skip(offset).take(take),

@@ -411,39 +411,22 @@ impl Hub {
         lock(&self.state).records.replies.to_vec()
     }
 
-    /// `[reply, ...]` from the `offset`th kept reply, at most `limit` of them, as JSON
-    /// of at most `max_bytes`; `None` if it would be larger.
-    pub(crate) fn replies_json(
+    /// The frames recorded from one kind of stream (replies from the upstream ones,
+    /// downlinks from the downstream ones) as a JSON list: from the `offset`th kept,
+    /// at most `limit`, and `None` if that would pass `max_bytes`.
+    pub(crate) fn recorded_json(
         &self,
+        kind: Kind,
         offset: usize,
         limit: Option<usize>,
         max_bytes: usize,
     ) -> Option<Vec<u8>> {
         let state = lock(&self.state);
-        let page = state
-            .records
-            .replies
-            .iter()
-            .skip(offset)
-            .take(limit.unwrap_or(usize::MAX));
-        crate::http::json_list(page, max_bytes)
-    }
-
-    /// `[downlink, ...]` as [`replies_json`](Self::replies_json) gives replies.
-    pub(crate) fn received_json(
-        &self,
-        offset: usize,
-        limit: Option<usize>,
-        max_bytes: usize,
-    ) -> Option<Vec<u8>> {
-        let state = lock(&self.state);
-        let page = state
-            .records
-            .received
-            .iter()
-            .skip(offset)
-            .take(limit.unwrap_or(usize::MAX));
-        crate::http::json_list(page, max_bytes)
+        let records = &state.records;
+        match kind {
+            Kind::Upstream => records.replies.json_page(offset, limit, max_bytes),
+            Kind::Downstream => records.received.json_page(offset, limit, max_bytes),
+        }
     }
 
     /// Recorded frames dropped, oldest first, to keep the records bounded, since they

@@ -57,6 +57,21 @@ impl<T: Clone> Record<T> {
         self.iter().cloned().collect()
     }
 
+    /// `[frame, ...]` from the `offset`th kept, at most `limit`, as JSON of at most
+    /// `max_bytes`; `None` if it would be larger.
+    pub(crate) fn json_page(
+        &self,
+        offset: usize,
+        limit: Option<usize>,
+        max_bytes: usize,
+    ) -> Option<Vec<u8>>
+    where
+        T: serde::Serialize,
+    {
+        let page = self.iter().skip(offset).take(limit.unwrap_or(usize::MAX));
+        crate::http::json_list(page, max_bytes)
+    }
+
     /// The next frame not handed out yet.
     pub(crate) fn take_next(&mut self) -> Option<T> {
         let (next, _) = self.items.get(self.taken)?;
