@@ -72,17 +72,8 @@
 //!
 //! ## The class C `Deadline` unit
 //!
-//! The specification (`docs/markdown/specification.md` of `everynet/ran.routing.pyclient`,
-//! "Transmission Window") types `Deadline` only as a "Timestamp": "RAN will schedule
-//! downlink till the deadline (if possible). Default and maximum deadline value is now +
-//! 512 seconds"; the reference client takes any integer above 0 (`conint(gt=0)` in
-//! `ran/routing/core/domains.py`). Neither official bridge computes one: both
-//! `everynet/ran.routing.tts` and `everynet/ran.routing.chirpstack.v4` send `Deadline = 1`
-//! for an "immediately" class C downlink (`as_transmission_window` in
-//! `src/lib/traffic/ran.py`). So the crate reads it, as [`TxTiming::Deadline`] does, as
-//! Unix time in whole seconds, the one reading in which "now + 512 seconds" is a
-//! number, and a deadline already past is not refused here: the bridges rely on the RAN
-//! sending such a downlink as soon as it can.
+//! Unix time in whole seconds, with `1` for "as soon as possible": the reading, and
+//! where it comes from, is documented once, on [`TxTiming::Deadline`].
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -292,10 +283,15 @@ impl TransmissionWindow {
     /// Unix seconds, rounded down so the RAN's deadline is never later than the one
     /// asked for (see the [module documentation](self) for the unit).
     ///
-    /// Checked before anything is sent: at most [`TxTiming::MAX_DEADLINE_AHEAD_SECS`]
-    /// ahead of the system clock and after the first Unix second
-    /// ([`InvalidInput::Deadline`]), and the radio's own rules. A deadline already past is
-    /// accepted: the official bridges send `Deadline = 1` for "as soon as possible".
+    /// Checked before anything is sent: not before the current second of the system
+    /// clock (a deadline already past cannot be met) and at most
+    /// [`TxTiming::MAX_DEADLINE_AHEAD_SECS`] ahead of it ([`InvalidInput::Deadline`]),
+    /// and the radio's own rules.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput::Deadline`] for a deadline outside that range: for "as soon as
+    /// possible" use [`TransmissionWindow::class_c_asap`] instead.
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
@@ -318,6 +314,15 @@ impl TransmissionWindow {
         let secs = deadline
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        if secs < now {
+            return Err(InvalidInput::Deadline {
+                deadline: secs,
+                now,
+            });
+        }
         let window = Self::class_c(radio, secs);
         window.validate()?;
         Ok(window)
@@ -571,9 +576,17 @@ mod tests {
         let window = TransmissionWindow::class_c_by(radio(), deadline).unwrap();
         let expected = deadline.duration_since(UNIX_EPOCH).unwrap().as_secs();
         assert_eq!(window.timing, TxTiming::Deadline(expected));
-        // A deadline already past is still a deadline (the bridges send 1).
-        let past = TransmissionWindow::class_c_by(radio(), unix(1)).unwrap();
-        assert_eq!(past.timing, TxTiming::Deadline(1));
+        // A deadline already past cannot be met: "as soon as possible" has its own
+        // constructor, and Unix second 1 is not a way to spell it.
+        for past in [unix(1), SystemTime::now() - Duration::from_secs(2)] {
+            assert!(matches!(
+                TransmissionWindow::class_c_by(radio(), past),
+                Err(InvalidInput::Deadline { .. })
+            ));
+        }
+        let asap = TransmissionWindow::class_c_asap(radio());
+        assert_eq!(asap.timing, TxTiming::Deadline(TxTiming::DEADLINE_ASAP));
+        assert!(asap.validate().is_ok());
     }
 
     #[test]

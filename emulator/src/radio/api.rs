@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use ran_routing::DevEui;
+use ran_routing::mic::AesKey;
+use ran_routing::{DevEui, MulticastAddr};
 
 use super::{
-    play, play_copies, Copies, DownlinkVerdict, MicStats, Play, PlayedUpstream, RadioDevice,
-    UpstreamVerdict,
+    play, play_copies, Copies, DownlinkVerdict, GroupSession, MicStats, Play, PlayedUpstream,
+    RadioDevice, UpstreamVerdict,
 };
 use crate::error::Result;
 use crate::server::Shared;
@@ -142,7 +143,8 @@ impl Emulator {
     /// [`play`](Self::play) of an unconfirmed data uplink with the next frame counter
     /// (the frame carries its low 16 bits; the counter runs on past 65535). Its
     /// `DevEUIs` lists every subscribed device with the same DevAddr, as the RAN does.
-    /// The FRMPayload goes out as given, unencrypted.
+    /// The FRMPayload is encrypted under the device's AppSKey when it has one (a joined
+    /// device does), and goes out as given otherwise.
     pub fn play_uplink(
         &self,
         dev_eui: DevEui,
@@ -161,6 +163,19 @@ impl Emulator {
         payload: impl Into<Vec<u8>>,
     ) -> Result<u64> {
         self.play(dev_eui, Play::confirmed_uplink(fport, payload))
+    }
+
+    /// Gives the emulated air the session keys of multicast group `addr`, as its members
+    /// were provisioned with them: members on the air as class B or C devices check and
+    /// read the group's downlinks with them. The group's downlink counter restarts.
+    pub fn set_multicast_session(&self, addr: MulticastAddr, nwk_s_key: AesKey, app_s_key: AesKey) {
+        self.shared.radio.set_group_session(
+            addr,
+            GroupSession {
+                nwk_s_key,
+                app_s_key,
+            },
+        );
     }
 
     /// What the radio device made of the downlink with this transaction id (the LNS's

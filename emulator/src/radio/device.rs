@@ -25,6 +25,31 @@ pub struct RadioDevice {
     pub(super) dev_eui: DevEui,
     pub(super) join: Option<JoinCredentials>,
     pub(super) session: Option<RadioSession>,
+    pub(super) class: DeviceClass,
+}
+
+/// When a device listens for downlinks, beyond the two class A windows after each
+/// uplink that every device opens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum DeviceClass {
+    /// Only in RX1 and RX2 after its own uplinks.
+    #[default]
+    A,
+    /// Also in the ping slots of the beacon period: it takes `TMMS` downlinks.
+    B,
+    /// Continuously: it takes `Deadline` downlinks.
+    C,
+}
+
+impl DeviceClass {
+    /// `"A"`, `"B"` or `"C"`, as the control API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A => "A",
+            Self::B => "B",
+            Self::C => "C",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -42,10 +67,17 @@ pub(crate) struct JoinCredentials {
 pub(crate) struct RadioSession {
     pub(super) dev_addr: DevAddr,
     pub(super) nwk_s_key: AesKey,
-    /// Kept for the application payload; the emulator sends FRMPayloads in clear.
+    /// Encrypts the application payload of uplinks and decrypts that of downlinks;
+    /// without it uplinks carry their FRMPayload in clear.
     pub(super) app_s_key: Option<AesKey>,
     /// The full counter of the next uplink.
     pub(super) fcnt: u32,
+    /// The full counter of the last data downlink the device accepted: a later one
+    /// must be greater.
+    pub(super) fcnt_down: Option<u32>,
+    /// RX1's delay after an uplink, in seconds (RX2 opens a second later): 1 unless a
+    /// join accept said otherwise.
+    pub(super) rx1_delay: u8,
 }
 
 impl RadioDevice {
@@ -60,6 +92,7 @@ impl RadioDevice {
                 pending: None,
             }),
             session: None,
+            class: DeviceClass::A,
         }
     }
 
@@ -69,24 +102,43 @@ impl RadioDevice {
         Self {
             dev_eui,
             join: None,
-            session: Some(RadioSession {
-                dev_addr,
-                nwk_s_key,
-                app_s_key: None,
-                fcnt,
-            }),
+            session: Some(RadioSession::new(dev_addr, nwk_s_key, None, fcnt)),
+            class: DeviceClass::A,
         }
     }
 
     /// Gives the device a session, as after a join: it plays data uplinks too.
     pub fn with_session(mut self, dev_addr: DevAddr, nwk_s_key: AesKey, fcnt: u32) -> Self {
-        self.session = Some(RadioSession {
-            dev_addr,
-            nwk_s_key,
-            app_s_key: None,
-            fcnt,
-        });
+        self.session = Some(RadioSession::new(dev_addr, nwk_s_key, None, fcnt));
         self
+    }
+
+    /// Gives the device's session its AppSKey: its uplinks' FRMPayload is encrypted
+    /// under it, and it decrypts the payload of the data downlinks it receives. No
+    /// effect on a device without a session (a join derives both keys).
+    pub fn with_app_s_key(mut self, app_s_key: AesKey) -> Self {
+        if let Some(session) = &mut self.session {
+            session.app_s_key = Some(app_s_key);
+        }
+        self
+    }
+
+    /// Puts the device in class B or C (or back to A): only such a device takes class B
+    /// (`TMMS`) or class C (`Deadline`) downlinks.
+    pub fn with_class(mut self, class: DeviceClass) -> Self {
+        self.class = class;
+        self
+    }
+
+    /// The device's class.
+    pub fn class(&self) -> DeviceClass {
+        self.class
+    }
+
+    /// The full counter of the last data downlink the device accepted, for a device
+    /// with a session that accepted one.
+    pub fn fcnt_down(&self) -> Option<u32> {
+        self.session.as_ref().and_then(|s| s.fcnt_down)
     }
 
     /// The DevNonce of the next join request (OTAA devices only; each join request
@@ -152,8 +204,32 @@ impl RadioDevice {
         if let Some(session) = &self.session {
             body.insert("dev_addr".into(), session.dev_addr.to_string().into());
             body.insert("nwk_s_key".into(), hex(&session.nwk_s_key).into());
+            if let Some(app_s_key) = &session.app_s_key {
+                body.insert("app_s_key".into(), hex(app_s_key).into());
+            }
             body.insert("fcnt".into(), session.fcnt.into());
         }
+        body.insert("class".into(), self.class.as_str().into());
         serde_json::Value::Object(body)
+    }
+}
+
+impl RadioSession {
+    /// A session as ABP provisions it, or a join establishes it: no downlink accepted
+    /// yet, RX1 one second after each uplink.
+    pub(crate) fn new(
+        dev_addr: DevAddr,
+        nwk_s_key: AesKey,
+        app_s_key: Option<AesKey>,
+        fcnt: u32,
+    ) -> Self {
+        Self {
+            dev_addr,
+            nwk_s_key,
+            app_s_key,
+            fcnt,
+            fcnt_down: None,
+            rx1_delay: 1,
+        }
     }
 }

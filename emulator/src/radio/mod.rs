@@ -19,7 +19,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ran_routing::mic::{MAX_CHALLENGE, MIN_CHALLENGE};
-use ran_routing::{DevAddr, DevEui, UpstreamRejectResultCode, UpstreamReply};
+use ran_routing::{DevAddr, DevEui, MulticastAddr, UpstreamRejectResultCode, UpstreamReply};
 
 use crate::error::{Error, Result};
 
@@ -37,12 +37,16 @@ mod verdict;
 pub(crate) use rules::Rules;
 
 pub(crate) use api::stats;
-pub use device::RadioDevice;
 use device::RadioSession;
+pub use device::{DeviceClass, RadioDevice};
 use play::FIRST_TRANSACTION_ID;
 pub(crate) use play::{play, play_copies};
 pub use play::{Copies, Play, MAX_COPIES};
-pub use verdict::{DownlinkVerdict, IgnoredReason, MicStats, PlayedUpstream, UpstreamVerdict};
+use receive::GroupSession;
+pub(crate) use receive::Window;
+pub use verdict::{
+    DownlinkVerdict, IgnoredReason, MicStats, PlayedUpstream, ReceivedDownlink, UpstreamVerdict,
+};
 
 struct DeviceState {
     device: RadioDevice,
@@ -57,6 +61,10 @@ struct RadioState {
     /// What radio devices made of the downlinks sent to them, by the downlink's
     /// transaction id.
     downlinks: HashMap<u64, DownlinkVerdict>,
+    /// The session keys multicast groups' members were provisioned with.
+    groups: HashMap<MulticastAddr, GroupSession>,
+    /// Each group's last downlink counter its members accepted.
+    group_fcnt_down: HashMap<MulticastAddr, u32>,
     next_transaction_id: u64,
     min_candidates: usize,
     max_candidates: usize,
@@ -89,6 +97,8 @@ impl Default for Radio {
                 devices: BTreeMap::new(),
                 played: HashMap::new(),
                 downlinks: HashMap::new(),
+                groups: HashMap::new(),
+                group_fcnt_down: HashMap::new(),
                 next_transaction_id: FIRST_TRANSACTION_ID,
                 min_candidates: MIN_CHALLENGE,
                 max_candidates: MAX_CHALLENGE,

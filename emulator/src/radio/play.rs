@@ -135,9 +135,11 @@ impl Radio {
                     ))
                 })?;
                 let fcnt = session.fcnt;
-                let frame = DataUplink::new(session.dev_addr, fcnt)
+                let mut uplink = DataUplink::new(session.dev_addr, fcnt)
                     .confirmed(*confirmed)
-                    .payload(*fport, payload.clone())
+                    .payload(*fport, payload.clone());
+                uplink.app_s_key = session.app_s_key.clone();
+                let frame = uplink
                     .build(&session.nwk_s_key)
                     .map_err(|e| invalid(e.to_string()))?;
                 (frame, Some(session.dev_addr), Some(fcnt), None, None)

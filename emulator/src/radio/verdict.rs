@@ -1,5 +1,6 @@
 //! What became of played upstreams and of downlinks to radio devices.
 
+use ran_routing::mic::DataDownlink;
 use ran_routing::{DevAddr, DevEui, DownstreamResultCode, UpstreamRejectResultCode};
 
 #[cfg(doc)]
@@ -64,9 +65,21 @@ pub struct PlayedUpstream {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IgnoredReason {
-    /// A join accept whose MIC the device's AppKey does not give: another key, or a
-    /// corrupted or forged frame.
+    /// A join accept whose MIC the device's AppKey does not give, or a data downlink
+    /// whose MIC its NwkSKey (a multicast group's, for a group downlink) does not give
+    /// with the next FCntDown: another key, another counter epoch, or a corrupted or
+    /// forged frame.
     MicMismatch,
+    /// A data downlink whose MIC verifies only with a counter at or below the last
+    /// FCntDown the device accepted: a replay, or an LNS that reuses counters.
+    ReplayedFCnt,
+    /// A class A data downlink outside RX1 and RX2 of the device's latest uplink (with
+    /// the timing rule on): timed from an older uplink, or a `Delay` other than the
+    /// device's RX1 delay (1 s unless its join accept said otherwise) or one more.
+    OutsideReceiveWindow,
+    /// A class B or C downlink to a device that does not listen then: a `TMMS` downlink
+    /// to a device not in class B, or a `Deadline` one to a device not in class C.
+    NotListening,
     /// A join accept that answers no join request the device is waiting on: it sent none,
     /// a later one, or (with the timing rule on) the uplink the downlink was timed from is
     /// not its latest join request. The device derives keys only for the DevNonce it sent.
@@ -97,8 +110,11 @@ pub enum DownlinkVerdict {
         /// The DevNonce of the join request it answered (the keys are derived from it).
         dev_nonce: u16,
     },
-    /// A data downlink to the device's DevAddr: received (its MIC is not checked).
-    Received,
+    /// A data downlink the device took: addressed to it, its MIC right, its counter new,
+    /// in a window it listens in.
+    Received(ReceivedDownlink),
+    /// A multicast downlink: what each member of the group on the air made of it.
+    Multicast(Vec<(DevEui, DownlinkVerdict)>),
     /// Transmitted, and ignored by the device.
     Ignored(IgnoredReason),
 }
@@ -135,5 +151,34 @@ impl MicStats {
     pub fn unanswered(&self) -> u64 {
         self.played
             .saturating_sub(self.solved + self.wrong_acks + self.mic_failed + self.other_rejects)
+    }
+}
+
+/// A data downlink as the device read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReceivedDownlink {
+    /// The full downlink counter the device took it with.
+    pub fcnt_down: u32,
+    /// Its FPort, if it had a payload section.
+    pub fport: Option<u8>,
+    /// Its FRMPayload decrypted; `None` when the device has no AppSKey to decrypt an
+    /// application payload with.
+    pub frm_payload: Option<Vec<u8>>,
+    /// The ACK bit: it acknowledges the device's last confirmed uplink.
+    pub ack: bool,
+    /// A confirmed downlink.
+    pub confirmed: bool,
+}
+
+impl ReceivedDownlink {
+    pub(crate) fn new(down: &DataDownlink, decrypted: bool) -> Self {
+        Self {
+            fcnt_down: down.fcnt_down,
+            fport: down.fport,
+            frm_payload: (decrypted || down.fport == Some(0)).then(|| down.frm_payload.clone()),
+            ack: down.ack,
+            confirmed: down.confirmed,
+        }
     }
 }
