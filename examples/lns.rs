@@ -41,6 +41,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ran_routing::fleet::Directory;
 use ran_routing::mic::{
     self, AesKey, DataDownlink, Direction, FrameKind, JoinAccept, KeyStore, Keys, Session,
 };
@@ -152,8 +153,9 @@ struct Lns {
     downlinks_failed: AtomicU64,
     /// The next AppNonce (24 bits): a fresh one for every join accept.
     next_app_nonce: AtomicU32,
-    /// DevAddrs handed out, by device.
-    dev_addrs: Mutex<std::collections::HashMap<DevEui, DevAddr>>,
+    /// Which device each DevAddr belongs to, active or granted by a join accept: what a
+    /// bridge looks a downlink's address up in. Kept in step by the join flow.
+    directory: Directory,
 }
 
 impl Lns {
@@ -192,6 +194,10 @@ impl Lns {
             .fcnt
             .map(|f| format!(" FCnt {f}"))
             .unwrap_or_default();
+        if let Some(dev_addr) = solved.frame.dev_addr() {
+            // Its first uplink from a granted address makes that address the active one.
+            self.directory.uplink_from(solved.dev_eui, dev_addr);
+        }
         if let (Some(fcnt), Some(session)) = (solved.fcnt, self.keys.session(solved.dev_eui)) {
             self.read_payload(msg, solved.frame, fcnt, &session);
         }
@@ -288,7 +294,7 @@ impl Lns {
         self.core
             .routing_table()
             .update(DeviceUpdate::new(dev_eui, join_eui).with_target_dev_addr(dev_addr))?;
-        self.dev_addrs.lock().unwrap().insert(dev_eui, dev_addr);
+        self.directory.set_target(dev_eui, dev_addr);
         Ok((dev_addr, phy_payload))
     }
 
@@ -438,7 +444,7 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
         downlinks_ok: AtomicU64::new(0),
         downlinks_failed: AtomicU64::new(0),
         next_app_nonce: AtomicU32::new(0x00e506),
-        dev_addrs: Mutex::new(Default::default()),
+        directory: Directory::load(&ran.core)?,
     });
     let mut threads: Vec<_> = (0..WORKERS)
         .map(|_| {
@@ -587,7 +593,7 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
                 continue;
             }
             let joined = emu.radio_device(*dev_eui).and_then(|d| d.dev_addr());
-            let granted = lns.dev_addrs.lock().unwrap().get(dev_eui).copied();
+            let granted = lns.directory.addresses(*dev_eui).and_then(|a| a.target);
             ensure!(
                 joined.is_some() && joined == granted,
                 "{dev_eui} joined as {joined:?}, granted {granted:?}"
@@ -630,6 +636,18 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
         lns.downlinks_failed.load(Ordering::SeqCst) == 0,
         "some downlinks failed"
     );
+    // The joined devices spoke from their new addresses: those are now the active ones,
+    // in the directory as in the RAN.
+    for device in devices {
+        if let Device::Otaa { dev_eui, .. } = device {
+            let on_air = emu.radio_device(*dev_eui).and_then(|d| d.dev_addr());
+            let active = lns.directory.addresses(*dev_eui).and_then(|a| a.active);
+            ensure!(
+                *dev_eui == IMPOSTOR || active == on_air,
+                "{dev_eui}: directory says {active:?}, the device has {on_air:?}"
+            );
+        }
+    }
     // And the devices judged every downlink: each join accept joined, each ACK was
     // taken (right address, MIC and FCntDown, in RX1).
     for tid in lns.downlink_ids.lock().unwrap().iter() {
