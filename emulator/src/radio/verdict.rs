@@ -4,7 +4,7 @@ use ran_routing::mic::DataDownlink;
 use ran_routing::{DevAddr, DevEui, DownstreamResultCode, UpstreamRejectResultCode};
 
 #[cfg(doc)]
-use crate::Emulator;
+use crate::{Emulator, RadioDevice};
 
 /// What became of a played upstream: how the LNS answered it.
 #[derive(Debug, Clone, PartialEq, Eq)]
