@@ -1,4 +1,5 @@
-//! Host name resolution for the REST agent, remembered for a short while.
+//! Host name resolution for the REST agent, remembered for a short while. It plugs into
+//! ureq through its `unversioned` API, which is why Cargo.toml pins ureq with `~`.
 //!
 //! ureq resolves the host before *every* request, even one that goes out on a pooled
 //! connection and never uses the addresses, and with a timeout configured (we always set
