@@ -12,8 +12,8 @@ use tungstenite::Bytes;
 use super::link::{Link, LinkOptions, Outbox};
 use super::socket::{wait_ready, would_block, Interest, Socket};
 use super::spare::Early;
-use crate::config::AccessToken;
 use crate::error::{ApiError, Error, Result, TimeoutKind};
+use crate::AccessToken;
 
 /// Everything needed to open one stream connection.
 #[derive(Clone)]

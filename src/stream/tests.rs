@@ -26,7 +26,7 @@ fn upstream_frame(id: u64) -> String {
 
 fn client_tls() -> Arc<rustls::ClientConfig> {
     Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls::ring_provider()))
+        rustls::ClientConfig::builder_with_provider(Arc::new(crate::rest::tls::ring_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(rustls::RootCertStore::empty())
