@@ -66,7 +66,7 @@ pub use devices::{
 pub use groups::{DesiredGroup, GroupPlan, Member, Rename};
 pub use run::{Calls, Count, Failure, Kind, Progress, Report, Target};
 
-use crate::client::Core;
+use crate::Core;
 
 /// What to do with devices (and groups) only the RAN has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
