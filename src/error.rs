@@ -384,7 +384,9 @@ pub enum InvalidInput {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
-    /// The access token was refused (`Unauthorized`).
+    /// The access token was refused: the service's `Unauthorized`, or any HTTP 401 or 403
+    /// whose body names none of the other documented codes (a proxy's page, an empty
+    /// body, an undocumented code).
     #[error("unauthorized: {description}")]
     Unauthorized {
         /// The service's description.
