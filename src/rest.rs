@@ -210,6 +210,16 @@ fn transport_error(e: ureq::Error, method: &str, url: &str, core: &Core) -> Erro
             "response",
             format!("{method} {url}: the answer is larger than the {limit}-byte limit"),
         ),
+        // A TLS record is no HTTP status line: its first byte (0x15 for an alert, 0x16 for
+        // a handshake) fails the version check.
+        ureq::Error::Protocol(e)
+            if url.starts_with("http://") && e.to_string().contains("invalid HTTP version") =>
+        {
+            Error::decode(
+                "HTTP response",
+                format!("{method} {url}: the server speaks TLS: use an https:// URL? ({e})"),
+            )
+        }
         ureq::Error::Protocol(e) => Error::decode("HTTP response", format!("{method} {url}: {e}")),
         ureq::Error::LargeResponseHeader(size, limit) => Error::decode(
             "HTTP response",
