@@ -49,6 +49,7 @@ fn args() -> Result<Args, String> {
 }
 
 fn main() -> common::Outcome {
+    common::log_to_stderr();
     let args = args().map_err(|e| {
         eprintln!("{e}");
         "bad arguments"
