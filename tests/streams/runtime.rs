@@ -37,6 +37,13 @@ fn abp_device(emu: &Emulator, core: &Core, keys: &mut Keys, n: u64) -> DevEui {
     dev_eui
 }
 
+/// An upstream connection with de-duplication, once the emulator has it.
+fn deduped(emu: &Emulator, core: &Core, dedup: impl Into<Dedup>) -> Arc<UpstreamConnection> {
+    let up = Arc::new(core.upstream().dedup(dedup).connect().unwrap());
+    assert!(emu.wait_upstream_connections(1, WAIT));
+    up
+}
+
 /// How the test LNS answers an uplink.
 #[derive(Clone, Copy)]
 enum Answer {
@@ -96,13 +103,7 @@ fn copies_before_and_after_the_answer_get_the_first_copys_ack() {
     let core = common::core(&emu);
     let mut keys = Keys::new();
     let dev = abp_device(&emu, &core, &mut keys, 1);
-    let up = Arc::new(
-        core.upstream()
-            .dedup(Duration::from_secs(60))
-            .connect()
-            .unwrap(),
-    );
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = deduped(&emu, &core, Duration::from_secs(60));
     // The LNS takes its time, so copies sent back to back are held until it answers.
     let seen = lns(up.clone(), keys, Duration::from_millis(200), |_| {
         Answer::Solve
@@ -146,13 +147,7 @@ fn acks_that_do_not_fit_a_copy_become_mic_failed_and_rejects_are_not_repeated() 
         let mut other = Keys::new();
         abp_device(&emu, &core, &mut other, 3)
     };
-    let up = Arc::new(
-        core.upstream()
-            .dedup(Duration::from_secs(60))
-            .connect()
-            .unwrap(),
-    );
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = deduped(&emu, &core, Duration::from_secs(60));
     let decoy_target = decoyed;
     let seen = lns(up.clone(), keys, Duration::from_millis(100), move |m| {
         if m.dev_euis.contains(&decoy_target) {
@@ -235,13 +230,7 @@ fn a_forged_copy_rejected_first_does_not_stand_for_the_genuine_frame() {
     let (dev, join_eui, app_key) = (DevEui::new(0x70B3_D5FF_0000_0009), JoinEui::new(9), key(9));
     let mut keys = Keys::new();
     keys.set_join_key(dev, app_key.clone());
-    let up = Arc::new(
-        core.upstream()
-            .dedup(Duration::from_secs(60))
-            .connect()
-            .unwrap(),
-    );
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = deduped(&emu, &core, Duration::from_secs(60));
     let seen = lns(up.clone(), keys, Duration::ZERO, |_| Answer::Solve);
     let (forged, genuine, true_mic) = forged_and_genuine_join_request(&app_key, dev, join_eui);
 
@@ -268,12 +257,7 @@ fn a_forged_copy_rejected_first_does_not_stand_for_the_genuine_frame() {
 fn payloads_longer_than_a_lorawan_frame_are_handed_out_unremembered() {
     let emu = common::emulator();
     let core = common::core(&emu);
-    let up = core
-        .upstream()
-        .dedup(Duration::from_secs(60))
-        .connect()
-        .unwrap();
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = deduped(&emu, &core, Duration::from_secs(60));
     let dev = DevEui::new(0x70B3_D5FF_0000_000A);
     let frame = |len: usize| {
         let mut frame = vec![0x40; len];
@@ -309,13 +293,7 @@ fn copies_across_the_window_edge_are_new_uplinks() {
     let core = common::core(&emu);
     let mut keys = Keys::new();
     let dev = abp_device(&emu, &core, &mut keys, 4);
-    let up = Arc::new(
-        core.upstream()
-            .dedup(Duration::from_millis(400))
-            .connect()
-            .unwrap(),
-    );
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = deduped(&emu, &core, Duration::from_millis(400));
     let seen = lns(up.clone(), keys, Duration::ZERO, |_| Answer::Solve);
     let ids = emu
         .play_uplink_copies(
@@ -347,8 +325,7 @@ fn copies_of_an_unanswered_uplink_are_rejected_with_other_after_the_bound() {
     let mut keys = Keys::new();
     let dev = abp_device(&emu, &core, &mut keys, 5);
     let dedup = Dedup::new(Duration::from_secs(60)).answer_within(Duration::from_millis(300));
-    let up = Arc::new(core.upstream().dedup(dedup).connect().unwrap());
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = deduped(&emu, &core, dedup);
     let seen = lns(up.clone(), keys, Duration::ZERO, |_| Answer::Never);
 
     // Two copies held, one after the bound (rejected on arrival).
@@ -383,13 +360,11 @@ fn at_the_entry_cap_uplinks_are_handed_out_unremembered() {
     let core = common::core(&emu);
     let mut keys = Keys::new();
     let dev = abp_device(&emu, &core, &mut keys, 6);
-    let up = Arc::new(
-        core.upstream()
-            .dedup(Dedup::new(Duration::from_secs(60)).max_entries(1))
-            .connect()
-            .unwrap(),
+    let up = deduped(
+        &emu,
+        &core,
+        Dedup::new(Duration::from_secs(60)).max_entries(1),
     );
-    assert!(emu.wait_upstream_connections(1, WAIT));
     let seen = lns(up.clone(), keys, Duration::ZERO, |_| Answer::Solve);
     let first = emu.play_uplink_copies(dev, 1, *b"a", 2).unwrap();
     let full = emu.play_uplink_copies(dev, 1, *b"b", 2).unwrap();
@@ -434,13 +409,7 @@ fn join_request_copies_over_the_control_api_and_dedup_off() {
     plain.close();
     plain.wait_closed();
 
-    let up = Arc::new(
-        core.upstream()
-            .dedup(Duration::from_secs(60))
-            .connect()
-            .unwrap(),
-    );
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = deduped(&emu, &core, Duration::from_secs(60));
     let seen = lns(up.clone(), keys, Duration::from_millis(100), |_| {
         Answer::Solve
     });
