@@ -334,7 +334,7 @@ impl Fleet {
     ///
     /// # Errors
     ///
-    /// [`InvalidInput::TooManyDeletions`](crate::InvalidInput::TooManyDeletions) before
+    /// [`InvalidInput::TooManyDeletions`] before
     /// anything is written, when the plan deletes more groups than
     /// [`Fleet::max_deletions`] allows (see [`Fleet::check_group_deletions`]).
     pub fn apply_groups(
