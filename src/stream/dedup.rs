@@ -640,12 +640,8 @@ impl DedupLayer {
 }
 
 impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
-    fn incoming(
-        &self,
-        message: UpstreamMessage,
-        read_at: Option<Instant>,
-    ) -> Option<UpstreamMessage> {
-        let now = read_at.unwrap_or_else(Instant::now);
+    fn incoming(&self, message: UpstreamMessage) -> Option<UpstreamMessage> {
+        let now = Instant::now();
         let mut out = Vec::new();
         let seen = self
             .inner
