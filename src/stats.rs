@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use serde::{Serialize, Serializer};
@@ -110,8 +110,6 @@ pub(crate) struct StreamCounters {
     handed_out: Line<AtomicU64>,
     sending: Line<Sending>,
     reconnections: AtomicU64,
-    /// The reconnect attempt under way; 0 while connected.
-    attempt: AtomicU32,
     /// A link is up: keeps the published `connected` gauge balanced.
     up: AtomicBool,
     #[cfg(feature = "metrics")]
@@ -127,7 +125,6 @@ impl StreamCounters {
             handed_out: Line::default(),
             sending: Line::default(),
             reconnections: AtomicU64::new(0),
-            attempt: AtomicU32::new(0),
             up: AtomicBool::new(false),
             #[cfg(feature = "metrics")]
             metrics: published::StreamMetrics::new(stream),
@@ -245,7 +242,6 @@ impl StreamCounters {
 
     /// A link came up; `reconnect` when it replaced a failed one.
     pub(crate) fn connected(&self, reconnect: bool) {
-        self.attempt.store(0, Relaxed);
         if reconnect {
             self.reconnections.fetch_add(1, Relaxed);
             #[cfg(feature = "metrics")]
@@ -265,11 +261,6 @@ impl StreamCounters {
         }
     }
 
-    /// Reconnect attempt `attempt` is under way (or waiting for its delay).
-    pub(crate) fn reconnecting(&self, attempt: u32) {
-        self.attempt.store(attempt.max(1), Relaxed);
-    }
-
     /// The connection is gone: what still waited in its channel waits no more.
     pub(crate) fn dropped(&self, waiting: usize) {
         #[cfg(feature = "metrics")]
@@ -279,10 +270,6 @@ impl StreamCounters {
 
     pub(crate) fn stream(&self) -> &'static str {
         self.stream
-    }
-
-    pub(crate) fn attempt(&self) -> u32 {
-        self.attempt.load(Relaxed)
     }
 
     pub(crate) fn since_last_frame(&self) -> Option<Duration> {

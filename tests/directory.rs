@@ -102,13 +102,13 @@ fn following_fleet_plans_matches_a_fresh_load() {
             DesiredDevice::abp(newcomer, SHARED),
         ])
         .unwrap();
-    let report = fleet.apply(&plan, |_| {});
+    let report = fleet.apply(&plan, |_| {}).unwrap();
     assert!(report.is_success(), "{report}");
     directory.follow(&plan, &report);
     let groups = fleet
         .plan_groups([DesiredGroup::new(GROUP, "lights").with_members([newcomer])])
         .unwrap();
-    let report = fleet.apply_groups(&groups, |_| {});
+    let report = fleet.apply_groups(&groups, |_| {}).unwrap();
     assert!(report.is_success(), "{report}");
     directory.follow_groups(&groups, &report);
 

@@ -471,8 +471,8 @@ fn a_lenient_emulator_answers_every_downlink_at_once() {
     assert!(sent.elapsed() < Duration::from_secs(10));
 }
 
-/// Issue 17 item 15: a result code the client would read as `Unknown` is refused,
-/// unless the test says it means one.
+/// A result code the client would read as `Unknown` is refused, unless the test says
+/// it means one.
 #[test]
 fn a_misspelt_result_code_is_refused() {
     let emu = Emulator::start().unwrap();

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{DesiredIdentity, DevicePlan, GroupPlan, Report, Target};
-use crate::client::Core;
 use crate::error::Result;
 use crate::ids::{DevAddr, DevEui, MulticastAddr};
 use crate::model::{Device, MulticastGroup};
-use crate::routing_table::Select;
+use crate::Core;
+use crate::Select;
 
 /// Rows read per routing-table page by [`Directory::load`].
 const PAGE: u64 = 1000;
