@@ -118,7 +118,7 @@ fn a_worker_pool_answers_every_uplink_once() -> Outcome {
     let emu = emulator();
     let ran = core(&emu);
     let app_key: AesKey = "2b7e151628aed2a6abf7158809cf4f3c".parse()?;
-    let mut keys = Keys::new();
+    let keys = Keys::new();
     let solver = Solver::new();
     let (join_eui, mut dev_euis) = (JoinEui::new(0x3CEDCF624F8B68F4), Vec::new());
     for n in 0..8u64 {
@@ -233,7 +233,7 @@ fn fleet_sync_and_dedup() -> Outcome {
     let fleet = Fleet::new(&ran).concurrency(16);
     let plan = fleet.plan(read_csv(&std::fs::read_to_string("fleet.csv")?)?)?;
     println!("{plan}");
-    let report = fleet.apply(&plan, |progress| eprintln!("{progress}"));
+    let report = fleet.apply(&plan, |progress| eprintln!("{progress}"))?;
     print!("{report}\n{}", report.failure_listing());
     // README end
     assert_eq!(emu.devices().len(), 2);
