@@ -377,20 +377,21 @@ fn handshake<S: Socket>(
 /// connect fails with it); whether the API itself said so, rather than a proxy's page,
 /// decides whether a reconnect gives up at once (see `reconnect.rs`).
 fn refusal(status: u16, body: &str, token: &AccessToken) -> OpenError {
-    if status == 401 || status == 403 {
-        let (description, by_api) = match crate::rest::api_error(status, body, token) {
-            ApiError::Unauthorized { description } => (description, true),
-            _ => (
-                format!("the stream handshake was refused with HTTP {status}"),
-                false,
-            ),
-        };
-        OpenError {
-            error: Error::Api(ApiError::Unauthorized { description }),
-            by_api,
+    let error = crate::rest::api_error(status, body, token);
+    match error {
+        ApiError::Unauthorized { description } => {
+            let by_api = crate::rest::is_api_answer(body, "Unauthorized");
+            let description = if by_api {
+                description
+            } else {
+                format!("the stream handshake was refused with HTTP {status}")
+            };
+            OpenError {
+                error: Error::Api(ApiError::Unauthorized { description }),
+                by_api,
+            }
         }
-    } else {
-        Error::Api(crate::rest::api_error(status, body, token)).into()
+        other => Error::Api(other).into(),
     }
 }
 
