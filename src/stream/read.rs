@@ -129,14 +129,14 @@ impl<T> Clone for Outbox<T> {
 impl<T> Outbox<T> {
     /// Whether the stash holds a channel's worth: reading more after a close would only
     /// grow memory for messages nobody may take.
-    fn stash_full(&self) -> bool {
+    pub(super) fn stash_full(&self) -> bool {
         let capacity = self.tx.capacity().unwrap_or(usize::MAX).max(1);
         lock(&self.stash).len() >= capacity
     }
 
     /// Delivers `item`, waiting for room in the channel unless `stop` fires first (then
     /// it goes to the stash). Returns `false` when the receiving side is gone.
-    fn deliver(&self, mut item: T, stop: &Receiver<()>, stopped: &mut bool) -> bool {
+    pub(super) fn deliver(&self, mut item: T, stop: &Receiver<()>, stopped: &mut bool) -> bool {
         while !*stopped {
             item = match self.tx.try_send(item) {
                 Ok(()) => return true,
