@@ -10,7 +10,7 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::Bytes;
 
 use super::link::{Link, LinkOptions};
-use super::read::Outbox;
+use super::read::{Outbox, Stamped};
 use super::session::OpenError;
 use super::socket::{wait_ready, would_block, Interest, Socket};
 use crate::error::{ApiError, Error, Result, TimeoutKind};
@@ -34,7 +34,7 @@ pub(crate) fn open_link<T, D>(
     params: &ConnectParams,
     options: LinkOptions,
     decode: D,
-    outbox: Outbox<T>,
+    outbox: Outbox<Stamped<T>>,
 ) -> std::result::Result<Link, OpenError>
 where
     T: Send + 'static,
@@ -50,7 +50,7 @@ fn open_link_unnamed<T, D>(
     params: &ConnectParams,
     options: LinkOptions,
     decode: D,
-    outbox: Outbox<T>,
+    outbox: Outbox<Stamped<T>>,
 ) -> std::result::Result<Link, OpenError>
 where
     T: Send + 'static,
@@ -109,7 +109,7 @@ fn upgrade<S, T, D>(
     stream: S,
     options: LinkOptions,
     decode: D,
-    outbox: Outbox<T>,
+    outbox: Outbox<Stamped<T>>,
 ) -> std::result::Result<Link, OpenError>
 where
     S: Socket,
