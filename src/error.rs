@@ -325,8 +325,12 @@ pub enum InvalidInput {
     /// A class B window with no slots or more than 8.
     #[error("class B needs 1 to 8 TMMS slots, got {0}")]
     TmmsSlots(usize),
-    /// A class C deadline of zero or more than 512 s ahead.
-    #[error("class C deadline {deadline} must be positive and at most now ({now}) + 512 s")]
+    /// A class C deadline of zero, more than 512 s ahead, or (built from a `SystemTime`)
+    /// already past.
+    #[error(
+        "class C deadline {deadline} must be Unix seconds from now ({now}) to now + 512 s, \
+         or 1 for as soon as possible"
+    )]
     Deadline {
         /// The deadline given, unix seconds.
         deadline: u64,
@@ -368,6 +372,24 @@ pub enum InvalidInput {
     /// A multicast address given twice, with different contents, in a desired fleet.
     #[error("multicast group {0} is listed twice with different contents")]
     DuplicateGroup(crate::ids::MulticastAddr),
+    /// A fleet plan that deletes more than the fleet's
+    /// [`DeletionLimit`](crate::fleet::DeletionLimit) allows: an empty or truncated
+    /// export would otherwise wipe the RAN. Nothing was written.
+    #[error(
+        "the plan deletes {planned} of the {held} {what} the RAN holds, more than the \
+         {allowed} the deletion limit allows: is the desired list empty or cut short? \
+         Nothing was written; raise the limit (Fleet::max_deletions) if this is meant"
+    )]
+    TooManyDeletions {
+        /// What is deleted: `"devices"` or `"multicast groups"`.
+        what: &'static str,
+        /// How many the plan deletes.
+        planned: usize,
+        /// How many the RAN held when the plan was made.
+        held: usize,
+        /// How many the limit allows.
+        allowed: usize,
+    },
     /// An identifier that is not exactly its number of hex digits.
     #[error(transparent)]
     Id(ParseIdError),
@@ -384,7 +406,9 @@ pub enum InvalidInput {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
-    /// The access token was refused (`Unauthorized`).
+    /// The access token was refused: the service's `Unauthorized`, or any HTTP 401 or 403
+    /// whose body names none of the other documented codes (a proxy's page, an empty
+    /// body, an undocumented code).
     #[error("unauthorized: {description}")]
     Unauthorized {
         /// The service's description.
@@ -475,6 +499,7 @@ impl ApiError {
 
 /// One failed field of a `ValidationFailed` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FieldError {
     /// Where the field is, e.g. `["body", "DevEUI"]` (list indices as their decimal text).
     #[serde(deserialize_with = "loc_segments")]
@@ -485,6 +510,22 @@ pub struct FieldError {
     /// The kind of failure, e.g. `"value_error"`.
     #[serde(rename = "type", default)]
     pub kind: String,
+}
+
+impl FieldError {
+    /// A failed field: where it is, what is wrong, and the kind of failure. For tests
+    /// and emulators; the client reads them from the service's answers.
+    pub fn new(
+        loc: impl IntoIterator<Item = impl Into<String>>,
+        msg: impl Into<String>,
+        kind: impl Into<String>,
+    ) -> Self {
+        Self {
+            loc: loc.into_iter().map(Into::into).collect(),
+            msg: msg.into(),
+            kind: kind.into(),
+        }
+    }
 }
 
 fn loc_segments<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {

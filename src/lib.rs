@@ -83,7 +83,7 @@
 //! emulator.send_upstream(&played).expect("no upstream connection");
 //!
 //! // The LNS side: solve the challenge and answer.
-//! let mut keys = Keys::new();
+//! let keys = Keys::new();
 //! keys.set_join_key(dev_eui, app_key);
 //! let uplink = upstream.recv_timeout(Duration::from_secs(5))?;
 //! upstream.send(mic::Solver::new().reply(&keys, &uplink))?;
@@ -226,16 +226,16 @@
 //!
 //! Three modules are namespaces of their own; their items are reached only through them:
 //!
-//! - [`fleet`]: keeps the routing table and multicast groups equal to the LNS's devices;
+//! - [`fleet`]: keeps the routing table and multicast groups equal to the LNS's devices,
+//!   and indexes them by address for bridges ([`fleet::Directory`]);
 //! - [`timing`]: GPS time with leap seconds, for class B slots and class C deadlines from
 //!   `SystemTime` ([`TransmissionWindow::class_b_at`], [`TransmissionWindow::class_c_by`]);
-//! - `mic` (feature `mic`): the MIC challenge solver and LoRaWAN 1.0.x MICs.
+//! - `mic` (feature `mic`): the MIC challenge solver, LoRaWAN 1.0.x MICs, and signed,
+//!   encrypted data downlinks.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-mod client;
-mod config;
 mod downstream;
 mod error;
 pub mod fleet;
@@ -243,21 +243,15 @@ mod ids;
 #[cfg(feature = "mic")]
 pub mod mic;
 mod model;
-mod multicast;
-mod resolver;
 mod rest;
-mod routing_table;
 mod stats;
 mod stream;
 mod sync;
 pub mod timing;
-mod tls;
 mod tracker;
 mod upstream;
 mod wire;
 
-pub use client::{Core, CoreBuilder};
-pub use config::{AccessToken, Endpoints};
 pub use downstream::{DownstreamBuilder, DownstreamConnection};
 pub use error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind, TlsError};
 pub use ids::{DevAddr, DevEui, JoinEui, MulticastAddr, ParseIdError};
@@ -268,8 +262,7 @@ pub use model::{
     MulticastGroupUpdate, NewDevice, TransmissionWindow, TxTiming, UpstreamAck, UpstreamMessage,
     UpstreamRadio, UpstreamReject, UpstreamRejectResultCode, UpstreamReply, PROTOCOL_VERSION,
 };
-pub use multicast::MulticastGroups;
-pub use routing_table::{RoutingTable, Select};
+pub use rest::{AccessToken, Core, CoreBuilder, Endpoints, MulticastGroups, RoutingTable, Select};
 pub use stats::{
     ConnectionHealth, ConnectionState, Health, RejectCounts, RestOperation, RestOperationStats,
     RestStats, ResultCounts, StreamStats,

@@ -120,7 +120,7 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
         let hook = self.hook.as_ref().map(|make| make());
         let connection =
             Connection::open_with(&params, self.name, &self.options, self.events.clone(), hook)?;
-        let closer: std::sync::Weak<dyn crate::client::StreamCloser> = connection.closer();
+        let closer: std::sync::Weak<dyn crate::rest::StreamCloser> = connection.closer();
         self.core.track_stream(closer);
         Ok(connection)
     }
