@@ -121,6 +121,10 @@ fn clients_that_never_read_hold_no_slot_past_the_write_deadline() {
     }
     let served = served.expect("never served while the slow readers ran");
     assert!(refused > 0, "the slow readers never held every slot");
+    let status = ran_routing_emulator::ControlClient::new(emu.control_url())
+        .status()
+        .unwrap();
+    assert_eq!(status.refused_connections, refused);
     // Cut at the 1 s write deadline, once their answers filled the socket buffers.
     assert!(served < Duration::from_secs(8), "served after {served:?}");
 }
@@ -204,8 +208,11 @@ fn records_keep_the_newest_and_count_the_dropped() {
     let received = emu.downstream_received();
     assert_eq!(received.len(), 10);
     assert_eq!(received[9].transaction_id(), 1025);
-    let status = Control::new(&emu).get("status").1;
-    assert_eq!(status["records_dropped"], 30);
+    let status = ran_routing_emulator::ControlClient::new(emu.control_url())
+        .status()
+        .unwrap();
+    assert_eq!(status.records_dropped, 30);
+    assert_eq!(status.connection_slots, emu.connection_slots());
 }
 
 /// Counts the warn lines this test binary logs that contain a marker.
