@@ -313,6 +313,16 @@ pub(crate) fn api_error(status: u16, body: &str, token: &AccessToken) -> ApiErro
     }
 }
 
+/// Whether an error answer is the service's own `Unauthorized` error object, rather than
+/// a 401 or 403 page of something in front of it (which [`api_error`] maps to
+/// [`ApiError::Unauthorized`] too): a stream reconnect gives up at once only on the
+/// service's word.
+pub(crate) fn is_services_unauthorized(status: u16, body: &str) -> bool {
+    (400..500).contains(&status)
+        && serde_json::from_str::<ErrorBody>(body)
+            .is_ok_and(|b| b.detail.error_code == "Unauthorized")
+}
+
 /// Keeps the field errors that fit in [`MAX_TEXT`] (a hostile list can be megabytes),
 /// scrubbed; returns them and how many were left out.
 fn field_errors(all: Vec<FieldError>, token: &AccessToken) -> (Vec<FieldError>, usize) {
