@@ -35,12 +35,12 @@ const CONCURRENCY: usize = 32;
 const SEED_CONCURRENCY: usize = 256;
 const JOIN_EUI: u64 = 0x70b3_d57e_d000_0000;
 
-/// Counts the client's DEBUG line per REST call (target `ran_routing::rest`), when on.
+/// Counts the client's DEBUG line per REST call (target `ran_routing::rest::call`), when on.
 struct CallCounter(AtomicUsize);
 
 impl log::Log for CallCounter {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.target() == "ran_routing::rest"
+        metadata.target() == "ran_routing::rest::call"
     }
 
     fn log(&self, record: &log::Record<'_>) {

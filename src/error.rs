@@ -495,6 +495,7 @@ impl ApiError {
 
 /// One failed field of a `ValidationFailed` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FieldError {
     /// Where the field is, e.g. `["body", "DevEUI"]` (list indices as their decimal text).
     #[serde(deserialize_with = "loc_segments")]
@@ -505,6 +506,22 @@ pub struct FieldError {
     /// The kind of failure, e.g. `"value_error"`.
     #[serde(rename = "type", default)]
     pub kind: String,
+}
+
+impl FieldError {
+    /// A failed field: where it is, what is wrong, and the kind of failure. For tests
+    /// and emulators; the client reads them from the service's answers.
+    pub fn new(
+        loc: impl IntoIterator<Item = impl Into<String>>,
+        msg: impl Into<String>,
+        kind: impl Into<String>,
+    ) -> Self {
+        Self {
+            loc: loc.into_iter().map(Into::into).collect(),
+            msg: msg.into(),
+            kind: kind.into(),
+        }
+    }
 }
 
 fn loc_segments<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {

@@ -234,8 +234,6 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-mod client;
-mod config;
 mod downstream;
 mod error;
 pub mod fleet;
@@ -243,21 +241,15 @@ mod ids;
 #[cfg(feature = "mic")]
 pub mod mic;
 mod model;
-mod multicast;
-mod resolver;
 mod rest;
-mod routing_table;
 mod stats;
 mod stream;
 mod sync;
 pub mod timing;
-mod tls;
 mod tracker;
 mod upstream;
 mod wire;
 
-pub use client::{Core, CoreBuilder};
-pub use config::{AccessToken, Endpoints};
 pub use downstream::{DownstreamBuilder, DownstreamConnection};
 pub use error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind, TlsError};
 pub use ids::{DevAddr, DevEui, JoinEui, MulticastAddr, ParseIdError};
@@ -268,8 +260,7 @@ pub use model::{
     MulticastGroupUpdate, NewDevice, TransmissionWindow, TxTiming, UpstreamAck, UpstreamMessage,
     UpstreamRadio, UpstreamReject, UpstreamRejectResultCode, UpstreamReply, PROTOCOL_VERSION,
 };
-pub use multicast::MulticastGroups;
-pub use routing_table::{RoutingTable, Select};
+pub use rest::{AccessToken, Core, CoreBuilder, Endpoints, MulticastGroups, RoutingTable, Select};
 pub use stats::{
     ConnectionHealth, ConnectionState, Health, RejectCounts, RestOperation, RestOperationStats,
     RestStats, ResultCounts, StreamStats,

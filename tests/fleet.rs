@@ -13,13 +13,13 @@ use ran_routing_emulator::{Emulator, EmulatorBuilder};
 
 // --- counting REST calls from the client's log -------------------------------------
 
-/// REST calls seen in `ran_routing::rest`'s DEBUG lines, by the emulator base URL
+/// REST calls seen in `ran_routing::rest::call`'s DEBUG lines, by the emulator base URL
 /// they went to (each test has its own emulator, hence its own port).
 struct CallLog(Mutex<BTreeMap<String, usize>>);
 
 impl log::Log for CallLog {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.target() == "ran_routing::rest"
+        metadata.target() == "ran_routing::rest::call"
     }
 
     fn log(&self, record: &log::Record<'_>) {

@@ -773,7 +773,7 @@ fn fast_emulator() -> Emulator {
     emu
 }
 
-/// Issue 18: a device from its first join request through three data uplinks and a
+/// A device from its first join request through three data uplinks and a
 /// confirmed uplink answered with a downlink, every upstream solved by the crate's
 /// solver, and the routing table's two security contexts switching on the way.
 #[test]

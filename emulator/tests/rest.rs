@@ -768,8 +768,8 @@ mod hostile_bodies {
     }
 }
 
-/// Clients that attack the HTTP layer itself, spoken raw over TCP (issue 17, items 11-13,
-/// 16, 17 and the REST latency).
+/// Clients that attack the HTTP layer itself, spoken raw over TCP (framing, chunk sizes,
+/// slow clients, the select cap, the device limit), and the REST latency.
 mod hostile_clients {
     use super::*;
     use ran_routing_emulator::ControlClient;

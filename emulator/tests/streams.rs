@@ -471,7 +471,7 @@ fn a_lenient_emulator_answers_every_downlink_at_once() {
     assert!(sent.elapsed() < Duration::from_secs(10));
 }
 
-/// Issue 17 item 15: a result code the client would read as `Unknown` is refused.
+/// A result code the client would read as `Unknown` is refused.
 #[test]
 fn a_misspelt_result_code_is_refused() {
     let emu = Emulator::start().unwrap();

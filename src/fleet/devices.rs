@@ -11,8 +11,8 @@ use super::{Fleet, OrphanPolicy};
 use crate::error::{ApiError, Error, InvalidInput, Result};
 use crate::ids::{DevAddr, DevEui, JoinEui};
 use crate::model::{Device, DeviceUpdate, NewDevice};
-use crate::routing_table::Select;
 use crate::sync::lock;
+use crate::Select;
 
 /// How the LNS knows a device: OTAA with its JoinEUI (and the address it was given
 /// when it joined), or ABP with its fixed address. The RAN's `TargetDevAddr` is

@@ -11,8 +11,8 @@ use super::{Fleet, OrphanPolicy};
 use crate::error::{ApiError, Error, InvalidInput, Result};
 use crate::ids::{DevEui, MulticastAddr};
 use crate::model::{MulticastGroup, MulticastGroupUpdate};
-use crate::routing_table::Select;
 use crate::sync::lock;
+use crate::Select;
 
 /// DevEUIs per `select` when checking that members are in the routing table: short
 /// enough for any server's URL length limit (each is a 26-byte query pair).

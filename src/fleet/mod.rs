@@ -70,7 +70,7 @@ pub use groups::{DesiredGroup, GroupPlan, Member, Rename};
 pub use guard::DeletionLimit;
 pub use run::{Calls, Count, Failure, Kind, Progress, Report, Target};
 
-use crate::client::Core;
+use crate::Core;
 
 /// What to do with devices (and groups) only the RAN has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

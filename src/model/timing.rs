@@ -74,6 +74,7 @@ impl TxTiming {
 ///
 /// Decoding rejects a window with no timing key or with more than one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
 pub struct TransmissionWindow {
     /// Radio parameters for the transmission.
     #[serde(rename = "Radio")]
@@ -84,6 +85,11 @@ pub struct TransmissionWindow {
 }
 
 impl TransmissionWindow {
+    /// A window with the given radio and timing.
+    pub fn new(radio: DownstreamRadio, timing: TxTiming) -> Self {
+        Self { radio, timing }
+    }
+
     /// A class A window: `delay` seconds (1 to 15) after the device's last acknowledged
     /// uplink.
     pub fn class_a(radio: DownstreamRadio, delay: u8) -> Self {

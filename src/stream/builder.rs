@@ -11,8 +11,8 @@ use super::connect::ConnectParams;
 use super::reconnect::FirstRetry;
 use super::session::EventHandler;
 use super::{Connection, ConnectionEvent, HookFactory, Reconnect, StreamFrame, StreamOptions};
-use crate::client::StreamCloser;
 use crate::error::Result;
+use crate::rest::StreamCloser;
 use crate::stats::{ConnectionHealth, ConnectionState};
 
 /// Opens connections to one stream; from [`Core::upstream`](crate::Core::upstream) or
@@ -179,7 +179,7 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
             hook,
             pending.as_ref().map(|(_, retry)| retry),
         )?;
-        let closer: std::sync::Weak<dyn crate::client::StreamCloser> = connection.closer();
+        let closer: std::sync::Weak<dyn crate::rest::StreamCloser> = connection.closer();
         self.core.track_stream(closer);
         Ok(connection)
     }

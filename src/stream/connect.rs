@@ -13,8 +13,8 @@ use super::link::{Link, LinkOptions};
 use super::read::Outbox;
 use super::session::OpenError;
 use super::socket::{wait_ready, would_block, Interest, Socket};
-use crate::config::AccessToken;
 use crate::error::{ApiError, Error, Result, TimeoutKind};
+use crate::AccessToken;
 
 /// Everything needed to open one stream connection.
 #[derive(Clone)]

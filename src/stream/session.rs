@@ -448,7 +448,7 @@ impl Drop for Session {
     }
 }
 
-impl crate::client::StreamCloser for Session {
+impl crate::rest::StreamCloser for Session {
     fn close_stream(&self) {
         self.close();
     }

@@ -26,13 +26,11 @@ fn upstream_frame(id: u64) -> String {
 
 fn client_tls() -> Arc<rustls::ClientConfig> {
     Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth(),
+        rustls::ClientConfig::builder_with_provider(Arc::new(crate::rest::tls::ring_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
     )
 }
 

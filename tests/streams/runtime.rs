@@ -547,25 +547,34 @@ fn request(message: &tungstenite::Message) -> Option<(u64, u8)> {
 
 #[test]
 fn tracker_times_out_with_and_without_the_ack_and_late_results_reach_iter() {
-    let url = raw_downstream(|_, ws| {
-        while let Ok(message) = ws.read() {
-            let Some((id, marker)) = request(&message) else {
-                continue;
-            };
-            let sent = match marker {
-                1 => Ok(()),
-                2 => ws.send(ack(id)),
-                3 => ws.send(ack(id)).and_then(|()| ws.send(result(id))),
-                _ => {
-                    let _ = ws.send(ack(id));
-                    thread::sleep(Duration::from_millis(900));
-                    ws.send(result(id))
-                }
-            };
-            if sent.is_err() {
-                return;
+    // The server answers only when told, so what the tracker holds at each check does
+    // not depend on how fast either side runs: first nothing, then every reply but the
+    // last downlink's result, which comes once the tracker has given up on it.
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let go_rx = Mutex::new(go_rx);
+    let url = raw_downstream(move |_, ws| {
+        let mut ids = [0u64; 4];
+        let mut seen = 0;
+        while seen < 4 {
+            let Ok(message) = ws.read() else { return };
+            if let Some((id, marker @ 1..=4)) = request(&message) {
+                ids[usize::from(marker) - 1] = id;
+                seen += 1;
             }
         }
+        let go = go_rx.lock().unwrap();
+        if go.recv().is_err() {
+            return;
+        }
+        // Every ack before the one last reply (#3's result), so once #3 is no longer
+        // awaited, every ack has been routed too.
+        let [_, ack_only, answered, late] = ids;
+        let replies = [ack(ack_only), ack(late), ack(answered), result(answered)];
+        if replies.into_iter().any(|reply| ws.send(reply).is_err()) || go.recv().is_err() {
+            return;
+        }
+        let _ = ws.send(result(late));
+        while ws.read().is_ok() {}
     });
     let core = raw_core(&url);
     let down = core.downstream().connect().unwrap();
@@ -577,6 +586,15 @@ fn tracker_times_out_with_and_without_the_ack_and_late_results_reach_iter() {
     }
     assert_eq!(tracker.in_flight(), 4);
     assert_eq!(down.stats().awaiting_results, 4);
+    go_tx.send(()).unwrap();
+    // Replies are matched when the tracker receives, and expired entries take the
+    // replies already routed to them first, so the outcomes below hold however late
+    // this thread gets here: wait until #3's result (the last reply) is routed.
+    let routed = std::time::Instant::now() + WAIT;
+    while down.stats().awaiting_results > 3 && std::time::Instant::now() < routed {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(down.stats().awaiting_results, 3);
     let mut outcomes: Vec<Tracked<u8>> = (0..4)
         .map(|_| tracker.recv_timeout(WAIT).unwrap())
         .collect();
@@ -602,7 +620,8 @@ fn tracker_times_out_with_and_without_the_ack_and_late_results_reach_iter() {
     );
     assert_eq!(tracker.in_flight(), 0);
     assert_eq!(down.stats().awaiting_results, 0);
-    // The result that came after its downlink timed out is the connection's.
+    // The result that comes after its downlink timed out is the connection's.
+    go_tx.send(()).unwrap();
     let late = down.recv_timeout(WAIT).unwrap();
     assert!(
         matches!(&late, DownstreamReply::Result(r) if r.transaction_id == ids[3]),

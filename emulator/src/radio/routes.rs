@@ -150,7 +150,7 @@ struct ChallengeSizeBody {
 
 fn parse_hex_bytes(hex: &str) -> Option<Vec<u8>> {
     // from_str_radix alone would take a sign.
-    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     hex.as_bytes()

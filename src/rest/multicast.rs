@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::Core;
+use super::client::Core;
 use crate::error::{InvalidInput, Result};
 use crate::ids::{DevEui, MulticastAddr};
 use crate::model::{MulticastGroup, MulticastGroupUpdate};

@@ -6,8 +6,8 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::client::Core;
-use crate::config::AccessToken;
+use super::client::Core;
+use super::config::AccessToken;
 use crate::error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind};
 use crate::stats::{Outcome, RestOperation};
 

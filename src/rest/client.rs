@@ -1,5 +1,4 @@
-//! The client, [`Core`], and its builder. (The module was called `core` before, which
-//! shadowed the built-in `core` crate.)
+//! The client, [`Core`], and its builder.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,12 +7,12 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
-use crate::config::{AccessToken, Endpoints};
+use super::config::{AccessToken, Endpoints};
+use super::multicast::MulticastGroups;
+use super::routing_table::RoutingTable;
+use super::tls;
 use crate::error::{Error, Result};
-use crate::multicast::MulticastGroups;
-use crate::routing_table::RoutingTable;
 use crate::sync::lock;
-use crate::tls;
 
 /// Something that lives on a [`Core`]'s connections and must end when the core closes.
 pub(crate) trait StreamCloser: Send + Sync {
@@ -537,7 +536,7 @@ impl CoreBuilder {
                 agent: ureq::Agent::with_parts(
                     config,
                     ureq::unversioned::transport::DefaultConnector::default(),
-                    crate::resolver::CachingResolver::default(),
+                    super::resolver::CachingResolver::default(),
                 ),
                 tls: tls.rustls,
                 request_timeout: self.request_timeout,

@@ -32,6 +32,19 @@ pub(crate) fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'s
     Ok(certs)
 }
 
+/// The *ring* provider, used when the process installed no default provider: ureq's
+/// `rustls` feature builds on *ring*, so REST and streams negotiate alike.
+///
+/// rustls 0.23.48 deprecates it because *ring* has no post-quantum key exchange; it
+/// stays supported through 0.23, and *ring* moves to its own crate in 0.24. An
+/// application that wants post-quantum key exchange installs the aws-lc-rs provider
+/// with `CryptoProvider::install_default` before building a `Core`, and both sides
+/// use it.
+#[allow(deprecated)]
+pub(crate) fn ring_provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
 /// Builds both configurations from the Mozilla roots plus `extra_roots`.
 pub(crate) fn setup(extra_roots: &[CertificateDer<'static>]) -> Result<TlsSetup> {
     let mut store = RootCertStore::empty();
@@ -49,7 +62,7 @@ pub(crate) fn setup(extra_roots: &[CertificateDer<'static>]) -> Result<TlsSetup>
     // The same choice ureq makes, so both sides negotiate alike.
     let provider = CryptoProvider::get_default()
         .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+        .unwrap_or_else(|| Arc::new(ring_provider()));
     let rustls = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(format!("TLS setup: {e}")))?

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::client::Core;
+use super::client::Core;
 use crate::error::{InvalidInput, Result};
 use crate::ids::{DevAddr, DevEui, JoinEui};
 use crate::model::{Device, DeviceIdentity, DeviceUpdate, NewDevice};
