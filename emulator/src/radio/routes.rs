@@ -6,11 +6,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use ran_routing::mic::AesKey;
-use ran_routing::{DevAddr, DevEui, JoinEui};
+use ran_routing::{DevAddr, DevEui, JoinEui, MulticastAddr};
 
 use super::{
-    play, play_copies, Copies, DownlinkVerdict, MicStats, Play, PlayedUpstream, RadioDevice,
-    UpstreamVerdict,
+    play, play_copies, Copies, DeviceClass, DownlinkVerdict, GroupSession, MicStats, Play,
+    PlayedUpstream, RadioDevice, UpstreamVerdict,
 };
 use crate::control::{no_upstream, validation_failed};
 use crate::error::{Error, Result};
@@ -38,7 +38,12 @@ struct DeviceBody {
     #[serde(default)]
     nwk_s_key: Option<String>,
     #[serde(default)]
+    app_s_key: Option<String>,
+    #[serde(default)]
     fcnt: Option<u32>,
+    /// `"A"` (the default), `"B"` or `"C"`.
+    #[serde(default)]
+    class: Option<String>,
     /// Replace a device already on the air with this DevEUI (its keys and counters).
     #[serde(default)]
     replace: bool,
@@ -63,6 +68,20 @@ impl DeviceBody {
         if session.is_none() && self.fcnt.is_some() {
             return Err("fcnt needs dev_addr and nwk_s_key".into());
         }
+        if session.is_none() && self.app_s_key.is_some() {
+            return Err("app_s_key needs dev_addr and nwk_s_key".into());
+        }
+        let app_s_key = self
+            .app_s_key
+            .as_deref()
+            .map(|hex| key("app_s_key", hex))
+            .transpose()?;
+        let class = match self.class.as_deref() {
+            None | Some("A") => DeviceClass::A,
+            Some("B") => DeviceClass::B,
+            Some("C") => DeviceClass::C,
+            Some(other) => return Err(format!("class: {other:?} is not \"A\", \"B\" or \"C\"")),
+        };
         let fcnt = self.fcnt.unwrap_or(0);
         let device = match (join, session) {
             (Some((join_eui, app_key)), session) => {
@@ -82,8 +101,21 @@ impl DeviceBody {
                     .into())
             }
         };
-        Ok(device)
+        let device = device.with_class(class);
+        Ok(match app_s_key {
+            Some(app_s_key) => device.with_app_s_key(app_s_key),
+            None => device,
+        })
     }
+}
+
+/// The body of `POST /emulator/radio/multicast-groups`: a group's session keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupSessionBody {
+    addr: MulticastAddr,
+    nwk_s_key: String,
+    app_s_key: String,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +198,8 @@ fn device_json(device: &RadioDevice, candidates: usize) -> Value {
         "next_dev_nonce": device.next_dev_nonce(),
         "dev_addr": device.dev_addr(),
         "fcnt": device.fcnt(),
+        "fcnt_down": device.fcnt_down(),
+        "class": device.class().as_str(),
         "pending_dev_nonce": device.pending_dev_nonce(),
         "candidates": candidates,
     })
@@ -214,6 +248,10 @@ fn stats_json(s: &MicStats) -> Value {
     })
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn downlink_json(transaction_id: u64, v: &DownlinkVerdict) -> Value {
     let (verdict, extra) = match v {
         DownlinkVerdict::NotTransmitted(code) => {
@@ -226,8 +264,28 @@ fn downlink_json(transaction_id: u64, v: &DownlinkVerdict) -> Value {
             "Joined",
             json!({"dev_addr": dev_addr, "dev_nonce": dev_nonce}),
         ),
-        DownlinkVerdict::Received => ("Received", json!({})),
+        DownlinkVerdict::Received(received) => (
+            "Received",
+            json!({
+                "fcnt_down": received.fcnt_down,
+                "fport": received.fport,
+                "frm_payload_hex": received.frm_payload.as_deref().map(hex),
+                "ack": received.ack,
+                "confirmed": received.confirmed,
+            }),
+        ),
         DownlinkVerdict::Ignored(reason) => ("Ignored", json!({"reason": format!("{reason:?}")})),
+        DownlinkVerdict::Multicast(members) => {
+            let members: Vec<Value> = members
+                .iter()
+                .map(|(dev_eui, v)| {
+                    let mut member = downlink_json(transaction_id, v);
+                    member["dev_eui"] = json!(dev_eui);
+                    member
+                })
+                .collect();
+            ("Multicast", json!({ "members": members }))
+        }
     };
     let mut out = json!({"transaction_id": transaction_id, "verdict": verdict});
     if let (Some(out), Value::Object(extra)) = (out.as_object_mut(), extra) {
@@ -257,6 +315,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "downlinks/{transaction_id}"),
     ("GET", "stats"),
     ("POST", "challenge-size"),
+    ("POST", "multicast-groups"),
 ];
 
 /// `/emulator/radio/{route}`.
@@ -366,6 +425,20 @@ pub(crate) fn handle(shared: &std::sync::Arc<Shared>, route: &str, req: &Request
                 200,
                 &json!({"min": body.min, "max": body.max}),
             ))
+        }),
+        ("POST", "multicast-groups") => parse_body::<GroupSessionBody>(req).and_then(|body| {
+            let key = |name: &str, hex: &str| {
+                hex.parse::<AesKey>()
+                    .map_err(|e| validation_failed(format!("{name}: {e}")))
+            };
+            radio.set_group_session(
+                body.addr,
+                GroupSession {
+                    nwk_s_key: key("nwk_s_key", &body.nwk_s_key)?,
+                    app_s_key: key("app_s_key", &body.app_s_key)?,
+                },
+            );
+            Ok(Response::json(200, &json!({"addr": body.addr})))
         }),
         (method, route) => Err(not_routed(method, route)),
     };
