@@ -253,7 +253,7 @@ fn fleet_sync_and_dedup() -> Outcome {
     emu.send_upstream(&copy)?;
     let first = upstream.recv_timeout(Duration::from_secs(10))?;
     upstream.send_upstream_reject(first.transaction_id, UpstreamRejectResultCode::Other)?;
-    // A reject is never copied: the copy of a rejected uplink goes to the application.
+    // A reject is never passed on: the copy of a rejected uplink is the LNS's to answer.
     let second = upstream.recv_timeout(Duration::from_secs(10))?;
     assert_eq!(second.transaction_id, 8);
     upstream.send_upstream_reject(second.transaction_id, UpstreamRejectResultCode::Other)?;
