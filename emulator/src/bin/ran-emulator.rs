@@ -272,7 +272,10 @@ fn main() -> ExitCode {
     println!("URL:     {}", emulator.base_url());
     println!("token:   {}", emulator.token());
     println!("control: {}", emulator.control_url());
-    println!("serving: {} connections at once", emulator.connection_slots());
+    println!(
+        "serving: {} connections at once",
+        emulator.connection_slots()
+    );
     if emulator.control_token().is_some() {
         println!("control token: required (--control-token)");
     }
