@@ -242,15 +242,13 @@ mod ids;
 pub mod mic;
 mod model;
 mod rest;
-mod stats;
 mod stream;
 mod sync;
 pub mod timing;
-mod tracker;
 mod upstream;
 mod wire;
 
-pub use downstream::{DownstreamBuilder, DownstreamConnection};
+pub use downstream::{DownlinkTracker, DownstreamBuilder, DownstreamConnection, Tracked};
 pub use error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind, TlsError};
 pub use ids::{DevAddr, DevEui, JoinEui, MulticastAddr, ParseIdError};
 pub use model::{
@@ -260,17 +258,16 @@ pub use model::{
     MulticastGroupUpdate, NewDevice, TransmissionWindow, TxTiming, UpstreamAck, UpstreamMessage,
     UpstreamRadio, UpstreamReject, UpstreamRejectResultCode, UpstreamReply, PROTOCOL_VERSION,
 };
-pub use rest::{AccessToken, Core, CoreBuilder, Endpoints, MulticastGroups, RoutingTable, Select};
-pub use stats::{
-    ConnectionHealth, ConnectionState, Health, RejectCounts, RestOperation, RestOperationStats,
-    RestStats, ResultCounts, StreamStats,
+pub use rest::{
+    AccessToken, Core, CoreBuilder, Endpoints, MulticastGroups, RestOperation, RestOperationStats,
+    RestStats, RoutingTable, Select,
 };
 pub use stream::{
-    CloseReason, Connection, ConnectionEvent, Iter, Reconnect, RecvError, RecvTimeoutError,
-    StreamBuilder, StreamFrame, TryIter, TryRecvError,
+    CloseReason, Connection, ConnectionEvent, ConnectionHealth, ConnectionState, DedupStats,
+    Health, Iter, Reconnect, RecvError, RecvTimeoutError, RejectCounts, ResultCounts,
+    StreamBuilder, StreamFrame, StreamStats, TryIter, TryRecvError,
 };
-pub use tracker::{DownlinkTracker, Tracked};
-pub use upstream::{Dedup, DedupStats, UpstreamBuilder, UpstreamConnection};
+pub use upstream::{Dedup, UpstreamBuilder, UpstreamConnection};
 
 /// The README's first example, compiled as it is shown (the `mic` feature brings its
 /// solver); a unit test below checks the README still shows exactly this code.

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::client::Core;
 use super::config::AccessToken;
+use super::stats::{Outcome, RestOperation};
 use crate::error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind};
-use crate::stats::{Outcome, RestOperation};
 
 /// Which REST base a path is relative to.
 #[derive(Debug, Clone, Copy)]

@@ -19,8 +19,9 @@ pub(crate) trait StreamCloser: Send + Sync {
     /// Closes the stream; must not block on the network.
     fn close_stream(&self);
 
-    /// Where the stream stands, for [`Core::health`].
-    fn health(&self) -> crate::stats::ConnectionHealth;
+    /// The stream itself, which the stream side reads its health from (the REST side
+    /// knows nothing of streams but that they close).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// The RAN Routing API client.
@@ -72,7 +73,7 @@ struct Inner {
     closed: AtomicBool,
     streams: Mutex<Vec<Weak<dyn StreamCloser>>>,
     transaction_ids: std::sync::atomic::AtomicU64,
-    rest_stats: crate::stats::RestCounters,
+    rest_stats: super::stats::RestCounters,
 }
 
 impl Core {
@@ -194,26 +195,19 @@ impl Core {
     /// println!("{stats}");
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
-    pub fn rest_stats(&self) -> crate::stats::RestStats {
+    pub fn rest_stats(&self) -> super::stats::RestStats {
         self.inner.rest_stats.snapshot()
     }
 
-    /// The health of every stream connection opened from this `Core` and not dropped:
-    /// connected, reconnecting (with the attempt) or closed (with why), and the age of
-    /// its last frame. [`Health::is_ready`](crate::Health::is_ready) maps it to a
-    /// readiness probe; its `Display` is a one-line summary. After [`Core::close`] it
-    /// lists no connection (and is not ready).
-    pub fn health(&self) -> crate::stats::Health {
-        let streams: Vec<_> = lock(&self.inner.streams)
+    /// The stream connections opened from this `Core` and not dropped, in opening order.
+    pub(crate) fn live_streams(&self) -> Vec<Arc<dyn StreamCloser>> {
+        lock(&self.inner.streams)
             .iter()
             .filter_map(Weak::upgrade)
-            .collect();
-        crate::stats::Health {
-            connections: streams.iter().map(|s| s.health()).collect(),
-        }
+            .collect()
     }
 
-    pub(crate) fn rest_counters(&self) -> &crate::stats::RestCounters {
+    pub(crate) fn rest_counters(&self) -> &super::stats::RestCounters {
         &self.inner.rest_stats
     }
 
@@ -514,7 +508,7 @@ impl CoreBuilder {
                 closed: AtomicBool::new(false),
                 streams: Mutex::new(Vec::new()),
                 transaction_ids: std::sync::atomic::AtomicU64::new(first_transaction_id()),
-                rest_stats: crate::stats::RestCounters::new(),
+                rest_stats: super::stats::RestCounters::new(),
             }),
         })
     }
@@ -637,12 +631,8 @@ mod tests {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
 
-        fn health(&self) -> crate::stats::ConnectionHealth {
-            crate::stats::ConnectionHealth {
-                stream: "test",
-                state: crate::stats::ConnectionState::Connected,
-                since_last_frame: None,
-            }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
         }
     }
 

@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use hashbrown::HashTable;
 
-use super::{Hook, HookSend};
 use crate::ids::DevEui;
 use crate::model::{
     UpstreamAck, UpstreamMessage, UpstreamReject, UpstreamRejectResultCode, UpstreamReply,
 };
+use crate::stream::stats::DedupStats;
+use crate::stream::{Hook, HookSend};
 
 /// Settings of uplink de-duplication; turn it on with
 /// [`StreamBuilder::dedup`](crate::StreamBuilder::dedup).
@@ -85,26 +86,6 @@ impl From<Duration> for Dedup {
     fn from(window: Duration) -> Self {
         Self::new(window)
     }
-}
-
-/// Counters of uplink de-duplication; see
-/// [`UpstreamConnection::dedup_stats`](crate::UpstreamConnection::dedup_stats).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct DedupStats {
-    /// Duplicate copies received (never handed to the application).
-    pub duplicates: u64,
-    /// Duplicates answered after the application's answer to the first copy: the same
-    /// ack, a `MICFailed` reject where that ack does not fit the copy, or the same
-    /// reject.
-    pub answered: u64,
-    /// Duplicates rejected with `Other` because the first copy was not answered in
-    /// time ([`Dedup::answer_within`]).
-    pub expired_unanswered: u64,
-    /// Uplinks handed out unremembered because [`Dedup::max_entries`] was reached.
-    pub cap_hits: u64,
-    /// Uplinks remembered now.
-    pub entries: usize,
 }
 
 /// A copy waiting for the first copy's answer.
@@ -661,6 +642,10 @@ impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+
+    fn dedup_stats(&self) -> Option<DedupStats> {
+        Some(self.stats())
     }
 }
 
