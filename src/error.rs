@@ -151,8 +151,6 @@ pub enum TimeoutKind {
     Request,
     /// Writing to a stream connection whose peer takes no data.
     Write,
-    /// A keepalive ping that got no pong.
-    Pong,
     /// Waiting for a stream message (`recv_timeout`, or `try_recv` with nothing queued).
     Receive,
 }
@@ -165,7 +163,6 @@ impl fmt::Display for TimeoutKind {
             TimeoutKind::WebSocketHandshake => "WebSocket handshake",
             TimeoutKind::Request => "request",
             TimeoutKind::Write => "write",
-            TimeoutKind::Pong => "pong",
             TimeoutKind::Receive => "receive",
         })
     }
