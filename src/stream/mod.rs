@@ -34,7 +34,15 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-pub use crossbeam_channel::{RecvError, RecvTimeoutError, TryRecvError};
+/// `crossbeam-channel`'s own error type, re-exported so that naming it needs no
+/// dependency of yours: the receiving methods of a [`Connection`] and a
+/// [`DownlinkTracker`](crate::DownlinkTracker) fail as crossbeam's channels do. It
+/// follows `crossbeam-channel` 0.5's API; each converts into [`Error`](crate::Error).
+pub use crossbeam_channel::RecvError;
+/// `crossbeam-channel`'s own error type, re-exported (see [`RecvError`]).
+pub use crossbeam_channel::RecvTimeoutError;
+/// `crossbeam-channel`'s own error type, re-exported (see [`RecvError`]).
+pub use crossbeam_channel::TryRecvError;
 
 pub use builder::StreamBuilder;
 pub use frame::StreamFrame;
