@@ -287,6 +287,7 @@ fn allocate_dev_addr(dev_eui: DevEui) -> DevAddr {
 }
 
 fn main() -> common::Outcome {
+    common::log_to_stderr();
     let ran = common::connect()?;
     let _metrics = metrics_endpoint(&ran)?;
     let path = std::env::var("RAN_KEYS_FILE")

@@ -20,6 +20,7 @@ const DEV_EUI: DevEui = DevEui::new(0x7ABE1B8C93D7174F);
 const DEV_ADDR: DevAddr = DevAddr::new(0x627BB8BB);
 
 fn main() -> common::Outcome {
+    common::log_to_stderr();
     let ran = common::connect()?;
     // On the emulator the device must be subscribed for its downlink to go out.
     if ran.emulator.is_some() {

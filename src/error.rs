@@ -365,6 +365,24 @@ pub enum InvalidInput {
     /// A multicast address given twice, with different contents, in a desired fleet.
     #[error("multicast group {0} is listed twice with different contents")]
     DuplicateGroup(crate::ids::MulticastAddr),
+    /// A fleet plan that deletes more than the fleet's
+    /// [`DeletionLimit`](crate::fleet::DeletionLimit) allows: an empty or truncated
+    /// export would otherwise wipe the RAN. Nothing was written.
+    #[error(
+        "the plan deletes {planned} of the {held} {what} the RAN holds, more than the \
+         {allowed} the deletion limit allows: is the desired list empty or cut short? \
+         Nothing was written; raise the limit (Fleet::max_deletions) if this is meant"
+    )]
+    TooManyDeletions {
+        /// What is deleted: `"devices"` or `"multicast groups"`.
+        what: &'static str,
+        /// How many the plan deletes.
+        planned: usize,
+        /// How many the RAN held when the plan was made.
+        held: usize,
+        /// How many the limit allows.
+        allowed: usize,
+    },
     /// An identifier that is not exactly its number of hex digits.
     #[error(transparent)]
     Id(ParseIdError),
@@ -381,7 +399,9 @@ pub enum InvalidInput {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
-    /// The access token was refused (`Unauthorized`).
+    /// The access token was refused: the service's `Unauthorized`, or any HTTP 401 or 403
+    /// whose body names none of the other documented codes (a proxy's page, an empty
+    /// body, an undocumented code).
     #[error("unauthorized: {description}")]
     Unauthorized {
         /// The service's description.

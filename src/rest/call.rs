@@ -210,6 +210,16 @@ fn transport_error(e: ureq::Error, method: &str, url: &str, core: &Core) -> Erro
             "response",
             format!("{method} {url}: the answer is larger than the {limit}-byte limit"),
         ),
+        // A TLS record is no HTTP status line: its first byte (0x15 for an alert, 0x16 for
+        // a handshake) fails the version check.
+        ureq::Error::Protocol(e)
+            if url.starts_with("http://") && e.to_string().contains("invalid HTTP version") =>
+        {
+            Error::decode(
+                "HTTP response",
+                format!("{method} {url}: the server speaks TLS: use an https:// URL? ({e})"),
+            )
+        }
         ureq::Error::Protocol(e) => Error::decode("HTTP response", format!("{method} {url}: {e}")),
         ureq::Error::LargeResponseHeader(size, limit) => Error::decode(
             "HTTP response",
@@ -243,9 +253,12 @@ pub(crate) struct ErrorDetail {
 pub(crate) const MAX_TEXT: usize = 2048;
 
 /// Maps an error answer (REST, or a refused stream handshake) to its [`ApiError`]: by the
-/// documented `error_code` when the body has one, otherwise [`ApiError::Unknown`] keeping
-/// the status and body text. Every text taken from the body is scrubbed of the token
-/// (servers and proxies echo requests) and cut to [`MAX_TEXT`].
+/// documented `error_code` when the body has one (a 403 `Device.LimitExhausted` stays
+/// that); any other 401 or 403 is [`ApiError::Unauthorized`] whatever its body (a proxy's
+/// page, an empty body, an undocumented code), so that a refused token reads the same
+/// everywhere; anything else is [`ApiError::Unknown`] keeping the status and body text.
+/// Every text taken from the body is scrubbed of the token (servers and proxies echo
+/// requests) and cut to [`MAX_TEXT`].
 pub(crate) fn api_error(status: u16, body: &str, token: &AccessToken) -> ApiError {
     let body = scrub(body, token);
     let parsed = if (400..500).contains(&status) {
@@ -253,15 +266,23 @@ pub(crate) fn api_error(status: u16, body: &str, token: &AccessToken) -> ApiErro
     } else {
         None
     };
+    // JSON escapes can spell the token in ways the raw text did not: scrub again.
+    let text = |s: &str| bounded(&scrub(s, token));
+    let refused = status == 401 || status == 403;
     let Some(ErrorBody { detail }) = parsed else {
+        if refused {
+            let description = match body.trim() {
+                "" => format!("HTTP {status}"),
+                text => format!("HTTP {status}: {}", bounded(text)),
+            };
+            return ApiError::Unauthorized { description };
+        }
         return ApiError::Unknown {
             status,
             code: None,
             body: bounded(&body),
         };
     };
-    // JSON escapes can spell the token in ways the raw text did not: scrub again.
-    let text = |s: &str| bounded(&scrub(s, token));
     let description = text(&detail.error_description);
     match detail.error_code.as_str() {
         "Unauthorized" => ApiError::Unauthorized { description },
@@ -281,6 +302,9 @@ pub(crate) fn api_error(status: u16, body: &str, token: &AccessToken) -> ApiErro
         "MulticastGroup.AlreadyContainsTheDevice" => {
             ApiError::MulticastGroupAlreadyContainsDevice { description }
         }
+        other if refused => ApiError::Unauthorized {
+            description: format!("HTTP {status}, {}: {description}", text(other)),
+        },
         other => ApiError::Unknown {
             status,
             code: Some(text(other)),

@@ -314,6 +314,7 @@ pub struct CoreBuilder {
     idle_timeout: Duration,
     proxy: Option<String>,
     max_response_size: u64,
+    allow_insecure_remote: bool,
 }
 
 impl CoreBuilder {
@@ -341,6 +342,7 @@ impl CoreBuilder {
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             proxy: None,
             max_response_size: Self::DEFAULT_MAX_RESPONSE_SIZE,
+            allow_insecure_remote: false,
         }
     }
 
@@ -440,15 +442,45 @@ impl CoreBuilder {
         self
     }
 
+    /// Lets plain `http://` and `ws://` URLs reach hosts that are not loopback (default
+    /// off). The access token then crosses the network in clear text, in every REST
+    /// call's header and in the stream URLs' query: opt in only on a network you trust,
+    /// e.g. an emulator on another machine of a test lab. Loopback hosts (`localhost`,
+    /// 127.0.0.0/8, `::1`) are always allowed, `https`/`wss` everywhere.
+    ///
+    /// ```
+    /// use ran_routing::{Core, Error};
+    ///
+    /// let refused = Core::new("access-token", "http://lab-emulator.example:8080/api/v1");
+    /// assert!(matches!(refused, Err(Error::Config(_))));
+    /// let ran = Core::builder("access-token")
+    ///     .base_url("http://lab-emulator.example:8080/api/v1")
+    ///     .allow_insecure_remote(true)
+    ///     .build()?;
+    /// # Ok::<(), ran_routing::Error>(())
+    /// ```
+    pub fn allow_insecure_remote(mut self, allow: bool) -> Self {
+        self.allow_insecure_remote = allow;
+        self
+    }
+
     /// Checks the settings and builds the client. Nothing is sent yet.
     ///
-    /// Fails with [`Error::Config`] on a bad token, URL, certificate, proxy or user agent,
-    /// a zero timeout, or when no URL was given.
+    /// # Errors
+    ///
+    /// [`Error::Config`] on a bad token, URL, certificate, proxy or user agent, a zero
+    /// timeout, or when no URL was given; the message names the setting to fix. A plain
+    /// `http://`/`ws://` URL to a host that is not loopback is refused too: use
+    /// `https://`, or [`allow_insecure_remote`](CoreBuilder::allow_insecure_remote) on a
+    /// trusted network.
     pub fn build(self) -> Result<Core> {
         let token = AccessToken::new(self.token)?;
         let endpoints = self.endpoints.ok_or_else(|| {
             Error::Config("no API URL: call base_url() or endpoints() on the builder".into())
         })??;
+        if !self.allow_insecure_remote {
+            endpoints.refuse_plain_text_to_remote_hosts()?;
+        }
         let mut roots = Vec::new();
         for pem in self.roots {
             roots.extend(pem?);
@@ -527,6 +559,7 @@ impl fmt::Debug for CoreBuilder {
             .field("idle_timeout", &self.idle_timeout)
             .field("proxy", &self.proxy.as_ref().map(|_| "***"))
             .field("max_response_size", &self.max_response_size)
+            .field("allow_insecure_remote", &self.allow_insecure_remote)
             .finish()
     }
 }
@@ -576,22 +609,22 @@ mod tests {
         let cases = [
             Core::builder(TOKEN).build(),
             Core::builder(TOKEN).base_url("ftp://host/").build(),
-            Core::builder("").base_url("http://host/").build(),
-            Core::builder("two words").base_url("http://host/").build(),
+            Core::builder("").base_url("https://host/").build(),
+            Core::builder("two words").base_url("https://host/").build(),
             Core::builder(TOKEN)
-                .base_url("http://host/")
+                .base_url("https://host/")
                 .add_root_certificate_pem(b"not pem")
                 .build(),
             Core::builder(TOKEN)
-                .base_url("http://host/")
+                .base_url("https://host/")
                 .user_agent("bad\nagent")
                 .build(),
             Core::builder(TOKEN)
-                .base_url("http://host/")
+                .base_url("https://host/")
                 .proxy("http://[::1")
                 .build(),
             Core::builder(TOKEN)
-                .base_url("http://host/")
+                .base_url("https://host/")
                 .request_timeout(Duration::ZERO)
                 .build(),
         ];

@@ -497,15 +497,20 @@ impl fmt::Display for StreamStats {
 pub struct DedupStats {
     /// Duplicate copies received (never handed to the application).
     pub duplicates: u64,
-    /// Duplicates answered after the application's answer to the first copy: the same
-    /// ack, a `MICFailed` reject where that ack does not fit the copy, or the same
-    /// reject.
+    /// Duplicates answered after the application's ack of the first copy: the same ack,
+    /// or a `MICFailed` reject where that ack does not fit the copy.
     pub answered: u64,
     /// Duplicates rejected with `Other` because the first copy was not answered in
     /// time ([`Dedup::answer_within`](crate::Dedup::answer_within)).
     pub expired_unanswered: u64,
     /// Uplinks handed out unremembered because [`Dedup::max_entries`](crate::Dedup::max_entries) was reached.
     pub cap_hits: u64,
+    /// Copies of an uplink whose first copy the application rejected, handed to the
+    /// application in turn (a forged copy's reject must not stand for the genuine one).
+    pub after_reject: u64,
+    /// Uplinks handed out unremembered because their payload is longer than
+    /// [`Dedup::MAX_PAYLOAD`](crate::Dedup::MAX_PAYLOAD).
+    pub oversized: u64,
     /// Uplinks remembered now.
     pub entries: usize,
 }
