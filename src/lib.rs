@@ -216,7 +216,7 @@
 //! | downstream | [`DownstreamConnection`], [`DownstreamBuilder`], [`DownstreamRequest`] ([`DownstreamMessage`], [`MulticastDownstreamMessage`]), [`DownstreamReply`] ([`DownstreamAck`], [`DownstreamResult`], [`DownstreamResultCode`]), [`DownlinkTracker`], [`Tracked`] |
 //! | both streams | [`Connection`], [`StreamBuilder`], [`StreamFrame`], [`Reconnect`], [`ConnectionEvent`], [`CloseReason`], [`Iter`], [`TryIter`], [`RecvError`], [`RecvTimeoutError`], [`TryRecvError`], [`PROTOCOL_VERSION`] |
 //! | observability | [`StreamStats`], [`RejectCounts`], [`ResultCounts`], [`RestStats`], [`RestOperation`], [`RestOperationStats`], [`Health`], [`ConnectionHealth`], [`ConnectionState`] |
-//! | errors | [`Error`], [`Result`], [`ApiError`], [`FieldError`], [`InvalidInput`], [`TimeoutKind`], [`TlsError`] |
+//! | errors | [`Error`], [`Result`], [`ApiError`], [`ConfigError`], [`ConfigErrorKind`], [`FieldError`], [`InvalidInput`], [`TimeoutKind`], [`TlsError`] |
 //!
 //! Where the specification says "exactly one of", the type is an enum: a radio has one
 //! [`Modulation`], a [`TransmissionWindow`] one [`TxTiming`], a new device one
@@ -249,7 +249,10 @@ mod upstream;
 mod wire;
 
 pub use downstream::{DownlinkTracker, DownstreamBuilder, DownstreamConnection, Tracked};
-pub use error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind, TlsError};
+pub use error::{
+    ApiError, ConfigError, ConfigErrorKind, Error, FieldError, InvalidInput, Result, TimeoutKind,
+    TlsError,
+};
 pub use ids::{DevAddr, DevEui, JoinEui, MulticastAddr, ParseIdError};
 pub use model::{
     Device, DeviceIdentity, DeviceUpdate, DownstreamAck, DownstreamMessage, DownstreamRadio,

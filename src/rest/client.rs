@@ -11,7 +11,7 @@ use super::config::{AccessToken, Endpoints};
 use super::multicast::MulticastGroups;
 use super::routing_table::RoutingTable;
 use super::tls;
-use crate::error::{Error, Result};
+use crate::error::{ConfigErrorKind, Error, Result};
 use crate::sync::lock;
 
 /// Something that lives on a [`Core`]'s connections and must end when the core closes.
@@ -476,7 +476,10 @@ impl CoreBuilder {
     pub fn build(self) -> Result<Core> {
         let token = AccessToken::new(self.token)?;
         let endpoints = self.endpoints.ok_or_else(|| {
-            Error::Config("no API URL: call base_url() or endpoints() on the builder".into())
+            Error::config(
+                ConfigErrorKind::Url,
+                "no API URL: call base_url() or endpoints() on the builder",
+            )
         })??;
         if !self.allow_insecure_remote {
             endpoints.refuse_plain_text_to_remote_hosts()?;
@@ -487,7 +490,10 @@ impl CoreBuilder {
         }
         let tls = tls::setup(&roots)?;
         if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(Error::Config("timeouts must be longer than zero".into()));
+            return Err(Error::config(
+                ConfigErrorKind::Timeout,
+                "timeouts must be longer than zero",
+            ));
         }
         if self.user_agent.is_empty()
             || !self
@@ -495,15 +501,18 @@ impl CoreBuilder {
                 .bytes()
                 .all(|b| b == b' ' || b.is_ascii_graphic())
         {
-            return Err(Error::Config(
-                "the user agent must be non-empty visible ASCII".into(),
+            return Err(Error::config(
+                ConfigErrorKind::Credentials,
+                "the user agent must be non-empty visible ASCII",
             ));
         }
         let proxy = self
             .proxy
             .as_deref()
             .map(|url| {
-                ureq::Proxy::new(url).map_err(|e| Error::Config(format!("bad proxy URL: {e}")))
+                ureq::Proxy::new(url).map_err(|e| {
+                    Error::config(ConfigErrorKind::Proxy, format!("bad proxy URL: {e}"))
+                })
             })
             .transpose()?;
 
@@ -630,7 +639,7 @@ mod tests {
         ];
         for (i, case) in cases.into_iter().enumerate() {
             match case {
-                Err(Error::Config(msg)) => assert!(!msg.contains(TOKEN), "{i}: {msg}"),
+                Err(Error::Config(msg)) => assert!(!msg.detail().contains(TOKEN), "{i}: {msg}"),
                 other => panic!("case {i}: {other:?}"),
             }
         }
@@ -655,6 +664,33 @@ mod tests {
             core().user_agent(),
             concat!("ran-routing-rust/", env!("CARGO_PKG_VERSION"))
         );
+    }
+
+    #[test]
+    fn config_errors_say_which_setting() {
+        use crate::error::ConfigErrorKind as Kind;
+        let kind = |built: Result<Core>| match built {
+            Err(Error::Config(e)) => e.kind(),
+            other => panic!("expected a configuration error, got {other:?}"),
+        };
+        let https = "https://eu.cloud.everynet.io/api/v1";
+        assert_eq!(kind(Core::new("t", "ftp://host/api/v1")), Kind::Url);
+        assert_eq!(kind(Core::builder("t").build()), Kind::Url);
+        assert_eq!(
+            kind(Core::new("t", "http://10.1.2.3:8080/api/v1")),
+            Kind::InsecureRemote
+        );
+        assert_eq!(kind(Core::new("", https)), Kind::Credentials);
+        let pem = Core::builder("t")
+            .base_url(https)
+            .add_root_certificate_pem(b"nope");
+        assert_eq!(kind(pem.build()), Kind::Certificate);
+        let proxy = Core::builder("t").base_url(https).proxy("not a proxy url");
+        assert_eq!(kind(proxy.build()), Kind::Proxy);
+        let zero = Core::builder("t")
+            .base_url(https)
+            .request_timeout(Duration::ZERO);
+        assert_eq!(kind(zero.build()), Kind::Timeout);
     }
 
     struct Counter(AtomicUsize);

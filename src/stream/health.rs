@@ -7,14 +7,8 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use super::session::Session;
+use super::stats::opt_secs;
 use super::CloseReason;
-
-fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => s.serialize_some(&d.as_secs_f64()),
-        None => s.serialize_none(),
-    }
-}
 
 /// Where a stream connection stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -9,7 +9,8 @@ use serde::{Serialize, Serializer};
 
 use crate::model::{DownstreamResultCode, UpstreamRejectResultCode};
 
-fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+/// A duration as seconds, `None` as null.
+pub(super) fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => s.serialize_some(&d.as_secs_f64()),
         None => s.serialize_none(),
