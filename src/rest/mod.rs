@@ -11,6 +11,7 @@ mod config;
 mod multicast;
 mod resolver;
 mod routing_table;
+mod stats;
 pub(crate) mod tls;
 
 pub(crate) use call::{api_error, get, is_services_unauthorized, post, route, Route, Service};
@@ -19,3 +20,4 @@ pub use client::{Core, CoreBuilder};
 pub use config::{AccessToken, Endpoints};
 pub use multicast::MulticastGroups;
 pub use routing_table::{RoutingTable, Select};
+pub use stats::{RestOperation, RestOperationStats, RestStats};

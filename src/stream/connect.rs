@@ -13,7 +13,7 @@ use super::link::{Link, LinkOptions};
 use super::read::{Outbox, Stamped};
 use super::session::OpenError;
 use super::socket::{wait_ready, would_block, Interest, Socket};
-use crate::error::{ApiError, Error, Result, TimeoutKind};
+use crate::error::{ApiError, ConfigErrorKind, Error, Result, TimeoutKind};
 use crate::AccessToken;
 
 /// Everything needed to open one stream connection.
@@ -56,32 +56,43 @@ where
     T: Send + 'static,
     D: Fn(Bytes) -> Option<T> + Send + 'static,
 {
-    let uri: http::Uri = params
-        .url
-        .parse()
-        .map_err(|e| Error::Config(format!("bad stream URL {:?}: {e}", params.url)))?;
+    let uri: http::Uri = params.url.parse().map_err(|e| {
+        Error::config(
+            ConfigErrorKind::Url,
+            format!("bad stream URL {:?}: {e}", params.url),
+        )
+    })?;
     let tls = match uri.scheme_str() {
         Some("wss") => true,
         Some("ws") => false,
         _ => {
-            return Err(Error::Config(format!(
-                "stream URL {:?} must be ws:// or wss://",
-                params.url
-            ))
+            return Err(Error::config(
+                ConfigErrorKind::Url,
+                format!("stream URL {:?} must be ws:// or wss://", params.url),
+            )
             .into())
         }
     };
     let host = uri
         .host()
-        .ok_or_else(|| Error::Config(format!("stream URL {:?} has no host", params.url)))?
+        .ok_or_else(|| {
+            Error::config(
+                ConfigErrorKind::Url,
+                format!("stream URL {:?} has no host", params.url),
+            )
+        })?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let tcp = connect_tcp(&host, port, params.connect_timeout)?;
     if tls {
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|e| Error::Config(format!("bad TLS server name {host:?}: {e}")))?;
+        let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+            Error::config(
+                ConfigErrorKind::Url,
+                format!("bad TLS server name {host:?}: {e}"),
+            )
+        })?;
         let conn = rustls::ClientConnection::new(params.tls.clone(), name)
             .map_err(|e| Error::tls("TLS setup", e))?;
         let mut stream = rustls::StreamOwned::new(conn, tcp);

@@ -16,14 +16,15 @@
 mod builder;
 pub(crate) mod connect;
 pub(crate) mod correlate;
-pub(crate) mod dedup;
 mod frame;
 mod handover;
+mod health;
 mod link;
 mod read;
 mod reconnect;
 mod session;
 mod socket;
+pub(crate) mod stats;
 mod write;
 
 use std::collections::VecDeque;
@@ -33,7 +34,15 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-pub use crossbeam_channel::{RecvError, RecvTimeoutError, TryRecvError};
+/// `crossbeam-channel`'s own error type, re-exported so that naming it needs no
+/// dependency of yours: the receiving methods of a [`Connection`] and a
+/// [`DownlinkTracker`](crate::DownlinkTracker) fail as crossbeam's channels do. It
+/// follows `crossbeam-channel` 0.5's API; each converts into [`Error`](crate::Error).
+pub use crossbeam_channel::RecvError;
+/// `crossbeam-channel`'s own error type, re-exported (see [`RecvError`]).
+pub use crossbeam_channel::RecvTimeoutError;
+/// `crossbeam-channel`'s own error type, re-exported (see [`RecvError`]).
+pub use crossbeam_channel::TryRecvError;
 
 pub use builder::StreamBuilder;
 pub use frame::StreamFrame;
@@ -41,12 +50,14 @@ pub use reconnect::Reconnect;
 pub use session::ConnectionEvent;
 
 use crate::error::{InvalidInput, Result};
-use crate::stats::{ConnectionHealth, StreamCounters, StreamStats};
 use crate::wire::DEFAULT_MAX_FRAME_SIZE;
 use connect::ConnectParams;
+pub use health::{ConnectionHealth, ConnectionState, Health};
 use link::LinkOptions;
 use read::{Outbox, Room};
 use session::{EventHandler, Opener, Session};
+use stats::StreamCounters;
+pub use stats::{DedupStats, RejectCounts, ResultCounts, StreamStats};
 
 /// Why a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +146,10 @@ pub(crate) trait Hook<In, Out>: Send + Sync + 'static {
     fn start(&self, send: HookSend<Out>);
     /// For typed accessors on the connection.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// The layer's de-duplication counters, for [`Connection::stats`].
+    fn dedup_stats(&self) -> Option<DedupStats> {
+        None
+    }
 }
 
 /// Sends one message on the connection a [`Hook`] belongs to (through [`Outlet::send`]).
@@ -515,9 +530,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             .stats
             .snapshot(self.session.is_connected(), self.inbox.len());
         stats.awaiting_results = self.correlator.awaiting();
-        stats.dedup = self
-            .hook::<dedup::DedupLayer>()
-            .map(dedup::DedupLayer::stats);
+        stats.dedup = self.hook.as_ref().and_then(|hook| hook.dedup_stats());
         stats
     }
 }

@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::health::{ConnectionHealth, ConnectionState};
 use super::link::Link;
 use super::reconnect::{first_link, supervise, FirstRetry, Reconnect};
+use super::stats::StreamCounters;
 use super::CloseReason;
 use crate::error::{Error, Result};
-use crate::stats::{ConnectionHealth, ConnectionState, StreamCounters};
 use crate::sync::lock;
 
 /// A change in a connection's state, reported to the callback given to
@@ -453,8 +454,8 @@ impl crate::rest::StreamCloser for Session {
         self.close();
     }
 
-    fn health(&self) -> ConnectionHealth {
-        Session::health(self)
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -10,7 +10,7 @@ use ran_routing_emulator::Emulator;
 /// The text of an [`Error::Config`], or a panic naming what came instead.
 fn config_error<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
     match result {
-        Err(Error::Config(text)) => text,
+        Err(Error::Config(e)) => e.detail().to_owned(),
         other => panic!("expected Error::Config, got {other:?}"),
     }
 }

@@ -5,9 +5,11 @@ use crate::ids::DevEui;
 use crate::model::{
     UpstreamAck, UpstreamMessage, UpstreamReject, UpstreamRejectResultCode, UpstreamReply,
 };
-use crate::stream::dedup::DedupLayer;
-pub use crate::stream::dedup::{Dedup, DedupStats};
-use crate::stream::{Connection, Hook, StreamBuilder};
+mod dedup;
+
+use crate::stream::{Connection, DedupStats, Hook, StreamBuilder};
+pub use dedup::Dedup;
+use dedup::DedupLayer;
 use std::sync::Arc;
 
 /// A connection to the upstream stream: yields [`UpstreamMessage`]s; every one must be
