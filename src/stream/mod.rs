@@ -16,14 +16,15 @@
 mod builder;
 pub(crate) mod connect;
 pub(crate) mod correlate;
-pub(crate) mod dedup;
 mod frame;
 mod handover;
+mod health;
 mod link;
 mod read;
 mod reconnect;
 mod session;
 mod socket;
+pub(crate) mod stats;
 mod write;
 
 use std::collections::VecDeque;
@@ -33,7 +34,15 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-pub use crossbeam_channel::{RecvError, RecvTimeoutError, TryRecvError};
+/// `crossbeam-channel`'s own error type, re-exported so that naming it needs no
+/// dependency of yours: the receiving methods of a [`Connection`] and a
+/// [`DownlinkTracker`](crate::DownlinkTracker) fail as crossbeam's channels do. It
+/// follows `crossbeam-channel` 0.5's API; each converts into [`Error`](crate::Error).
+pub use crossbeam_channel::RecvError;
+/// `crossbeam-channel`'s own error type, re-exported (see [`RecvError`]).
+pub use crossbeam_channel::RecvTimeoutError;
+/// `crossbeam-channel`'s own error type, re-exported (see [`RecvError`]).
+pub use crossbeam_channel::TryRecvError;
 
 pub use builder::StreamBuilder;
 pub use frame::StreamFrame;
@@ -41,12 +50,14 @@ pub use reconnect::Reconnect;
 pub use session::ConnectionEvent;
 
 use crate::error::{InvalidInput, Result};
-use crate::stats::{ConnectionHealth, StreamCounters, StreamStats};
 use crate::wire::DEFAULT_MAX_FRAME_SIZE;
 use connect::ConnectParams;
+pub use health::{ConnectionHealth, ConnectionState, Health};
 use link::LinkOptions;
 use read::{Outbox, Room};
 use session::{EventHandler, Opener, Session};
+use stats::StreamCounters;
+pub use stats::{DedupStats, RejectCounts, ResultCounts, StreamStats};
 
 /// Why a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,14 +137,19 @@ impl Default for StreamOptions {
 /// hook's state is not fought over by two threads per message (measured: on the reader
 /// thread, de-duplication halved the ack throughput).
 pub(crate) trait Hook<In, Out>: Send + Sync + 'static {
-    /// `Some` goes to the application; `None` was taken care of by the hook.
-    fn incoming(&self, message: In) -> Option<In>;
+    /// `Some` goes to the application; `None` was taken care of by the hook. `read_at`:
+    /// when the message's read pass was (one clock reading per pass, not per message).
+    fn incoming(&self, message: In, read_at: Instant) -> Option<In>;
     /// `message` was written; returns what must be sent after it.
     fn sent(&self, message: &Out) -> Vec<Out>;
     /// Called once the connection is up, with a way to send on it.
     fn start(&self, send: HookSend<Out>);
     /// For typed accessors on the connection.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// The layer's de-duplication counters, for [`Connection::stats`].
+    fn dedup_stats(&self) -> Option<DedupStats> {
+        None
+    }
 }
 
 /// Sends one message on the connection a [`Hook`] belongs to (through [`Outlet::send`]).
@@ -149,6 +165,9 @@ struct Inbox<T> {
     stash: Arc<Mutex<VecDeque<T>>>,
     room: Arc<Room>,
 }
+
+/// What the receiving methods take: a message and when its read pass was.
+type Taken<In> = read::Stamped<In>;
 
 impl<T> Inbox<T> {
     /// Counts a message taken, waking a reader that waits for room once the channel is
@@ -219,7 +238,7 @@ pub struct Connection<In, Out> {
     session: Arc<Session>,
     stats: Arc<StreamCounters>,
     correlator: Arc<correlate::Correlator<In>>,
-    inbox: Inbox<In>,
+    inbox: Inbox<Taken<In>>,
     hook: Option<Arc<dyn Hook<In, Out>>>,
     _out: PhantomData<fn(Out)>,
 }
@@ -232,18 +251,20 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         options: &StreamOptions,
         events: Option<EventHandler>,
     ) -> Result<Self> {
-        Self::open_with(params, name, options, events, None)
+        Self::open_with(params, name, options, events, None, None)
     }
 
-    /// [`open`](Self::open), with a [`Hook`] on the traffic.
+    /// [`open`](Self::open), with a [`Hook`] on the traffic, and the first connection
+    /// retried under `first` if given.
     pub(crate) fn open_with(
         params: &ConnectParams,
         name: &'static str,
         options: &StreamOptions,
         events: Option<EventHandler>,
         hook: Option<Arc<dyn Hook<In, Out>>>,
+        first: Option<&reconnect::FirstRetry>,
     ) -> Result<Self> {
-        let (tx, rx) = crossbeam_channel::bounded(options.capacity.max(1));
+        let (tx, rx) = crossbeam_channel::bounded::<Taken<In>>(options.capacity.max(1));
         let stash = Arc::new(Mutex::new(VecDeque::new()));
         let room = Arc::new(Room::default());
         let outbox = Outbox {
@@ -293,7 +314,14 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             log::debug!("{}: connected to {}", link_options.name, params.url);
             Ok(link)
         });
-        let session = Session::start(name, open, options.reconnect.clone(), events, stats.clone())?;
+        let session = Session::start(
+            name,
+            open,
+            options.reconnect.clone(),
+            events,
+            stats.clone(),
+            first,
+        )?;
         if let Some(hook) = &hook {
             let outlet = Outlet::new(&session, &stats);
             hook.start(Box::new(move |message: &Out| outlet.send(message)));
@@ -432,10 +460,10 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     /// Whether `message`, just taken from the channel, goes to the application (the hook
     /// may take it: a duplicate the connection answers itself).
     #[inline]
-    fn pass(&self, message: In) -> Option<In> {
+    fn pass(&self, (message, read_at): Taken<In>) -> Option<In> {
         let passed = match &self.hook {
             None => Some(message),
-            Some(hook) => hook.incoming(message),
+            Some(hook) => hook.incoming(message, read_at),
         };
         if passed.is_some() {
             self.stats.dequeued();
@@ -502,9 +530,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             .stats
             .snapshot(self.session.is_connected(), self.inbox.len());
         stats.awaiting_results = self.correlator.awaiting();
-        stats.dedup = self
-            .hook::<dedup::DedupLayer>()
-            .map(dedup::DedupLayer::stats);
+        stats.dedup = self.hook.as_ref().and_then(|hook| hook.dedup_stats());
         stats
     }
 }
