@@ -376,8 +376,12 @@ pub enum InvalidInput {
     /// A class B window with no slots or more than 8.
     #[error("class B needs 1 to 8 TMMS slots, got {0}")]
     TmmsSlots(usize),
-    /// A class C deadline of zero or more than 512 s ahead.
-    #[error("class C deadline {deadline} must be positive and at most now ({now}) + 512 s")]
+    /// A class C deadline of zero, more than 512 s ahead, or (built from a `SystemTime`)
+    /// already past.
+    #[error(
+        "class C deadline {deadline} must be Unix seconds from now ({now}) to now + 512 s, \
+         or 1 for as soon as possible"
+    )]
     Deadline {
         /// The deadline given, unix seconds.
         deadline: u64,

@@ -83,7 +83,7 @@
 //! emulator.send_upstream(&played).expect("no upstream connection");
 //!
 //! // The LNS side: solve the challenge and answer.
-//! let mut keys = Keys::new();
+//! let keys = Keys::new();
 //! keys.set_join_key(dev_eui, app_key);
 //! let uplink = upstream.recv_timeout(Duration::from_secs(5))?;
 //! upstream.send(mic::Solver::new().reply(&keys, &uplink))?;
@@ -226,10 +226,12 @@
 //!
 //! Three modules are namespaces of their own; their items are reached only through them:
 //!
-//! - [`fleet`]: keeps the routing table and multicast groups equal to the LNS's devices;
+//! - [`fleet`]: keeps the routing table and multicast groups equal to the LNS's devices,
+//!   and indexes them by address for bridges ([`fleet::Directory`]);
 //! - [`timing`]: GPS time with leap seconds, for class B slots and class C deadlines from
 //!   `SystemTime` ([`TransmissionWindow::class_b_at`], [`TransmissionWindow::class_c_by`]);
-//! - `mic` (feature `mic`): the MIC challenge solver and LoRaWAN 1.0.x MICs.
+//! - `mic` (feature `mic`): the MIC challenge solver, LoRaWAN 1.0.x MICs, and signed,
+//!   encrypted data downlinks.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]

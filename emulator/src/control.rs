@@ -48,6 +48,13 @@ struct ResultCodeRequest {
     dev_eui: Option<DevEui>,
     #[serde(default)]
     transaction_id: Option<u64>,
+    /// The `ResultMessage` to send with the code.
+    #[serde(default)]
+    message: Option<String>,
+    /// The code is meant to be one the client crate does not know (to test how it
+    /// reads one), not a misspelt known code.
+    #[serde(default)]
+    unknown_code: bool,
 }
 
 const ROUTES: &[(&str, &str)] = &[
@@ -116,15 +123,23 @@ pub(crate) fn handle(
                 return validation_failed("give dev_eui or transaction_id, not both");
             }
             let code = DownstreamResultCode::from(body.code.as_str());
-            if let DownstreamResultCode::Unknown(_) = code {
+            // A code the client crate does not know only when asked for: otherwise it
+            // is a misspelling that would make every downlink fail oddly.
+            if let (DownstreamResultCode::Unknown(_), false) = (&code, body.unknown_code) {
                 return validation_failed(format!(
                     "code: {:?} is not a downstream result code; use one of Success, \
-                     WindowNotFound, GatewayNotFound, TooLate, NoAck, GatewayError",
+                     WindowNotFound, GatewayNotFound, TooLate, NoAck, GatewayError, or set \
+                     \"unknown_code\": true for a code the client does not know",
                     body.code
                 ));
             }
-            hub.set_result(code, body.dev_eui, body.transaction_id);
-            Response::json(200, &json!({"code": body.code}))
+            hub.set_result(
+                code,
+                body.message.clone(),
+                body.dev_eui,
+                body.transaction_id,
+            );
+            Response::json(200, &json!({"code": body.code, "message": body.message}))
         }
         ("DELETE", "downstream/result-code") => {
             hub.reset_results();

@@ -100,8 +100,8 @@ use streams::Kind;
 pub use client::{ControlClient, RadioDeviceInfo, Status};
 pub use error::{Error, Result};
 pub use radio::{
-    Copies, DownlinkVerdict, IgnoredReason, MicStats, Play, PlayedUpstream, RadioDevice,
-    UpstreamVerdict, MAX_COPIES,
+    Copies, DeviceClass, DownlinkVerdict, IgnoredReason, MicStats, Play, PlayedUpstream,
+    RadioDevice, ReceivedDownlink, UpstreamVerdict, MAX_COPIES,
 };
 
 /// The base URL of the API an emulator serves.
@@ -311,12 +311,12 @@ impl Emulator {
     /// The result code for every downlink from now on (default `Success`). Per-device
     /// and per-transaction codes take precedence.
     pub fn set_downstream_result(&self, code: DownstreamResultCode) {
-        self.shared.hub.set_result(code, None, None);
+        self.shared.hub.set_result(code, None, None, None);
     }
 
     /// The result code for downlinks to `dev_eui`.
     pub fn set_downstream_result_for_device(&self, dev_eui: DevEui, code: DownstreamResultCode) {
-        self.shared.hub.set_result(code, Some(dev_eui), None);
+        self.shared.hub.set_result(code, None, Some(dev_eui), None);
     }
 
     /// The result code for the downlink with this transaction id.
@@ -325,7 +325,25 @@ impl Emulator {
         transaction_id: u64,
         code: DownstreamResultCode,
     ) {
-        self.shared.hub.set_result(code, None, Some(transaction_id));
+        self.shared
+            .hub
+            .set_result(code, None, None, Some(transaction_id));
+    }
+
+    /// The result code and message for the downlink with this transaction id: any code,
+    /// one the client crate does not know included (`DownstreamResultCode::Unknown`), and
+    /// any message (`"TOO_EARLY"` makes
+    /// [`DownstreamResult::is_too_early`](ran_routing::DownstreamResult::is_too_early)
+    /// true with a code other than `Success` or `TooLate`).
+    pub fn set_downstream_result_message_for_transaction(
+        &self,
+        transaction_id: u64,
+        code: DownstreamResultCode,
+        message: impl Into<String>,
+    ) {
+        self.shared
+            .hub
+            .set_result(code, Some(message.into()), None, Some(transaction_id));
     }
 
     /// Back to `Success` for every downlink.

@@ -580,7 +580,7 @@ fn client_and_solver_answer_every_upstream() {
     let stranger = DevEui::new(0x1ff);
     let nwk_keys = [key(NWK_S_KEY_A), key(NWK_S_KEY_B), key(APP_KEY)];
 
-    let mut keys = Keys::new();
+    let keys = Keys::new();
     keys.set_join_key(otaa, key(APP_KEY));
     on_air(&emu, RadioDevice::otaa(otaa, JoinEui::new(1), key(APP_KEY)));
     for (i, (&dev_eui, nwk_s_key)) in abp.iter().zip(&nwk_keys).enumerate() {
@@ -603,18 +603,17 @@ fn client_and_solver_answer_every_upstream() {
 
     let core = Core::new(emu.token(), &emu.base_url()).unwrap();
     let upstream = Arc::new(core.upstream().connect().unwrap());
-    let keys = Arc::new(std::sync::Mutex::new(keys));
+    // Shared as is: the store locks per device, so the workers need no lock around it.
+    let keys = Arc::new(keys);
     let workers: Vec<_> = (0..4)
         .map(|_| {
             let (upstream, keys) = (upstream.clone(), keys.clone());
             std::thread::spawn(move || {
                 for msg in upstream.iter() {
-                    let mut keys = keys.lock().unwrap();
                     let outcome = mic::solve(&*keys, &msg);
                     if let Ok(solved) = &outcome {
                         keys.record(solved);
                     }
-                    drop(keys);
                     upstream.send(mic::reply(&msg, &outcome)).unwrap();
                 }
             })
@@ -652,7 +651,7 @@ fn client_and_solver_answer_every_upstream() {
     assert_eq!((stats.played, stats.solved, stats.mic_failed), (60, 48, 12));
     // Every ABP device crossed the 16-bit rollover, and the LNS followed.
     for &dev_eui in &abp {
-        let fcnt_up = keys.lock().unwrap().session(dev_eui).unwrap().fcnt_up;
+        let fcnt_up = keys.session(dev_eui).unwrap().fcnt_up;
         assert!(fcnt_up > Some(0xffff), "{dev_eui}: {fcnt_up:?}");
         assert_eq!(
             fcnt_up.map(|f| f + 1),
@@ -748,10 +747,15 @@ impl Lns {
         dev_addr: DevAddr,
         delay: u8,
     ) -> (u64, ran_routing::DownstreamResult) {
-        // MHDR (unconfirmed data down) | DevAddr | FCtrl (ACK) | FCnt | MIC.
-        let mut frame = vec![0x60];
-        frame.extend_from_slice(&dev_addr.get().to_le_bytes());
-        frame.extend_from_slice(&[0x20, 0, 0, 0, 0, 0, 0]);
+        // An ACK signed with the device's session and its next FCntDown.
+        let (session, fcnt_down) = self.keys.next_fcnt_down(dev_eui).unwrap();
+        let frame = mic::DataDownlink::new(dev_addr, fcnt_down)
+            .ack(true)
+            .build(
+                &session.nwk_s_key,
+                session.app_s_key.as_ref().unwrap_or(&session.nwk_s_key),
+            )
+            .unwrap();
         let tid = self.core.next_transaction_id();
         let downlink =
             ran_routing::DownstreamMessage::new(tid, dev_eui, rx_window(uplink, delay), frame);
@@ -909,10 +913,12 @@ fn an_otaa_device_joins_and_talks_in_its_new_session() {
         ran_routing::DownstreamResultCode::Success,
         "{result:?}"
     );
-    assert_eq!(
-        emu.downlink_verdict(down_tid),
-        Some(ran_routing_emulator::DownlinkVerdict::Received)
-    );
+    match emu.downlink_verdict(down_tid) {
+        Some(ran_routing_emulator::DownlinkVerdict::Received(received)) => {
+            assert_eq!((received.fcnt_down, received.ack), (0, true));
+        }
+        other => panic!("{other:?}"),
+    }
     for tid in played {
         assert_eq!(
             verdict(&emu, tid),

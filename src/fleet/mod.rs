@@ -55,9 +55,14 @@
 //! ```
 //!
 //! The LNS's device list can come from a CSV file ([`read_csv`]).
+//!
+//! A bridge that must tell which device (or group) a downlink's DevAddr is for keeps a
+//! [`Directory`]: the table and groups indexed by address, in step with the plans
+//! applied here and with the join flow.
 
 mod csv;
 mod devices;
+mod directory;
 mod groups;
 mod guard;
 mod run;
@@ -66,6 +71,7 @@ pub use csv::{read_csv, CsvError, RowError, RowErrorKind};
 pub use devices::{
     AddressUpdate, DesiredDevice, DesiredIdentity, DevicePlan, RecreateReason, Recreation,
 };
+pub use directory::{Addresses, Directory, Recipient};
 pub use groups::{DesiredGroup, GroupPlan, Member, Rename};
 pub use guard::DeletionLimit;
 pub use run::{Calls, Count, Failure, Kind, Progress, Report, Target};

@@ -10,7 +10,7 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::Bytes;
 
 use super::link::{Link, LinkOptions};
-use super::read::Outbox;
+use super::read::{Outbox, Stamped};
 use super::session::OpenError;
 use super::socket::{wait_ready, would_block, Interest, Socket};
 use crate::error::{ApiError, ConfigErrorKind, Error, Result, TimeoutKind};
@@ -34,7 +34,7 @@ pub(crate) fn open_link<T, D>(
     params: &ConnectParams,
     options: LinkOptions,
     decode: D,
-    outbox: Outbox<T>,
+    outbox: Outbox<Stamped<T>>,
 ) -> std::result::Result<Link, OpenError>
 where
     T: Send + 'static,
@@ -50,7 +50,7 @@ fn open_link_unnamed<T, D>(
     params: &ConnectParams,
     options: LinkOptions,
     decode: D,
-    outbox: Outbox<T>,
+    outbox: Outbox<Stamped<T>>,
 ) -> std::result::Result<Link, OpenError>
 where
     T: Send + 'static,
@@ -120,7 +120,7 @@ fn upgrade<S, T, D>(
     stream: S,
     options: LinkOptions,
     decode: D,
-    outbox: Outbox<T>,
+    outbox: Outbox<Stamped<T>>,
 ) -> std::result::Result<Link, OpenError>
 where
     S: Socket,
@@ -388,20 +388,21 @@ fn handshake<S: Socket>(
 /// connect fails with it); whether the API itself said so, rather than a proxy's page,
 /// decides whether a reconnect gives up at once (see `reconnect.rs`).
 fn refusal(status: u16, body: &str, token: &AccessToken) -> OpenError {
-    if status == 401 || status == 403 {
-        let (description, by_api) = match crate::rest::api_error(status, body, token) {
-            ApiError::Unauthorized { description } => (description, true),
-            _ => (
-                format!("the stream handshake was refused with HTTP {status}"),
-                false,
-            ),
-        };
-        OpenError {
-            error: Error::Api(ApiError::Unauthorized { description }),
-            by_api,
+    let error = crate::rest::api_error(status, body, token);
+    match error {
+        ApiError::Unauthorized { description } => {
+            let by_api = crate::rest::is_api_answer(body, "Unauthorized");
+            let description = if by_api {
+                description
+            } else {
+                format!("the stream handshake was refused with HTTP {status}")
+            };
+            OpenError {
+                error: Error::Api(ApiError::Unauthorized { description }),
+                by_api,
+            }
         }
-    } else {
-        Error::Api(crate::rest::api_error(status, body, token)).into()
+        other => Error::Api(other).into(),
     }
 }
 

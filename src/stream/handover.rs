@@ -100,7 +100,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap()
 }
 
-/// The model check: `RUSTFLAGS="--cfg loom" cargo test --release --lib handover`.
+/// The model check, which `.ci/run` runs:
+/// `RUSTFLAGS="--cfg loom" cargo test --lib stream::handover`.
 ///
 /// Loom runs every interleaving of a reader pass and a sender. It fails on the
 /// deliberately broken variant (`unfair`: the reader skips the hand-over), which the

@@ -20,7 +20,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Bytes, Message, WebSocket};
 
 use super::handover::SocketLock;
-use super::read::{Metered, Outbox, Reader, Room, Ws};
+use super::read::{Metered, Outbox, Reader, Room, Stamped, Ws};
 use super::socket::Socket;
 use super::CloseReason;
 use crate::error::{Error, Result};
@@ -82,9 +82,9 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Records that the peer was heard from now.
-    pub(crate) fn seen_now(&self) {
-        let micros = self.epoch.elapsed().as_micros() as u64;
+    /// Records that the peer was heard from at `at`.
+    pub(crate) fn seen_at(&self, at: Instant) {
+        let micros = at.saturating_duration_since(self.epoch).as_micros() as u64;
         self.last_seen.store(micros, Ordering::SeqCst);
     }
 
@@ -160,7 +160,7 @@ impl Link {
         config: WebSocketConfig,
         options: LinkOptions,
         decode: D,
-        outbox: Outbox<T>,
+        outbox: Outbox<Stamped<T>>,
     ) -> Result<Link>
     where
         S: Socket,

@@ -137,8 +137,9 @@ impl Default for StreamOptions {
 /// hook's state is not fought over by two threads per message (measured: on the reader
 /// thread, de-duplication halved the ack throughput).
 pub(crate) trait Hook<In, Out>: Send + Sync + 'static {
-    /// `Some` goes to the application; `None` was taken care of by the hook.
-    fn incoming(&self, message: In) -> Option<In>;
+    /// `Some` goes to the application; `None` was taken care of by the hook. `read_at`:
+    /// when the message's read pass was (one clock reading per pass, not per message).
+    fn incoming(&self, message: In, read_at: Instant) -> Option<In>;
     /// `message` was written; returns what must be sent after it.
     fn sent(&self, message: &Out) -> Vec<Out>;
     /// Called once the connection is up, with a way to send on it.
@@ -164,6 +165,9 @@ struct Inbox<T> {
     stash: Arc<Mutex<VecDeque<T>>>,
     room: Arc<Room>,
 }
+
+/// What the receiving methods take: a message and when its read pass was.
+type Taken<In> = read::Stamped<In>;
 
 impl<T> Inbox<T> {
     /// Counts a message taken, waking a reader that waits for room once the channel is
@@ -234,7 +238,7 @@ pub struct Connection<In, Out> {
     session: Arc<Session>,
     stats: Arc<StreamCounters>,
     correlator: Arc<correlate::Correlator<In>>,
-    inbox: Inbox<In>,
+    inbox: Inbox<Taken<In>>,
     hook: Option<Arc<dyn Hook<In, Out>>>,
     _out: PhantomData<fn(Out)>,
 }
@@ -258,7 +262,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         events: Option<EventHandler>,
         hook: Option<Arc<dyn Hook<In, Out>>>,
     ) -> Result<Self> {
-        let (tx, rx) = crossbeam_channel::bounded(options.capacity.max(1));
+        let (tx, rx) = crossbeam_channel::bounded::<Taken<In>>(options.capacity.max(1));
         let stash = Arc::new(Mutex::new(VecDeque::new()));
         let room = Arc::new(Room::default());
         let outbox = Outbox {
@@ -447,10 +451,10 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     /// Whether `message`, just taken from the channel, goes to the application (the hook
     /// may take it: a duplicate the connection answers itself).
     #[inline]
-    fn pass(&self, message: In) -> Option<In> {
+    fn pass(&self, (message, read_at): Taken<In>) -> Option<In> {
         let passed = match &self.hook {
             None => Some(message),
-            Some(hook) => hook.incoming(message),
+            Some(hook) => hook.incoming(message, read_at),
         };
         if passed.is_some() {
             self.stats.dequeued();

@@ -20,7 +20,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use tungstenite::protocol::CloseFrame;
@@ -129,14 +129,14 @@ impl<T> Clone for Outbox<T> {
 impl<T> Outbox<T> {
     /// Whether the stash holds a channel's worth: reading more after a close would only
     /// grow memory for messages nobody may take.
-    fn stash_full(&self) -> bool {
+    pub(super) fn stash_full(&self) -> bool {
         let capacity = self.tx.capacity().unwrap_or(usize::MAX).max(1);
         lock(&self.stash).len() >= capacity
     }
 
     /// Delivers `item`, waiting for room in the channel unless `stop` fires first (then
     /// it goes to the stash). Returns `false` when the receiving side is gone.
-    fn deliver(&self, mut item: T, stop: &Receiver<()>, stopped: &mut bool) -> bool {
+    pub(super) fn deliver(&self, mut item: T, stop: &Receiver<()>, stopped: &mut bool) -> bool {
         while !*stopped {
             item = match self.tx.try_send(item) {
                 Ok(()) => return true,
@@ -300,6 +300,10 @@ fn remote_reason(frame: Option<CloseFrame>) -> CloseReason {
     }
 }
 
+/// A message and when its read pass was: one clock reading per pass, which the receiving
+/// side hands to a hook (de-duplication) so that it need not read the clock per message.
+pub(crate) type Stamped<T> = (T, Instant);
+
 /// The reader thread's side of a link.
 pub(crate) struct Reader<S, T, D> {
     pub(crate) ws: Arc<Ws<S>>,
@@ -307,7 +311,7 @@ pub(crate) struct Reader<S, T, D> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) cmd: Sender<Command>,
     pub(crate) decode: D,
-    pub(crate) outbox: Outbox<T>,
+    pub(crate) outbox: Outbox<Stamped<T>>,
     /// Disconnects when the owner closes: stop waiting for room, stash instead.
     pub(crate) stop: Receiver<()>,
 }
@@ -346,14 +350,18 @@ impl<S: Socket, T, D: Fn(Bytes) -> Option<T>> Reader<S, T, D> {
             if last_passes && batch.is_empty() && !more {
                 end = end.or(Some(CloseReason::Local));
             }
-            shared.seen_now();
+            let read_at = Instant::now();
+            shared.seen_at(read_at);
             if pass.reply {
                 shared.want_flush(&self.cmd);
             }
             shared.delivering.store(true, Ordering::SeqCst);
             for frame in batch.drain(..) {
                 if let Some(item) = (self.decode)(frame) {
-                    if !self.outbox.deliver(item, &self.stop, &mut stopped) {
+                    if !self
+                        .outbox
+                        .deliver((item, read_at), &self.stop, &mut stopped)
+                    {
                         log::debug!("{}: receiver gone; dropping the connection", shared.name);
                         end = end.or(Some(CloseReason::Local));
                         break;
@@ -361,7 +369,7 @@ impl<S: Socket, T, D: Fn(Bytes) -> Option<T>> Reader<S, T, D> {
                 }
             }
             // Whatever the peer sent while we waited for room counts from now.
-            shared.seen_now();
+            shared.seen_at(Instant::now());
             shared.delivering.store(false, Ordering::SeqCst);
             if let Some(end) = end {
                 break end;

@@ -616,8 +616,8 @@ impl DedupLayer {
 }
 
 impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
-    fn incoming(&self, message: UpstreamMessage) -> Option<UpstreamMessage> {
-        let now = Instant::now();
+    fn incoming(&self, message: UpstreamMessage, read_at: Instant) -> Option<UpstreamMessage> {
+        let now = read_at;
         let mut out = Vec::new();
         let seen = self
             .inner

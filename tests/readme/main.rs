@@ -118,7 +118,7 @@ fn a_worker_pool_answers_every_uplink_once() -> Outcome {
     let emu = emulator();
     let ran = core(&emu);
     let app_key: AesKey = "2b7e151628aed2a6abf7158809cf4f3c".parse()?;
-    let mut keys = Keys::new();
+    let keys = Keys::new();
     let solver = Solver::new();
     let (join_eui, mut dev_euis) = (JoinEui::new(0x3CEDCF624F8B68F4), Vec::new());
     for n in 0..8u64 {

@@ -25,7 +25,7 @@ fn key(byte: u8) -> AesKey {
 
 /// An ABP device on the emulated air, in the routing table (so the RAN routes its
 /// uplinks to us), and its session key in `keys`.
-fn abp_device(emu: &Emulator, core: &Core, keys: &mut Keys, n: u64) -> DevEui {
+fn abp_device(emu: &Emulator, core: &Core, keys: &Keys, n: u64) -> DevEui {
     let dev_eui = DevEui::new(0x70B3_D500_0000_0000 + n);
     let dev_addr = DevAddr::new(0x2600_0000 + n as u32);
     emu.add_radio_device(RadioDevice::abp(dev_eui, dev_addr, key(n as u8), 100))
@@ -101,8 +101,8 @@ fn seen_count(seen: &Mutex<Vec<UpstreamMessage>>) -> usize {
 fn copies_before_and_after_the_answer_get_the_first_copys_ack() {
     let emu = common::emulator();
     let core = common::core(&emu);
-    let mut keys = Keys::new();
-    let dev = abp_device(&emu, &core, &mut keys, 1);
+    let keys = Keys::new();
+    let dev = abp_device(&emu, &core, &keys, 1);
     let up = deduped(&emu, &core, Duration::from_secs(60));
     // The LNS takes its time, so copies sent back to back are held until it answers.
     let seen = lns(up.clone(), keys, Duration::from_millis(200), |_| {
@@ -141,11 +141,11 @@ fn acks_that_do_not_fit_a_copy_become_mic_failed_and_rejects_are_not_repeated() 
     let core = common::core(&emu);
     // Two candidates per challenge: a decoy of one copy is (almost surely) not another's.
     emu.set_mic_challenge_size(2, 2).unwrap();
-    let mut keys = Keys::new();
-    let decoyed = abp_device(&emu, &core, &mut keys, 2);
+    let keys = Keys::new();
+    let decoyed = abp_device(&emu, &core, &keys, 2);
     let unknown = {
-        let mut other = Keys::new();
-        abp_device(&emu, &core, &mut other, 3)
+        let other = Keys::new();
+        abp_device(&emu, &core, &other, 3)
     };
     let up = deduped(&emu, &core, Duration::from_secs(60));
     let decoy_target = decoyed;
@@ -228,7 +228,7 @@ fn a_forged_copy_rejected_first_does_not_stand_for_the_genuine_frame() {
     let emu = common::emulator();
     let core = common::core(&emu);
     let (dev, join_eui, app_key) = (DevEui::new(0x70B3_D5FF_0000_0009), JoinEui::new(9), key(9));
-    let mut keys = Keys::new();
+    let keys = Keys::new();
     keys.set_join_key(dev, app_key.clone());
     let up = deduped(&emu, &core, Duration::from_secs(60));
     let seen = lns(up.clone(), keys, Duration::ZERO, |_| Answer::Solve);
@@ -291,8 +291,8 @@ fn payloads_longer_than_a_lorawan_frame_are_handed_out_unremembered() {
 fn copies_across_the_window_edge_are_new_uplinks() {
     let emu = common::emulator();
     let core = common::core(&emu);
-    let mut keys = Keys::new();
-    let dev = abp_device(&emu, &core, &mut keys, 4);
+    let keys = Keys::new();
+    let dev = abp_device(&emu, &core, &keys, 4);
     let up = deduped(&emu, &core, Duration::from_millis(400));
     let seen = lns(up.clone(), keys, Duration::ZERO, |_| Answer::Solve);
     let ids = emu
@@ -322,8 +322,8 @@ fn copies_across_the_window_edge_are_new_uplinks() {
 fn copies_of_an_unanswered_uplink_are_rejected_with_other_after_the_bound() {
     let emu = common::emulator();
     let core = common::core(&emu);
-    let mut keys = Keys::new();
-    let dev = abp_device(&emu, &core, &mut keys, 5);
+    let keys = Keys::new();
+    let dev = abp_device(&emu, &core, &keys, 5);
     let dedup = Dedup::new(Duration::from_secs(60)).answer_within(Duration::from_millis(300));
     let up = deduped(&emu, &core, dedup);
     let seen = lns(up.clone(), keys, Duration::ZERO, |_| Answer::Never);
@@ -358,8 +358,8 @@ fn copies_of_an_unanswered_uplink_are_rejected_with_other_after_the_bound() {
 fn at_the_entry_cap_uplinks_are_handed_out_unremembered() {
     let emu = common::emulator();
     let core = common::core(&emu);
-    let mut keys = Keys::new();
-    let dev = abp_device(&emu, &core, &mut keys, 6);
+    let keys = Keys::new();
+    let dev = abp_device(&emu, &core, &keys, 6);
     let up = deduped(
         &emu,
         &core,
@@ -390,7 +390,7 @@ fn join_request_copies_over_the_control_api_and_dedup_off() {
     core.routing_table()
         .insert(NewDevice::otaa(dev, join_eui))
         .unwrap();
-    let mut keys = Keys::new();
+    let keys = Keys::new();
     keys.set_join_key(dev, key(7));
     // Without dedup every copy reaches the LNS.
     let plain = Arc::new(core.upstream().connect().unwrap());
@@ -451,6 +451,8 @@ fn tracker_yields_each_result_with_its_tag() {
         .unwrap();
     let group = MulticastAddr::new(0xef04_6a1e);
     core.multicast_groups().create("g", group).unwrap();
+    // A group with no member reaches no device: its downlinks would not be sent.
+    core.multicast_groups().add_device(group, dev).unwrap();
     let down = core.downstream().connect().unwrap();
     let tracker = down.tracker::<&str>(WAIT);
 

@@ -43,6 +43,10 @@ struct Reject {
     result_code: String,
     #[serde(rename = "ResultMessage", default)]
     result_message: Option<String>,
+    /// The spec's UpstreamReject example names the device it rejects for; the reject
+    /// is judged by its transaction alone.
+    #[serde(rename = "DevEUI", default)]
+    _dev_eui: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -125,12 +125,36 @@ struct Peer {
 }
 
 /// Downstream result codes: one for all, overridden per device, overridden per
-/// transaction.
+/// transaction; each with the result message to send, if the test chose one.
 #[derive(Debug, Clone)]
 struct ResultCodes {
-    default: DownstreamResultCode,
-    by_device: HashMap<DevEui, DownstreamResultCode>,
-    by_transaction: HashMap<u64, DownstreamResultCode>,
+    default: ChosenResult,
+    by_device: HashMap<DevEui, ChosenResult>,
+    by_transaction: HashMap<u64, ChosenResult>,
+}
+
+/// A result a test chose: any code, known to the client crate or not, and the message to
+/// send with it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ChosenResult {
+    pub(crate) code: DownstreamResultCode,
+    pub(crate) message: Option<String>,
+}
+
+impl ChosenResult {
+    fn success() -> Self {
+        Self {
+            code: DownstreamResultCode::Success,
+            message: None,
+        }
+    }
+
+    /// The result message: the chosen one, or one that says the failure was emulated.
+    pub(crate) fn message(&self) -> String {
+        self.message
+            .clone()
+            .unwrap_or_else(|| format!("emulated failure: {}", self.code))
+    }
 }
 
 /// Frames recorded for tests, each list with a cursor for the "wait for the next one"
@@ -157,6 +181,9 @@ pub(crate) struct HubState {
     sent: SentLog,
     /// Each device's last acknowledged uplink: class A windows count from it.
     last_acked: HashMap<DevEui, Heard>,
+    /// Downlinks whose DownstreamResult is not sent yet, by TransactionID, with when it
+    /// will be: another downlink with one of these ids is refused.
+    in_flight: HashMap<u64, Instant>,
     /// Replies naming a transaction the hub never sent.
     unknown_replies: u64,
 }
@@ -180,12 +207,13 @@ impl Default for Hub {
                 next_upstream: 0,
                 records: Records::default(),
                 codes: ResultCodes {
-                    default: DownstreamResultCode::Success,
+                    default: ChosenResult::success(),
                     by_device: HashMap::new(),
                     by_transaction: HashMap::new(),
                 },
                 sent: SentLog::default(),
                 last_acked: HashMap::new(),
+                in_flight: HashMap::new(),
                 unknown_replies: 0,
             }),
             changed: Condvar::new(),
@@ -401,9 +429,11 @@ impl Hub {
     pub(crate) fn set_result(
         &self,
         code: DownstreamResultCode,
+        message: Option<String>,
         dev_eui: Option<DevEui>,
         transaction_id: Option<u64>,
     ) {
+        let code = ChosenResult { code, message };
         self.update(|s| match (dev_eui, transaction_id) {
             (_, Some(tx)) => {
                 s.codes.by_transaction.insert(tx, code);
@@ -417,7 +447,7 @@ impl Hub {
 
     pub(crate) fn reset_results(&self) {
         self.update(|s| {
-            s.codes.default = DownstreamResultCode::Success;
+            s.codes.default = ChosenResult::success();
             s.codes.by_device.clear();
             s.codes.by_transaction.clear();
         });
