@@ -611,8 +611,11 @@ fn handle_frame(shared: &Shared, kind: Kind, frame: &[u8]) -> Vec<Answer> {
                         }
                     }
                 }
+                // The ack times the device's class A windows before its verdict shows:
+                // whoever waits for the verdict may then send a downlink timed from it.
+                let known = shared.hub.on_reply(reply.clone()).is_some();
                 shared.radio.check(&reply);
-                if shared.hub.on_reply(reply).is_none() {
+                if !known {
                     log::warn!(
                         "emulator: an upstream reply names transaction {transaction_id}, \
                          which the emulator never sent"
