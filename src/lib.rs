@@ -15,8 +15,8 @@
 //!
 //! A [`Core`] holds the access token, the endpoints derived from one base URL per
 //! territory, and one shared HTTP agent with connection reuse. It is cheap to clone and
-//! `Send + Sync`: share it between threads. [`Core::close`] (or dropping the last clone)
-//! closes it and every stream it opened.
+//! `Send + Sync`: share it between threads. [`Core::close`] closes it and every stream it
+//! opened; dropping the last clone leaves the streams it opened running.
 //!
 //! ```no_run
 //! use std::time::Duration;

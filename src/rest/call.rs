@@ -266,12 +266,6 @@ pub(crate) const MAX_TEXT: usize = 2048;
 /// everywhere; anything else is [`ApiError::Unknown`] keeping the status and body text.
 /// Every text taken from the body is scrubbed of the token (servers and proxies echo
 /// requests) and cut to [`MAX_TEXT`].
-/// Whether `body` is the API's own error answer carrying `code`, rather than another
-/// server's page (a proxy's, say) that the status alone would map the same way.
-pub(crate) fn is_api_answer(body: &str, code: &str) -> bool {
-    serde_json::from_str::<ErrorBody>(body).is_ok_and(|b| b.detail.error_code == code)
-}
-
 pub(crate) fn api_error(status: u16, body: &str, token: &AccessToken) -> ApiError {
     let body = scrub(body, token);
     let parsed = if (400..500).contains(&status) {
@@ -324,6 +318,16 @@ pub(crate) fn api_error(status: u16, body: &str, token: &AccessToken) -> ApiErro
             body: description,
         },
     }
+}
+
+/// Whether an error answer is the service's own `Unauthorized` error object, rather than
+/// a 401 or 403 page of something in front of it (which [`api_error`] maps to
+/// [`ApiError::Unauthorized`] too): a stream reconnect gives up at once only on the
+/// service's word.
+pub(crate) fn is_services_unauthorized(status: u16, body: &str) -> bool {
+    (400..500).contains(&status)
+        && serde_json::from_str::<ErrorBody>(body)
+            .is_ok_and(|b| b.detail.error_code == "Unauthorized")
 }
 
 /// Keeps the field errors that fit in [`MAX_TEXT`] (a hostile list can be megabytes),

@@ -34,7 +34,10 @@ pub(crate) trait StreamCloser: Send + Sync {
 /// Cheap to clone and safe to share across threads: clones share one connection pool,
 /// and closing any of them closes all. Build one per territory (base URL). There is no
 /// `connect()`: a `Core` is usable once built and opens connections as it needs them.
-/// [`Core::close`] (or dropping the last clone) ends them, streams included.
+/// [`Core::close`] ends them, streams included. Dropping the last clone only lets the
+/// HTTP pool go: a stream connection keeps what it needs and stays open until it is
+/// closed (its own `close()`, or [`Core::close`] on a clone kept for that) or dropped,
+/// so `Core::new(..)?.upstream().connect()?` is a working connection.
 ///
 /// ```no_run
 /// use std::thread;
@@ -141,8 +144,11 @@ impl Core {
     }
 
     /// Closes the client: idle and in-flight HTTP connections and every stream opened
-    /// from it. Calls made afterwards fail with [`Error::Closed`] without touching the
-    /// network. Closing again does nothing; dropping the last clone closes too.
+    /// from it, and a `connect()` still retrying its first connection
+    /// ([`StreamBuilder::retry_first_connect`](crate::StreamBuilder::retry_first_connect)).
+    /// Calls made afterwards fail with [`Error::Closed`] without touching the network.
+    /// Closing again does nothing. Call it from a signal handler's thread to shut a
+    /// program down: its stream loops end once what was received is handed out.
     ///
     /// ```
     /// use ran_routing::{Core, Error};
@@ -276,12 +282,6 @@ impl Inner {
         for stream in streams.iter().filter_map(Weak::upgrade) {
             stream.close_stream();
         }
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.close();
     }
 }
 
@@ -734,14 +734,13 @@ mod tests {
     }
 
     #[test]
-    fn dropping_the_last_clone_closes() {
+    fn dropping_the_last_clone_leaves_streams_open() {
         let ran = core();
         let stream = counter();
         ran.track_stream(weak(&stream));
         let other = ran.clone();
         drop(ran);
-        assert_eq!(stream.0.load(Ordering::SeqCst), 0);
         drop(other);
-        assert_eq!(stream.0.load(Ordering::SeqCst), 1);
+        assert_eq!(stream.0.load(Ordering::SeqCst), 0);
     }
 }

@@ -14,7 +14,7 @@ mod routing_table;
 mod stats;
 pub(crate) mod tls;
 
-pub(crate) use call::{api_error, get, is_api_answer, post, route, Route, Service};
+pub(crate) use call::{api_error, get, is_services_unauthorized, post, route, Route, Service};
 pub(crate) use client::StreamCloser;
 pub use client::{Core, CoreBuilder};
 pub use config::{AccessToken, Endpoints};

@@ -327,11 +327,14 @@ fn handshake<S: Socket>(
             );
         }
         if !read_more(&mut buf)? {
-            return Err(Error::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the server closed the connection during the WebSocket handshake",
-            ))
-            .into());
+            let why = if speaks_tls(&buf) {
+                "the server speaks TLS: use an https:// URL? (it answered the WebSocket \
+                 handshake with a TLS record and closed the connection)"
+            } else {
+                "the server closed the connection during the WebSocket handshake"
+            };
+            let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why);
+            return Err(Error::Io(eof).into());
         }
     };
     let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -384,25 +387,29 @@ fn handshake<S: Socket>(
     Ok((stream, rest))
 }
 
+/// Whether the answer to a plain-text handshake starts like a TLS record (an alert or a
+/// handshake, protocol version 3.x): a TLS server reading our request as a bad
+/// ClientHello.
+fn speaks_tls(answer: &[u8]) -> bool {
+    matches!(answer, [0x15 | 0x16, 0x03, ..])
+}
+
 /// The error for a refused upgrade. A 401 or 403 is always `Unauthorized` (a first
 /// connect fails with it); whether the API itself said so, rather than a proxy's page,
 /// decides whether a reconnect gives up at once (see `reconnect.rs`).
 fn refusal(status: u16, body: &str, token: &AccessToken) -> OpenError {
     let error = crate::rest::api_error(status, body, token);
-    match error {
-        ApiError::Unauthorized { description } => {
-            let by_api = crate::rest::is_api_answer(body, "Unauthorized");
-            let description = if by_api {
-                description
-            } else {
-                format!("the stream handshake was refused with HTTP {status}")
-            };
-            OpenError {
-                error: Error::Api(ApiError::Unauthorized { description }),
-                by_api,
-            }
+    if status == 401 || status == 403 {
+        let description = match error {
+            ApiError::Unauthorized { description } => description,
+            other => format!("the stream handshake was refused with HTTP {status}: {other}"),
+        };
+        OpenError {
+            error: Error::Api(ApiError::Unauthorized { description }),
+            by_api: crate::rest::is_services_unauthorized(status, body),
         }
-        other => Error::Api(other).into(),
+    } else {
+        Error::Api(error).into()
     }
 }
 

@@ -251,16 +251,18 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         options: &StreamOptions,
         events: Option<EventHandler>,
     ) -> Result<Self> {
-        Self::open_with(params, name, options, events, None)
+        Self::open_with(params, name, options, events, None, None)
     }
 
-    /// [`open`](Self::open), with a [`Hook`] on the traffic.
+    /// [`open`](Self::open), with a [`Hook`] on the traffic, and the first connection
+    /// retried under `first` if given.
     pub(crate) fn open_with(
         params: &ConnectParams,
         name: &'static str,
         options: &StreamOptions,
         events: Option<EventHandler>,
         hook: Option<Arc<dyn Hook<In, Out>>>,
+        first: Option<&reconnect::FirstRetry>,
     ) -> Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded::<Taken<In>>(options.capacity.max(1));
         let stash = Arc::new(Mutex::new(VecDeque::new()));
@@ -312,7 +314,14 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             log::debug!("{}: connected to {}", link_options.name, params.url);
             Ok(link)
         });
-        let session = Session::start(name, open, options.reconnect.clone(), events, stats.clone())?;
+        let session = Session::start(
+            name,
+            open,
+            options.reconnect.clone(),
+            events,
+            stats.clone(),
+            first,
+        )?;
         if let Some(hook) = &hook {
             let outlet = Outlet::new(&session, &stats);
             hook.start(Box::new(move |message: &Out| outlet.send(message)));

@@ -100,4 +100,16 @@ fn plain_http_to_a_tls_server_says_so() {
     );
     assert!(text.contains(&http), "{text}");
     assert!(!text.contains(emu.token()), "{text}");
+    // The stream handshake says the same, naming the URL without the token.
+    let err = ran.upstream().connect().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("the server speaks TLS: use an https:// URL?"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ws://") && text.contains("/stream/upstream/"),
+        "{text}"
+    );
+    assert!(!text.contains(emu.token()), "{text}");
 }
