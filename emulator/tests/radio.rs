@@ -907,6 +907,8 @@ fn an_otaa_device_joins_and_talks_in_its_new_session() {
     let (msg, solved) = lns.answer();
     assert_eq!(solved.and_then(|s| s.fcnt), Some(3));
     played.push(tid);
+    // Once judged, the ack times RX1: the downlink cannot race it to the emulator.
+    assert_eq!(verdict(&emu, tid), UpstreamVerdict::Solved);
     let (down_tid, result) = lns.ack_downlink(&msg, dev_eui, dev_addr, 5);
     assert_eq!(
         result.result_code,

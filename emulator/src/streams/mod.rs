@@ -675,8 +675,11 @@ fn handle_frame(shared: &Shared, kind: Kind, frame: &[u8]) -> Vec<Answer> {
                         }
                     }
                 }
+                // The ack times the device's class A windows before its verdict shows:
+                // whoever waits for the verdict may then send a downlink timed from it.
+                let known = shared.hub.on_reply(reply.clone(), frame.len()).is_some();
                 shared.radio.check(&reply);
-                if shared.hub.on_reply(reply, frame.len()).is_none() {
+                if !known {
                     static UNKNOWN: Warning = Warning::new(WARNING_PERIOD);
                     UNKNOWN.warn(|| {
                         format!(
