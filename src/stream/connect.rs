@@ -13,7 +13,7 @@ use super::link::{Link, LinkOptions};
 use super::read::{Outbox, Stamped};
 use super::session::OpenError;
 use super::socket::{wait_ready, would_block, Interest, Socket};
-use crate::error::{ApiError, Error, Result, TimeoutKind};
+use crate::error::{Error, Result, TimeoutKind};
 use crate::AccessToken;
 
 /// Everything needed to open one stream connection.
@@ -374,23 +374,21 @@ fn handshake<S: Socket>(
 }
 
 /// The error for a refused upgrade. A 401 or 403 is always `Unauthorized` (a first
-/// connect fails with it); whether the API itself said so, rather than a proxy's page,
-/// decides whether a reconnect gives up at once (see `reconnect.rs`).
+/// connect fails with it, see `rest::api_error`); whether the API itself said so, rather
+/// than a proxy's page, decides whether a reconnect gives up at once (see
+/// `reconnect.rs`).
 fn refusal(status: u16, body: &str, token: &AccessToken) -> OpenError {
+    let error = Error::Api(crate::rest::api_error(status, body, token));
     if status == 401 || status == 403 {
-        let (description, by_api) = match crate::rest::api_error(status, body, token) {
-            ApiError::Unauthorized { description } => (description, true),
-            _ => (
-                format!("the stream handshake was refused with HTTP {status}"),
-                false,
-            ),
-        };
-        OpenError {
-            error: Error::Api(ApiError::Unauthorized { description }),
-            by_api,
-        }
+        // Whether the API itself answered, with its error object's own code, or something
+        // in front of it (a proxy's page) refused with the same status.
+        let by_api = serde_json::from_str::<serde_json::Value>(body).is_ok_and(|v| {
+            v.pointer("/detail/error_code")
+                .is_some_and(|code| code == "Unauthorized")
+        });
+        OpenError { error, by_api }
     } else {
-        Error::Api(crate::rest::api_error(status, body, token)).into()
+        error.into()
     }
 }
 
