@@ -47,9 +47,10 @@ pub enum Error {
     /// The input broke a rule of the API; it was caught before anything was sent.
     #[error("invalid input: {0}")]
     Invalid(#[from] InvalidInput),
-    /// The client was configured with something unusable (a bad URL, a bad certificate).
+    /// The client was configured with something unusable (a bad URL, a bad certificate);
+    /// [`ConfigError::kind`] says which setting.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(ConfigError),
     /// The service refused the request with one of its error codes.
     #[error(transparent)]
     Api(#[from] ApiError),
@@ -116,6 +117,55 @@ pub enum Error {
     Mic(#[from] crate::mic::MicError),
 }
 
+/// An unusable setting, in an [`Error::Config`]: which kind of setting, and what is wrong
+/// with it (naming the URL or value, never the token).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct ConfigError {
+    kind: ConfigErrorKind,
+    detail: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(kind: ConfigErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// Which setting is unusable.
+    pub fn kind(&self) -> ConfigErrorKind {
+        self.kind
+    }
+
+    /// What is wrong with it.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+/// Which setting is unusable, in a [`ConfigError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// A base URL, endpoint or stream URL: no URL, a bad one, a scheme the API does not
+    /// speak, no host.
+    Url,
+    /// Plain `http://` or `ws://` to a host that is not loopback, which would send the
+    /// token in clear text (see `CoreBuilder::allow_insecure_remote`).
+    InsecureRemote,
+    /// A root certificate that cannot be read or used as a trust anchor, or a TLS setup
+    /// it makes impossible.
+    Certificate,
+    /// The proxy URL.
+    Proxy,
+    /// The access token or the user agent: empty, or not visible ASCII.
+    Credentials,
+    /// A timeout of zero.
+    Timeout,
+}
+
 /// A TLS failure, in an [`Error::Tls`].
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("TLS error: {detail}")]
@@ -151,8 +201,6 @@ pub enum TimeoutKind {
     Request,
     /// Writing to a stream connection whose peer takes no data.
     Write,
-    /// A keepalive ping that got no pong.
-    Pong,
     /// Waiting for a stream message (`recv_timeout`, or `try_recv` with nothing queued).
     Receive,
 }
@@ -165,7 +213,6 @@ impl fmt::Display for TimeoutKind {
             TimeoutKind::WebSocketHandshake => "WebSocket handshake",
             TimeoutKind::Request => "request",
             TimeoutKind::Write => "write",
-            TimeoutKind::Pong => "pong",
             TimeoutKind::Receive => "receive",
         })
     }
@@ -194,6 +241,10 @@ impl Error {
             self,
             Error::Invalid(_) | Error::Config(_) | Error::Closed(_) | Error::NotConnected(_)
         )
+    }
+
+    pub(crate) fn config(kind: ConfigErrorKind, detail: impl Into<String>) -> Self {
+        Error::Config(ConfigError::new(kind, detail))
     }
 
     pub(crate) fn decode(what: &'static str, message: impl fmt::Display) -> Self {

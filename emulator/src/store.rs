@@ -339,6 +339,11 @@ impl Store {
     }
 
     /// `multicast-groups/get`: the listed groups (unknown ones skipped), or all of them.
+    /// Every multicast group, in creation order, without copying them.
+    pub(crate) fn group_iter(&self) -> impl Iterator<Item = &MulticastGroup> + '_ {
+        self.groups.values()
+    }
+
     pub(crate) fn groups(&self, addrs: &[MulticastAddr]) -> Vec<MulticastGroup> {
         self.groups
             .values()

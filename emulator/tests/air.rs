@@ -563,3 +563,57 @@ fn a_transaction_id_still_in_flight_is_refused() {
     }
     assert_eq!(last["ResultCode"], "Success", "{last}");
 }
+
+#[test]
+fn the_control_api_puts_a_class_c_device_with_both_session_keys_on_the_air() {
+    let emu = Emulator::builder().time_scale(TIME_SCALE).start().unwrap();
+    let control = Control::new(&emu);
+    let (status, body) = control.post_json(
+        "radio/devices",
+        json!({"dev_eui": DEV_EUI.to_string(), "dev_addr": DEV_ADDR.to_string(),
+               "nwk_s_key": "000102030405060708090a0b0c0d0e0f",
+               "app_s_key": "f0e1d2c3b4a5968778695a4b3c2d1e0f", "class": "C"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, devices) = control.get("radio/devices");
+    assert_eq!(devices[0]["class"], "C", "{devices}");
+    let (status, body) = control.post_json(
+        "radio/devices",
+        json!({"dev_eui": "0000000000000002", "dev_addr": "00000002",
+               "nwk_s_key": "000102030405060708090a0b0c0d0e0f", "class": "D"}),
+    );
+    assert_eq!(status, 422, "{body}");
+
+    let core = Core::new(emu.token(), &emu.base_url()).unwrap();
+    core.routing_table()
+        .insert(NewDevice::abp(DEV_EUI, DEV_ADDR))
+        .unwrap();
+    let down = core.downstream().connect().unwrap();
+    let frame = DataDownlink::new(DEV_ADDR, 0)
+        .confirmed(true)
+        .payload(3, *b"on")
+        .build(&nwk(), &app())
+        .unwrap();
+    let tid = core.next_transaction_id();
+    let msg = DownstreamMessage::new(
+        tid,
+        DEV_EUI,
+        TransmissionWindow::class_c_asap(class_b_radio()),
+        frame,
+    );
+    let result = down.send_and_wait(msg, WAIT).unwrap();
+    assert_eq!(result.result_code, DownstreamResultCode::Success);
+    emu.wait_downlink_verdict(tid, WAIT).unwrap();
+    let (status, body) = control.get(&format!("radio/downlinks/{tid}"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["verdict"], &body["fcnt_down"], &body["fport"]),
+        (&json!("Received"), &json!(0), &json!(3)),
+        "{body}"
+    );
+    assert_eq!(body["frm_payload_hex"], "6f6e");
+    assert_eq!(
+        (&body["ack"], &body["confirmed"]),
+        (&json!(false), &json!(true))
+    );
+}

@@ -1001,7 +1001,7 @@ mod hostile_clients {
     #[test]
     fn a_select_answer_has_a_size_cap_and_pages_get_under_it() {
         let emu = Emulator::builder()
-            .max_select_size(64 * 1024)
+            .max_response_size(64 * 1024)
             .start()
             .unwrap();
         let api = Api::new(&emu);

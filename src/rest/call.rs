@@ -8,8 +8,10 @@ use serde::Serialize;
 
 use super::client::Core;
 use super::config::AccessToken;
-use crate::error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind};
-use crate::stats::{Outcome, RestOperation};
+use super::stats::{Outcome, RestOperation};
+use crate::error::{
+    ApiError, ConfigErrorKind, Error, FieldError, InvalidInput, Result, TimeoutKind,
+};
 
 /// Which REST base a path is relative to.
 #[derive(Debug, Clone, Copy)]
@@ -199,7 +201,10 @@ fn transport_error(e: ureq::Error, method: &str, url: &str, core: &Core) -> Erro
         }
         ureq::Error::Rustls(e) => Error::tls(format_args!("{method} {url}"), e),
         ureq::Error::Tls(e) => Error::tls_text(format!("{method} {url}: {e}")),
-        ureq::Error::Pem(e) => Error::Config(format!("{method} {url}: PEM: {e:?}")),
+        ureq::Error::Pem(e) => Error::config(
+            ConfigErrorKind::Certificate,
+            format!("{method} {url}: PEM: {e:?}"),
+        ),
         ureq::Error::TlsRequired => Error::tls_text(format!("{method} {url}: TLS required")),
         ureq::Error::HostNotFound => io(io::ErrorKind::NotFound, &"host not found"),
         ureq::Error::ConnectionFailed => io(io::ErrorKind::ConnectionRefused, &"connection failed"),
@@ -225,9 +230,11 @@ fn transport_error(e: ureq::Error, method: &str, url: &str, core: &Core) -> Erro
             "HTTP response",
             format!("{method} {url}: header of {size} bytes exceeds {limit}"),
         ),
-        ureq::Error::BadUri(e) => Error::Config(format!("bad URL {url}: {e}")),
-        ureq::Error::Http(e) => Error::Config(format!("{method} {url}: {e}")),
-        ureq::Error::InvalidProxyUrl => Error::Config("bad proxy URL".into()),
+        ureq::Error::BadUri(e) => {
+            Error::config(ConfigErrorKind::Url, format!("bad URL {url}: {e}"))
+        }
+        ureq::Error::Http(e) => Error::config(ConfigErrorKind::Url, format!("{method} {url}: {e}")),
+        ureq::Error::InvalidProxyUrl => Error::config(ConfigErrorKind::Proxy, "bad proxy URL"),
         other => io(io::ErrorKind::Other, &other),
     }
 }
@@ -311,6 +318,16 @@ pub(crate) fn api_error(status: u16, body: &str, token: &AccessToken) -> ApiErro
             body: description,
         },
     }
+}
+
+/// Whether an error answer is the service's own `Unauthorized` error object, rather than
+/// a 401 or 403 page of something in front of it (which [`api_error`] maps to
+/// [`ApiError::Unauthorized`] too): a stream reconnect gives up at once only on the
+/// service's word.
+pub(crate) fn is_services_unauthorized(status: u16, body: &str) -> bool {
+    (400..500).contains(&status)
+        && serde_json::from_str::<ErrorBody>(body)
+            .is_ok_and(|b| b.detail.error_code == "Unauthorized")
 }
 
 /// Keeps the field errors that fit in [`MAX_TEXT`] (a hostile list can be megabytes),

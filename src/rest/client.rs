@@ -11,7 +11,7 @@ use super::config::{AccessToken, Endpoints};
 use super::multicast::MulticastGroups;
 use super::routing_table::RoutingTable;
 use super::tls;
-use crate::error::{Error, Result};
+use crate::error::{ConfigErrorKind, Error, Result};
 use crate::sync::lock;
 
 /// Something that lives on a [`Core`]'s connections and must end when the core closes.
@@ -19,8 +19,9 @@ pub(crate) trait StreamCloser: Send + Sync {
     /// Closes the stream; must not block on the network.
     fn close_stream(&self);
 
-    /// Where the stream stands, for [`Core::health`].
-    fn health(&self) -> crate::stats::ConnectionHealth;
+    /// The stream itself, which the stream side reads its health from (the REST side
+    /// knows nothing of streams but that they close).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// The RAN Routing API client.
@@ -33,7 +34,10 @@ pub(crate) trait StreamCloser: Send + Sync {
 /// Cheap to clone and safe to share across threads: clones share one connection pool,
 /// and closing any of them closes all. Build one per territory (base URL). There is no
 /// `connect()`: a `Core` is usable once built and opens connections as it needs them.
-/// [`Core::close`] (or dropping the last clone) ends them, streams included.
+/// [`Core::close`] ends them, streams included. Dropping the last clone only lets the
+/// HTTP pool go: a stream connection keeps what it needs and stays open until it is
+/// closed (its own `close()`, or [`Core::close`] on a clone kept for that) or dropped,
+/// so `Core::new(..)?.upstream().connect()?` is a working connection.
 ///
 /// ```no_run
 /// use std::thread;
@@ -72,7 +76,7 @@ struct Inner {
     closed: AtomicBool,
     streams: Mutex<Vec<Weak<dyn StreamCloser>>>,
     transaction_ids: std::sync::atomic::AtomicU64,
-    rest_stats: crate::stats::RestCounters,
+    rest_stats: super::stats::RestCounters,
 }
 
 impl Core {
@@ -140,8 +144,11 @@ impl Core {
     }
 
     /// Closes the client: idle and in-flight HTTP connections and every stream opened
-    /// from it. Calls made afterwards fail with [`Error::Closed`] without touching the
-    /// network. Closing again does nothing; dropping the last clone closes too.
+    /// from it, and a `connect()` still retrying its first connection
+    /// ([`StreamBuilder::retry_first_connect`](crate::StreamBuilder::retry_first_connect)).
+    /// Calls made afterwards fail with [`Error::Closed`] without touching the network.
+    /// Closing again does nothing. Call it from a signal handler's thread to shut a
+    /// program down: its stream loops end once what was received is handed out.
     ///
     /// ```
     /// use ran_routing::{Core, Error};
@@ -194,26 +201,19 @@ impl Core {
     /// println!("{stats}");
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
-    pub fn rest_stats(&self) -> crate::stats::RestStats {
+    pub fn rest_stats(&self) -> super::stats::RestStats {
         self.inner.rest_stats.snapshot()
     }
 
-    /// The health of every stream connection opened from this `Core` and not dropped:
-    /// connected, reconnecting (with the attempt) or closed (with why), and the age of
-    /// its last frame. [`Health::is_ready`](crate::Health::is_ready) maps it to a
-    /// readiness probe; its `Display` is a one-line summary. After [`Core::close`] it
-    /// lists no connection (and is not ready).
-    pub fn health(&self) -> crate::stats::Health {
-        let streams: Vec<_> = lock(&self.inner.streams)
+    /// The stream connections opened from this `Core` and not dropped, in opening order.
+    pub(crate) fn live_streams(&self) -> Vec<Arc<dyn StreamCloser>> {
+        lock(&self.inner.streams)
             .iter()
             .filter_map(Weak::upgrade)
-            .collect();
-        crate::stats::Health {
-            connections: streams.iter().map(|s| s.health()).collect(),
-        }
+            .collect()
     }
 
-    pub(crate) fn rest_counters(&self) -> &crate::stats::RestCounters {
+    pub(crate) fn rest_counters(&self) -> &super::stats::RestCounters {
         &self.inner.rest_stats
     }
 
@@ -282,12 +282,6 @@ impl Inner {
         for stream in streams.iter().filter_map(Weak::upgrade) {
             stream.close_stream();
         }
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.close();
     }
 }
 
@@ -482,7 +476,10 @@ impl CoreBuilder {
     pub fn build(self) -> Result<Core> {
         let token = AccessToken::new(self.token)?;
         let endpoints = self.endpoints.ok_or_else(|| {
-            Error::Config("no API URL: call base_url() or endpoints() on the builder".into())
+            Error::config(
+                ConfigErrorKind::Url,
+                "no API URL: call base_url() or endpoints() on the builder",
+            )
         })??;
         if !self.allow_insecure_remote {
             endpoints.refuse_plain_text_to_remote_hosts()?;
@@ -493,7 +490,10 @@ impl CoreBuilder {
         }
         let tls = tls::setup(&roots)?;
         if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(Error::Config("timeouts must be longer than zero".into()));
+            return Err(Error::config(
+                ConfigErrorKind::Timeout,
+                "timeouts must be longer than zero",
+            ));
         }
         if self.user_agent.is_empty()
             || !self
@@ -501,15 +501,18 @@ impl CoreBuilder {
                 .bytes()
                 .all(|b| b == b' ' || b.is_ascii_graphic())
         {
-            return Err(Error::Config(
-                "the user agent must be non-empty visible ASCII".into(),
+            return Err(Error::config(
+                ConfigErrorKind::Credentials,
+                "the user agent must be non-empty visible ASCII",
             ));
         }
         let proxy = self
             .proxy
             .as_deref()
             .map(|url| {
-                ureq::Proxy::new(url).map_err(|e| Error::Config(format!("bad proxy URL: {e}")))
+                ureq::Proxy::new(url).map_err(|e| {
+                    Error::config(ConfigErrorKind::Proxy, format!("bad proxy URL: {e}"))
+                })
             })
             .transpose()?;
 
@@ -546,7 +549,7 @@ impl CoreBuilder {
                 closed: AtomicBool::new(false),
                 streams: Mutex::new(Vec::new()),
                 transaction_ids: std::sync::atomic::AtomicU64::new(first_transaction_id()),
-                rest_stats: crate::stats::RestCounters::new(),
+                rest_stats: super::stats::RestCounters::new(),
             }),
         })
     }
@@ -636,7 +639,7 @@ mod tests {
         ];
         for (i, case) in cases.into_iter().enumerate() {
             match case {
-                Err(Error::Config(msg)) => assert!(!msg.contains(TOKEN), "{i}: {msg}"),
+                Err(Error::Config(msg)) => assert!(!msg.detail().contains(TOKEN), "{i}: {msg}"),
                 other => panic!("case {i}: {other:?}"),
             }
         }
@@ -663,6 +666,33 @@ mod tests {
         );
     }
 
+    #[test]
+    fn config_errors_say_which_setting() {
+        use crate::error::ConfigErrorKind as Kind;
+        let kind = |built: Result<Core>| match built {
+            Err(Error::Config(e)) => e.kind(),
+            other => panic!("expected a configuration error, got {other:?}"),
+        };
+        let https = "https://eu.cloud.everynet.io/api/v1";
+        assert_eq!(kind(Core::new("t", "ftp://host/api/v1")), Kind::Url);
+        assert_eq!(kind(Core::builder("t").build()), Kind::Url);
+        assert_eq!(
+            kind(Core::new("t", "http://10.1.2.3:8080/api/v1")),
+            Kind::InsecureRemote
+        );
+        assert_eq!(kind(Core::new("", https)), Kind::Credentials);
+        let pem = Core::builder("t")
+            .base_url(https)
+            .add_root_certificate_pem(b"nope");
+        assert_eq!(kind(pem.build()), Kind::Certificate);
+        let proxy = Core::builder("t").base_url(https).proxy("not a proxy url");
+        assert_eq!(kind(proxy.build()), Kind::Proxy);
+        let zero = Core::builder("t")
+            .base_url(https)
+            .request_timeout(Duration::ZERO);
+        assert_eq!(kind(zero.build()), Kind::Timeout);
+    }
+
     struct Counter(AtomicUsize);
 
     impl StreamCloser for Counter {
@@ -670,12 +700,8 @@ mod tests {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
 
-        fn health(&self) -> crate::stats::ConnectionHealth {
-            crate::stats::ConnectionHealth {
-                stream: "test",
-                state: crate::stats::ConnectionState::Connected,
-                since_last_frame: None,
-            }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
         }
     }
 
@@ -708,14 +734,13 @@ mod tests {
     }
 
     #[test]
-    fn dropping_the_last_clone_closes() {
+    fn dropping_the_last_clone_leaves_streams_open() {
         let ran = core();
         let stream = counter();
         ran.track_stream(weak(&stream));
         let other = ran.clone();
         drop(ran);
-        assert_eq!(stream.0.load(Ordering::SeqCst), 0);
         drop(other);
-        assert_eq!(stream.0.load(Ordering::SeqCst), 1);
+        assert_eq!(stream.0.load(Ordering::SeqCst), 0);
     }
 }

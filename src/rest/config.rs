@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigErrorKind, Error, Result};
 
 /// The four URLs the client talks to.
 ///
@@ -117,9 +117,9 @@ impl Endpoints {
             &self.upstream,
             &self.downstream,
         ] {
-            let uri: http::Uri = url
-                .parse()
-                .map_err(|e| Error::Config(format!("bad URL {url:?}: {e}")))?;
+            let uri: http::Uri = url.parse().map_err(|e| {
+                Error::config(ConfigErrorKind::Url, format!("bad URL {url:?}: {e}"))
+            })?;
             let plain = matches!(uri.scheme_str(), Some("http" | "ws"));
             if plain && !uri.host().is_some_and(is_loopback) {
                 let secure = if uri.scheme_str() == Some("ws") {
@@ -127,11 +127,14 @@ impl Endpoints {
                 } else {
                     "https://"
                 };
-                return Err(Error::Config(format!(
-                    "{url:?} would send the access token in clear text to a host that is not \
+                return Err(Error::config(
+                    ConfigErrorKind::InsecureRemote,
+                    format!(
+                        "{url:?} would send the access token in clear text to a host that is not \
                      loopback: use {secure}, or opt in with allow_insecure_remote(true) on the \
                      builder (a trusted private network only)"
-                )));
+                    ),
+                ));
             }
         }
         Ok(())
@@ -164,7 +167,7 @@ impl fmt::Debug for Endpoints {
 }
 
 fn parse_uri(url: &str, schemes: &[&str]) -> Result<http::Uri> {
-    let bad = |why: &str| Error::Config(format!("bad URL {url:?}: {why}"));
+    let bad = |why: &str| Error::config(ConfigErrorKind::Url, format!("bad URL {url:?}: {why}"));
     let uri: http::Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
     match uri.scheme_str() {
         Some(s) if schemes.contains(&s) => {}
@@ -197,8 +200,9 @@ impl AccessToken {
     pub fn new(token: impl Into<String>) -> Result<Self> {
         let token = token.into();
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::Config(
-                "the access token must be non-empty visible ASCII".into(),
+            return Err(Error::config(
+                ConfigErrorKind::Credentials,
+                "the access token must be non-empty visible ASCII",
             ));
         }
         Ok(Self(token))

@@ -11,11 +11,13 @@ mod config;
 mod multicast;
 mod resolver;
 mod routing_table;
+mod stats;
 pub(crate) mod tls;
 
-pub(crate) use call::{api_error, get, post, route, Route, Service};
+pub(crate) use call::{api_error, get, is_services_unauthorized, post, route, Route, Service};
 pub(crate) use client::StreamCloser;
 pub use client::{Core, CoreBuilder};
 pub use config::{AccessToken, Endpoints};
 pub use multicast::MulticastGroups;
 pub use routing_table::{RoutingTable, Select};
+pub use stats::{RestOperation, RestOperationStats, RestStats};

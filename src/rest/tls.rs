@@ -11,7 +11,7 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigErrorKind, Error, Result};
 
 /// The TLS settings of one `Core`, for ureq and for the stream connections.
 pub(crate) struct TlsSetup {
@@ -23,10 +23,16 @@ pub(crate) struct TlsSetup {
 pub(crate) fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Config(format!("cannot read the PEM root certificate: {e}")))?;
+        .map_err(|e| {
+            Error::config(
+                ConfigErrorKind::Certificate,
+                format!("cannot read the PEM root certificate: {e}"),
+            )
+        })?;
     if certs.is_empty() {
-        return Err(Error::Config(
-            "the PEM root certificate holds no CERTIFICATE section".into(),
+        return Err(Error::config(
+            ConfigErrorKind::Certificate,
+            "the PEM root certificate holds no CERTIFICATE section",
         ));
     }
     Ok(certs)
@@ -53,9 +59,10 @@ pub(crate) fn setup(extra_roots: &[CertificateDer<'static>]) -> Result<TlsSetup>
     store.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
     for cert in extra_roots {
         store.add(cert.clone()).map_err(|e| {
-            Error::Config(format!(
-                "the root certificate cannot be used as a trust anchor: {e}"
-            ))
+            Error::config(
+                ConfigErrorKind::Certificate,
+                format!("the root certificate cannot be used as a trust anchor: {e}"),
+            )
         })?;
     }
 
@@ -65,7 +72,7 @@ pub(crate) fn setup(extra_roots: &[CertificateDer<'static>]) -> Result<TlsSetup>
         .unwrap_or_else(|| Arc::new(ring_provider()));
     let rustls = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(format!("TLS setup: {e}")))?
+        .map_err(|e| Error::config(ConfigErrorKind::Certificate, format!("TLS setup: {e}")))?
         .with_root_certificates(store)
         .with_no_client_auth();
 

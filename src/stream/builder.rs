@@ -1,13 +1,19 @@
 //! Opening connections: [`StreamBuilder`].
 
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crossbeam_channel::Sender;
+
 use super::connect::ConnectParams;
+use super::health::{ConnectionHealth, ConnectionState};
+use super::reconnect::FirstRetry;
 use super::session::EventHandler;
 use super::{Connection, ConnectionEvent, HookFactory, Reconnect, StreamFrame, StreamOptions};
 use crate::error::Result;
+use crate::rest::StreamCloser;
 
 /// Opens connections to one stream; from [`Core::upstream`](crate::Core::upstream) or
 /// [`Core::downstream`](crate::Core::downstream).
@@ -23,6 +29,7 @@ pub struct StreamBuilder<'a, In, Out> {
     options: StreamOptions,
     events: Option<EventHandler>,
     pub(crate) hook: Option<HookFactory<In, Out>>,
+    retry_first_connect: bool,
     _types: PhantomData<fn(In, Out)>,
 }
 
@@ -35,6 +42,7 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
             options: StreamOptions::default(),
             events: None,
             hook: None,
+            retry_first_connect: false,
             _types: PhantomData,
         }
     }
@@ -102,13 +110,58 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
         self
     }
 
-    /// Opens a connection; blocks until the WebSocket handshake is done.
+    /// Makes [`connect`](Self::connect) retry the first connection under the
+    /// [`reconnect`](Self::reconnect) policy instead of failing at the first error
+    /// (default off). For a program that starts before the service is reachable (a
+    /// network still coming up, a restart of the service): `connect()` blocks until the
+    /// connection is up, reporting each failed attempt as
+    /// [`ConnectionEvent::Reconnecting`] and in the log at WARN, and fails only when the
+    /// policy's [`max_attempts`](Reconnect::max_attempts) run out, the token is refused,
+    /// the configuration cannot work, or [`Core::close`](crate::Core::close) is called
+    /// (from a signal handler's thread, say): then with
+    /// [`Error::Closed`](crate::Error::Closed). Meanwhile
+    /// [`Core::health`](crate::Core::health) lists the connection as reconnecting. With
+    /// [`no_reconnect`](Self::no_reconnect) there is no policy and nothing is retried.
     ///
-    /// A refused token is [`ApiError::Unauthorized`](crate::ApiError::Unauthorized).
+    /// ```no_run
+    /// use ran_routing::{Core, Reconnect};
+    ///
+    /// let ran = Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// let upstream = ran
+    ///     .upstream()
+    ///     .reconnect(Reconnect::default().max_attempts(Some(20)))
+    ///     .retry_first_connect()
+    ///     .connect()?;
+    /// # Ok::<(), ran_routing::Error>(())
+    /// ```
+    pub fn retry_first_connect(mut self) -> Self {
+        self.retry_first_connect = true;
+        self
+    }
+
+    /// Opens a connection; blocks until the WebSocket handshake is done. By default the
+    /// first failure is returned at once; see
+    /// [`retry_first_connect`](Self::retry_first_connect) to retry it. Once open, the
+    /// connection reconnects by itself (see [`reconnect`](Self::reconnect)) and needs
+    /// nothing from the `Core` but its [`close`](crate::Core::close): dropping the
+    /// `Core` does not close it.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::Unauthorized`](crate::ApiError::Unauthorized) for a refused token
+    /// (check it; retrying does not help), [`Error::Closed`](crate::Error::Closed) once
+    /// the `Core` is closed, otherwise the transport error of the (last) attempt: check
+    /// that the service is reachable, or retry the first connect.
     pub fn connect(&self) -> Result<Connection<In, Out>> {
         if self.core.is_closed() {
             return Err(crate::Error::Closed("the Core is closed".into()));
         }
+        let pending = match &self.options.reconnect {
+            Some(policy) if self.retry_first_connect => {
+                Some(Pending::track(self.core, self.name, policy.clone()))
+            }
+            _ => None,
+        };
         let params = ConnectParams {
             url: self.url.clone(),
             token: self.core.token().clone(),
@@ -118,10 +171,74 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
             max_frame_size: self.options.max_frame_size,
         };
         let hook = self.hook.as_ref().map(|make| make());
-        let connection =
-            Connection::open_with(&params, self.name, &self.options, self.events.clone(), hook)?;
+        let connection = Connection::open_with(
+            &params,
+            self.name,
+            &self.options,
+            self.events.clone(),
+            hook,
+            pending.as_ref().map(|(_, retry)| retry),
+        )?;
         let closer: std::sync::Weak<dyn crate::rest::StreamCloser> = connection.closer();
         self.core.track_stream(closer);
         Ok(connection)
+    }
+}
+
+/// A `connect()` retrying its first connection, tracked by the `Core` like a connection:
+/// [`Core::close`](crate::Core::close) stops it, [`Core::health`](crate::Core::health)
+/// lists it. Dropped (and so untracked) when `connect()` returns.
+pub(super) struct Pending {
+    name: &'static str,
+    /// Dropped by a close, which disconnects the retry's wait.
+    cancel: Mutex<Option<Sender<()>>>,
+    failed: Arc<AtomicU32>,
+}
+
+impl Pending {
+    /// Tracks a retrying connect with `core`; the handle keeps it tracked.
+    fn track(
+        core: &crate::Core,
+        name: &'static str,
+        policy: Reconnect,
+    ) -> (Arc<Pending>, FirstRetry) {
+        let (tx, cancel) = crossbeam_channel::bounded(0);
+        let failed = Arc::new(AtomicU32::new(0));
+        let pending = Arc::new(Pending {
+            name,
+            cancel: Mutex::new(Some(tx)),
+            failed: failed.clone(),
+        });
+        let closer: Arc<dyn StreamCloser> = pending.clone();
+        core.track_stream(Arc::downgrade(&closer));
+        let retry = FirstRetry {
+            policy,
+            cancel,
+            failed,
+        };
+        (pending, retry)
+    }
+}
+
+impl StreamCloser for Pending {
+    fn close_stream(&self) {
+        crate::sync::lock(&self.cancel).take();
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Pending {
+    /// A connect still retrying its first connection reports as reconnecting.
+    pub(super) fn health(&self) -> ConnectionHealth {
+        ConnectionHealth {
+            stream: self.name,
+            state: ConnectionState::Reconnecting {
+                attempt: self.failed.load(Ordering::Relaxed).max(1),
+            },
+            since_last_frame: None,
+        }
     }
 }

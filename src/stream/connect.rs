@@ -13,7 +13,7 @@ use super::link::{Link, LinkOptions};
 use super::read::{Outbox, Stamped};
 use super::session::OpenError;
 use super::socket::{wait_ready, would_block, Interest, Socket};
-use crate::error::{Error, Result, TimeoutKind};
+use crate::error::{ApiError, ConfigErrorKind, Error, Result, TimeoutKind};
 use crate::AccessToken;
 
 /// Everything needed to open one stream connection.
@@ -56,32 +56,43 @@ where
     T: Send + 'static,
     D: Fn(Bytes) -> Option<T> + Send + 'static,
 {
-    let uri: http::Uri = params
-        .url
-        .parse()
-        .map_err(|e| Error::Config(format!("bad stream URL {:?}: {e}", params.url)))?;
+    let uri: http::Uri = params.url.parse().map_err(|e| {
+        Error::config(
+            ConfigErrorKind::Url,
+            format!("bad stream URL {:?}: {e}", params.url),
+        )
+    })?;
     let tls = match uri.scheme_str() {
         Some("wss") => true,
         Some("ws") => false,
         _ => {
-            return Err(Error::Config(format!(
-                "stream URL {:?} must be ws:// or wss://",
-                params.url
-            ))
+            return Err(Error::config(
+                ConfigErrorKind::Url,
+                format!("stream URL {:?} must be ws:// or wss://", params.url),
+            )
             .into())
         }
     };
     let host = uri
         .host()
-        .ok_or_else(|| Error::Config(format!("stream URL {:?} has no host", params.url)))?
+        .ok_or_else(|| {
+            Error::config(
+                ConfigErrorKind::Url,
+                format!("stream URL {:?} has no host", params.url),
+            )
+        })?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let tcp = connect_tcp(&host, port, params.connect_timeout)?;
     if tls {
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|e| Error::Config(format!("bad TLS server name {host:?}: {e}")))?;
+        let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+            Error::config(
+                ConfigErrorKind::Url,
+                format!("bad TLS server name {host:?}: {e}"),
+            )
+        })?;
         let conn = rustls::ClientConnection::new(params.tls.clone(), name)
             .map_err(|e| Error::tls("TLS setup", e))?;
         let mut stream = rustls::StreamOwned::new(conn, tcp);
@@ -316,11 +327,14 @@ fn handshake<S: Socket>(
             );
         }
         if !read_more(&mut buf)? {
-            return Err(Error::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the server closed the connection during the WebSocket handshake",
-            ))
-            .into());
+            let why = if speaks_tls(&buf) {
+                "the server speaks TLS: use an https:// URL? (it answered the WebSocket \
+                 handshake with a TLS record and closed the connection)"
+            } else {
+                "the server closed the connection during the WebSocket handshake"
+            };
+            let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why);
+            return Err(Error::Io(eof).into());
         }
     };
     let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -373,22 +387,30 @@ fn handshake<S: Socket>(
     Ok((stream, rest))
 }
 
+/// Whether the answer to a plain-text handshake starts like a TLS record (an alert or a
+/// handshake, protocol version 3.x): a TLS server reading our request as a bad
+/// ClientHello.
+fn speaks_tls(answer: &[u8]) -> bool {
+    matches!(answer, [0x15 | 0x16, 0x03, ..])
+}
+
 /// The error for a refused upgrade. A 401 or 403 is always `Unauthorized` (a first
 /// connect fails with it, see `rest::api_error`); whether the API itself said so, rather
 /// than a proxy's page, decides whether a reconnect gives up at once (see
 /// `reconnect.rs`).
 fn refusal(status: u16, body: &str, token: &AccessToken) -> OpenError {
-    let error = Error::Api(crate::rest::api_error(status, body, token));
+    let error = crate::rest::api_error(status, body, token);
     if status == 401 || status == 403 {
-        // Whether the API itself answered, with its error object's own code, or something
-        // in front of it (a proxy's page) refused with the same status.
-        let by_api = serde_json::from_str::<serde_json::Value>(body).is_ok_and(|v| {
-            v.pointer("/detail/error_code")
-                .is_some_and(|code| code == "Unauthorized")
-        });
-        OpenError { error, by_api }
+        let description = match error {
+            ApiError::Unauthorized { description } => description,
+            other => format!("the stream handshake was refused with HTTP {status}: {other}"),
+        };
+        OpenError {
+            error: Error::Api(ApiError::Unauthorized { description }),
+            by_api: crate::rest::is_services_unauthorized(status, body),
+        }
     } else {
-        error.into()
+        Error::Api(error).into()
     }
 }
 

@@ -34,12 +34,12 @@ pub(crate) mod sealed {
         /// Counts what kind of message came in, beyond the frame itself.
         // The counters stay crate-private; the trait is sealed anyway.
         #[allow(private_interfaces)]
-        fn count_received(&self, _stats: &crate::stats::StreamCounters) {}
+        fn count_received(&self, _stats: &crate::stream::stats::StreamCounters) {}
 
         /// Counts what kind of message went out, beyond its bytes.
         // The counters stay crate-private; the trait is sealed anyway.
         #[allow(private_interfaces)]
-        fn count_sent(&self, _stats: &crate::stats::StreamCounters) {}
+        fn count_sent(&self, _stats: &crate::stream::stats::StreamCounters) {}
     }
 }
 
@@ -55,7 +55,7 @@ impl sealed::Frame for crate::DownstreamReply {
 
     // The counters stay crate-private; the trait is sealed anyway.
     #[allow(private_interfaces)]
-    fn count_received(&self, stats: &crate::stats::StreamCounters) {
+    fn count_received(&self, stats: &super::stats::StreamCounters) {
         match self {
             crate::DownstreamReply::Ack(_) => stats.downstream_ack_received(),
             crate::DownstreamReply::Result(r) => stats.result_received(&r.result_code),
@@ -70,7 +70,7 @@ impl sealed::Frame for crate::UpstreamReply {
 
     // The counters stay crate-private; the trait is sealed anyway.
     #[allow(private_interfaces)]
-    fn count_sent(&self, stats: &crate::stats::StreamCounters) {
+    fn count_sent(&self, stats: &super::stats::StreamCounters) {
         match self {
             crate::UpstreamReply::Ack(_) => stats.ack_sent(),
             crate::UpstreamReply::Reject(r) => stats.reject_sent(&r.result_code),
@@ -85,7 +85,7 @@ impl sealed::Frame for crate::DownstreamRequest {
 
     // The counters stay crate-private; the trait is sealed anyway.
     #[allow(private_interfaces)]
-    fn count_sent(&self, stats: &crate::stats::StreamCounters) {
+    fn count_sent(&self, stats: &super::stats::StreamCounters) {
         stats.downlink_sent(matches!(self, crate::DownstreamRequest::Multicast(_)));
     }
 }

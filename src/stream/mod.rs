@@ -1,10 +1,8 @@
-//! Stream connections, the crate's stream engine (see `ARCHITECTURE.md`). Each
-//! connection has one WebSocket at a time (a [`link`]) with one reader thread that
-//! delivers decoded messages over a bounded crossbeam channel, and the session's thread
-//! (`session.rs`) that runs the link's writer loop and reconnects. Consumers only take
-//! from the channel; senders write on their own threads under the socket lock. The
-//! generic [`Connection`] and [`StreamBuilder`] here take their typed forms in `upstream`
-//! and `downstream`.
+//! The stream engine (see `ARCHITECTURE.md`): per connection one WebSocket at a time (a
+//! [`link`]) whose reader thread delivers decoded messages over a bounded channel, and
+//! the session's thread that runs the link's writer loop and reconnects. Consumers only
+//! take from the channel; senders write on their own threads under the socket lock.
+//! [`Connection`] takes its typed forms in `upstream` and `downstream`.
 //!
 //! The rest of the crate uses this small surface only:
 //! - [`Hook`] and [`HookFactory`]: a layer on a connection's traffic (de-duplication);
@@ -16,9 +14,9 @@
 mod builder;
 pub(crate) mod connect;
 pub(crate) mod correlate;
-pub(crate) mod dedup;
 mod frame;
 mod handover;
+mod health;
 mod inbox;
 mod link;
 mod outlet;
@@ -26,6 +24,7 @@ mod read;
 mod reconnect;
 mod session;
 mod socket;
+pub(crate) mod stats;
 mod write;
 
 use std::collections::VecDeque;
@@ -34,7 +33,15 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use crossbeam_channel::{RecvError, RecvTimeoutError, TryRecvError};
+/// `crossbeam-channel`'s own error type, re-exported so that naming it needs no
+/// dependency of yours: the receiving methods of a [`Connection`] and a
+/// [`DownlinkTracker`](crate::DownlinkTracker) fail as crossbeam's channels do. It
+/// follows `crossbeam-channel` 0.5's API; each converts into [`Error`](crate::Error).
+pub use crossbeam_channel::RecvError;
+/// `crossbeam-channel`'s own error type, re-exported (see [`RecvError`]).
+pub use crossbeam_channel::RecvTimeoutError;
+/// `crossbeam-channel`'s own error type, re-exported (see [`RecvError`]).
+pub use crossbeam_channel::TryRecvError;
 
 pub use builder::StreamBuilder;
 pub use frame::StreamFrame;
@@ -42,15 +49,17 @@ pub use reconnect::Reconnect;
 pub use session::ConnectionEvent;
 
 use crate::error::Result;
-use crate::stats::{ConnectionHealth, StreamCounters, StreamStats};
 use crate::wire::DEFAULT_MAX_FRAME_SIZE;
 use connect::ConnectParams;
+pub use health::{ConnectionHealth, ConnectionState, Health};
 use inbox::{Inbox, Taken};
 use link::LinkOptions;
 use outlet::send_counted;
 pub(crate) use outlet::Outlet;
 use read::{Outbox, Room};
 use session::{EventHandler, Opener, Session};
+use stats::StreamCounters;
+pub use stats::{DedupStats, RejectCounts, ResultCounts, StreamStats};
 
 /// Why a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +148,10 @@ pub(crate) trait Hook<In, Out>: Send + Sync + 'static {
     fn start(&self, send: HookSend<Out>);
     /// For typed accessors on the connection.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// The layer's de-duplication counters, for [`Connection::stats`].
+    fn dedup_stats(&self) -> Option<DedupStats> {
+        None
+    }
 }
 
 /// Sends one message on the connection a [`Hook`] belongs to (through [`Outlet::send`]).
@@ -184,16 +197,18 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         options: &StreamOptions,
         events: Option<EventHandler>,
     ) -> Result<Self> {
-        Self::open_with(params, name, options, events, None)
+        Self::open_with(params, name, options, events, None, None)
     }
 
-    /// [`open`](Self::open), with a [`Hook`] on the traffic.
+    /// [`open`](Self::open), with a [`Hook`] on the traffic, and the first connection
+    /// retried under `first` if given.
     pub(crate) fn open_with(
         params: &ConnectParams,
         name: &'static str,
         options: &StreamOptions,
         events: Option<EventHandler>,
         hook: Option<Arc<dyn Hook<In, Out>>>,
+        first: Option<&reconnect::FirstRetry>,
     ) -> Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded::<Taken<In>>(options.capacity.max(1));
         let stash = Arc::new(Mutex::new(VecDeque::new()));
@@ -245,7 +260,14 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             log::debug!("{}: connected to {}", link_options.name, params.url);
             Ok(link)
         });
-        let session = Session::start(name, open, options.reconnect.clone(), events, stats.clone())?;
+        let session = Session::start(
+            name,
+            open,
+            options.reconnect.clone(),
+            events,
+            stats.clone(),
+            first,
+        )?;
         if let Some(hook) = &hook {
             let outlet = Outlet::new(&session, &stats);
             hook.start(Box::new(move |message: &Out| outlet.send(message)));
@@ -454,9 +476,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             .stats
             .snapshot(self.session.is_connected(), self.inbox.len());
         stats.awaiting_results = self.correlator.awaiting();
-        stats.dedup = self
-            .hook::<dedup::DedupLayer>()
-            .map(dedup::DedupLayer::stats);
+        stats.dedup = self.hook.as_ref().and_then(|hook| hook.dedup_stats());
         stats
     }
 }

@@ -5,9 +5,9 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Weak};
 
 use super::session::Session;
+use super::stats::StreamCounters;
 use super::StreamFrame;
 use crate::error::{InvalidInput, Result};
-use crate::stats::StreamCounters;
 
 fn encode<T: serde::Serialize>(message: &T) -> Result<String> {
     serde_json::to_string(message)

@@ -1,13 +1,14 @@
 //! Reconnection: the backoff policy, and the supervisor thread that replaces a failed
 //! link with a new one.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
 use super::link::Link;
-use super::session::{ConnectionEvent, OpenError, Opener, Session};
+use super::session::{ConnectionEvent, EventHandler, OpenError, Opener, Session};
 use crate::error::{ApiError, Error};
 
 /// Automatic reconnection after a connection fails: exponential backoff with jitter. On
@@ -194,6 +195,77 @@ pub(crate) fn supervise(
                 }
             }
         };
+    }
+}
+
+/// How a `connect()` that opted in
+/// ([`StreamBuilder::retry_first_connect`](super::StreamBuilder::retry_first_connect))
+/// retries its first connection.
+pub(crate) struct FirstRetry {
+    /// The connection's reconnect policy.
+    pub(crate) policy: Reconnect,
+    /// Disconnects when the `Core` closes: the retry stops at once.
+    pub(crate) cancel: Receiver<()>,
+    /// Failed attempts so far, for the `Core`'s health view.
+    pub(crate) failed: Arc<AtomicU32>,
+}
+
+/// Opens a connection's first link. Without `retry`, one attempt. With it, a failed
+/// attempt is retried with the policy's backoff, as a reconnect would be, until a link
+/// is up, the attempts run out (the last error), the token is refused (at once when the
+/// API refuses it, after [`Reconnect::MAX_REFUSALS`] bare refusals), the configuration
+/// cannot work, or the `Core` closes ([`Error::Closed`]).
+pub(crate) fn first_link(
+    name: &str,
+    open: &mut Opener,
+    retry: Option<&FirstRetry>,
+    events: Option<&EventHandler>,
+) -> Result<Link, Error> {
+    let Some(retry) = retry else {
+        return open().map_err(|e| e.error);
+    };
+    let mut rng = Jitter::new();
+    let mut refusals = 0u32;
+    let mut failed = 0u32;
+    loop {
+        let error = match open() {
+            Ok(link) => return Ok(link),
+            Err(OpenError {
+                error,
+                by_api: true,
+            }) => return Err(error),
+            Err(OpenError { error, .. }) if matches!(error, Error::Config(_)) => return Err(error),
+            Err(OpenError { error, .. }) => {
+                let refused = matches!(error, Error::Api(ApiError::Unauthorized { .. }));
+                refusals = if refused { refusals + 1 } else { 0 };
+                if refusals >= Reconnect::MAX_REFUSALS {
+                    return Err(error);
+                }
+                error
+            }
+        };
+        failed += 1;
+        retry.failed.store(failed, Ordering::Relaxed);
+        if retry.policy.max_attempts.is_some_and(|max| failed >= max) {
+            return Err(error);
+        }
+        let delay = rng.spread(retry.policy.base_delay(failed));
+        log::warn!("{name}: connecting failed ({error}); attempt {failed} in {delay:?}");
+        if let Some(handler) = events {
+            handler(&ConnectionEvent::Reconnecting {
+                attempt: failed,
+                delay,
+            });
+        }
+        if retry
+            .cancel
+            .recv_timeout(delay)
+            .is_err_and(|e| e.is_disconnected())
+        {
+            return Err(Error::Closed(format!(
+                "the Core was closed while {name} was connecting (last failure: {error})"
+            )));
+        }
     }
 }
 

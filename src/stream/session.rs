@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::health::{ConnectionHealth, ConnectionState};
 use super::link::Link;
-use super::reconnect::{supervise, Reconnect};
+use super::reconnect::{first_link, supervise, FirstRetry, Reconnect};
+use super::stats::StreamCounters;
 use super::CloseReason;
 use crate::error::{Error, Result};
-use crate::stats::{ConnectionHealth, ConnectionState, StreamCounters};
 use crate::sync::lock;
 
 /// A change in a connection's state, reported to the callback given to
@@ -164,15 +165,17 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Opens the first link and starts the session's thread.
+    /// Opens the first link (retrying it under `first`, if given) and starts the
+    /// session's thread.
     pub(crate) fn start(
         name: &str,
         mut open: Opener,
         reconnect: Option<Reconnect>,
         events: Option<EventHandler>,
         stats: Arc<StreamCounters>,
+        first: Option<&FirstRetry>,
     ) -> Result<Arc<Session>> {
-        let link = Arc::new(open().map_err(|e| e.error)?);
+        let link = Arc::new(first_link(name, &mut open, first, events.as_ref())?);
         stats.connected(false);
         let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(0);
         let (alive, thread_done) = crossbeam_channel::bounded::<()>(0);
@@ -451,8 +454,8 @@ impl crate::rest::StreamCloser for Session {
         self.close();
     }
 
-    fn health(&self) -> ConnectionHealth {
-        Session::health(self)
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

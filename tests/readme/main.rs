@@ -245,14 +245,16 @@ fn fleet_sync_and_dedup() -> Outcome {
     // README: dedup
     let upstream = ran.upstream().dedup(Duration::from_secs(60)).connect()?;
     // README end
-    let played = mic::upstream_with_challenge(&[0x40, 1, 2, 3, 4], 7, vec![], 3, 1)?;
+    let device = DevEui::new(0x7ABE1B8C93D7174F);
+    let played = mic::upstream_with_challenge(&[0x40, 1, 2, 3, 4], 7, vec![device], 3, 1)?;
     assert!(emu.wait_upstream_connections(1, Duration::from_secs(10)));
     emu.send_upstream(&played)?;
     let mut copy = played.clone();
     copy.transaction_id = 8;
     emu.send_upstream(&copy)?;
     let first = upstream.recv_timeout(Duration::from_secs(10))?;
-    upstream.send_upstream_reject(first.transaction_id, UpstreamRejectResultCode::Other)?;
+    // The true MIC is the frame's last four bytes.
+    upstream.send_upstream_ack(first.transaction_id, device, 0x0102_0304)?;
     // The connection answers the copy when a receiving method takes it off the channel;
     // it never hands it out.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -264,7 +266,7 @@ fn fleet_sync_and_dedup() -> Outcome {
     assert_eq!(replies.len(), 2, "{replies:?}");
     assert!(replies
         .iter()
-        .all(|r| matches!(r, UpstreamReply::Reject(_))));
+        .all(|r| matches!(r, UpstreamReply::Ack(a) if a.mic == 0x0102_0304)));
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use ran_routing_emulator::Emulator;
 /// The text of an [`Error::Config`], or a panic naming what came instead.
 fn config_error<T: std::fmt::Debug>(result: Result<T, Error>) -> String {
     match result {
-        Err(Error::Config(text)) => text,
+        Err(Error::Config(e)) => e.detail().to_owned(),
         other => panic!("expected Error::Config, got {other:?}"),
     }
 }
@@ -99,5 +99,17 @@ fn plain_http_to_a_tls_server_says_so() {
         "{text}"
     );
     assert!(text.contains(&http), "{text}");
+    assert!(!text.contains(emu.token()), "{text}");
+    // The stream handshake says the same, naming the URL without the token.
+    let err = ran.upstream().connect().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("the server speaks TLS: use an https:// URL?"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ws://") && text.contains("/stream/upstream/"),
+        "{text}"
+    );
     assert!(!text.contains(emu.token()), "{text}");
 }

@@ -211,6 +211,8 @@ fn downstream_counters_match_the_emulator() {
         .unwrap();
     let group = MulticastAddr::new(0xef046a1e);
     core.multicast_groups().create("obs", group).unwrap();
+    // A group with no member reaches no device: its downlinks would not be sent.
+    core.multicast_groups().add_device(group, dev).unwrap();
     let down = core.downstream().connect().unwrap();
     assert!(emu.wait_downstream_connections(1, WAIT));
 

@@ -451,6 +451,8 @@ fn tracker_yields_each_result_with_its_tag() {
         .unwrap();
     let group = MulticastAddr::new(0xef04_6a1e);
     core.multicast_groups().create("g", group).unwrap();
+    // A group with no member reaches no device: its downlinks would not be sent.
+    core.multicast_groups().add_device(group, dev).unwrap();
     let down = core.downstream().connect().unwrap();
     let tracker = down.tracker::<&str>(WAIT);
 

@@ -76,11 +76,17 @@ impl DeviceBody {
             .as_deref()
             .map(|hex| key("app_s_key", hex))
             .transpose()?;
-        let class = match self.class.as_deref() {
-            None | Some("A") => DeviceClass::A,
-            Some("B") => DeviceClass::B,
-            Some("C") => DeviceClass::C,
-            Some(other) => return Err(format!("class: {other:?} is not \"A\", \"B\" or \"C\"")),
+        // "C", "c", "class C" and "ClassC" all name class C.
+        let class = match self.class.as_deref().map(class_letter) {
+            None | Some(Some('A')) => DeviceClass::A,
+            Some(Some('B')) => DeviceClass::B,
+            Some(Some('C')) => DeviceClass::C,
+            _ => {
+                return Err(format!(
+                    "class: {:?} is not \"A\", \"B\" or \"C\"",
+                    self.class.unwrap_or_default()
+                ))
+            }
         };
         let fcnt = self.fcnt.unwrap_or(0);
         let device = match (join, session) {
@@ -106,6 +112,22 @@ impl DeviceBody {
             Some(app_s_key) => device.with_app_s_key(app_s_key),
             None => device,
         })
+    }
+}
+
+/// The class letter of `"C"`, `"c"`, `"class C"` or `"ClassC"`.
+fn class_letter(name: &str) -> Option<char> {
+    let name = name.trim();
+    let letter = match name.get(..5) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("class") => {
+            name[5..].trim_start_matches([' ', '_', '-'])
+        }
+        _ => name,
+    };
+    let mut chars = letter.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => Some(c.to_ascii_uppercase()),
+        _ => None,
     }
 }
 
@@ -463,6 +485,22 @@ fn not_routed(method: &str, route: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn class_names() {
+        for (name, letter) in [
+            ("C", 'C'),
+            ("b", 'B'),
+            ("class A", 'A'),
+            ("ClassC", 'C'),
+            ("CLASS_B", 'B'),
+        ] {
+            assert_eq!(class_letter(name), Some(letter), "{name}");
+        }
+        for bad in ["", "AB", "class", "classes"] {
+            assert!(!matches!(class_letter(bad), Some('A' | 'B' | 'C')), "{bad}");
+        }
+    }
 
     #[test]
     fn hex_payloads() {

@@ -22,11 +22,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use hashbrown::HashTable;
 
-use super::{Hook, HookSend};
 use crate::ids::DevEui;
 use crate::model::{
     UpstreamAck, UpstreamMessage, UpstreamReject, UpstreamRejectResultCode, UpstreamReply,
 };
+use crate::stream::stats::DedupStats;
+use crate::stream::{Hook, HookSend};
 
 /// Settings of uplink de-duplication; turn it on with
 /// [`StreamBuilder::dedup`](crate::StreamBuilder::dedup).
@@ -101,31 +102,6 @@ impl From<Duration> for Dedup {
     fn from(window: Duration) -> Self {
         Self::new(window)
     }
-}
-
-/// Counters of uplink de-duplication; see
-/// [`UpstreamConnection::dedup_stats`](crate::UpstreamConnection::dedup_stats).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct DedupStats {
-    /// Duplicate copies received (never handed to the application).
-    pub duplicates: u64,
-    /// Duplicates answered after the application's ack of the first copy: the same ack,
-    /// or a `MICFailed` reject where that ack does not fit the copy.
-    pub answered: u64,
-    /// Duplicates rejected with `Other` because the first copy was not answered in
-    /// time ([`Dedup::answer_within`]).
-    pub expired_unanswered: u64,
-    /// Uplinks handed out unremembered because [`Dedup::max_entries`] was reached.
-    pub cap_hits: u64,
-    /// Copies of an uplink whose first copy the application rejected, handed to the
-    /// application in turn (a forged copy's reject must not stand for the genuine one).
-    pub after_reject: u64,
-    /// Uplinks handed out unremembered because their payload is longer than
-    /// [`Dedup::MAX_PAYLOAD`].
-    pub oversized: u64,
-    /// Uplinks remembered now.
-    pub entries: usize,
 }
 
 /// A copy waiting for the first copy's answer.
@@ -679,6 +655,10 @@ impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+
+    fn dedup_stats(&self) -> Option<DedupStats> {
+        Some(self.stats())
     }
 }
 
