@@ -37,7 +37,7 @@ pub(super) fn send_counted<Out: StreamFrame>(
     }
 }
 
-/// Sends on a connection without keeping it alive: what a [`Hook`] and a
+/// Sends on a connection without keeping it alive: what a [`Hook`](super::Hook) and a
 /// [`DownlinkTracker`](crate::DownlinkTracker) hold. Sends go through the one counted
 /// path ([`send_counted`]); the value rules are the caller's to check.
 pub(crate) struct Outlet<Out> {
