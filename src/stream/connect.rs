@@ -395,8 +395,9 @@ fn speaks_tls(answer: &[u8]) -> bool {
 }
 
 /// The error for a refused upgrade. A 401 or 403 is always `Unauthorized` (a first
-/// connect fails with it); whether the API itself said so, rather than a proxy's page,
-/// decides whether a reconnect gives up at once (see `reconnect.rs`).
+/// connect fails with it, see `rest::api_error`); whether the API itself said so, rather
+/// than a proxy's page, decides whether a reconnect gives up at once (see
+/// `reconnect.rs`).
 fn refusal(status: u16, body: &str, token: &AccessToken) -> OpenError {
     let error = crate::rest::api_error(status, body, token);
     if status == 401 || status == 403 {

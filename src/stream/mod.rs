@@ -1,10 +1,8 @@
-//! Stream connections, the crate's stream engine (see `ARCHITECTURE.md`). Each
-//! connection has one WebSocket at a time (a [`link`]) with one reader thread that
-//! delivers decoded messages over a bounded crossbeam channel, and the session's thread
-//! (`session.rs`) that runs the link's writer loop and reconnects. Consumers only take
-//! from the channel; senders write on their own threads under the socket lock. The
-//! generic [`Connection`] and [`StreamBuilder`] here take their typed forms in `upstream`
-//! and `downstream`.
+//! The stream engine (see `ARCHITECTURE.md`): per connection one WebSocket at a time (a
+//! [`link`]) whose reader thread delivers decoded messages over a bounded channel, and
+//! the session's thread that runs the link's writer loop and reconnects. Consumers only
+//! take from the channel; senders write on their own threads under the socket lock.
+//! [`Connection`] takes its typed forms in `upstream` and `downstream`.
 //!
 //! The rest of the crate uses this small surface only:
 //! - [`Hook`] and [`HookFactory`]: a layer on a connection's traffic (de-duplication);
@@ -19,7 +17,9 @@ pub(crate) mod correlate;
 mod frame;
 mod handover;
 mod health;
+mod inbox;
 mod link;
+mod outlet;
 mod read;
 mod reconnect;
 mod session;
@@ -30,10 +30,9 @@ mod write;
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 /// `crossbeam-channel`'s own error type, re-exported so that naming it needs no
 /// dependency of yours: the receiving methods of a [`Connection`] and a
 /// [`DownlinkTracker`](crate::DownlinkTracker) fail as crossbeam's channels do. It
@@ -49,11 +48,14 @@ pub use frame::StreamFrame;
 pub use reconnect::Reconnect;
 pub use session::ConnectionEvent;
 
-use crate::error::{InvalidInput, Result};
+use crate::error::Result;
 use crate::wire::DEFAULT_MAX_FRAME_SIZE;
 use connect::ConnectParams;
 pub use health::{ConnectionHealth, ConnectionState, Health};
+use inbox::{Inbox, Taken};
 use link::LinkOptions;
+use outlet::send_counted;
+pub(crate) use outlet::Outlet;
 use read::{Outbox, Room};
 use session::{EventHandler, Opener, Session};
 use stats::StreamCounters;
@@ -156,62 +158,6 @@ pub(crate) trait Hook<In, Out>: Send + Sync + 'static {
 pub(crate) type HookSend<Out> = Box<dyn Fn(&Out) -> Result<()> + Send + Sync>;
 /// Makes the [`Hook`] of each connection a builder opens.
 pub(crate) type HookFactory<In, Out> = Arc<dyn Fn() -> Arc<dyn Hook<In, Out>> + Send + Sync>;
-
-/// The receiving side: the channel, then (once it is disconnected) what the reader
-/// stashed after the owner closed. Consumers only take from here; nothing else of a
-/// connection's received messages waits anywhere.
-struct Inbox<T> {
-    rx: Receiver<T>,
-    stash: Arc<Mutex<VecDeque<T>>>,
-    room: Arc<Room>,
-}
-
-/// What the receiving methods take: a message and when its read pass was.
-type Taken<In> = read::Stamped<In>;
-
-impl<T> Inbox<T> {
-    /// Counts a message taken, waking a reader that waits for room once the channel is
-    /// half empty.
-    #[inline]
-    fn took(&self, item: T) -> T {
-        let capacity = self.rx.capacity().unwrap_or(usize::MAX);
-        self.room.taken(self.rx.len(), capacity);
-        item
-    }
-
-    /// The stash comes after the channel, and only once nothing can enter the channel.
-    fn after_channel<E>(&self, disconnected: E) -> Result<T, E> {
-        crate::sync::lock(&self.stash)
-            .pop_front()
-            .ok_or(disconnected)
-    }
-
-    fn try_next(&self) -> Result<T, TryRecvError> {
-        match self.rx.try_recv() {
-            Ok(item) => Ok(self.took(item)),
-            Err(TryRecvError::Disconnected) => self.after_channel(TryRecvError::Disconnected),
-            Err(TryRecvError::Empty) => Err(TryRecvError::Empty),
-        }
-    }
-
-    fn next(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        let got = match deadline {
-            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(deadline) => self.rx.recv_deadline(deadline),
-        };
-        match got {
-            Ok(item) => Ok(self.took(item)),
-            Err(RecvTimeoutError::Disconnected) => {
-                self.after_channel(RecvTimeoutError::Disconnected)
-            }
-            Err(RecvTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.rx.len() + crate::sync::lock(&self.stash).len()
-    }
-}
 
 /// What [`Connection::send_and_collect`] got.
 pub(crate) struct Collected<In> {
@@ -636,71 +582,6 @@ impl<'a, In: StreamFrame, Out: StreamFrame> IntoIterator for &'a Connection<In, 
 
     fn into_iter(self) -> Self::IntoIter {
         self.iter()
-    }
-}
-
-pub(crate) fn encode<T: serde::Serialize>(message: &T) -> Result<String> {
-    serde_json::to_string(message)
-        .map_err(|e| crate::Error::Invalid(InvalidInput::Encode(e.to_string())))
-}
-
-/// Writes one message and counts it, or the failure. Every frame that leaves a
-/// connection goes through here: acks, rejects, downlinks, tracked downlinks and the
-/// de-duplication's answers (`stats().sent` counts them all).
-fn send_counted<Out: StreamFrame>(
-    session: &Session,
-    stats: &StreamCounters,
-    message: &Out,
-) -> Result<()> {
-    let text = encode(message)?;
-    let bytes = text.len();
-    match session.send_text(text) {
-        Ok(()) => {
-            stats.sent(bytes);
-            message.count_sent(stats);
-            Ok(())
-        }
-        Err(e) => {
-            stats.send_failed();
-            Err(e)
-        }
-    }
-}
-
-/// Sends on a connection without keeping it alive: what a [`Hook`] and a
-/// [`DownlinkTracker`](crate::DownlinkTracker) hold. Sends go through the one counted
-/// path ([`send_counted`]); the value rules are the caller's to check.
-pub(crate) struct Outlet<Out> {
-    session: Weak<Session>,
-    stats: Arc<StreamCounters>,
-    _out: PhantomData<fn(Out)>,
-}
-
-impl<Out: StreamFrame> Outlet<Out> {
-    fn new(session: &Arc<Session>, stats: &Arc<StreamCounters>) -> Self {
-        Self {
-            session: Arc::downgrade(session),
-            stats: stats.clone(),
-            _out: PhantomData,
-        }
-    }
-
-    /// Writes `message` on the connection and counts it; fails once the connection is
-    /// gone.
-    pub(crate) fn send(&self, message: &Out) -> Result<()> {
-        let session = self
-            .session
-            .upgrade()
-            .ok_or_else(|| crate::Error::Closed("the connection is gone".into()))?;
-        send_counted(&session, &self.stats, message)
-    }
-
-    /// Why the connection ended for good, once it has (not while it reconnects).
-    pub(crate) fn ended(&self) -> Option<String> {
-        match self.session.upgrade() {
-            None => Some("the connection is gone".into()),
-            Some(session) => session.state().close_reason().map(|r| r.to_string()),
-        }
     }
 }
 
