@@ -114,6 +114,11 @@ pub enum Error {
     #[cfg(feature = "mic")]
     #[error(transparent)]
     Mic(#[from] crate::mic::MicError),
+    /// Redis, where several processes share state, failed or cannot be reached
+    /// (feature `redis`). Boxed: it is large, and rare.
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Store(Box<crate::redis::StoreError>),
 }
 
 /// A TLS failure, in an [`Error::Tls`].

@@ -244,6 +244,8 @@ mod ids;
 pub mod mic;
 mod model;
 mod multicast;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod resolver;
 mod rest;
 mod routing_table;

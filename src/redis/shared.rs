@@ -1,0 +1,186 @@
+//! The commands behind shared de-duplication and shared session counters: each one round
+//! trip, atomic on the server, holding no lock of ours while it waits.
+//!
+//! De-duplication keeps one key per uplink payload, `{prefix}up:{PHYPayloadNoMIC}`, for
+//! the de-duplication window:
+//! - `p` + claim token: a first copy is with one application, unanswered;
+//! - `a` + DevEUI (8 bytes, big-endian) + MIC (4 bytes): the first copy was acked.
+//!
+//! A rejected first copy deletes its key: the next copy claims it afresh and goes to an
+//! application (a reject is never copied, so a forged copy cannot silence the genuine one).
+//! Answers and deletions compare the claim token, so a claim that outlived its window and
+//! was taken over by a later copy is never overwritten by the old one's answer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::RedisStore;
+use crate::error::Result;
+use crate::ids::DevEui;
+
+const UPLINK: &[u8] = b"up:";
+const DEVICE: &[u8] = b"dev:";
+
+/// Sets `KEYS[1]` to `ARGV[2]` (keeping its expiry) only while it holds claim `ARGV[1]`.
+const ANSWER: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+  return 1
+end
+return 0";
+
+/// Deletes `KEYS[1]` only while it holds claim `ARGV[1]`.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
+
+/// Raises hash field `ARGV[1]` of `KEYS[1]` to `ARGV[2]` unless it is already higher:
+/// a frame counter never goes back, whichever process records last.
+const RAISE: &str = r"
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
+local new = tonumber(ARGV[2])
+if new > current then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return new
+end
+return current";
+
+/// What the store knows of an uplink's payload when a copy of it arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// No copy in the window: this one is first and now holds the claim (the token).
+    First(ClaimToken),
+    /// A first copy is with an application, unanswered.
+    Pending,
+    /// The first copy was acked with this DevEUI and MIC.
+    Acked {
+        /// The DevEUI the application named.
+        dev_eui: DevEui,
+        /// The MIC the application named.
+        mic: u32,
+    },
+}
+
+/// Proves which claim an answer belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClaimToken(Vec<u8>);
+
+impl ClaimToken {
+    /// Unique across processes: a random per-process part and a counter.
+    fn next() -> Self {
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let seed = *SEED.get_or_init(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u32(std::process::id());
+            h.finish()
+        });
+        let mut token = Vec::with_capacity(17);
+        token.push(b'p');
+        token.extend_from_slice(&seed.to_be_bytes());
+        token.extend_from_slice(&COUNT.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        Self(token)
+    }
+}
+
+fn decode(value: Option<Vec<u8>>, token: ClaimToken) -> Claim {
+    match value.as_deref() {
+        None => Claim::First(token),
+        Some([b'a', rest @ ..]) if rest.len() == 12 => {
+            let (eui, mic) = rest.split_at(8);
+            Claim::Acked {
+                dev_eui: DevEui::new(u64::from_be_bytes(eui.try_into().expect("8 bytes"))),
+                mic: u32::from_be_bytes(mic.try_into().expect("4 bytes")),
+            }
+        }
+        // A claim, or a value this version does not know: wait for an answer.
+        Some(_) => Claim::Pending,
+    }
+}
+
+impl RedisStore {
+    /// Claims each payload for `window`, or reads what its first copy's claim holds, in
+    /// one round trip (`SET key token NX PX window GET` each, pipelined).
+    pub(crate) fn claim(&self, payloads: &[&[u8]], window: Duration) -> Result<Vec<Claim>> {
+        let px = window.as_millis().clamp(1, u64::MAX as u128) as u64;
+        let tokens: Vec<ClaimToken> = payloads.iter().map(|_| ClaimToken::next()).collect();
+        let mut pipe = redis::pipe();
+        for (payload, token) in payloads.iter().zip(&tokens) {
+            pipe.cmd("SET")
+                .arg(self.key(UPLINK, payload))
+                .arg(&token.0)
+                .arg("NX")
+                .arg("PX")
+                .arg(px)
+                .arg("GET");
+        }
+        let values: Vec<Option<Vec<u8>>> = self.run(|con| pipe.query(con))?;
+        Ok(values.into_iter().zip(tokens).map(|(v, t)| decode(v, t)).collect())
+    }
+
+    /// Records the application's ack of a first copy, for copies in any process.
+    /// Returns whether the claim was still this one's.
+    pub(crate) fn answer_ack(
+        &self,
+        payload: &[u8],
+        token: &ClaimToken,
+        dev_eui: DevEui,
+        mic: u32,
+    ) -> Result<bool> {
+        let mut value = Vec::with_capacity(13);
+        value.push(b'a');
+        value.extend_from_slice(&dev_eui.get().to_be_bytes());
+        value.extend_from_slice(&mic.to_be_bytes());
+        let script = redis::Script::new(ANSWER);
+        let set: i64 = self.run(|con| {
+            script
+                .key(self.key(UPLINK, payload))
+                .arg(&token.0)
+                .arg(value)
+                .invoke(con)
+        })?;
+        Ok(set == 1)
+    }
+
+    /// Gives up a claim whose first copy was rejected: the next copy is first.
+    pub(crate) fn release(&self, payload: &[u8], token: &ClaimToken) -> Result<bool> {
+        let script = redis::Script::new(RELEASE);
+        let deleted: i64 =
+            self.run(|con| script.key(self.key(UPLINK, payload)).arg(&token.0).invoke(con))?;
+        Ok(deleted == 1)
+    }
+
+    /// Raises a device's counter `field` to `value` unless it is higher; returns the
+    /// counter as it stands.
+    pub(crate) fn raise_counter(&self, dev_eui: DevEui, field: &str, value: u32) -> Result<u32> {
+        let script = redis::Script::new(RAISE);
+        let now: i64 = self.run(|con| {
+            script
+                .key(self.device_key(dev_eui))
+                .arg(field)
+                .arg(value)
+                .invoke(con)
+        })?;
+        Ok(now.clamp(0, u32::MAX as i64) as u32)
+    }
+
+    /// Adds one to a device's counter `field` and returns the value before: two callers,
+    /// in any process, never get the same one.
+    pub(crate) fn take_counter(&self, dev_eui: DevEui, field: &str) -> Result<u32> {
+        let next: i64 = self.run(|con| {
+            redis::cmd("HINCRBY")
+                .arg(self.device_key(dev_eui))
+                .arg(field)
+                .arg(1)
+                .query(con)
+        })?;
+        Ok((next - 1).clamp(0, u32::MAX as i64) as u32)
+    }
+
+    pub(crate) fn device_key(&self, dev_eui: DevEui) -> Vec<u8> {
+        self.key(DEVICE, dev_eui.to_string().as_bytes())
+    }
+}

@@ -1,0 +1,102 @@
+//! The shared-state commands against a real `redis-server` on loopback.
+
+use std::time::Duration;
+
+use super::shared::Claim;
+use super::{RedisStore, StoreErrorKind};
+use crate::ids::DevEui;
+
+#[path = "../../tests/common/redis.rs"]
+mod server;
+
+#[test]
+fn a_payload_is_claimed_once_and_its_ack_read_by_copies() {
+    let redis = server::RedisServer::start();
+    let store = RedisStore::open(&redis.url()).unwrap();
+    let other = RedisStore::open(&redis.url()).unwrap();
+    let window = Duration::from_secs(60);
+    let claims = store.claim(&[b"one", b"two"], window).unwrap();
+    let Claim::First(token) = &claims[0] else {
+        panic!("first copy not first: {claims:?}")
+    };
+    assert!(matches!(claims[1], Claim::First(_)));
+    assert_eq!(other.claim(&[b"one"], window).unwrap(), [Claim::Pending]);
+    assert!(store.answer_ack(b"one", token, DevEui::new(7), 0xdead_beef).unwrap());
+    assert_eq!(
+        other.claim(&[b"one"], window).unwrap(),
+        [Claim::Acked {
+            dev_eui: DevEui::new(7),
+            mic: 0xdead_beef
+        }]
+    );
+    // Another prefix shares nothing.
+    let apart = RedisStore::open(&redis.url()).unwrap().prefix("b:");
+    assert!(matches!(apart.claim(&[b"one"], window).unwrap()[0], Claim::First(_)));
+}
+
+#[test]
+fn a_released_claim_makes_the_next_copy_first_and_old_tokens_change_nothing() {
+    let redis = server::RedisServer::start();
+    let store = RedisStore::open(&redis.url()).unwrap();
+    let window = Duration::from_secs(60);
+    let Claim::First(old) = store.claim(&[b"x"], window).unwrap().remove(0) else {
+        panic!("not first")
+    };
+    assert!(store.release(b"x", &old).unwrap());
+    let Claim::First(new) = store.claim(&[b"x"], window).unwrap().remove(0) else {
+        panic!("a released claim is free again")
+    };
+    assert!(!store.answer_ack(b"x", &old, DevEui::new(1), 1).unwrap());
+    assert!(!store.release(b"x", &old).unwrap());
+    assert_eq!(store.claim(&[b"x"], window).unwrap(), [Claim::Pending]);
+    assert!(store.answer_ack(b"x", &new, DevEui::new(2), 2).unwrap());
+}
+
+#[test]
+fn counters_never_go_back_and_are_taken_once() {
+    let redis = server::RedisServer::start();
+    let store = RedisStore::open(&redis.url()).unwrap();
+    let dev = DevEui::new(0x7abe);
+    assert_eq!(store.raise_counter(dev, "fcnt_up", 70_000).unwrap(), 70_000);
+    assert_eq!(store.raise_counter(dev, "fcnt_up", 5).unwrap(), 70_000);
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|_| store.take_counter(dev, "fcnt_down").unwrap())
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<u32> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..200).collect::<Vec<_>>());
+}
+
+#[test]
+fn unreachable_redis_is_a_typed_error_without_the_password() {
+    let mut redis = server::RedisServer::start();
+    let url = redis.url().replace("redis://", "redis://:hunter2@");
+    redis.stop();
+    let err = RedisStore::open(&url).unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("hunter2"), "{text}");
+    match err {
+        crate::Error::Store(e) => assert_eq!(e.kind(), &StoreErrorKind::Unreachable),
+        other => panic!("expected a store error, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_store_recovers_when_redis_returns() {
+    let mut redis = server::RedisServer::start();
+    let store = RedisStore::open(&redis.url()).unwrap();
+    store.ping().unwrap();
+    redis.restart();
+    // The pooled connection broke with the old server: one error at most, then a
+    // fresh connection.
+    let first = store.ping();
+    assert!(first.is_ok() || store.ping().is_ok());
+    store.ping().unwrap();
+}
