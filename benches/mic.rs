@@ -40,7 +40,7 @@ fn main() {
     let nwk: AesKey = "000102030405060708090a0b0c0d0e0f".parse().unwrap();
     let addr = DevAddr::new(0x26011bda);
     let fcnt = 0x1_0005;
-    let mut keys = Keys::new();
+    let keys = Keys::new();
     keys.set_session(dev_eui, Session::new(nwk.clone()).with_fcnt_up(fcnt - 1));
 
     let challenges: Vec<(UpstreamMessage, u32)> = (0..CHALLENGES as u32)
@@ -88,7 +88,7 @@ fn main() {
 
     // Variants of the solver's own cost, for the record.
     let join_key: AesKey = "2b7e151628aed2a6abf7158809cf4f3c".parse().unwrap();
-    let mut join_keys = Keys::new();
+    let join_keys = Keys::new();
     join_keys.set_join_key(dev_eui, join_key.clone());
     let join_frame = mic::join_request(&join_key, 1.into(), dev_eui, 7);
     let joins: Vec<UpstreamMessage> = (0..CHALLENGES as u64)
@@ -104,7 +104,7 @@ fn main() {
     });
 
     // Eight devices share the DevAddr; the frame's is the last one tried.
-    let mut shared = Keys::new();
+    let shared = Keys::new();
     let mut dev_euis = Vec::new();
     for i in 0..8u8 {
         let d = DevEui::new(0x1000 + u64::from(i));
@@ -130,7 +130,7 @@ fn main() {
     });
 
     // The worst case: a wrong key, so every counter of the window is tried.
-    let mut wrong = Keys::new();
+    let wrong = Keys::new();
     wrong.set_session(
         dev_eui,
         Session::new(AesKey::new([0; 16])).with_fcnt_up(fcnt - 1),

@@ -144,7 +144,7 @@ impl Lns {
 
     fn handle(self: &Arc<Self>, msg: &UpstreamMessage) -> Result<(), Box<dyn std::error::Error>> {
         let outcome = {
-            let mut keys = self.keys.lock().unwrap();
+            let keys = self.keys.lock().unwrap();
             let outcome = mic::solve(&*keys, msg);
             if let Ok(solved) = &outcome {
                 // Remember the full frame counter: the next uplink carries only its low
@@ -251,7 +251,7 @@ impl Lns {
         let app_nonce = self.next_app_nonce.fetch_add(1, Ordering::SeqCst) & 0x00ff_ffff;
         let accept = JoinAccept::new(app_nonce, NET_ID, dev_addr)?.with_rx_delay(1)?;
         let phy_payload = {
-            let mut keys = self.keys.lock().unwrap();
+            let keys = self.keys.lock().unwrap();
             let app_key = keys.join_key(dev_eui).ok_or("no AppKey")?;
             // The device derives the same keys from the same DevNonce; its next uplinks
             // are signed with the new NwkSKey, from FCnt 0.
@@ -322,7 +322,7 @@ fn main() -> common::Outcome {
 }
 
 fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
-    let mut keys = Keys::new();
+    let keys = Keys::new();
     for device in devices {
         match device {
             Device::Otaa {

@@ -70,7 +70,7 @@ fn walkthrough(ran: &common::Ran) -> common::Outcome {
         Ok(hex) => hex.parse()?,
         Err(_) => DEMO_APP_KEY.parse()?,
     };
-    let mut keys = Keys::new();
+    let keys = Keys::new();
     keys.set_join_key(DEV_EUI, app_key.clone());
 
     // On the emulator: the device sends a join request, its MIC hidden among 16

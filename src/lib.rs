@@ -83,7 +83,7 @@
 //! emulator.send_upstream(&played).expect("no upstream connection");
 //!
 //! // The LNS side: solve the challenge and answer.
-//! let mut keys = Keys::new();
+//! let keys = Keys::new();
 //! keys.set_join_key(dev_eui, app_key);
 //! let uplink = upstream.recv_timeout(Duration::from_secs(5))?;
 //! upstream.send(mic::Solver::new().reply(&keys, &uplink))?;

@@ -141,7 +141,7 @@ fn builders_reproduce_the_python_frames() {
 const DEV: DevEui = DevEui::new(0x0004a30b001c0530);
 
 fn data_keys(dev_eui: DevEui, nwk: &AesKey, fcnt_up: Option<u32>) -> Keys {
-    let mut keys = Keys::new();
+    let keys = Keys::new();
     let mut session = Session::new(nwk.clone());
     session.fcnt_up = fcnt_up;
     keys.set_session(dev_eui, session);
@@ -152,7 +152,7 @@ fn data_keys(dev_eui: DevEui, nwk: &AesKey, fcnt_up: Option<u32>) -> Keys {
 fn solves_a_join_request_among_4096_candidates() {
     let app = key(python::APP_KEY);
     let frame = hex(python::JOIN_REQUEST);
-    let mut keys = Keys::new();
+    let keys = Keys::new();
     keys.set_join_key(DEV, app);
     for seed in 0..8 {
         let msg = mic::upstream_with_challenge(&frame, 1 + seed, vec![DEV], 4095, seed).unwrap();
@@ -262,7 +262,7 @@ fn a_wrong_key_or_unknown_device_is_mic_failed() {
         })
     );
     // A join key does not sign data uplinks, nor a session key join requests.
-    let mut swapped = Keys::new();
+    let swapped = Keys::new();
     swapped.set_join_key(DEV, nwk.clone());
     assert!(matches!(
         mic::solve(&swapped, &msg),
@@ -332,7 +332,7 @@ fn picks_the_device_whose_key_signed_the_frame_among_a_shared_dev_addr() {
     let devices: Vec<(DevEui, AesKey)> = (1..=6u8)
         .map(|i| (DevEui::new(0x1000 + u64::from(i)), AesKey::new([i; 16])))
         .collect();
-    let mut keys = Keys::new();
+    let keys = Keys::new();
     for (i, (dev_eui, nwk)) in devices.iter().enumerate() {
         // Sessions at various counters; the device without a session is skipped.
         if i != 2 {
@@ -361,7 +361,7 @@ fn picks_the_device_whose_key_signed_the_frame_among_a_shared_dev_addr() {
 
     // Join requests: two devices share an AppKey; the DevEUI in the frame decides.
     let shared = AesKey::new([9; 16]);
-    let mut keys = Keys::new();
+    let keys = Keys::new();
     keys.set_join_key(DevEui::new(1), shared.clone());
     keys.set_join_key(DevEui::new(2), shared.clone());
     let frame = mic::join_request(&shared, JoinEui::new(3), DevEui::new(2), 1);
@@ -374,7 +374,7 @@ fn picks_the_device_whose_key_signed_the_frame_among_a_shared_dev_addr() {
 fn record_lets_the_next_uplink_solve_past_the_window() {
     let nwk = key(python::NWK_S_KEY);
     let addr = DevAddr::new(7);
-    let mut keys = data_keys(DEV, &nwk, None);
+    let keys = data_keys(DEV, &nwk, None);
     // 70 000 uplinks in a row: each solved uplink advances the session.
     for fcnt in (0..70_000u32).step_by(4_999) {
         let frame = DataUplink::new(addr, fcnt).build(&nwk).unwrap();
@@ -388,7 +388,7 @@ fn record_lets_the_next_uplink_solve_past_the_window() {
 
 #[test]
 fn keys_never_show_in_debug_or_errors() {
-    let mut keys = Keys::new();
+    let keys = Keys::new();
     keys.set_join_key(DEV, key(python::APP_KEY));
     keys.set_session(DEV, Session::new(key(python::NWK_S_KEY)).with_fcnt_up(1));
     let debug = format!("{keys:?} {:?}", keys.session(DEV));
@@ -431,7 +431,7 @@ fn dyn_key_store() {
 // ---------------------------------------------------------------------------------------
 
 fn any_keys(nwk: AesKey, app: AesKey, fcnt_up: Option<u32>) -> Keys {
-    let mut keys = data_keys(DEV, &nwk, fcnt_up);
+    let keys = data_keys(DEV, &nwk, fcnt_up);
     keys.set_join_key(DEV, app);
     keys
 }
@@ -515,7 +515,7 @@ fn otaa_join_then_data_uplink_in_the_new_session() {
     );
 
     // The LNS: solve the join request, answer with a join accept, keep the session.
-    let mut lns_keys = Keys::new();
+    let lns_keys = Keys::new();
     lns_keys.set_join_key(dev_eui, app_key.clone());
     let msg = mic::upstream_with_challenge(&request, 1, vec![dev_eui], 4095, 3).unwrap();
     assert_eq!(mic::solve(&lns_keys, &msg).unwrap().dev_eui, dev_eui);

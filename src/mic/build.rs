@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use super::cipher::{encrypt_frm_payload, Direction};
 use super::compute::{data_mic_with, join_mic_with, split_mic};
 use super::frame::{MType, DATA_HEADER_LEN, MAX_MESSAGE_LEN};
 use super::{AesKey, MicError};
@@ -44,8 +45,9 @@ pub fn join_request(
 
 /// A data uplink to build: header fields and payload, without FOpts.
 ///
-/// The FRMPayload goes on air as given: encrypting it with the AppSKey is the caller's
-/// business, and the MIC covers the bytes whatever they are.
+/// With an [`app_s_key`](Self::app_s_key) the FRMPayload is encrypted as a device does
+/// (under the AppSKey, or the NwkSKey on FPort 0); without one it goes on air as given.
+/// The MIC covers the bytes on air either way.
 ///
 /// ```
 /// use ran_routing::mic::{self, AesKey, DataUplink};
@@ -60,7 +62,7 @@ pub fn join_request(
 /// assert!(mic::verify_data_uplink(&nwk_s_key, &frame, 70_000)?);
 /// # Ok::<(), mic::MicError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataUplink {
     /// The device's address.
     pub dev_addr: DevAddr,
@@ -70,8 +72,10 @@ pub struct DataUplink {
     pub confirmed: bool,
     /// The FPort, when the frame has a payload section.
     pub fport: Option<u8>,
-    /// The FRMPayload, sent only with an FPort.
+    /// The FRMPayload in clear, sent only with an FPort.
     pub frm_payload: Vec<u8>,
+    /// The AppSKey that encrypts the FRMPayload; `None` sends it as given.
+    pub app_s_key: Option<AesKey>,
 }
 
 impl DataUplink {
@@ -83,6 +87,7 @@ impl DataUplink {
             confirmed: false,
             fport: None,
             frm_payload: Vec::new(),
+            app_s_key: None,
         }
     }
 
@@ -99,10 +104,19 @@ impl DataUplink {
         self
     }
 
+    /// Encrypts the FRMPayload under `app_s_key` (FPort 1 to 255) or the NwkSKey given to
+    /// [`build`](Self::build) (FPort 0), as a device in a session does.
+    pub fn app_s_key(mut self, app_s_key: AesKey) -> Self {
+        self.app_s_key = Some(app_s_key);
+        self
+    }
+
     /// The frame, MIC included, signed with `nwk_s_key`.
     ///
-    /// Fails with [`MicError::TooLong`] when the frame without MIC would exceed
-    /// [`MAX_MESSAGE_LEN`] bytes.
+    /// # Errors
+    ///
+    /// [`MicError::TooLong`] when the frame without MIC would exceed [`MAX_MESSAGE_LEN`]
+    /// bytes: send a shorter payload.
     pub fn build(&self, nwk_s_key: &AesKey) -> Result<Vec<u8>, MicError> {
         let len = DATA_HEADER_LEN + self.fport.map_or(0, |_| 1 + self.frm_payload.len());
         if len > MAX_MESSAGE_LEN {
@@ -124,9 +138,24 @@ impl DataUplink {
         frame.extend_from_slice(&(self.fcnt as u16).to_le_bytes());
         if let Some(fport) = self.fport {
             frame.push(fport);
-            frame.extend_from_slice(&self.frm_payload);
+            match &self.app_s_key {
+                Some(app_s_key) => frame.extend(encrypt_frm_payload(
+                    if fport == 0 { nwk_s_key } else { app_s_key },
+                    self.dev_addr,
+                    self.fcnt,
+                    Direction::Uplink,
+                    &self.frm_payload,
+                )),
+                None => frame.extend_from_slice(&self.frm_payload),
+            }
         }
-        let mic = data_mic_with(&mut nwk_s_key.cmac(), self.dev_addr, self.fcnt, &frame);
+        let mic = data_mic_with(
+            &mut nwk_s_key.cmac(),
+            Direction::Uplink,
+            self.dev_addr,
+            self.fcnt,
+            &frame,
+        );
         frame.extend_from_slice(&mic.to_be_bytes());
         Ok(frame)
     }

@@ -4,7 +4,7 @@ use aes::Aes128;
 use cmac::{Cmac, Mac};
 
 use super::frame::{b0, Uplink};
-use super::{AesKey, MicError};
+use super::{AesKey, Direction, MicError};
 use crate::ids::DevAddr;
 
 /// The MIC of a join request: `cmac(AppKey, MHDR | JoinEUI | DevEUI | DevNonce)`.
@@ -37,6 +37,7 @@ pub fn data_uplink_mic(
             }
             Ok(data_mic_with(
                 &mut nwk_s_key.cmac(),
+                Direction::Uplink,
                 dev_addr,
                 fcnt,
                 phy_payload_no_mic,
@@ -83,17 +84,19 @@ pub(crate) fn join_mic_with(mac: &mut Cmac<Aes128>, msg: &[u8]) -> u32 {
     first_four(mac)
 }
 
-/// A data uplink MIC with an already keyed CMAC, which is left ready for reuse.
+/// A data frame MIC with an already keyed CMAC, which is left ready for reuse.
 ///
-/// `msg` must have passed [`Uplink::parse`], which bounds its length to one byte.
+/// `msg` must be at most [`MAX_MESSAGE_LEN`](super::MAX_MESSAGE_LEN) bytes (its length
+/// is one byte of B0), as every parser and builder here ensures.
 pub(crate) fn data_mic_with(
     mac: &mut Cmac<Aes128>,
+    direction: Direction,
     dev_addr: DevAddr,
     fcnt: u32,
     msg: &[u8],
 ) -> u32 {
     debug_assert!(msg.len() <= super::MAX_MESSAGE_LEN);
-    mac.update(&b0(dev_addr, fcnt, msg.len() as u8));
+    mac.update(&b0(direction, dev_addr, fcnt, msg.len() as u8));
     mac.update(msg);
     first_four(mac)
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::MicError;
+use super::{Direction, MicError};
 use crate::ids::{DevAddr, DevEui, JoinEui};
 
 /// MHDR | JoinEUI | DevEUI | DevNonce: a join request is exactly this long without its MIC.
@@ -180,11 +180,14 @@ fn check_len(what: &'static str, len: usize, min: usize, max: usize) -> Result<(
     }
 }
 
-/// The B0 block that precedes a data uplink's message in its CMAC.
-pub(crate) fn b0(dev_addr: DevAddr, fcnt: u32, msg_len: u8) -> [u8; 16] {
+/// The B0 block that precedes a data frame's message in its CMAC: the direction, the
+/// device address and the full 32-bit counter, so a frame signed for one direction or
+/// counter epoch never verifies for another.
+pub(crate) fn b0(direction: Direction, dev_addr: DevAddr, fcnt: u32, msg_len: u8) -> [u8; 16] {
     let mut b = [0u8; 16];
     b[0] = 0x49;
-    // b[1..5] stay zero; b[5] = 0 is the uplink direction.
+    // b[1..5] stay zero.
+    b[5] = direction.bit();
     b[6..10].copy_from_slice(&dev_addr.get().to_le_bytes());
     b[10..14].copy_from_slice(&fcnt.to_le_bytes());
     b[15] = msg_len;

@@ -46,7 +46,7 @@ const MAX_RX_DELAY: u8 = 15;
 ///
 /// // The LNS keeps the session, so the solver can answer the device's data uplinks.
 /// let session_keys = accept.session_keys(&app_key, 0xcc85);
-/// let mut keys = Keys::new();
+/// let keys = Keys::new();
 /// keys.set_session(DevEui::new(0x00afee7cf5ed6f1e), session_keys.session());
 ///
 /// // The device's side: the same fields, and the same keys.
@@ -284,11 +284,11 @@ pub struct SessionKeys {
 }
 
 impl SessionKeys {
-    /// A fresh solver [`Session`] with these keys, which has seen no uplink yet: what an
+    /// A fresh [`Session`] with both keys, which has seen no uplink and sent no downlink yet: what an
     /// LNS stores with [`Keys::set_session`](super::Keys::set_session) once it sends the
     /// join accept.
     pub fn session(&self) -> Session {
-        Session::new(self.nwk_s_key.clone())
+        Session::new(self.nwk_s_key.clone()).with_app_s_key(self.app_s_key.clone())
     }
 }
 
@@ -435,7 +435,10 @@ mod tests {
             let keys = accept.session_keys(&app_key, v.dev_nonce);
             assert_eq!(keys.nwk_s_key, key(v.nwk_s_key));
             assert_eq!(keys.app_s_key, key(v.app_s_key));
-            assert_eq!(keys.session(), Session::new(key(v.nwk_s_key)));
+            assert_eq!(
+                keys.session(),
+                Session::new(key(v.nwk_s_key)).with_app_s_key(key(v.app_s_key))
+            );
         }
     }
 

@@ -13,6 +13,9 @@
 //! - [`join_request_mic`], [`data_uplink_mic`], [`verify_join_request`],
 //!   [`verify_data_uplink`], [`Uplink::parse`]: the LoRaWAN pieces.
 //! - [`join_request`], [`DataUplink`], [`upstream_with_challenge`]: frames and challenges.
+//! - [`DataDownlink`]: the signed, encrypted data downlink an LNS sends (and the device's
+//!   side that reads one); [`encrypt_frm_payload`] reads an uplink's application payload.
+//! - [`Keys::next_fcnt_down`]: one downlink counter per downlink, across a worker pool.
 //! - [`JoinAccept`], [`SessionKeys`]: the join accept that answers a join request, and the
 //!   session keys both sides derive from it.
 //!
@@ -24,7 +27,7 @@
 //!
 //! let dev_eui = DevEui::new(0x0004a30b001c0530);
 //! let app_key: AesKey = "2b7e151628aed2a6abf7158809cf4f3c".parse()?;
-//! let mut keys = Keys::new();
+//! let keys = Keys::new();
 //! keys.set_join_key(dev_eui, app_key.clone());
 //!
 //! // A join request as the RAN delivers it: its true MIC among 4096 candidates.
@@ -50,22 +53,28 @@
 //! ```
 
 mod build;
+mod cipher;
 mod compute;
+mod downlink;
 mod frame;
 mod join;
 mod key;
+mod keys;
 mod solver;
 
 pub use build::{
     challenge, join_request, upstream_with_challenge, DataUplink, MAX_CHALLENGE, MIN_CHALLENGE,
 };
+pub use cipher::{encrypt_frm_payload, Direction};
 pub use compute::{
     data_uplink_mic, join_request_mic, split_mic, verify_data_uplink, verify_join_request,
 };
+pub use downlink::{DataDownlink, MAX_FOPTS_LEN};
 pub use frame::{MType, Uplink, MAX_MESSAGE_LEN};
 pub use join::{JoinAccept, SessionKeys};
 pub use key::{AesKey, ParseKeyError};
-pub use solver::{fcnt_candidates, FCntCandidates, KeyStore, Keys, Session, Solved, Solver};
+pub use keys::{KeyStore, Keys, Session};
+pub use solver::{fcnt_candidates, FCntCandidates, FrameKind, Solved, Solver};
 
 use crate::model::{UpstreamMessage, UpstreamRejectResultCode, UpstreamReply};
 
@@ -140,6 +149,10 @@ pub enum MicError {
     /// forged frame.
     #[error("the MIC does not match: wrong key, or a corrupted or forged frame")]
     MicMismatch,
+    /// MAC commands in both FOpts and an FPort 0 payload, which LoRaWAN forbids: a
+    /// device ignores such a frame.
+    #[error("MAC commands in both FOpts and an FPort 0 payload: put them in one place")]
+    MacCommandsTwice,
     /// A challenge size outside the API's 2 to 4096 candidates.
     #[error("a MIC challenge has 2 to 4096 candidates, not {candidates}")]
     ChallengeSize {

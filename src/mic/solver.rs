@@ -1,134 +1,13 @@
 //! The MIC challenge solver: which candidate is the true MIC, and whose.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use super::compute::{data_mic_with, join_mic_with};
 use super::frame::Uplink;
-use super::{AesKey, MicError};
-use crate::ids::DevEui;
+use super::{Direction, KeyStore, MicError};
+use crate::ids::{DevAddr, DevEui, JoinEui};
 use crate::model::{UpstreamMessage, UpstreamReply};
 
-/// Where the solver finds a device's keys: the LNS's device database.
-///
-/// [`Keys`] is a ready-made in-memory store; a database-backed LNS implements the two
-/// look-ups itself. Both return owned values so an implementation may build them on the
-/// fly; the solver calls each at most once per device and message.
-pub trait KeyStore {
-    /// The key that signs the device's join requests: the AppKey of LoRaWAN 1.0.x.
-    /// `None` for ABP devices and devices the LNS does not know.
-    fn join_key(&self, dev_eui: DevEui) -> Option<AesKey>;
-
-    /// The device's current session, which signs its data uplinks. `None` before the
-    /// first join accept and for devices the LNS does not know.
-    fn session(&self, dev_eui: DevEui) -> Option<Session>;
-}
-
-impl<T: KeyStore + ?Sized> KeyStore for &T {
-    fn join_key(&self, dev_eui: DevEui) -> Option<AesKey> {
-        (**self).join_key(dev_eui)
-    }
-    fn session(&self, dev_eui: DevEui) -> Option<Session> {
-        (**self).session(dev_eui)
-    }
-}
-
-impl<T: KeyStore + ?Sized> KeyStore for Box<T> {
-    fn join_key(&self, dev_eui: DevEui) -> Option<AesKey> {
-        (**self).join_key(dev_eui)
-    }
-    fn session(&self, dev_eui: DevEui) -> Option<Session> {
-        (**self).session(dev_eui)
-    }
-}
-
-impl<T: KeyStore + ?Sized> KeyStore for Arc<T> {
-    fn join_key(&self, dev_eui: DevEui) -> Option<AesKey> {
-        (**self).join_key(dev_eui)
-    }
-    fn session(&self, dev_eui: DevEui) -> Option<Session> {
-        (**self).session(dev_eui)
-    }
-}
-
-/// A device's session, as far as data uplink MICs go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    /// The network session key (NwkSKey of LoRaWAN 1.0.x).
-    pub nwk_s_key: AesKey,
-    /// The full 32-bit counter of the last uplink accepted in this session; `None` until
-    /// the first one. The solver takes the high 16 bits of a new uplink's counter from it.
-    pub fcnt_up: Option<u32>,
-}
-
-impl Session {
-    /// A fresh session that has seen no uplink yet (its first uplink has FCnt 0).
-    pub fn new(nwk_s_key: AesKey) -> Self {
-        Self {
-            nwk_s_key,
-            fcnt_up: None,
-        }
-    }
-
-    /// The session with `fcnt_up` as the last accepted uplink counter.
-    pub fn with_fcnt_up(mut self, fcnt_up: u32) -> Self {
-        self.fcnt_up = Some(fcnt_up);
-        self
-    }
-}
-
-/// An in-memory [`KeyStore`]: join keys and sessions by DevEUI.
-///
-/// Its `Debug` lists devices with their keys redacted.
-#[derive(Debug, Clone, Default)]
-pub struct Keys {
-    join_keys: HashMap<DevEui, AesKey>,
-    sessions: HashMap<DevEui, Session>,
-}
-
-impl Keys {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets the device's join key (AppKey), returning the one it replaces.
-    pub fn set_join_key(&mut self, dev_eui: DevEui, key: AesKey) -> Option<AesKey> {
-        self.join_keys.insert(dev_eui, key)
-    }
-
-    /// Sets the device's session, returning the one it replaces.
-    pub fn set_session(&mut self, dev_eui: DevEui, session: Session) -> Option<Session> {
-        self.sessions.insert(dev_eui, session)
-    }
-
-    /// Forgets everything about the device.
-    pub fn remove(&mut self, dev_eui: DevEui) {
-        self.join_keys.remove(&dev_eui);
-        self.sessions.remove(&dev_eui);
-    }
-
-    /// Advances the session's uplink counter after a solved data uplink, so the next
-    /// uplink's high counter bits are found first time. It never moves the counter back
-    /// (a retransmission or replay solves to an older counter). Join requests change
-    /// nothing: the session starts with the join accept the LNS sends.
-    pub fn record(&mut self, solved: &Solved) {
-        if let (Some(fcnt), Some(session)) = (solved.fcnt, self.sessions.get_mut(&solved.dev_eui)) {
-            session.fcnt_up = Some(session.fcnt_up.map_or(fcnt, |last| last.max(fcnt)));
-        }
-    }
-}
-
-impl KeyStore for Keys {
-    fn join_key(&self, dev_eui: DevEui) -> Option<AesKey> {
-        self.join_keys.get(&dev_eui).cloned()
-    }
-    fn session(&self, dev_eui: DevEui) -> Option<Session> {
-        self.sessions.get(&dev_eui).cloned()
-    }
-}
-
-/// A solved MIC challenge: what [`UpstreamMessage::ack`] needs, plus the frame counter.
+/// A solved MIC challenge: what [`UpstreamMessage::ack`] needs, what the frame is, and
+/// its frame counter, so a worker acts on it without parsing the frame again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Solved {
     /// The device whose key produced the MIC, one of the message's `dev_euis`.
@@ -139,6 +18,52 @@ pub struct Solved {
     /// be at or below the session's last counter (a retransmission or a replay): what
     /// to accept is the LNS's decision.
     pub fcnt: Option<u32>,
+    /// What the frame is: a join request, or an unconfirmed or confirmed data uplink.
+    pub frame: FrameKind,
+}
+
+/// What a solved frame is, with the fields an LNS acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FrameKind {
+    /// A join request: answer it with a join accept.
+    JoinRequest {
+        /// The JoinEUI it names.
+        join_eui: JoinEui,
+        /// Its DevNonce, which the session keys are derived from.
+        dev_nonce: u16,
+    },
+    /// An unconfirmed data uplink.
+    UnconfirmedData {
+        /// The DevAddr it was sent from.
+        dev_addr: DevAddr,
+        /// Its FPort, if it has a payload section.
+        fport: Option<u8>,
+    },
+    /// A confirmed data uplink: the device waits for a downlink with the ACK bit.
+    ConfirmedData {
+        /// The DevAddr it was sent from.
+        dev_addr: DevAddr,
+        /// Its FPort, if it has a payload section.
+        fport: Option<u8>,
+    },
+}
+
+impl FrameKind {
+    /// Whether the device asked for an acknowledgement (a confirmed data uplink).
+    pub fn is_confirmed(&self) -> bool {
+        matches!(self, Self::ConfirmedData { .. })
+    }
+
+    /// The DevAddr a data uplink was sent from; `None` for a join request.
+    pub fn dev_addr(&self) -> Option<DevAddr> {
+        match self {
+            Self::UnconfirmedData { dev_addr, .. } | Self::ConfirmedData { dev_addr, .. } => {
+                Some(*dev_addr)
+            }
+            Self::JoinRequest { .. } => None,
+        }
+    }
 }
 
 /// Solves MIC challenges against a [`KeyStore`].
@@ -156,7 +81,7 @@ pub struct Solved {
 ///
 /// let dev_eui = DevEui::new(0x0004a30b001c0530);
 /// let nwk_s_key: AesKey = "000102030405060708090a0b0c0d0e0f".parse()?;
-/// let mut keys = Keys::new();
+/// let keys = Keys::new();
 /// keys.set_session(dev_eui, Session::new(nwk_s_key.clone()).with_fcnt_up(0x0001_fffe));
 ///
 /// // What the RAN sends: the frame without MIC, the true MIC hidden among 4095 decoys.
@@ -234,12 +159,36 @@ impl Solver {
         mic_challenge: &[u32],
     ) -> Result<Solved, MicError> {
         match Uplink::parse(phy_payload_no_mic)? {
-            Uplink::JoinRequest { dev_eui, .. } => {
-                solve_join(keys, dev_eui, dev_euis, phy_payload_no_mic, mic_challenge)
+            Uplink::JoinRequest {
+                dev_eui,
+                join_eui,
+                dev_nonce,
+            } => {
+                let frame = FrameKind::JoinRequest {
+                    join_eui,
+                    dev_nonce,
+                };
+                solve_join(keys, dev_eui, dev_euis, phy_payload_no_mic, mic_challenge).map(
+                    |(dev_eui, mic)| Solved {
+                        dev_eui,
+                        mic,
+                        fcnt: None,
+                        frame,
+                    },
+                )
             }
             Uplink::Data {
-                dev_addr, fcnt16, ..
+                confirmed,
+                dev_addr,
+                fcnt16,
+                fport,
+                ..
             } => {
+                let frame = if confirmed {
+                    FrameKind::ConfirmedData { dev_addr, fport }
+                } else {
+                    FrameKind::UnconfirmedData { dev_addr, fport }
+                };
                 let mut tries: Vec<_> = dev_euis
                     .iter()
                     .filter_map(|&dev_eui| {
@@ -260,12 +209,19 @@ impl Solver {
                         let Some(fcnt) = fcnts.next() else { continue };
                         tried = true;
                         guesses += 1;
-                        let mic = data_mic_with(mac, dev_addr, fcnt, phy_payload_no_mic);
+                        let mic = data_mic_with(
+                            mac,
+                            Direction::Uplink,
+                            dev_addr,
+                            fcnt,
+                            phy_payload_no_mic,
+                        );
                         if is_candidate(mic_challenge, mic) {
                             return Ok(Solved {
                                 dev_eui: *dev_eui,
                                 mic,
                                 fcnt: Some(fcnt),
+                                frame,
                             });
                         }
                     }
@@ -295,7 +251,7 @@ fn solve_join<K: KeyStore + ?Sized>(
     dev_euis: &[DevEui],
     msg: &[u8],
     mic_challenge: &[u32],
-) -> Result<Solved, MicError> {
+) -> Result<(DevEui, u32), MicError> {
     // The DevEUI the frame names goes first: should two devices share an AppKey (test
     // fleets do), the MIC alone cannot tell them apart.
     let named = dev_euis.iter().filter(|&&d| d == frame_dev_eui);
@@ -308,11 +264,7 @@ fn solve_join<K: KeyStore + ?Sized>(
         devices_with_keys += 1;
         let mic = join_mic_with(&mut key.cmac(), msg);
         if is_candidate(mic_challenge, mic) {
-            return Ok(Solved {
-                dev_eui,
-                mic,
-                fcnt: None,
-            });
+            return Ok((dev_eui, mic));
         }
     }
     Err(MicError::NoMatch {
@@ -420,23 +372,5 @@ mod tests {
         assert_eq!(fcnt_candidates(Some(0x1234_5678), 0).count(), 65536);
         assert_eq!(fcnt_candidates(None, 0).count(), 65536);
         assert_eq!(fcnt_candidates(Some(u32::MAX), 0xffff).count(), 65536);
-    }
-
-    #[test]
-    fn record_only_moves_forward() {
-        let dev_eui = DevEui::new(1);
-        let mut keys = Keys::new();
-        keys.set_session(dev_eui, Session::new(AesKey::new([1; 16])));
-        let solved = |fcnt| Solved {
-            dev_eui,
-            mic: 0,
-            fcnt: Some(fcnt),
-        };
-        keys.record(&solved(7));
-        keys.record(&solved(5));
-        assert_eq!(keys.session(dev_eui).unwrap().fcnt_up, Some(7));
-        keys.remove(dev_eui);
-        keys.record(&solved(9));
-        assert_eq!(keys.session(dev_eui), None);
     }
 }

@@ -9,7 +9,7 @@ fn main() -> Result<(), ran_routing::Error> {
     let join_eui: JoinEui = "3cedcf624f8b68f4".parse()?;
     let device = ran.routing_table().insert(NewDevice::otaa(dev_eui, join_eui))?;
     println!("{device:?}");
-    let mut keys = Keys::new();
+    let keys = Keys::new();
     keys.set_join_key(dev_eui, "2b7e151628aed2a6abf7158809cf4f3c".parse::<AesKey>()?);
 
     // Receive uplinks and answer each one's MIC challenge: naming the true MIC among

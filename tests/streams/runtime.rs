@@ -25,7 +25,7 @@ fn key(byte: u8) -> AesKey {
 
 /// An ABP device on the emulated air, in the routing table (so the RAN routes its
 /// uplinks to us), and its session key in `keys`.
-fn abp_device(emu: &Emulator, core: &Core, keys: &mut Keys, n: u64) -> DevEui {
+fn abp_device(emu: &Emulator, core: &Core, keys: &Keys, n: u64) -> DevEui {
     let dev_eui = DevEui::new(0x70B3_D500_0000_0000 + n);
     let dev_addr = DevAddr::new(0x2600_0000 + n as u32);
     emu.add_radio_device(RadioDevice::abp(dev_eui, dev_addr, key(n as u8), 100))
@@ -94,8 +94,8 @@ fn seen_count(seen: &Mutex<Vec<UpstreamMessage>>) -> usize {
 fn copies_before_and_after_the_answer_get_the_first_copys_ack() {
     let emu = common::emulator();
     let core = common::core(&emu);
-    let mut keys = Keys::new();
-    let dev = abp_device(&emu, &core, &mut keys, 1);
+    let keys = Keys::new();
+    let dev = abp_device(&emu, &core, &keys, 1);
     let up = Arc::new(
         core.upstream()
             .dedup(Duration::from_secs(60))
@@ -140,11 +140,11 @@ fn rejects_are_repeated_and_acks_that_do_not_fit_a_copy_become_mic_failed() {
     let core = common::core(&emu);
     // Two candidates per challenge: a decoy of one copy is (almost surely) not another's.
     emu.set_mic_challenge_size(2, 2).unwrap();
-    let mut keys = Keys::new();
-    let decoyed = abp_device(&emu, &core, &mut keys, 2);
+    let keys = Keys::new();
+    let decoyed = abp_device(&emu, &core, &keys, 2);
     let unknown = {
-        let mut other = Keys::new();
-        abp_device(&emu, &core, &mut other, 3)
+        let other = Keys::new();
+        abp_device(&emu, &core, &other, 3)
     };
     let up = Arc::new(
         core.upstream()
@@ -201,8 +201,8 @@ fn rejects_are_repeated_and_acks_that_do_not_fit_a_copy_become_mic_failed() {
 fn copies_across_the_window_edge_are_new_uplinks() {
     let emu = common::emulator();
     let core = common::core(&emu);
-    let mut keys = Keys::new();
-    let dev = abp_device(&emu, &core, &mut keys, 4);
+    let keys = Keys::new();
+    let dev = abp_device(&emu, &core, &keys, 4);
     let up = Arc::new(
         core.upstream()
             .dedup(Duration::from_millis(400))
@@ -238,8 +238,8 @@ fn copies_across_the_window_edge_are_new_uplinks() {
 fn copies_of_an_unanswered_uplink_are_rejected_with_other_after_the_bound() {
     let emu = common::emulator();
     let core = common::core(&emu);
-    let mut keys = Keys::new();
-    let dev = abp_device(&emu, &core, &mut keys, 5);
+    let keys = Keys::new();
+    let dev = abp_device(&emu, &core, &keys, 5);
     let dedup = Dedup::new(Duration::from_secs(60)).answer_within(Duration::from_millis(300));
     let up = Arc::new(core.upstream().dedup(dedup).connect().unwrap());
     assert!(emu.wait_upstream_connections(1, WAIT));
@@ -275,8 +275,8 @@ fn copies_of_an_unanswered_uplink_are_rejected_with_other_after_the_bound() {
 fn at_the_entry_cap_uplinks_are_handed_out_unremembered() {
     let emu = common::emulator();
     let core = common::core(&emu);
-    let mut keys = Keys::new();
-    let dev = abp_device(&emu, &core, &mut keys, 6);
+    let keys = Keys::new();
+    let dev = abp_device(&emu, &core, &keys, 6);
     let up = Arc::new(
         core.upstream()
             .dedup(Dedup::new(Duration::from_secs(60)).max_entries(1))
@@ -309,7 +309,7 @@ fn join_request_copies_over_the_control_api_and_dedup_off() {
     core.routing_table()
         .insert(NewDevice::otaa(dev, join_eui))
         .unwrap();
-    let mut keys = Keys::new();
+    let keys = Keys::new();
     keys.set_join_key(dev, key(7));
     // Without dedup every copy reaches the LNS.
     let plain = Arc::new(core.upstream().connect().unwrap());

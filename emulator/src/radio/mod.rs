@@ -1080,7 +1080,7 @@ impl From<usize> for Copies {
 ///
 /// // An LNS that has the device's session key, and subscribes to it: the RAN routes
 /// // only subscribed devices' traffic.
-/// let mut keys = Keys::new();
+/// let keys = Keys::new();
 /// keys.set_session(dev_eui, Session::new(nwk_s_key).with_fcnt_up(69_999));
 /// let core = Core::new(emu.token(), &emu.base_url())?;
 /// core.routing_table().insert(NewDevice::abp(dev_eui, dev_addr))?;
