@@ -11,11 +11,13 @@
 //! Redis (session keys) are as safe as the Redis that holds them: protect it with a
 //! password, TLS or a private network as any LNS's Redis.
 
+mod keys;
 mod shared;
 mod store;
 #[cfg(test)]
 mod tests;
 
+pub use keys::RedisKeys;
 pub use store::RedisStore;
 
 use std::fmt;
@@ -32,7 +34,11 @@ pub struct StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn new(target: &str, kind: StoreErrorKind, source: Option<redis::RedisError>) -> Self {
+    pub(crate) fn new(
+        target: &str,
+        kind: StoreErrorKind,
+        source: Option<redis::RedisError>,
+    ) -> Self {
         Self {
             target: target.to_owned(),
             kind,

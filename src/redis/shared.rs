@@ -1,5 +1,5 @@
-//! The commands behind shared de-duplication and shared session counters: each one round
-//! trip, atomic on the server, holding no lock of ours while it waits.
+//! The commands behind shared de-duplication: each one round trip, atomic on the server,
+//! holding no lock of ours while it waits.
 //!
 //! De-duplication keeps one key per uplink payload, `{prefix}up:{PHYPayloadNoMIC}`, for
 //! the de-duplication window:
@@ -19,7 +19,6 @@ use crate::error::Result;
 use crate::ids::DevEui;
 
 const UPLINK: &[u8] = b"up:";
-const DEVICE: &[u8] = b"dev:";
 
 /// Sets `KEYS[1]` to `ARGV[2]` (keeping its expiry) only while it holds claim `ARGV[1]`.
 const ANSWER: &str = r"
@@ -35,17 +34,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0";
-
-/// Raises hash field `ARGV[1]` of `KEYS[1]` to `ARGV[2]` unless it is already higher:
-/// a frame counter never goes back, whichever process records last.
-const RAISE: &str = r"
-local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
-local new = tonumber(ARGV[2])
-if new > current then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  return new
-end
-return current";
 
 /// What the store knows of an uplink's payload when a copy of it arrives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +106,11 @@ impl RedisStore {
                 .arg("GET");
         }
         let values: Vec<Option<Vec<u8>>> = self.run(|con| pipe.query(con))?;
-        Ok(values.into_iter().zip(tokens).map(|(v, t)| decode(v, t)).collect())
+        Ok(values
+            .into_iter()
+            .zip(tokens)
+            .map(|(v, t)| decode(v, t))
+            .collect())
     }
 
     /// Records the application's ack of a first copy, for copies in any process.
@@ -148,39 +140,12 @@ impl RedisStore {
     /// Gives up a claim whose first copy was rejected: the next copy is first.
     pub(crate) fn release(&self, payload: &[u8], token: &ClaimToken) -> Result<bool> {
         let script = redis::Script::new(RELEASE);
-        let deleted: i64 =
-            self.run(|con| script.key(self.key(UPLINK, payload)).arg(&token.0).invoke(con))?;
-        Ok(deleted == 1)
-    }
-
-    /// Raises a device's counter `field` to `value` unless it is higher; returns the
-    /// counter as it stands.
-    pub(crate) fn raise_counter(&self, dev_eui: DevEui, field: &str, value: u32) -> Result<u32> {
-        let script = redis::Script::new(RAISE);
-        let now: i64 = self.run(|con| {
+        let deleted: i64 = self.run(|con| {
             script
-                .key(self.device_key(dev_eui))
-                .arg(field)
-                .arg(value)
+                .key(self.key(UPLINK, payload))
+                .arg(&token.0)
                 .invoke(con)
         })?;
-        Ok(now.clamp(0, u32::MAX as i64) as u32)
-    }
-
-    /// Adds one to a device's counter `field` and returns the value before: two callers,
-    /// in any process, never get the same one.
-    pub(crate) fn take_counter(&self, dev_eui: DevEui, field: &str) -> Result<u32> {
-        let next: i64 = self.run(|con| {
-            redis::cmd("HINCRBY")
-                .arg(self.device_key(dev_eui))
-                .arg(field)
-                .arg(1)
-                .query(con)
-        })?;
-        Ok((next - 1).clamp(0, u32::MAX as i64) as u32)
-    }
-
-    pub(crate) fn device_key(&self, dev_eui: DevEui) -> Vec<u8> {
-        self.key(DEVICE, dev_eui.to_string().as_bytes())
+        Ok(deleted == 1)
     }
 }

@@ -24,7 +24,8 @@ impl RedisServer {
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
             .port();
-        let dir = std::env::temp_dir().join(format!("ran-routing-redis-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("ran-routing-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("redis work dir");
         let mut server = RedisServer {
             port,
@@ -68,7 +69,10 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.answers() {
-            assert!(Instant::now() < deadline, "redis-server did not answer PING within 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING within 10 s"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
