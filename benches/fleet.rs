@@ -35,12 +35,12 @@ const CONCURRENCY: usize = 32;
 const SEED_CONCURRENCY: usize = 256;
 const JOIN_EUI: u64 = 0x70b3_d57e_d000_0000;
 
-/// Counts the client's DEBUG line per REST call (target `ran_routing::rest`), when on.
+/// Counts the client's DEBUG line per REST call (target `ran_routing::rest::call`), when on.
 struct CallCounter(AtomicUsize);
 
 impl log::Log for CallCounter {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.target() == "ran_routing::rest"
+        metadata.target() == "ran_routing::rest::call"
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -184,7 +184,7 @@ fn main() {
     let seeder = Fleet::new(&seeder_core).concurrency(SEED_CONCURRENCY);
     let started = Instant::now();
     let seed = seeder.plan(table).unwrap();
-    let seeded = seeder.apply(&seed, |_| {});
+    let seeded = seeder.apply(&seed, |_| {}).unwrap();
     assert!(seeded.is_success(), "{}", seeded.failure_listing());
     seeder_core.close();
     println!(
@@ -224,7 +224,7 @@ fn main() {
     CALLS.0.store(0, Ordering::SeqCst);
     log::set_max_level(log::LevelFilter::Debug);
     let started = Instant::now();
-    let report = fleet.apply(&plan, |_| {});
+    let report = fleet.apply(&plan, |_| {}).unwrap();
     let measured = started.elapsed();
     log::set_max_level(log::LevelFilter::Off);
     let counted = CALLS.0.load(Ordering::SeqCst);

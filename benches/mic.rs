@@ -118,9 +118,10 @@ fn main() {
     }
     let shared_msgs: Vec<UpstreamMessage> = challenges
         .iter()
-        .map(|(m, _)| UpstreamMessage {
-            dev_euis: dev_euis.clone(),
-            ..m.clone()
+        .map(|(m, _)| {
+            let mut shared_msg = m.clone();
+            shared_msg.dev_euis = dev_euis.clone();
+            shared_msg
         })
         .collect();
     let eight = time_per_call(min, || {

@@ -134,7 +134,9 @@ impl Tls {
     }
 }
 
-/// The provider the crate picks when the process installed none.
+/// The provider the crate picks when the process installed none (*ring*, deprecated in
+/// rustls 0.23.48 for lacking post-quantum key exchange, supported through 0.23).
+#[allow(deprecated)]
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     rustls::crypto::CryptoProvider::get_default()
         .cloned()

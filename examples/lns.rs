@@ -12,13 +12,20 @@
 //! 5 s after the request) with `TargetDevAddr` set, as the RAN requires. The device's
 //! next uplinks come from the new address and are solved with the new session.
 //!
+//! Confirmed uplinks get an ACK: a data downlink signed with the device's session and its
+//! next FCntDown, taken from the key store the workers share (one counter per downlink,
+//! whichever worker sends it). Application payloads are read with the AppSKey when the
+//! LNS has it.
+//!
 //! `cargo run --example lns` runs it against the embedded emulator, which plays the
 //! devices of `examples/lns-keys.txt` with real MICs (one of them with a key the LNS does
 //! not have), some uplinks as several copies: the OTAA devices join, then every device
 //! sends uplinks; the emulator cuts the network once, enforces the service's routing
 //! rules (subscription, transmission windows) and judges every answer, every copy's
-//! included. The example stops after it has handled every uplink, and fails unless each
-//! was answered correctly and each join accept joined its device.
+//! included, and the devices judge every downlink as real ones do (address, MIC, FCntDown,
+//! receive window). The example stops after it has handled every uplink, and fails unless
+//! each was answered correctly, each join accept joined its device and each ACK was
+//! received.
 //!
 //! With `RAN_URL` and `RAN_TOKEN` set (optional `RAN_CA_CERT`) it serves that endpoint
 //! with the keys of `RAN_KEYS_FILE` (default `examples/lns-keys.txt`; the format is
@@ -34,13 +41,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ran_routing::mic::{self, AesKey, JoinAccept, KeyStore, Keys, Session, Uplink};
+use ran_routing::fleet::Directory;
+use ran_routing::mic::{
+    self, AesKey, DataDownlink, Direction, FrameKind, JoinAccept, KeyStore, Keys, Session,
+};
 use ran_routing::{
     ApiError, ConnectionEvent, DevAddr, DevEui, DeviceIdentity, DeviceUpdate, DownlinkTracker,
     DownstreamConnection, DownstreamMessage, DownstreamRadio, Error, JoinEui, NewDevice, Reconnect,
     TransmissionWindow, UpstreamConnection, UpstreamMessage, UpstreamRejectResultCode,
 };
-use ran_routing_emulator::{Emulator, RadioDevice, UpstreamVerdict};
+use ran_routing_emulator::{DownlinkVerdict, Emulator, RadioDevice, UpstreamVerdict};
 
 const WORKERS: usize = 4;
 /// The network's NetID (0x000013 is a test value); join accepts carry it.
@@ -59,6 +69,7 @@ enum Device {
         dev_eui: DevEui,
         dev_addr: DevAddr,
         nwk_s_key: AesKey,
+        app_s_key: Option<AesKey>,
         fcnt_up: Option<u32>,
     },
 }
@@ -90,20 +101,32 @@ fn load_keys(path: &str) -> Result<Vec<Device>, String> {
                 join_eui: join_eui.parse().map_err(|e| at(&e))?,
                 app_key: app_key.parse().map_err(|e| at(&e))?,
             },
-            ["abp", dev_eui, dev_addr, nwk_s_key, fcnt_up @ ..] if fcnt_up.len() <= 1 => {
+            ["abp", dev_eui, dev_addr, nwk_s_key, rest @ ..] if rest.len() <= 2 => {
+                // An AppSKey is 32 hex digits, an FCntUp a decimal number.
+                let (app_s_key, fcnt_up) = match rest {
+                    [key, fcnt] => (Some(*key), Some(*fcnt)),
+                    [one] if one.len() == 32 => (Some(*one), None),
+                    [fcnt] => (None, Some(*fcnt)),
+                    _ => (None, None),
+                };
                 Device::Abp {
                     dev_eui: dev_eui.parse().map_err(|e| at(&e))?,
                     dev_addr: dev_addr.parse().map_err(|e| at(&e))?,
                     nwk_s_key: nwk_s_key.parse().map_err(|e| at(&e))?,
-                    fcnt_up: match fcnt_up.first() {
+                    app_s_key: match app_s_key {
+                        Some(key) => Some(key.parse().map_err(|e| at(&e))?),
+                        None => None,
+                    },
+                    fcnt_up: match fcnt_up {
                         Some(f) => Some(f.parse().map_err(|e| at(&e))?),
                         None => None,
                     },
                 }
             }
-            _ => return Err(at(
-                &"expected `otaa DevEUI JoinEUI AppKey` or `abp DevEUI DevAddr NwkSKey [FCntUp]`",
-            )),
+            _ => {
+                return Err(at(&"expected `otaa DevEUI JoinEUI AppKey` or \
+                                  `abp DevEUI DevAddr NwkSKey [AppSKey] [FCntUp]`"))
+            }
         };
         devices.push(device);
     }
@@ -118,16 +141,21 @@ struct Lns {
     /// Downlink outcomes, tagged with the uplink they answer and what they are.
     downlinks: DownlinkTracker<(u64, &'static str)>,
     downlinks_sent: AtomicU64,
-    /// Solving reads it, every solved data uplink moves a session's FCnt on.
-    keys: Mutex<Keys>,
+    /// Every downlink's TransactionID, for the emulator demo's check of what the
+    /// devices made of them.
+    downlink_ids: Mutex<Vec<u64>>,
+    /// Shared by the workers as is: solving reads it, every solved data uplink moves a
+    /// session's FCntUp on, every ACK takes the next FCntDown; it locks per device.
+    keys: Keys,
     handled: AtomicU64,
     rejected: AtomicU64,
     downlinks_ok: AtomicU64,
     downlinks_failed: AtomicU64,
     /// The next AppNonce (24 bits): a fresh one for every join accept.
     next_app_nonce: AtomicU32,
-    /// DevAddrs handed out, by device.
-    dev_addrs: Mutex<std::collections::HashMap<DevEui, DevAddr>>,
+    /// Which device each DevAddr belongs to, active or granted by a join accept: what a
+    /// bridge looks a downlink's address up in. Kept in step by the join flow.
+    directory: Directory,
 }
 
 impl Lns {
@@ -143,16 +171,12 @@ impl Lns {
     }
 
     fn handle(self: &Arc<Self>, msg: &UpstreamMessage) -> Result<(), Box<dyn std::error::Error>> {
-        let outcome = {
-            let keys = self.keys.lock().unwrap();
-            let outcome = mic::solve(&*keys, msg);
-            if let Ok(solved) = &outcome {
-                // Remember the full frame counter: the next uplink carries only its low
-                // 16 bits, and the solver takes the high ones from here.
-                keys.record(solved);
-            }
-            outcome
-        };
+        let outcome = mic::solve(&self.keys, msg);
+        if let Ok(solved) = &outcome {
+            // Remember the full frame counter: the next uplink carries only its low 16
+            // bits, and the solver takes the high ones from here.
+            self.keys.record(solved);
+        }
         // Every upstream gets exactly one answer: an ack naming the device and its true
         // MIC, or a reject (MICFailed when no key produced a candidate). Class A windows
         // count from the acknowledged uplink, so the ack goes first.
@@ -170,31 +194,36 @@ impl Lns {
             .fcnt
             .map(|f| format!(" FCnt {f}"))
             .unwrap_or_default();
-        // A join request wants a join accept, a confirmed uplink an ACK.
-        let (delay, target_dev_addr, phy_payload, what) =
-            match Uplink::parse(&msg.phy_payload_no_mic) {
-                Ok(Uplink::JoinRequest {
-                    join_eui,
-                    dev_nonce,
-                    ..
-                }) => {
-                    let (dev_addr, phy_payload) = self.join(solved.dev_eui, join_eui, dev_nonce)?;
-                    // RX1 of a join request: JoinAcceptDelay1, 5 s.
-                    (5, Some(dev_addr), phy_payload, "join accept")
-                }
-                Ok(Uplink::Data {
-                    confirmed: true,
-                    dev_addr,
-                    ..
-                }) => (1, None, ack_frame(dev_addr), "ACK"),
-                _ => {
-                    println!(
-                        "upstream {}: {}{fcnt} acked",
-                        msg.transaction_id, solved.dev_eui
-                    );
-                    return Ok(());
-                }
-            };
+        if let Some(dev_addr) = solved.frame.dev_addr() {
+            // Its first uplink from a granted address makes that address the active one.
+            self.directory.uplink_from(solved.dev_eui, dev_addr);
+        }
+        if let (Some(fcnt), Some(session)) = (solved.fcnt, self.keys.session(solved.dev_eui)) {
+            self.read_payload(msg, solved.frame, fcnt, &session);
+        }
+        // The solver says what the frame is: a join request wants a join accept, a
+        // confirmed uplink an ACK.
+        let (delay, target_dev_addr, phy_payload, what) = match solved.frame {
+            FrameKind::JoinRequest {
+                join_eui,
+                dev_nonce,
+            } => {
+                let (dev_addr, phy_payload) = self.join(solved.dev_eui, join_eui, dev_nonce)?;
+                // RX1 of a join request: JoinAcceptDelay1, 5 s.
+                (5, Some(dev_addr), phy_payload, "join accept")
+            }
+            FrameKind::ConfirmedData { dev_addr, .. } => {
+                // RX1 of a data uplink: RxDelay, 1 s (the join accept says so too).
+                (1, None, self.ack_frame(solved.dev_eui, dev_addr)?, "ACK")
+            }
+            _ => {
+                println!(
+                    "upstream {}: {}{fcnt} acked",
+                    msg.transaction_id, solved.dev_eui
+                );
+                return Ok(());
+            }
+        };
         // RX1: the uplink's channel and data rate (EU868), `delay` seconds after it.
         let radio = DownstreamRadio::new(msg.radio.frequency, msg.radio.modulation.clone());
         let mut downlink = DownstreamMessage::new(
@@ -213,6 +242,10 @@ impl Lns {
             msg.transaction_id, solved.dev_eui
         );
         self.downlinks_sent.fetch_add(1, Ordering::SeqCst);
+        self.downlink_ids
+            .lock()
+            .unwrap()
+            .push(downlink.transaction_id);
         self.downlinks.send((msg.transaction_id, what), downlink);
         Ok(())
     }
@@ -250,34 +283,64 @@ impl Lns {
         let dev_addr = allocate_dev_addr(dev_eui);
         let app_nonce = self.next_app_nonce.fetch_add(1, Ordering::SeqCst) & 0x00ff_ffff;
         let accept = JoinAccept::new(app_nonce, NET_ID, dev_addr)?.with_rx_delay(1)?;
-        let phy_payload = {
-            let keys = self.keys.lock().unwrap();
-            let app_key = keys.join_key(dev_eui).ok_or("no AppKey")?;
-            // The device derives the same keys from the same DevNonce; its next uplinks
-            // are signed with the new NwkSKey, from FCnt 0.
-            let session_keys = accept.session_keys(&app_key, dev_nonce);
-            keys.set_session(dev_eui, session_keys.session());
-            accept.encrypt(&app_key)
-        };
+        let app_key = self.keys.join_key(dev_eui).ok_or("no AppKey")?;
+        // The device derives the same keys from the same DevNonce; its next uplinks are
+        // signed with the new NwkSKey from FCnt 0, and its downlink counter restarts.
+        let session_keys = accept.session_keys(&app_key, dev_nonce);
+        self.keys.set_session(dev_eui, session_keys.session());
+        let phy_payload = accept.encrypt(&app_key);
         // The new address is the device's second security context until it first sends
         // from it; the RAN then makes it the active one.
         self.core
             .routing_table()
             .update(DeviceUpdate::new(dev_eui, join_eui).with_target_dev_addr(dev_addr))?;
-        self.dev_addrs.lock().unwrap().insert(dev_eui, dev_addr);
+        self.directory.set_target(dev_eui, dev_addr);
         Ok((dev_addr, phy_payload))
     }
-}
 
-/// An unconfirmed data downlink with the ACK bit and no payload. A real LNS signs it
-/// with the session's NwkSKey (the crate builds uplink MICs only); the MIC here is left
-/// zero, which the emulator's devices do not check.
-fn ack_frame(dev_addr: DevAddr) -> Vec<u8> {
-    let mut frame = vec![0x60];
-    frame.extend_from_slice(&dev_addr.get().to_le_bytes());
-    // FCtrl (ACK), FCntDown, MIC.
-    frame.extend_from_slice(&[0x20, 0, 0, 0, 0, 0, 0]);
-    frame
+    /// An unconfirmed data downlink with the ACK bit and no payload, signed with the
+    /// device's session and its next FCntDown.
+    fn ack_frame(
+        &self,
+        dev_eui: DevEui,
+        dev_addr: DevAddr,
+    ) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        let (session, fcnt_down) = self
+            .keys
+            .next_fcnt_down(dev_eui)
+            .ok_or("no session, or its downlink counters are used up: the device must join")?;
+        // No payload, so no AppSKey is needed to encrypt one; the NwkSKey stands in
+        // for a session that has none.
+        let app_s_key = session.app_s_key.as_ref().unwrap_or(&session.nwk_s_key);
+        Ok(DataDownlink::new(dev_addr, fcnt_down)
+            .ack(true)
+            .build(&session.nwk_s_key, app_s_key)?)
+    }
+
+    /// Prints a data uplink's application payload, decrypted with the session's AppSKey.
+    fn read_payload(&self, msg: &UpstreamMessage, frame: FrameKind, fcnt: u32, session: &Session) {
+        let (Some(dev_addr), Some(app_s_key)) = (frame.dev_addr(), &session.app_s_key) else {
+            return;
+        };
+        // MHDR, DevAddr, FCtrl, FCnt, FOpts, then FPort and the FRMPayload.
+        let p = &msg.phy_payload_no_mic;
+        let at = 8 + usize::from(p[5] & 0x0f);
+        if p.len() > at + 1 && p[at] != 0 {
+            let clear = mic::encrypt_frm_payload(
+                app_s_key,
+                dev_addr,
+                fcnt,
+                Direction::Uplink,
+                &p[at + 1..],
+            );
+            println!(
+                "upstream {}: FPort {} payload {:?}",
+                msg.transaction_id,
+                p[at],
+                String::from_utf8_lossy(&clear)
+            );
+        }
+    }
 }
 
 /// The DevAddr a joining device gets. A real LNS allocates one from its NetID's range;
@@ -287,6 +350,7 @@ fn allocate_dev_addr(dev_eui: DevEui) -> DevAddr {
 }
 
 fn main() -> common::Outcome {
+    common::log_to_stderr();
     let ran = common::connect()?;
     let _metrics = metrics_endpoint(&ran)?;
     let path = std::env::var("RAN_KEYS_FILE")
@@ -333,10 +397,15 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
             Device::Abp {
                 dev_eui,
                 nwk_s_key,
+                app_s_key,
                 fcnt_up,
                 ..
             } => {
                 let session = Session::new(nwk_s_key.clone());
+                let session = match app_s_key {
+                    Some(key) => session.with_app_s_key(key.clone()),
+                    None => session,
+                };
                 let session = match fcnt_up {
                     Some(f) => session.with_fcnt_up(*f),
                     None => session,
@@ -368,14 +437,15 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
             .connect()?,
         downlinks: downstream.tracker(Duration::from_secs(10)),
         downlinks_sent: AtomicU64::new(0),
+        downlink_ids: Mutex::new(Vec::new()),
         downstream,
-        keys: Mutex::new(keys),
+        keys,
         handled: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
         downlinks_ok: AtomicU64::new(0),
         downlinks_failed: AtomicU64::new(0),
         next_app_nonce: AtomicU32::new(0x00e506),
-        dev_addrs: Mutex::new(Default::default()),
+        directory: Directory::load(&ran.core)?,
     });
     let mut threads: Vec<_> = (0..WORKERS)
         .map(|_| {
@@ -498,10 +568,15 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
                 dev_eui,
                 dev_addr,
                 nwk_s_key,
+                app_s_key,
                 fcnt_up,
             } => {
                 let next = fcnt_up.map_or(0, |f| f + 1);
-                RadioDevice::abp(*dev_eui, *dev_addr, nwk_s_key.clone(), next)
+                let device = RadioDevice::abp(*dev_eui, *dev_addr, nwk_s_key.clone(), next);
+                match app_s_key {
+                    Some(key) => device.with_app_s_key(key.clone()),
+                    None => device,
+                }
             }
         })?;
     }
@@ -511,7 +586,7 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
 
     // Round 1: the OTAA devices join, the ABP devices talk.
     let mut played = Vec::new();
-    play_round(emu, devices, &mut played)?;
+    play_round(emu, lns, devices, &mut played)?;
     wait_until_handled(lns, &played)?;
     for device in devices {
         if let Device::Otaa { dev_eui, .. } = device {
@@ -519,7 +594,7 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
                 continue;
             }
             let joined = emu.radio_device(*dev_eui).and_then(|d| d.dev_addr());
-            let granted = lns.dev_addrs.lock().unwrap().get(dev_eui).copied();
+            let granted = lns.directory.addresses(*dev_eui).and_then(|a| a.target);
             ensure!(
                 joined.is_some() && joined == granted,
                 "{dev_eui} joined as {joined:?}, granted {granted:?}"
@@ -537,7 +612,7 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
     })?;
 
     // Round 2: every device talks, the joined ones in their new sessions.
-    play_round(emu, devices, &mut played)?;
+    play_round(emu, lns, devices, &mut played)?;
     wait_until_handled(lns, &played)?;
 
     wait_for("every downlink's outcome", || {
@@ -562,6 +637,30 @@ fn demo(emu: &Emulator, lns: &Lns, devices: &[Device]) -> common::Outcome {
         lns.downlinks_failed.load(Ordering::SeqCst) == 0,
         "some downlinks failed"
     );
+    // The joined devices spoke from their new addresses: those are now the active ones,
+    // in the directory as in the RAN.
+    for device in devices {
+        if let Device::Otaa { dev_eui, .. } = device {
+            let on_air = emu.radio_device(*dev_eui).and_then(|d| d.dev_addr());
+            let active = lns.directory.addresses(*dev_eui).and_then(|a| a.active);
+            ensure!(
+                *dev_eui == IMPOSTOR || active == on_air,
+                "{dev_eui}: directory says {active:?}, the device has {on_air:?}"
+            );
+        }
+    }
+    // And the devices judged every downlink: each join accept joined, each ACK was
+    // taken (right address, MIC and FCntDown, in RX1).
+    for tid in lns.downlink_ids.lock().unwrap().iter() {
+        let verdict = emu.wait_downlink_verdict(*tid, Duration::from_secs(10));
+        ensure!(
+            matches!(
+                verdict,
+                Some(DownlinkVerdict::Joined { .. } | DownlinkVerdict::Received(_))
+            ),
+            "downlink {tid}: {verdict:?}"
+        );
+    }
     let stats = emu.mic_stats();
     ensure!(
         stats.joins == 2 && stats.ignored_downlinks == 0 && stats.withheld == 0,
@@ -584,9 +683,12 @@ fn wait_until_handled(lns: &Lns, played: &[(u64, DevEui)]) -> common::Outcome {
 }
 
 /// Every OTAA device that has not joined sends a join request (delivered twice), every
-/// other device three uplinks (the first confirmed, the last delivered three times).
+/// other device three uplinks (the first confirmed, the last delivered three times). As
+/// a real device, one that sent a confirmed uplink transmits again only once its ACK's
+/// receive window is over: a device listens after its latest uplink only.
 fn play_round(
     emu: &Emulator,
+    lns: &Lns,
     devices: &[Device],
     played: &mut Vec<(u64, DevEui)>,
 ) -> common::Outcome {
@@ -603,10 +705,16 @@ fn play_round(
                     .map(|tid| (tid, dev_eui)),
             ),
             _ => {
+                let sent = lns.downlinks_sent.load(Ordering::SeqCst);
                 played.push((
                     emu.play_confirmed_uplink(dev_eui, 1, *b"temp=21.5")?,
                     dev_eui,
                 ));
+                wait_for("the ACK's outcome", || {
+                    let outcomes = lns.downlinks_ok.load(Ordering::SeqCst)
+                        + lns.downlinks_failed.load(Ordering::SeqCst);
+                    outcomes > sent
+                })?;
                 played.push((emu.play_uplink(dev_eui, 1, *b"temp=21.6")?, dev_eui));
                 let copies = emu.play_uplink_copies(dev_eui, 1, *b"temp=21.7", 3)?;
                 played.extend(copies.into_iter().map(|tid| (tid, dev_eui)));

@@ -18,6 +18,7 @@ const OTHER_GROUP_ADDR: MulticastAddr = MulticastAddr::new(0xffed8719);
 const NEW_GROUP_ADDR: MulticastAddr = MulticastAddr::new(0xffffffff);
 
 fn main() -> common::Outcome {
+    common::log_to_stderr();
     let ran = common::connect()?;
     let outcome = run(&ran);
     // Clean up even when a step failed; unknown addresses and DevEUIs are ignored.

@@ -25,6 +25,7 @@ const JOIN_EUI: JoinEui = JoinEui::new(0x3CEDCF624F8B68F4);
 const DEMO_APP_KEY: &str = "2b7e151628aed2a6abf7158809cf4f3c";
 
 fn main() -> common::Outcome {
+    common::log_to_stderr();
     let ran = common::connect()?;
     let outcome = walkthrough(&ran);
     // Unsubscribe even when a step failed; an unknown DevEUI is ignored.

@@ -18,6 +18,7 @@ const DEV_ADDR: DevAddr = DevAddr::new(0x627bb8bb);
 const NEW_DEV_ADDR: DevAddr = DevAddr::new(0x627bb8bc);
 
 fn main() -> common::Outcome {
+    common::log_to_stderr();
     let ran = common::connect()?;
     let outcome = run(&ran);
     // Clean up even when a step failed; unknown DevEUIs are ignored.

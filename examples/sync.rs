@@ -1,15 +1,18 @@
 //! Fleet reconciliation: make the RAN's routing table equal to the LNS's device list.
 //!
 //! ```sh
-//! cargo run --example sync -- [FILE] [--apply] [--keep-orphans]
+//! cargo run --example sync -- [FILE] [--apply] [--keep-orphans] [--allow-mass-delete]
 //! ```
 //!
-//! FILE is a CSV export of the LNS's devices with the header `DevEUI,JoinEUI,DevAddr`
-//! (hex, either case; an empty JoinEUI means ABP, an empty DevAddr an OTAA device that
-//! has not joined yet). The example prints the plan; with `--apply` it carries it out,
-//! printing progress and the report; without it nothing is written. Devices only the
-//! RAN has are deleted unless `--keep-orphans`. A file with bad rows is refused as a
-//! whole, each bad row reported by its line number.
+//! FILE is a CSV export of the LNS's devices whose header names the columns `DevEUI`,
+//! `JoinEUI` and `DevAddr` (any order, other columns ignored, quoted or not; hex, either
+//! case; an empty JoinEUI means ABP, an empty DevAddr an OTAA device that has not joined
+//! yet). The example prints the plan; with `--apply` it carries it out, printing progress
+//! and the report; without it nothing is written. Devices only the RAN has are deleted
+//! unless `--keep-orphans`. A file with bad rows is refused as a whole, each bad row
+//! reported by its line number. A plan that deletes more than 10 % of the routing table
+//! (an empty or truncated export) is refused before anything is written, unless
+//! `--allow-mass-delete`.
 //!
 //! Runs against `RAN_URL`/`RAN_TOKEN` when set (see `examples/common/mod.rs`), otherwise
 //! against the embedded emulator; with no FILE it then generates a fleet and a routing
@@ -18,15 +21,16 @@
 #[macro_use]
 mod common;
 
-use ran_routing::fleet::{read_csv, DesiredDevice, Fleet, OrphanPolicy, Progress};
+use ran_routing::fleet::{read_csv, DeletionLimit, DesiredDevice, Fleet, OrphanPolicy, Progress};
 use ran_routing::CoreBuilder;
 
-const USAGE: &str = "usage: sync [FILE] [--apply] [--keep-orphans]";
+const USAGE: &str = "usage: sync [FILE] [--apply] [--keep-orphans] [--allow-mass-delete]";
 
 struct Args {
     file: Option<String>,
     apply: bool,
     keep_orphans: bool,
+    allow_mass_delete: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -34,11 +38,13 @@ fn args() -> Result<Args, String> {
         file: None,
         apply: false,
         keep_orphans: false,
+        allow_mass_delete: false,
     };
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--apply" => args.apply = true,
             "--keep-orphans" => args.keep_orphans = true,
+            "--allow-mass-delete" => args.allow_mass_delete = true,
             "-h" | "--help" => return Err(USAGE.into()),
             flag if flag.starts_with("--") => return Err(format!("unknown flag {flag}\n{USAGE}")),
             file if args.file.is_none() => args.file = Some(file.to_owned()),
@@ -49,6 +55,7 @@ fn args() -> Result<Args, String> {
 }
 
 fn main() -> common::Outcome {
+    common::log_to_stderr();
     let args = args().map_err(|e| {
         eprintln!("{e}");
         "bad arguments"
@@ -81,9 +88,15 @@ fn run(ran: &common::Ran, args: &Args, desired: Option<Vec<DesiredDevice>>) -> c
     };
     // `common::connect` builds the Core with the default pool: as many workers as it
     // keeps connections. A program of your own would raise both together.
+    let limit = if args.allow_mass_delete {
+        DeletionLimit::Unlimited
+    } else {
+        DeletionLimit::DEFAULT
+    };
     let fleet = Fleet::new(&ran.core)
         .concurrency(CoreBuilder::DEFAULT_MAX_IDLE_CONNECTIONS)
-        .orphans(policy);
+        .orphans(policy)
+        .max_deletions(limit);
     let desired = match desired {
         Some(desired) => desired,
         None if ran.is_remote() && args.apply => {
@@ -93,11 +106,23 @@ fn run(ran: &common::Ran, args: &Args, desired: Option<Vec<DesiredDevice>>) -> c
     };
 
     let plan = fleet.plan(desired.iter().copied())?;
-    println!("plan: {plan} ({} pages read)", plan.pages_read());
+    let pages = plan.pages_read();
+    let noun = if pages == 1 { "page" } else { "pages" };
+    println!("plan: {plan} ({pages} {noun} read)");
     print_sample(&plan.listing().to_string(), 3);
+    let guard = fleet.check_deletions(&plan);
     if !args.apply {
+        if let Err(e) = guard {
+            println!("--apply would refuse this plan: {e}");
+            println!("(add --allow-mass-delete if these deletions are meant)");
+        }
         println!("dry run: nothing written (add --apply to carry the plan out)");
         return Ok(());
+    }
+    if let Err(e) = guard {
+        eprintln!("refused: {e}");
+        eprintln!("check the file; add --allow-mass-delete only if these deletions are meant");
+        return Err("the plan deletes too many devices: nothing applied".into());
     }
 
     let step = (plan.changes() / 10).max(1);
@@ -105,7 +130,7 @@ fn run(ran: &common::Ran, args: &Args, desired: Option<Vec<DesiredDevice>>) -> c
         if p.finished().is_multiple_of(step) || p.finished() == p.total() {
             println!("  {p}");
         }
-    });
+    })?;
     println!("{report}");
     print!("{}", report.failure_listing());
     ensure!(
@@ -152,7 +177,7 @@ fn generate(
         .chain((0..30u64).map(|i| DesiredDevice::otaa(eui(10_000 + i), JOIN_EUI))) // orphans
         .collect();
     let seed = fleet.clone().orphans(OrphanPolicy::Delete);
-    let report = seed.apply(&seed.plan(table)?, |_| {});
+    let report = seed.apply(&seed.plan(table)?, |_| {})?;
     ensure!(report.is_success(), "seeding failed: {report}");
     println!(
         "generated a fleet of {} devices and a routing table of {} (on the emulator)",

@@ -20,6 +20,7 @@ const DEV_EUI: DevEui = DevEui::new(0x7ABE1B8C93D7174F);
 const DEV_ADDR: DevAddr = DevAddr::new(0x627BB8BB);
 
 fn main() -> common::Outcome {
+    common::log_to_stderr();
     let ran = common::connect()?;
     // On the emulator the device must be subscribed for its downlink to go out.
     if ran.emulator.is_some() {
@@ -44,21 +45,13 @@ fn run(ran: &common::Ran) -> common::Outcome {
     // What a gateway would have heard: an unconfirmed data uplink from DEV_ADDR.
     common::play_uplink(
         ran,
-        &UpstreamMessage {
-            protocol_version: 1,
-            transaction_id: 1,
-            outdated: None,
-            dev_euis: vec![DEV_EUI],
-            radio: UpstreamRadio {
-                frequency: 868_100_000,
-                modulation: LoRaModulation::new(12, 125_000).into(),
-                rssi: -52.0,
-                snr: -3.0,
-            },
-            phy_payload_no_mic: vec![0x40, 0xBB, 0xB8, 0x7B, 0x62, 0x00, 0x01, 0x00, 0x01, 0x45],
-            mic_challenge: vec![1_308_830_714, 114_830_713],
-            gps: None,
-        },
+        &UpstreamMessage::new(
+            1,
+            vec![DEV_EUI],
+            UpstreamRadio::new(868_100_000, LoRaModulation::new(12, 125_000), -52.0, -3.0),
+            vec![0x40, 0xBB, 0xB8, 0x7B, 0x62, 0x00, 0x01, 0x00, 0x01, 0x45],
+            vec![1_308_830_714, 114_830_713],
+        ),
     )?;
 
     let Ok(message) = upstream.recv_timeout(common::wait_for_uplink()) else {

@@ -47,9 +47,10 @@ pub enum Error {
     /// The input broke a rule of the API; it was caught before anything was sent.
     #[error("invalid input: {0}")]
     Invalid(#[from] InvalidInput),
-    /// The client was configured with something unusable (a bad URL, a bad certificate).
+    /// The client was configured with something unusable (a bad URL, a bad certificate);
+    /// [`ConfigError::kind`] says which setting.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(ConfigError),
     /// The service refused the request with one of its error codes.
     #[error(transparent)]
     Api(#[from] ApiError),
@@ -121,6 +122,55 @@ pub enum Error {
     Store(Box<crate::redis::StoreError>),
 }
 
+/// An unusable setting, in an [`Error::Config`]: which kind of setting, and what is wrong
+/// with it (naming the URL or value, never the token).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct ConfigError {
+    kind: ConfigErrorKind,
+    detail: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(kind: ConfigErrorKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// Which setting is unusable.
+    pub fn kind(&self) -> ConfigErrorKind {
+        self.kind
+    }
+
+    /// What is wrong with it.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+/// Which setting is unusable, in a [`ConfigError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// A base URL, endpoint or stream URL: no URL, a bad one, a scheme the API does not
+    /// speak, no host.
+    Url,
+    /// Plain `http://` or `ws://` to a host that is not loopback, which would send the
+    /// token in clear text (see `CoreBuilder::allow_insecure_remote`).
+    InsecureRemote,
+    /// A root certificate that cannot be read or used as a trust anchor, or a TLS setup
+    /// it makes impossible.
+    Certificate,
+    /// The proxy URL.
+    Proxy,
+    /// The access token or the user agent: empty, or not visible ASCII.
+    Credentials,
+    /// A timeout of zero.
+    Timeout,
+}
+
 /// A TLS failure, in an [`Error::Tls`].
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("TLS error: {detail}")]
@@ -156,8 +206,6 @@ pub enum TimeoutKind {
     Request,
     /// Writing to a stream connection whose peer takes no data.
     Write,
-    /// A keepalive ping that got no pong.
-    Pong,
     /// Waiting for a stream message (`recv_timeout`, or `try_recv` with nothing queued).
     Receive,
 }
@@ -170,7 +218,6 @@ impl fmt::Display for TimeoutKind {
             TimeoutKind::WebSocketHandshake => "WebSocket handshake",
             TimeoutKind::Request => "request",
             TimeoutKind::Write => "write",
-            TimeoutKind::Pong => "pong",
             TimeoutKind::Receive => "receive",
         })
     }
@@ -199,6 +246,10 @@ impl Error {
             self,
             Error::Invalid(_) | Error::Config(_) | Error::Closed(_) | Error::NotConnected(_)
         )
+    }
+
+    pub(crate) fn config(kind: ConfigErrorKind, detail: impl Into<String>) -> Self {
+        Error::Config(ConfigError::new(kind, detail))
     }
 
     pub(crate) fn decode(what: &'static str, message: impl fmt::Display) -> Self {
@@ -330,8 +381,12 @@ pub enum InvalidInput {
     /// A class B window with no slots or more than 8.
     #[error("class B needs 1 to 8 TMMS slots, got {0}")]
     TmmsSlots(usize),
-    /// A class C deadline of zero or more than 512 s ahead.
-    #[error("class C deadline {deadline} must be positive and at most now ({now}) + 512 s")]
+    /// A class C deadline of zero, more than 512 s ahead, or (built from a `SystemTime`)
+    /// already past.
+    #[error(
+        "class C deadline {deadline} must be Unix seconds from now ({now}) to now + 512 s, \
+         or 1 for as soon as possible"
+    )]
     Deadline {
         /// The deadline given, unix seconds.
         deadline: u64,
@@ -373,6 +428,24 @@ pub enum InvalidInput {
     /// A multicast address given twice, with different contents, in a desired fleet.
     #[error("multicast group {0} is listed twice with different contents")]
     DuplicateGroup(crate::ids::MulticastAddr),
+    /// A fleet plan that deletes more than the fleet's
+    /// [`DeletionLimit`](crate::fleet::DeletionLimit) allows: an empty or truncated
+    /// export would otherwise wipe the RAN. Nothing was written.
+    #[error(
+        "the plan deletes {planned} of the {held} {what} the RAN holds, more than the \
+         {allowed} the deletion limit allows: is the desired list empty or cut short? \
+         Nothing was written; raise the limit (Fleet::max_deletions) if this is meant"
+    )]
+    TooManyDeletions {
+        /// What is deleted: `"devices"` or `"multicast groups"`.
+        what: &'static str,
+        /// How many the plan deletes.
+        planned: usize,
+        /// How many the RAN held when the plan was made.
+        held: usize,
+        /// How many the limit allows.
+        allowed: usize,
+    },
     /// An identifier that is not exactly its number of hex digits.
     #[error(transparent)]
     Id(ParseIdError),
@@ -389,7 +462,9 @@ pub enum InvalidInput {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
-    /// The access token was refused (`Unauthorized`).
+    /// The access token was refused: the service's `Unauthorized`, or any HTTP 401 or 403
+    /// whose body names none of the other documented codes (a proxy's page, an empty
+    /// body, an undocumented code).
     #[error("unauthorized: {description}")]
     Unauthorized {
         /// The service's description.
@@ -480,6 +555,7 @@ impl ApiError {
 
 /// One failed field of a `ValidationFailed` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FieldError {
     /// Where the field is, e.g. `["body", "DevEUI"]` (list indices as their decimal text).
     #[serde(deserialize_with = "loc_segments")]
@@ -490,6 +566,22 @@ pub struct FieldError {
     /// The kind of failure, e.g. `"value_error"`.
     #[serde(rename = "type", default)]
     pub kind: String,
+}
+
+impl FieldError {
+    /// A failed field: where it is, what is wrong, and the kind of failure. For tests
+    /// and emulators; the client reads them from the service's answers.
+    pub fn new(
+        loc: impl IntoIterator<Item = impl Into<String>>,
+        msg: impl Into<String>,
+        kind: impl Into<String>,
+    ) -> Self {
+        Self {
+            loc: loc.into_iter().map(Into::into).collect(),
+            msg: msg.into(),
+            kind: kind.into(),
+        }
+    }
 }
 
 fn loc_segments<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {

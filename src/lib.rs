@@ -15,8 +15,8 @@
 //!
 //! A [`Core`] holds the access token, the endpoints derived from one base URL per
 //! territory, and one shared HTTP agent with connection reuse. It is cheap to clone and
-//! `Send + Sync`: share it between threads. [`Core::close`] (or dropping the last clone)
-//! closes it and every stream it opened.
+//! `Send + Sync`: share it between threads. [`Core::close`] closes it and every stream it
+//! opened; dropping the last clone leaves the streams it opened running.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -216,7 +216,7 @@
 //! | downstream | [`DownstreamConnection`], [`DownstreamBuilder`], [`DownstreamRequest`] ([`DownstreamMessage`], [`MulticastDownstreamMessage`]), [`DownstreamReply`] ([`DownstreamAck`], [`DownstreamResult`], [`DownstreamResultCode`]), [`DownlinkTracker`], [`Tracked`] |
 //! | both streams | [`Connection`], [`StreamBuilder`], [`StreamFrame`], [`Reconnect`], [`ConnectionEvent`], [`CloseReason`], [`Iter`], [`TryIter`], [`RecvError`], [`RecvTimeoutError`], [`TryRecvError`], [`PROTOCOL_VERSION`] |
 //! | observability | [`StreamStats`], [`RejectCounts`], [`ResultCounts`], [`RestStats`], [`RestOperation`], [`RestOperationStats`], [`Health`], [`ConnectionHealth`], [`ConnectionState`] |
-//! | errors | [`Error`], [`Result`], [`ApiError`], [`FieldError`], [`InvalidInput`], [`TimeoutKind`], [`TlsError`] |
+//! | errors | [`Error`], [`Result`], [`ApiError`], [`ConfigError`], [`ConfigErrorKind`], [`FieldError`], [`InvalidInput`], [`TimeoutKind`], [`TlsError`] |
 //!
 //! Where the specification says "exactly one of", the type is an enum: a radio has one
 //! [`Modulation`], a [`TransmissionWindow`] one [`TxTiming`], a new device one
@@ -226,16 +226,16 @@
 //!
 //! Three modules are namespaces of their own; their items are reached only through them:
 //!
-//! - [`fleet`]: keeps the routing table and multicast groups equal to the LNS's devices;
+//! - [`fleet`]: keeps the routing table and multicast groups equal to the LNS's devices,
+//!   and indexes them by address for bridges ([`fleet::Directory`]);
 //! - [`timing`]: GPS time with leap seconds, for class B slots and class C deadlines from
 //!   `SystemTime` ([`TransmissionWindow::class_b_at`], [`TransmissionWindow::class_c_by`]);
-//! - `mic` (feature `mic`): the MIC challenge solver and LoRaWAN 1.0.x MICs.
+//! - `mic` (feature `mic`): the MIC challenge solver, LoRaWAN 1.0.x MICs, and signed,
+//!   encrypted data downlinks.
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-mod client;
-mod config;
 mod downstream;
 mod error;
 pub mod fleet;
@@ -243,25 +243,20 @@ mod ids;
 #[cfg(feature = "mic")]
 pub mod mic;
 mod model;
-mod multicast;
 #[cfg(feature = "redis")]
 pub mod redis;
-mod resolver;
 mod rest;
-mod routing_table;
-mod stats;
 mod stream;
 mod sync;
 pub mod timing;
-mod tls;
-mod tracker;
 mod upstream;
 mod wire;
 
-pub use client::{Core, CoreBuilder};
-pub use config::{AccessToken, Endpoints};
-pub use downstream::{DownstreamBuilder, DownstreamConnection};
-pub use error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind, TlsError};
+pub use downstream::{DownlinkTracker, DownstreamBuilder, DownstreamConnection, Tracked};
+pub use error::{
+    ApiError, ConfigError, ConfigErrorKind, Error, FieldError, InvalidInput, Result, TimeoutKind,
+    TlsError,
+};
 pub use ids::{DevAddr, DevEui, JoinEui, MulticastAddr, ParseIdError};
 pub use model::{
     Device, DeviceIdentity, DeviceUpdate, DownstreamAck, DownstreamMessage, DownstreamRadio,
@@ -270,18 +265,16 @@ pub use model::{
     MulticastGroupUpdate, NewDevice, TransmissionWindow, TxTiming, UpstreamAck, UpstreamMessage,
     UpstreamRadio, UpstreamReject, UpstreamRejectResultCode, UpstreamReply, PROTOCOL_VERSION,
 };
-pub use multicast::MulticastGroups;
-pub use routing_table::{RoutingTable, Select};
-pub use stats::{
-    ConnectionHealth, ConnectionState, Health, RejectCounts, RestOperation, RestOperationStats,
-    RestStats, ResultCounts, StreamStats,
+pub use rest::{
+    AccessToken, Core, CoreBuilder, Endpoints, MulticastGroups, RestOperation, RestOperationStats,
+    RestStats, RoutingTable, Select,
 };
 pub use stream::{
-    CloseReason, Connection, ConnectionEvent, Iter, Reconnect, RecvError, RecvTimeoutError,
-    StreamBuilder, StreamFrame, TryIter, TryRecvError,
+    CloseReason, Connection, ConnectionEvent, ConnectionHealth, ConnectionState, DedupStats,
+    Health, Iter, Reconnect, RecvError, RecvTimeoutError, RejectCounts, ResultCounts,
+    StreamBuilder, StreamFrame, StreamStats, TryIter, TryRecvError,
 };
-pub use tracker::{DownlinkTracker, Tracked};
-pub use upstream::{Dedup, DedupStats, UpstreamBuilder, UpstreamConnection};
+pub use upstream::{Dedup, UpstreamBuilder, UpstreamConnection};
 
 /// The README's first example, compiled as it is shown (the `mic` feature brings its
 /// solver); a unit test below checks the README still shows exactly this code.

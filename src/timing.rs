@@ -66,29 +66,67 @@
 //! 3. add its row to `EVERY_LEAP_SECOND` in the tests (the GPS second before, at and
 //!    after it, computed independently).
 //!
+//! The table carries the expiry date of the edition it comes from
+//! ([`leap_seconds_expiry`]): a leap second may be announced for any date after it. The
+//! first time [`gps_time`] converts an instant past it, it logs a warning (once per
+//! process) that the table may be out of date. To renew it: take the current
+//! `leap-seconds.list`, add any new leap second as above, set `LEAP_SECONDS_EXPIRY_UNIX`
+//! to the Unix time of its `#@` line (an NTP timestamp minus 2 208 988 800), and name its
+//! edition in this paragraph's source line above.
+//!
 //! A compile-time check refuses a table whose dates do not increase or whose offset
 //! does not grow by exactly one per entry; a negative leap second (never yet decided)
 //! would need the inverse's gap handling changed first.
 //!
 //! ## The class C `Deadline` unit
 //!
-//! The specification (`docs/markdown/specification.md` of `everynet/ran.routing.pyclient`,
-//! "Transmission Window") types `Deadline` only as a "Timestamp": "RAN will schedule
-//! downlink till the deadline (if possible). Default and maximum deadline value is now +
-//! 512 seconds"; the reference client takes any integer above 0 (`conint(gt=0)` in
-//! `ran/routing/core/domains.py`). Neither official bridge computes one: both
-//! `everynet/ran.routing.tts` and `everynet/ran.routing.chirpstack.v4` send `Deadline = 1`
-//! for an "immediately" class C downlink (`as_transmission_window` in
-//! `src/lib/traffic/ran.py`). So the crate reads it, as [`TxTiming::Deadline`] does, as
-//! Unix time in whole seconds, the one reading in which "now + 512 seconds" is a
-//! number, and a deadline already past is not refused here: the bridges rely on the RAN
-//! sending such a downlink as soon as it can.
+//! Unix time in whole seconds, with `1` for "as soon as possible": the reading, and
+//! where it comes from, is documented once, on [`TxTiming::Deadline`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::InvalidInput;
 use crate::model::{DownstreamRadio, DownstreamResult, DownstreamResultCode};
 use crate::model::{TransmissionWindow, TxTiming};
+
+/// The expiry of the `leap-seconds.list` edition the table comes from: 2026-06-28T00:00:00
+/// UTC, in Unix seconds. No leap second is inserted before it.
+const LEAP_SECONDS_EXPIRY_UNIX: u64 = 1_782_604_800;
+
+/// Set once the expiry warning was logged: it is logged once per process.
+static EXPIRY_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// When the leap-second table expires: the IERS guarantees no leap second before this
+/// instant (2026-06-28T00:00:00 UTC for the table this version carries). Past it, GPS
+/// time from [`gps_time`] may be a second off if a leap second was inserted since;
+/// [`gps_time`] logs a warning the first time, and the module documentation says how to
+/// update the table.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+///
+/// let expiry = ran_routing::timing::leap_seconds_expiry();
+/// assert_eq!(expiry, UNIX_EPOCH + Duration::from_secs(1_782_604_800));
+/// ```
+pub fn leap_seconds_expiry() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(LEAP_SECONDS_EXPIRY_UNIX)
+}
+
+/// Logs, once per process, that GPS time is being computed past the table's expiry.
+/// Returns whether this call logged it.
+fn warn_if_expired(unix_secs: u64) -> bool {
+    if unix_secs < LEAP_SECONDS_EXPIRY_UNIX || EXPIRY_WARNED.swap(true, Ordering::Relaxed) {
+        return false;
+    }
+    log::warn!(
+        "ran_routing::timing: the leap-second table expired on 2026-06-28 (IERS \
+         leap-seconds.list of 2025-07-07): GPS times past it are a second off if a leap \
+         second has been inserted since; update the crate, or the table as its \
+         documentation describes"
+    );
+    true
+}
 
 /// The GPS epoch, 1980-01-06T00:00:00 UTC, in Unix seconds.
 const GPS_EPOCH_UNIX_SECS: u64 = 315_964_800;
@@ -178,6 +216,7 @@ pub fn gps_time(time: SystemTime) -> Result<Duration, InvalidInput> {
     if unix.as_secs() < GPS_EPOCH_UNIX_SECS {
         return Err(outside_gps_time(unix));
     }
+    warn_if_expired(unix.as_secs());
     let since_epoch = unix - Duration::from_secs(GPS_EPOCH_UNIX_SECS);
     Ok(since_epoch.saturating_add(Duration::from_secs(gps_minus_utc(unix.as_secs()))))
 }
@@ -292,10 +331,15 @@ impl TransmissionWindow {
     /// Unix seconds, rounded down so the RAN's deadline is never later than the one
     /// asked for (see the [module documentation](self) for the unit).
     ///
-    /// Checked before anything is sent: at most [`TxTiming::MAX_DEADLINE_AHEAD_SECS`]
-    /// ahead of the system clock and after the first Unix second
-    /// ([`InvalidInput::Deadline`]), and the radio's own rules. A deadline already past is
-    /// accepted: the official bridges send `Deadline = 1` for "as soon as possible".
+    /// Checked before anything is sent: not before the current second of the system
+    /// clock (a deadline already past cannot be met) and at most
+    /// [`TxTiming::MAX_DEADLINE_AHEAD_SECS`] ahead of it ([`InvalidInput::Deadline`]),
+    /// and the radio's own rules.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput::Deadline`] for a deadline outside that range: for "as soon as
+    /// possible" use [`TransmissionWindow::class_c_asap`] instead.
     ///
     /// ```
     /// use std::time::{Duration, SystemTime};
@@ -318,6 +362,15 @@ impl TransmissionWindow {
         let secs = deadline
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_secs());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        if secs < now {
+            return Err(InvalidInput::Deadline {
+                deadline: secs,
+                now,
+            });
+        }
         let window = Self::class_c(radio, secs);
         window.validate()?;
         Ok(window)
@@ -566,14 +619,34 @@ mod tests {
     }
 
     #[test]
+    fn the_expiry_warning_is_logged_once_past_the_expiry() {
+        assert!(!warn_if_expired(LEAP_SECONDS_EXPIRY_UNIX - 1));
+        // Whichever test converted a time past the expiry first logged it; from here on
+        // nothing more is logged.
+        let _ = gps_time(unix(LEAP_SECONDS_EXPIRY_UNIX + 1));
+        assert!(EXPIRY_WARNED.load(Ordering::Relaxed));
+        assert!(!warn_if_expired(LEAP_SECONDS_EXPIRY_UNIX + 2));
+        // The last entry of the table is before the expiry, as its source says.
+        assert!(LEAP_SECONDS[LEAP_SECONDS.len() - 1].unix_secs < LEAP_SECONDS_EXPIRY_UNIX);
+    }
+
+    #[test]
     fn class_c_deadline_is_unix_seconds() {
         let deadline = SystemTime::now() + Duration::from_millis(100_900);
         let window = TransmissionWindow::class_c_by(radio(), deadline).unwrap();
         let expected = deadline.duration_since(UNIX_EPOCH).unwrap().as_secs();
         assert_eq!(window.timing, TxTiming::Deadline(expected));
-        // A deadline already past is still a deadline (the bridges send 1).
-        let past = TransmissionWindow::class_c_by(radio(), unix(1)).unwrap();
-        assert_eq!(past.timing, TxTiming::Deadline(1));
+        // A deadline already past cannot be met: "as soon as possible" has its own
+        // constructor, and Unix second 1 is not a way to spell it.
+        for past in [unix(1), SystemTime::now() - Duration::from_secs(2)] {
+            assert!(matches!(
+                TransmissionWindow::class_c_by(radio(), past),
+                Err(InvalidInput::Deadline { .. })
+            ));
+        }
+        let asap = TransmissionWindow::class_c_asap(radio());
+        assert_eq!(asap.timing, TxTiming::Deadline(TxTiming::DEADLINE_ASAP));
+        assert!(asap.validate().is_ok());
     }
 
     #[test]

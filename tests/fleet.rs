@@ -13,13 +13,13 @@ use ran_routing_emulator::{Emulator, EmulatorBuilder};
 
 // --- counting REST calls from the client's log -------------------------------------
 
-/// REST calls seen in `ran_routing::rest`'s DEBUG lines, by the emulator base URL
+/// REST calls seen in `ran_routing::rest::call`'s DEBUG lines, by the emulator base URL
 /// they went to (each test has its own emulator, hence its own port).
 struct CallLog(Mutex<BTreeMap<String, usize>>);
 
 impl log::Log for CallLog {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.target() == "ran_routing::rest"
+        metadata.target() == "ran_routing::rest::call"
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -296,7 +296,7 @@ fn every_kind_of_change_then_nothing_left_to_do() {
     assert_eq!(plan.write_calls(Fleet::DEFAULT_BATCH), 1 + 8 + 1 + 2);
     let mut seen = Vec::new();
     let before = calls(&s.emu);
-    let report = fleet.apply(&plan, |p| seen.push(p.clone()));
+    let report = fleet.apply(&plan, |p| seen.push(p.clone())).unwrap();
     assert!(report.is_success(), "{}", report.failure_listing());
     assert_eq!(
         calls(&s.emu) - before,
@@ -343,7 +343,9 @@ fn every_kind_of_change_then_nothing_left_to_do() {
     assert!(again.is_empty(), "{}", again.listing());
     assert_eq!(again.unchanged().len(), desired.len());
     let before = calls(&s.emu);
-    let report = fleet.apply(&again, |_| panic!("no progress for an empty plan"));
+    let report = fleet
+        .apply(&again, |_| panic!("no progress for an empty plan"))
+        .unwrap();
     assert_eq!(calls(&s.emu) - before, 0);
     assert_eq!(report.calls().total(), 0);
     assert!(report.is_success());
@@ -411,7 +413,7 @@ fn races_with_another_writer_converge() {
     s.abp(E, 0xee);
 
     let before = calls(&s.emu);
-    let report = fleet.apply(&plan, |_| {});
+    let report = fleet.apply(&plan, |_| {}).unwrap();
     assert!(report.is_success(), "{}", report.failure_listing());
     // A (AlreadyExists), A2 (AlreadyExists), B (NotFound) and E (NotFound) re-read.
     assert_eq!(report.converged(), 4);
@@ -434,7 +436,7 @@ fn device_limit_half_way_fails_only_the_devices_over_it() {
         .collect();
     let fleet = s.fleet();
     let plan = fleet.plan(desired.clone()).unwrap();
-    let report = fleet.apply(&plan, |_| {});
+    let report = fleet.apply(&plan, |_| {}).unwrap();
     assert_eq!(
         report.count(Kind::Insert),
         Count {
@@ -497,7 +499,7 @@ fn keep_orphans_leaves_the_ran_only_devices_alone() {
         .to_string()
         .contains("? 0004a30b00000002 (only in the RAN, kept)"));
     let before = calls(&s.emu);
-    fleet.apply(&plan, |_| {});
+    fleet.apply(&plan, |_| {}).unwrap();
     assert_eq!(calls(&s.emu), before);
     assert_eq!(s.emu.devices().len(), 2);
     // The default policy deletes it.
@@ -511,7 +513,8 @@ fn deletions_go_out_in_batches_and_the_pool_is_reused() {
     for i in 0..25u64 {
         s.abp(0x0004_a30b_0000_0000 + i, 1);
     }
-    let fleet = s.fleet().batch(10);
+    // 20 of the 25 devices go: meant here, so over the default limit on purpose.
+    let fleet = s.fleet().batch(10).max_deletions(DeletionLimit::Unlimited);
     // 25 orphans, 5 of them re-created as OTAA: 25 DevEUIs in 3 drops, then 5 inserts.
     let desired: Vec<DesiredDevice> = (0..5u64)
         .map(|i| DesiredDevice::otaa(0x0004_a30b_0000_0000 + i, J1))
@@ -521,7 +524,7 @@ fn deletions_go_out_in_batches_and_the_pool_is_reused() {
     assert_eq!(plan.write_calls(10), 3 + 5 + 40);
     let accepted = s.emu.accepted_connections();
     let before = calls(&s.emu);
-    let report = fleet.apply(&plan, |_| {});
+    let report = fleet.apply(&plan, |_| {}).unwrap();
     assert!(report.is_success(), "{}", report.failure_listing());
     assert_eq!(report.calls().drop, 3);
     assert_eq!(calls(&s.emu) - before, plan.write_calls(10));
@@ -529,6 +532,162 @@ fn deletions_go_out_in_batches_and_the_pool_is_reused() {
     let opened = s.emu.accepted_connections() - accepted;
     assert!(opened <= CONCURRENCY as u64, "{opened} connections opened");
     assert_eq!(s.table(), expected(&desired));
+}
+
+#[test]
+fn a_truncated_export_is_refused_before_anything_is_written() {
+    let s = setup();
+    for i in 0..50u64 {
+        s.otaa(0x0004_a30b_0000_0000 + i, J1, None);
+    }
+    let before = s.table();
+    let fleet = s.fleet();
+    // A header-only export: every device would go.
+    let empty = read_csv("DevEUI,JoinEUI,DevAddr\n").unwrap();
+    let plan = fleet.plan(empty).unwrap();
+    assert_eq!((plan.deletions().len(), plan.devices_read()), (50, 50));
+    let refused = |result: Result<Report>| match result {
+        Err(Error::Invalid(InvalidInput::TooManyDeletions {
+            what,
+            planned,
+            held,
+            allowed,
+        })) => (what, planned, held, allowed),
+        other => panic!("expected TooManyDeletions, got {other:?}"),
+    };
+    assert!(fleet.check_deletions(&plan).is_err());
+    let calls_before = calls(&s.emu);
+    let err = fleet.apply(&plan, |_| panic!("no progress for a refused plan"));
+    assert_eq!(refused(err), ("devices", 50, 50, 5));
+    // A cut-short export with new devices: the inserts are not made either.
+    let truncated: Vec<DesiredDevice> = (0..10u64)
+        .map(|i| DesiredDevice::otaa(0x0004_a30b_0000_0000 + i, J1))
+        .chain([DesiredDevice::abp(0x0004_a30b_0001_0000u64, 1u32)])
+        .collect();
+    let plan = fleet.plan(truncated).unwrap();
+    assert_eq!(refused(fleet.apply(&plan, |_| {})), ("devices", 40, 50, 5));
+    assert_eq!(
+        calls(&s.emu),
+        calls_before + plan.pages_read(),
+        "only the plan's selects"
+    );
+    assert_eq!(s.table(), before);
+    let text = fleet.apply(&plan, |_| {}).unwrap_err().to_string();
+    assert!(
+        text.contains("deletes 40 of the 50 devices")
+            && text.contains("Nothing was written")
+            && text.contains("Fleet::max_deletions"),
+        "{text}"
+    );
+
+    // Day-to-day churn passes the default: 5 of 50 is 10 %.
+    let churn: Vec<DesiredDevice> = (5..50u64)
+        .map(|i| DesiredDevice::otaa(0x0004_a30b_0000_0000 + i, J1))
+        .collect();
+    let plan = fleet.plan(churn).unwrap();
+    assert!(fleet.apply(&plan, |_| {}).unwrap().is_success());
+    assert_eq!(s.table().len(), 45);
+    // The explicit override carries a wipe out.
+    let plan = fleet.plan([]).unwrap();
+    assert_eq!(refused(fleet.apply(&plan, |_| {})).1, 45);
+    let wipe = fleet.clone().max_deletions(DeletionLimit::Count(45));
+    assert!(wipe.apply(&plan, |_| {}).unwrap().is_success());
+    assert!(s.table().is_empty());
+}
+
+#[test]
+fn deleting_every_group_is_refused_too() {
+    let s = setup();
+    for addr in [G1, G2] {
+        s.core
+            .multicast_groups()
+            .create("g", MulticastAddr::new(addr))
+            .unwrap();
+    }
+    let fleet = s.fleet();
+    let plan = fleet.plan_groups([]).unwrap();
+    assert_eq!((plan.deletions().len(), plan.groups_read()), (2, 2));
+    let err = fleet.apply_groups(&plan, |_| {}).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Invalid(InvalidInput::TooManyDeletions {
+                what: "multicast groups",
+                planned: 2,
+                held: 2,
+                allowed: 1
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(groups_of(&s.emu).len(), 2);
+    let report = fleet
+        .max_deletions(DeletionLimit::Unlimited)
+        .apply_groups(&plan, |_| {})
+        .unwrap();
+    assert!(report.is_success());
+    assert!(groups_of(&s.emu).is_empty());
+}
+
+#[test]
+fn csv_exports_in_any_shape() {
+    // A spreadsheet's export: BOM, CRLF, its own column order, an extra column with a
+    // comma inside quotes, quoted ids.
+    let text = "\u{feff}Name,devaddr,DevEUI,JoinEUI\r\n\
+                \"lamp, north\",\"260B0001\",\"7ABE1B8C93D7174F\",\r\n\
+                gate,,0004a30b001c0530,\"70b3d57ed0000000\"\r\n\
+                \r\n\
+                \"meter \"\"B\"\"\",00000002,0004a30b001c0531,70b3d57ed0000000\r\n";
+    assert_eq!(
+        read_csv(text).unwrap(),
+        [
+            DesiredDevice::abp(0x7abe1b8c93d7174fu64, 0x260b0001u32),
+            DesiredDevice::otaa(0x0004a30b001c0530u64, 0x70b3d57ed0000000u64),
+            DesiredDevice::joined(0x0004a30b001c0531u64, 0x70b3d57ed0000000u64, 2u32),
+        ]
+    );
+    // A quoted field across lines: the next row keeps its own line number.
+    let err = read_csv(
+        "DevEUI,JoinEUI,DevAddr,Note\n\
+         0004a30b001c0530,70b3d57ed0000000,,\"two\nlines\"\n\
+         0004a30b001c0530,70b3d57ed0000000,,\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.rows,
+        [RowError {
+            line: 4,
+            kind: RowErrorKind::Duplicate { first_line: 2 }
+        }]
+    );
+    assert_eq!(
+        err.to_string(),
+        "1 bad row in the fleet CSV\n  line 4: DevEUI already listed on line 2"
+    );
+    // A header that misses a column, or names one twice.
+    for header in ["DevEUI,JoinEUI", "DevEUI,JoinEUI,DevAddr,deveui"] {
+        let err =
+            read_csv(&format!("{header}\n0004a30b001c0530,70b3d57ed0000000,,\n")).unwrap_err();
+        assert!(
+            matches!(
+                &err.rows[..],
+                [RowError {
+                    line: 1,
+                    kind: RowErrorKind::Header { .. }
+                }]
+            ),
+            "{err}"
+        );
+    }
+    let err =
+        read_csv("DevEUI,JoinEUI,DevAddr\n0004a30b001c0530,70b3d57ed0000000,,extra\n").unwrap_err();
+    assert_eq!(
+        err.rows[0].kind,
+        RowErrorKind::FieldCount {
+            found: 4,
+            expected: 3
+        }
+    );
 }
 
 #[test]
@@ -629,7 +788,7 @@ fn multicast_groups_every_kind_of_change() {
     assert_eq!(s.emu.multicast_groups().len(), 3, "planning writes nothing");
 
     let before = calls(&s.emu);
-    let report = fleet.apply_groups(&plan, |_| {});
+    let report = fleet.apply_groups(&plan, |_| {}).unwrap();
     assert!(report.is_success(), "{}", report.failure_listing());
     assert_eq!(
         calls(&s.emu) - before,
@@ -668,10 +827,10 @@ fn multicast_groups_every_kind_of_change() {
         )
         .unwrap();
     assert_eq!(device_plan.recreations().len(), 1);
-    assert!(fleet.apply(&device_plan, |_| {}).is_success());
+    assert!(fleet.apply(&device_plan, |_| {}).unwrap().is_success());
     let back = fleet.plan_groups(desired).unwrap();
     assert_eq!(back.adds(), [member(G4, d[3])]);
-    assert!(fleet.apply_groups(&back, |_| {}).is_success());
+    assert!(fleet.apply_groups(&back, |_| {}).unwrap().is_success());
 
     // Keep: a group only the RAN has is left alone.
     groups.create("someone else's", G2).unwrap();
@@ -717,7 +876,7 @@ fn multicast_races_converge() {
         .unwrap();
     groups.remove_device(G4, d2).unwrap();
 
-    let report = fleet.apply_groups(&plan, |_| {});
+    let report = fleet.apply_groups(&plan, |_| {}).unwrap();
     assert!(report.is_success(), "{}", report.failure_listing());
     // G3 exists (create -> get -> rename), G1 is gone (rename -> create), d1 already in
     // G3 (add -> already there).
@@ -752,7 +911,7 @@ fn a_member_that_left_the_table_is_reported() {
     // The device leaves the table before the apply: the add fails with the service's
     // error, reported for that member.
     s.core.routing_table().delete(euis([d1])).unwrap();
-    let report = fleet.apply_groups(&plan, |_| {});
+    let report = fleet.apply_groups(&plan, |_| {}).unwrap();
     assert_eq!(report.count(Kind::CreateGroup).done, 1);
     assert_eq!(report.count(Kind::AddMember).failed, 1);
     let failure = &report.failures()[0];
@@ -784,7 +943,7 @@ fn failed_steps_fail_what_depends_on_them() {
         .unwrap();
     // Every call now fails before it is sent.
     s.core.close();
-    let report = fleet.apply(&devices, |_| {});
+    let report = fleet.apply(&devices, |_| {}).unwrap();
     assert_eq!(report.count(Kind::Delete).failed, 1);
     assert_eq!(report.count(Kind::Recreate).failed, 1);
     // The re-created device's old row was not deleted: it is not inserted either.
@@ -793,7 +952,7 @@ fn failed_steps_fail_what_depends_on_them() {
         .failures()
         .iter()
         .all(|f| matches!(*f.error, Error::Closed(_))));
-    let report = fleet.apply_groups(&groups, |_| {});
+    let report = fleet.apply_groups(&groups, |_| {}).unwrap();
     assert_eq!(report.count(Kind::CreateGroup).failed, 1);
     assert_eq!(report.count(Kind::AddMember).failed, 1);
     assert_eq!(

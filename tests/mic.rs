@@ -497,7 +497,8 @@ proptest! {
 // ---------------------------------------------------------------------------------------
 
 /// The whole OTAA exchange of the published TTN capture (Arjan van Bentem, "Deciphering a
-/// LoRaWAN OTAA Join Accept", runkit.com/avbentem, referred to from lora-packet issue 10):
+/// LoRaWAN OTAA Join Accept", runkit.com/avbentem, referred to from
+/// https://github.com/anthonykirby/lora-packet/issues/10):
 /// the crate's join request builder makes the captured request byte for byte, the solver
 /// finds its MIC, the LNS's join accept is the captured one, and the session keys the
 /// device derives sign a data uplink that the solver then solves.

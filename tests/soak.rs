@@ -16,12 +16,17 @@
 //! End to end, uplinks `0..N` reach the consumer exactly once, in order; the uplinks
 //! sent again are counted and reported.
 //!
+//! The producer hands the emulator uplinks in batches (one hand-over to its connection
+//! thread per batch) and keeps a bounded window in flight, as a RAN does: the run is
+//! paced by the client, and a cut finds at most a window's worth in flight.
+//!
 //! CI runs 20 000 uplinks with a cut every 2 000. The full run, 1 000 000 with a cut
 //! every 100 000, is ignored by default:
 //! `cargo test --release --all-features --test soak -- --ignored --nocapture`.
 
 mod common;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -33,6 +38,57 @@ use ran_routing_emulator::Emulator;
 
 /// Transaction ids from here on are markers, not uplinks.
 const MARKER: u64 = 1 << 60;
+/// Uplinks handed to the emulator at once: one hand-over to its connection thread each.
+const BATCH: u64 = 64;
+/// Most uplinks sent beyond what the consumer has taken, as a RAN bounds what it has in
+/// flight. A cut loses at most this many, so the acks refused while reconnecting stay
+/// under `WINDOW` per cut instead of growing with the socket buffers.
+const WINDOW: u64 = 256;
+
+/// How far the consumer got, so the producer can keep at most [`WINDOW`] uplinks in
+/// flight without polling: the consumer wakes it once the mark it waits for is passed.
+struct Progress {
+    taken: AtomicU64,
+    wake_at: AtomicU64,
+    producer: thread::Thread,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            taken: AtomicU64::new(0),
+            wake_at: AtomicU64::new(u64::MAX),
+            producer: thread::current(),
+        }
+    }
+
+    /// Called by the consumer: `n` uplinks taken so far.
+    fn taken(&self, n: u64) {
+        self.taken.store(n, Ordering::SeqCst);
+        if n >= self.wake_at.load(Ordering::SeqCst) {
+            self.wake_at.store(u64::MAX, Ordering::SeqCst);
+            self.producer.unpark();
+        }
+    }
+
+    /// Called by the producer: waits until `n` uplinks are taken; false on timeout.
+    fn wait_taken(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Store then load, against the consumer's store then load: one of the two
+            // sees the other's write, so a wake-up is never lost.
+            self.wake_at.store(n, Ordering::SeqCst);
+            if self.taken.load(Ordering::SeqCst) >= n {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            thread::park_timeout(left);
+        }
+    }
+}
 
 struct Report {
     elapsed: Duration,
@@ -62,8 +118,10 @@ fn soak(total: u64, cut_every: u64) -> Report {
     assert!(emu.wait_upstream_connections(1, WAIT));
 
     let (position_tx, position_rx) = mpsc::channel::<(u64, u64)>();
+    let progress = Arc::new(Progress::new());
     let consumer = {
         let up = up.clone();
+        let progress = progress.clone();
         thread::spawn(move || -> Result<(u64, u64, u64), String> {
             let mut expected = 0u64;
             let (mut acked, mut refused, mut failed) = (0u64, 0u64, 0u64);
@@ -78,6 +136,7 @@ fn soak(total: u64, cut_every: u64) -> Report {
                     return Err(format!("got {id}, expected {}", expected + 1));
                 } else {
                     expected += 1;
+                    progress.taken(expected);
                 }
                 match up.send_upstream_ack(id, DevEui::new(DEV_EUI), id as u32) {
                     Ok(()) => acked += 1,
@@ -97,12 +156,19 @@ fn soak(total: u64, cut_every: u64) -> Report {
     let (mut sent_again, mut acks, mut epoch_start) = (0u64, 0u64, 0u64);
     while next < total {
         while next < total && sent_since_cut < cut_every {
+            let n = BATCH.min(total - next).min(cut_every - sent_since_cut);
+            if !progress.wait_taken((next + n).saturating_sub(WINDOW), WAIT * 3) {
+                panic!("the consumer stalled: {:?}", consumer.join().unwrap());
+            }
             // Transaction ids start at 1.
-            if emu.send_upstream(&uplink(next + 1)).is_err() {
+            let batch: Vec<_> = (next + 1..=next + n).map(uplink).collect();
+            let sent = emu.send_upstreams(&batch);
+            // Some of a failed batch may have gone out: the marker tells.
+            next += n;
+            sent_since_cut += n;
+            if sent.is_err() {
                 break; // Not a planned cut; resynchronise all the same.
             }
-            next += 1;
-            sent_since_cut += 1;
         }
         if next == total {
             break;

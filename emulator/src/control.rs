@@ -16,7 +16,7 @@ use serde_json::json;
 
 use ran_routing::{DevEui, DownstreamResultCode, UpstreamMessage};
 
-use crate::http::{FieldError, Request, Response};
+use crate::http::{json_list, FieldError, Request, Response};
 use crate::server::Shared;
 use crate::streams::Kind;
 use crate::sync::lock;
@@ -48,6 +48,13 @@ struct ResultCodeRequest {
     dev_eui: Option<DevEui>,
     #[serde(default)]
     transaction_id: Option<u64>,
+    /// The `ResultMessage` to send with the code.
+    #[serde(default)]
+    message: Option<String>,
+    /// The code is meant to be one the client crate does not know (to test how it
+    /// reads one), not a misspelt known code.
+    #[serde(default)]
+    unknown_code: bool,
 }
 
 const ROUTES: &[(&str, &str)] = &[
@@ -102,8 +109,9 @@ pub(crate) fn handle(
             Ok(()) => Response::json(200, &json!({"sent": true})),
             Err(e) => no_upstream(e),
         },
-        ("GET", "upstream/replies") => Response::json(200, &hub.replies()),
-        ("GET", "downstream/received") => Response::json(200, &hub.received()),
+        ("GET", "upstream/replies" | "downstream/received" | "devices" | "multicast-groups") => {
+            list(shared, route, req)
+        }
         ("POST", "downstream/result-code") => {
             let body: ResultCodeRequest = match serde_json::from_slice(&req.body) {
                 Ok(body) => body,
@@ -116,27 +124,27 @@ pub(crate) fn handle(
                 return validation_failed("give dev_eui or transaction_id, not both");
             }
             let code = DownstreamResultCode::from(body.code.as_str());
-            if let DownstreamResultCode::Unknown(_) = code {
+            // A code the client crate does not know only when asked for: otherwise it
+            // is a misspelling that would make every downlink fail oddly.
+            if let (DownstreamResultCode::Unknown(_), false) = (&code, body.unknown_code) {
                 return validation_failed(format!(
                     "code: {:?} is not a downstream result code; use one of Success, \
-                     WindowNotFound, GatewayNotFound, TooLate, NoAck, GatewayError",
+                     WindowNotFound, GatewayNotFound, TooLate, NoAck, GatewayError, or set \
+                     \"unknown_code\": true for a code the client does not know",
                     body.code
                 ));
             }
-            hub.set_result(code, body.dev_eui, body.transaction_id);
-            Response::json(200, &json!({"code": body.code}))
+            hub.set_result(
+                code,
+                body.message.clone(),
+                body.dev_eui,
+                body.transaction_id,
+            );
+            Response::json(200, &json!({"code": body.code, "message": body.message}))
         }
         ("DELETE", "downstream/result-code") => {
             hub.reset_results();
             Response::json(200, &json!({"code": "Success"}))
-        }
-        ("GET", "devices") => {
-            let store = lock(&shared.store);
-            Response::json(200, &store.select(None, 0, None))
-        }
-        ("GET", "multicast-groups") => {
-            let store = lock(&shared.store);
-            Response::json(200, &store.groups(&[]))
         }
         ("GET", "status") => Response::json(
             200,
@@ -149,6 +157,9 @@ pub(crate) fn handle(
                 "unknown_upstream_replies": hub.unknown_replies(),
                 "withheld_upstreams": shared.radio.stats().withheld,
                 "open_connections": shared.open_connections(),
+                "connection_slots": shared.slots,
+                "refused_connections": shared.refused_busy.load(std::sync::atomic::Ordering::Relaxed),
+                "records_dropped": hub.records_dropped(),
             }),
         ),
         ("POST", "streams/drop") => {
@@ -172,6 +183,52 @@ pub(crate) fn handle(
             not_routed(method, &format!("/emulator/{route}"), &allowed)
         }
     }
+}
+
+/// A list the control API answers, from `?offset=` (default 0), at most `?limit=`
+/// items (default all), within the answer size cap: a list too large for it is refused
+/// and must be paged, so no answer pins more than the cap in memory.
+fn list(shared: &Shared, route: &str, req: &Request) -> Response {
+    let (offset, limit) = match page(req) {
+        Ok(page) => page,
+        Err(refusal) => return refusal,
+    };
+    let max = shared.config.max_response_bytes;
+    let take = limit.unwrap_or(usize::MAX);
+    let body = match route {
+        "upstream/replies" => shared.hub.recorded_json(Kind::Upstream, offset, limit, max),
+        "downstream/received" => shared
+            .hub
+            .recorded_json(Kind::Downstream, offset, limit, max),
+        "devices" => json_list(lock(&shared.store).select_iter(None, offset, limit), max),
+        _ => json_list(
+            lock(&shared.store).group_iter().skip(offset).take(take),
+            max,
+        ),
+    };
+    Response::json_list(body, max)
+}
+
+/// `offset` and `limit` from the query string.
+fn page(req: &Request) -> Result<(usize, Option<usize>), Response> {
+    let number = |key: &str| -> Result<Option<usize>, Response> {
+        match req.query_values(key).last() {
+            None => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(|_| {
+                Response::error(
+                    422,
+                    "ValidationFailed",
+                    "request validation failed",
+                    Some(vec![FieldError {
+                        loc: vec!["query".into(), key.into()],
+                        msg: "ensure this value is a non-negative integer".into(),
+                        kind: "type_error.integer".into(),
+                    }]),
+                )
+            }),
+        }
+    };
+    Ok((number("offset")?.unwrap_or(0), number("limit")?))
 }
 
 /// 404 for a path no control endpoint has, 405 (with `Allow`) for a known path with

@@ -60,11 +60,18 @@ impl Default for Limits {
 
 const MAX_HEADERS: usize = 64;
 
-/// A stream whose reads can be given a timeout, so a request can have a deadline.
-pub(crate) trait ReadTimeout {
+/// A stream whose reads and writes can be given a timeout, so reading a request and
+/// writing a response can each have a deadline.
+pub(crate) trait Timeouts {
     /// Sets the timeout of the next reads (`None`: wait forever).
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Sets the timeout of the next writes (`None`: wait forever).
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
 }
+
+/// The most written in one call while a response's deadline runs, so the deadline is
+/// checked between calls even when each call makes a little progress.
+const WRITE_CHUNK: usize = 64 * 1024;
 
 /// One parsed request.
 #[derive(Debug)]
@@ -176,8 +183,8 @@ impl Response {
         self
     }
 
-    /// Writes the response; `close` adds `Connection: close`.
-    pub(crate) fn write_to(&self, w: &mut impl Write, close: bool) -> io::Result<()> {
+    /// The status line and headers; `close` adds `Connection: close`.
+    fn head(&self, close: bool) -> Vec<u8> {
         let reason = http::StatusCode::from_u16(self.status)
             .ok()
             .and_then(|s| s.canonical_reason())
@@ -192,10 +199,107 @@ impl Response {
             head.push_str("Connection: close\r\n");
         }
         head.push_str("\r\n");
-        let mut out = head.into_bytes();
+        head.into_bytes()
+    }
+
+    /// Writes the response; `close` adds `Connection: close`.
+    pub(crate) fn write_to(&self, w: &mut impl Write, close: bool) -> io::Result<()> {
+        let mut out = self.head(close);
         out.extend_from_slice(&self.body);
         w.write_all(&out)?;
         w.flush()
+    }
+
+    /// Writes the response, giving up once `limit` has passed: a peer that reads too
+    /// slowly, or not at all, loses its connection instead of holding a slot (and the
+    /// body) for as long as it likes. The body is written from where it lies, never
+    /// copied.
+    pub(crate) fn write_within<W: Write + Timeouts>(
+        &self,
+        w: &mut W,
+        close: bool,
+        limit: Duration,
+    ) -> io::Result<()> {
+        let deadline = Instant::now() + limit;
+        write_by(w, &self.head(close), deadline)?;
+        write_by(w, &self.body, deadline)?;
+        w.set_write_timeout(Some(left_until(deadline)?))?;
+        w.flush()
+    }
+}
+
+/// The time left until `deadline`, or the error a missed deadline is.
+fn left_until(deadline: Instant) -> io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the peer did not read the answer in time",
+        ));
+    }
+    Ok(left)
+}
+
+/// Writes all of `buf` by `deadline`, a chunk at a time.
+fn write_by<W: Write + Timeouts>(w: &mut W, mut buf: &[u8], deadline: Instant) -> io::Result<()> {
+    while !buf.is_empty() {
+        w.set_write_timeout(Some(left_until(deadline)?))?;
+        match w.write(&buf[..buf.len().min(WRITE_CHUNK)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `[item, ...]` as JSON, or gives up once it would pass `max_bytes`, holding at
+/// most that much (the items are not copied).
+pub(crate) fn json_list<'a, T: Serialize + 'a>(
+    items: impl Iterator<Item = &'a T>,
+    max_bytes: usize,
+) -> Option<Vec<u8>> {
+    let mut out = vec![b'['];
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Serializing our own plain data types cannot fail.
+        serde_json::to_writer(&mut out, item).ok()?;
+        if out.len() >= max_bytes {
+            return None;
+        }
+    }
+    out.push(b']');
+    Some(out)
+}
+
+impl Response {
+    /// A JSON list written by [`json_list`], or the refusal of one over `max_bytes`.
+    pub(crate) fn json_list(body: Option<Vec<u8>>, max_bytes: usize) -> Response {
+        match body {
+            Some(body) => Response {
+                status: 200,
+                headers: vec![("Content-Type", "application/json".into())],
+                body,
+            },
+            None => Response::error(
+                400,
+                "Emulator.ResponseTooLarge",
+                format!(
+                    "the answer would be larger than {max_bytes} bytes: ask for less with \
+                     offset and limit"
+                ),
+                None,
+            ),
+        }
     }
 }
 
@@ -250,7 +354,7 @@ fn reject(status: u16, description: &str) -> Abort {
     Abort::Reject(Response::error(status, "Unknown", description, None))
 }
 
-impl<S: Read + Write + ReadTimeout> HttpConn<S> {
+impl<S: Read + Write + Timeouts> HttpConn<S> {
     pub(crate) fn new(stream: S, limits: Limits) -> Self {
         Self {
             stream,
@@ -587,8 +691,11 @@ mod tests {
         }
     }
 
-    impl ReadTimeout for Pipe {
+    impl Timeouts for Pipe {
         fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+        fn set_write_timeout(&self, _: Option<Duration>) -> io::Result<()> {
             Ok(())
         }
     }

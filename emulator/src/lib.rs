@@ -76,6 +76,7 @@ mod client;
 mod control;
 mod error;
 mod http;
+mod limits;
 mod radio;
 mod rest;
 mod server;
@@ -100,8 +101,8 @@ use streams::Kind;
 pub use client::{ControlClient, RadioDeviceInfo, Status};
 pub use error::{Error, Result};
 pub use radio::{
-    Copies, DownlinkVerdict, IgnoredReason, MicStats, Play, PlayedUpstream, RadioDevice,
-    UpstreamVerdict, MAX_COPIES,
+    Copies, DeviceClass, DownlinkVerdict, IgnoredReason, MicStats, Play, PlayedUpstream,
+    RadioDevice, ReceivedDownlink, UpstreamVerdict, MAX_COPIES,
 };
 
 /// The base URL of the API an emulator serves.
@@ -216,6 +217,18 @@ impl Emulator {
         self.shared.open_connections()
     }
 
+    /// How many connections are served at once: [`EmulatorBuilder::max_connections`],
+    /// or fewer when the descriptor limit cannot cover that many.
+    pub fn connection_slots(&self) -> usize {
+        self.shared.slots
+    }
+
+    /// How many recorded frames (replies, downlinks received) were dropped, oldest
+    /// first, to keep each record within [`EmulatorBuilder::max_records`].
+    pub fn records_dropped(&self) -> u64 {
+        self.shared.hub.records_dropped()
+    }
+
     /// The PEM of the self-signed certificate when TLS is on, for clients to trust. It is
     /// valid for `127.0.0.1`, `::1` and `localhost`.
     pub fn certificate_pem(&self) -> Option<String> {
@@ -249,6 +262,18 @@ impl Emulator {
         self.shared
             .hub
             .send_upstream_tracked(message, std::time::Instant::now())
+    }
+
+    /// Sends upstream messages in order to the next open upstream connection, as
+    /// [`send_upstream`](Self::send_upstream) does one, and returns once every one is
+    /// written to the socket. The connection's thread is handed the whole batch at once,
+    /// so a test feeding many uplinks runs at the speed of the socket rather than at one
+    /// thread switch per message. If that connection fails midway, the rest go to the
+    /// next one; fails with [`Error::Closed`] when no upstream connection is open.
+    pub fn send_upstreams(&self, messages: &[UpstreamMessage]) -> Result<()> {
+        self.shared
+            .hub
+            .send_upstreams_tracked(messages, std::time::Instant::now())
     }
 
     /// Sends any text as an upstream frame, valid or not: for testing how a client copes
@@ -311,12 +336,12 @@ impl Emulator {
     /// The result code for every downlink from now on (default `Success`). Per-device
     /// and per-transaction codes take precedence.
     pub fn set_downstream_result(&self, code: DownstreamResultCode) {
-        self.shared.hub.set_result(code, None, None);
+        self.shared.hub.set_result(code, None, None, None);
     }
 
     /// The result code for downlinks to `dev_eui`.
     pub fn set_downstream_result_for_device(&self, dev_eui: DevEui, code: DownstreamResultCode) {
-        self.shared.hub.set_result(code, Some(dev_eui), None);
+        self.shared.hub.set_result(code, None, Some(dev_eui), None);
     }
 
     /// The result code for the downlink with this transaction id.
@@ -325,7 +350,25 @@ impl Emulator {
         transaction_id: u64,
         code: DownstreamResultCode,
     ) {
-        self.shared.hub.set_result(code, None, Some(transaction_id));
+        self.shared
+            .hub
+            .set_result(code, None, None, Some(transaction_id));
+    }
+
+    /// The result code and message for the downlink with this transaction id: any code,
+    /// one the client crate does not know included (`DownstreamResultCode::Unknown`), and
+    /// any message (`"TOO_EARLY"` makes
+    /// [`DownstreamResult::is_too_early`](ran_routing::DownstreamResult::is_too_early)
+    /// true with a code other than `Success` or `TooLate`).
+    pub fn set_downstream_result_message_for_transaction(
+        &self,
+        transaction_id: u64,
+        code: DownstreamResultCode,
+        message: impl Into<String>,
+    ) {
+        self.shared
+            .hub
+            .set_result(code, Some(message.into()), None, Some(transaction_id));
     }
 
     /// Back to `Success` for every downlink.
@@ -423,16 +466,21 @@ pub struct EmulatorBuilder {
     max_connections: usize,
     rules: radio::Rules,
     request_timeout: Duration,
+    write_timeout: Duration,
     rest_latency: Duration,
-    max_select_size: usize,
+    max_response_size: usize,
+    max_records: usize,
     control_token: Option<Token>,
 }
 
 /// The default of [`EmulatorBuilder::device_limit`].
 pub const DEFAULT_DEVICE_LIMIT: usize = 200_000;
 
-/// The default of [`EmulatorBuilder::max_select_size`]: 64 MiB.
-pub const DEFAULT_MAX_SELECT_SIZE: usize = 64 * 1024 * 1024;
+/// The default of [`EmulatorBuilder::max_response_size`]: 16 MiB.
+pub const DEFAULT_MAX_RESPONSE_SIZE: usize = 16 * 1024 * 1024;
+
+/// The default of [`EmulatorBuilder::max_records`].
+pub const DEFAULT_MAX_RECORDS: usize = 100_000;
 
 impl Default for EmulatorBuilder {
     fn default() -> Self {
@@ -449,8 +497,10 @@ impl Default for EmulatorBuilder {
             max_connections: 1024,
             rules: radio::Rules::default(),
             request_timeout: Duration::from_secs(20),
+            write_timeout: Duration::from_secs(10),
             rest_latency: Duration::ZERO,
-            max_select_size: DEFAULT_MAX_SELECT_SIZE,
+            max_response_size: DEFAULT_MAX_RESPONSE_SIZE,
+            max_records: DEFAULT_MAX_RECORDS,
             control_token: None,
         }
     }
@@ -479,11 +529,30 @@ impl EmulatorBuilder {
         self
     }
 
-    /// The largest `devices/select` answer, in bytes of JSON; a select that would
-    /// answer more is refused (400 `Emulator.ResponseTooLarge`) and must be paged with
-    /// `offset` and `limit`. Default [`DEFAULT_MAX_SELECT_SIZE`] (64 MiB).
-    pub fn max_select_size(mut self, bytes: usize) -> Self {
-        self.max_select_size = bytes;
+    /// The largest answer, in bytes of JSON: a REST `devices/select`, and the control
+    /// API's lists (`devices`, `multicast-groups`, `upstream/replies`,
+    /// `downstream/received`). One that would be larger is refused with 400
+    /// `Emulator.ResponseTooLarge` and must be paged with `offset` and `limit`; it is
+    /// never truncated. This also bounds what one connection holds while its answer is
+    /// written. Default [`DEFAULT_MAX_RESPONSE_SIZE`] (16 MiB).
+    pub fn max_response_size(mut self, bytes: usize) -> Self {
+        self.max_response_size = bytes;
+        self
+    }
+
+    /// How many frames each record keeps (the replies to upstreams, the downlinks
+    /// received): past that the oldest is dropped and counted
+    /// ([`Emulator::records_dropped`]). Default [`DEFAULT_MAX_RECORDS`] (100 000).
+    pub fn max_records(mut self, n: usize) -> Self {
+        self.max_records = n.max(1);
+        self
+    }
+
+    /// How long writing one HTTP response may take; a client that reads it slower
+    /// than that, or not at all, is disconnected, so clients that never read cannot
+    /// hold the connection slots. Default 10 s.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
         self
     }
 
@@ -549,7 +618,10 @@ impl EmulatorBuilder {
     }
 
     /// The most connections served at once (each has a thread); one more is answered
-    /// 503 and closed. Default 1024.
+    /// 503 and closed at once. Default 1024. At start the soft descriptor limit
+    /// (`ulimit -n`) is raised to the hard one where allowed; if it still cannot cover
+    /// this many connections (five descriptors each, at most), fewer are served (see
+    /// [`Emulator::connection_slots`]) and a warning says so.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self
@@ -626,10 +698,11 @@ impl EmulatorBuilder {
             || self.pong_timeout.is_zero()
             || self.idle_timeout.is_zero()
             || self.request_timeout.is_zero()
+            || self.write_timeout.is_zero()
         {
             return Err(Error::Config(
-                "the ping interval, pong timeout, idle timeout and request timeout must be \
-                 positive"
+                "the ping interval, pong timeout, idle timeout, request timeout and write \
+                 timeout must be positive"
                     .into(),
             ));
         }
@@ -653,8 +726,10 @@ impl EmulatorBuilder {
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
             request_timeout: self.request_timeout,
+            write_timeout: self.write_timeout,
             rest_latency: self.rest_latency,
-            max_select_bytes: self.max_select_size,
+            max_response_bytes: self.max_response_size,
+            max_records: self.max_records,
             control_token,
         };
         let server = Server::start(config, self.bind, store::Store::new(self.device_limit))?;

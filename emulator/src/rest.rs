@@ -227,10 +227,10 @@ pub(crate) fn handle(
     route: &str,
     req: &Request,
     authorize: impl FnOnce(&Request) -> Result<(), Response>,
-    max_select_bytes: usize,
+    max_response_bytes: usize,
 ) -> Option<Response> {
     type Handler<'a> = &'a dyn Fn(&mut Store, &Request) -> Result<Response, Response>;
-    let select = move |store: &mut Store, req: &Request| select(store, req, max_select_bytes);
+    let select = move |store: &mut Store, req: &Request| select(store, req, max_response_bytes);
     let (method, handler): (&str, Handler) = match route {
         "devices/select" => ("GET", &select),
         "devices/insert" => ("POST", &insert),
@@ -265,27 +265,6 @@ pub(crate) fn handle(
     Some(handler(&mut store, req).unwrap_or_else(|e| e))
 }
 
-/// Writes `[device, ...]`, or fails once the JSON would pass `max_bytes`, holding at
-/// most that much (the table itself is not copied).
-fn devices_json<'a>(
-    devices: impl Iterator<Item = &'a ran_routing::Device>,
-    max_bytes: usize,
-) -> Option<Vec<u8>> {
-    let mut out = vec![b'['];
-    for (i, device) in devices.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        // Serializing our own plain data types cannot fail.
-        serde_json::to_writer(&mut out, device).ok()?;
-        if out.len() >= max_bytes {
-            return None;
-        }
-    }
-    out.push(b']');
-    Some(out)
-}
-
 fn select(store: &mut Store, req: &Request, max_bytes: usize) -> Result<Response, Response> {
     let mut f = Fields::new(&["query"]);
     let mut filter = None;
@@ -318,21 +297,11 @@ fn select(store: &mut Store, req: &Request, max_bytes: usize) -> Result<Response
     let limit = count(&mut f, "limit");
     f.finish(Some(()))?;
     let devices = store.select_iter(filter.as_deref(), offset, limit);
-    match devices_json(devices, max_bytes) {
-        Some(body) => Ok(Response {
-            status: 200,
-            headers: vec![("Content-Type", "application/json".into())],
-            body,
-        }),
-        None => Err(Response::error(
-            400,
-            "Emulator.ResponseTooLarge",
-            format!(
-                "the answer would be larger than {max_bytes} bytes: select fewer devices \
-                 with offset and limit"
-            ),
-            None,
-        )),
+    let answer = Response::json_list(crate::http::json_list(devices, max_bytes), max_bytes);
+    if answer.status == 200 {
+        Ok(answer)
+    } else {
+        Err(answer)
     }
 }
 

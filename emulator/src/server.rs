@@ -8,7 +8,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::http::{HttpConn, Limits, Next, ReadTimeout, Request, Response};
+use crate::http::{HttpConn, Limits, Next, Request, Response, Timeouts};
+use crate::limits::{out_of_descriptors, Spare, Warning, WARNING_PERIOD};
 use crate::radio::Radio;
 use crate::store::Store;
 use crate::streams::{self, Hub, Kind};
@@ -54,9 +55,12 @@ pub(crate) trait Socket: std::io::Read + std::io::Write + Send + 'static {
     fn tcp(&self) -> &TcpStream;
 }
 
-impl<T: Socket> ReadTimeout for T {
+impl<T: Socket> Timeouts for T {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
         self.tcp().set_read_timeout(timeout)
+    }
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.tcp().set_write_timeout(timeout)
     }
 }
 
@@ -87,12 +91,18 @@ pub(crate) struct Config {
     /// How long reading one request, head and body, may take (a new connection's
     /// first request counts from the accept).
     pub(crate) request_timeout: Duration,
-    /// Most connections served at once; one more is answered 503 and closed.
+    /// How long writing one response may take before the connection is cut.
+    pub(crate) write_timeout: Duration,
+    /// Most connections served at once as asked; the server serves fewer if the
+    /// descriptor limit cannot cover that many (see [`Shared::slots`]).
     pub(crate) max_connections: usize,
     /// A delay before each REST API request is handled, standing in for a WAN link.
     pub(crate) rest_latency: Duration,
-    /// The largest `devices/select` answer, in bytes of JSON.
-    pub(crate) max_select_bytes: usize,
+    /// The largest answer of any kind (a `devices/select`, a control API list), in
+    /// bytes of JSON.
+    pub(crate) max_response_bytes: usize,
+    /// Most frames each record (replies, downlinks received) keeps, oldest dropped.
+    pub(crate) max_records: usize,
     /// When set, the control API asks for `Authorization: Bearer <it>`.
     pub(crate) control_token: Option<Token>,
 }
@@ -109,6 +119,11 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
     /// Open connections, to cut them all on shutdown.
     conns: Mutex<HashMap<u64, Conn>>,
+    /// Connections served at once: `max_connections`, or fewer when the descriptor
+    /// limit cannot cover that many.
+    pub(crate) slots: usize,
+    /// Connections answered 503 because every slot was taken.
+    pub(crate) refused_busy: AtomicU64,
 }
 
 struct Conn {
@@ -145,12 +160,16 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(config: Config, bind: SocketAddr, store: Store) -> Result<Server> {
+        let slots = crate::limits::connection_slots(config.max_connections);
+        let max_records = config.max_records;
         let listener = TcpListener::bind(bind)?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            slots,
+            refused_busy: AtomicU64::new(0),
             config,
             store: Mutex::new(store),
-            hub: Hub::default(),
+            hub: Hub::new(max_records),
             radio: Radio::default(),
             accepted: AtomicU64::new(0),
             local_addr,
@@ -204,6 +223,8 @@ impl Drop for Server {
 }
 
 fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
+    static ACCEPT_FAILED: Warning = Warning::new(WARNING_PERIOD);
+    let mut spare = Spare::new();
     let mut next_id = 0u64;
     for incoming in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
@@ -211,9 +232,21 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
         }
         let tcp = match incoming {
             Ok(tcp) => tcp,
+            Err(e) if out_of_descriptors(&e) => {
+                // The client would wait in the backlog for an answer that never comes:
+                // the spare descriptor takes it, to be told 503 at once.
+                match spare.accept(listener) {
+                    Some(tcp) => {
+                        refuse_busy(shared, tcp);
+                        spare.restore();
+                    }
+                    None => std::thread::sleep(Duration::from_millis(10)),
+                }
+                continue;
+            }
             Err(e) => {
-                // Out of descriptors, or a connection reset before accept: keep serving.
-                log::warn!("emulator: accept failed: {e}");
+                // A connection reset before accept, say: keep serving.
+                ACCEPT_FAILED.warn(|| format!("emulator: accept failed: {e}"));
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
@@ -221,15 +254,17 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
         shared.accepted.fetch_add(1, Ordering::SeqCst);
         next_id += 1;
         let id = next_id;
-        let Ok(registered) = tcp.try_clone() else {
-            continue;
-        };
         let mut conns = lock(&shared.conns);
-        if conns.len() >= shared.config.max_connections {
+        if conns.len() >= shared.slots {
             drop(conns);
-            refuse_busy(tcp);
+            refuse_busy(shared, tcp);
             continue;
         }
+        let Ok(registered) = tcp.try_clone() else {
+            drop(conns);
+            refuse_busy(shared, tcp);
+            continue;
+        };
         let thread = {
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -263,10 +298,13 @@ fn in_slot(slot: Slot, tcp: TcpStream, serve: fn(&Arc<Shared>, TcpStream)) {
 }
 
 /// Answers a connection over the limit without reading it (TLS clients see a failed
-/// handshake, which is as clear).
-fn refuse_busy(mut tcp: TcpStream) {
-    log::warn!("emulator: too many connections; refusing one");
-    let _ = tcp.set_write_timeout(Some(Duration::from_secs(1)));
+/// handshake, which is as clear). The answer fits any empty socket buffer, so the
+/// write does not wait for the peer; the timeout only bounds the unforeseen.
+fn refuse_busy(shared: &Shared, mut tcp: TcpStream) {
+    static BUSY: Warning = Warning::new(WARNING_PERIOD);
+    shared.refused_busy.fetch_add(1, Ordering::Relaxed);
+    BUSY.warn(|| "emulator: too many connections; refusing one".into());
+    let _ = tcp.set_write_timeout(Some(Duration::from_millis(100)));
     let _ = Response::error(503, "Unknown", "too many connections", None).write_to(&mut tcp, true);
     let _ = tcp.shutdown(Shutdown::Both);
 }
@@ -277,7 +315,8 @@ fn connection(shared: &Arc<Shared>, tcp: TcpStream) {
     };
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_read_timeout(Some(shared.config.idle_timeout));
-    let _ = tcp.set_write_timeout(Some(shared.config.idle_timeout));
+    // Every write is bounded; a response's writes share one deadline (`write_within`).
+    let _ = tcp.set_write_timeout(Some(shared.config.write_timeout));
     match &shared.config.tls {
         None => {
             serve(shared, tcp, peer);
@@ -312,14 +351,16 @@ fn serve<S: Socket>(shared: &Arc<Shared>, stream: S, peer: SocketAddr) -> Option
             Next::Request(req) => req,
             Next::Closed => return Some(conn.stream),
             Next::Reject(response) => {
-                let _ = response.write_to(&mut conn.stream, true);
+                let _ = response.write_within(&mut conn.stream, true, shared.config.write_timeout);
                 return Some(conn.stream);
             }
         };
         match route(shared, &req, peer) {
             Routed::Respond(response) => {
                 let keep = req.keep_alive() && !shared.stopping.load(Ordering::SeqCst);
-                if let Err(e) = response.write_to(&mut conn.stream, !keep) {
+                let written =
+                    response.write_within(&mut conn.stream, !keep, shared.config.write_timeout);
+                if let Err(e) = written {
                     log::debug!("emulator: cannot write a response: {e}");
                     return None;
                 }
@@ -395,7 +436,7 @@ fn route(shared: &Arc<Shared>, req: &Request, peer: SocketAddr) -> Routed {
             route,
             req,
             authorize,
-            shared.config.max_select_bytes,
+            shared.config.max_response_bytes,
         )
         .unwrap_or_else(|| not_found(req)),
     )

@@ -197,14 +197,10 @@ impl Store {
             DeviceIdentity::Otaa { join_eui } => (Some(join_eui), None),
             DeviceIdentity::Abp { dev_addr } => (None, Some(dev_addr)),
         };
-        let device = Device {
-            dev_eui,
-            join_eui,
-            active_dev_addr,
-            target_dev_addr: None,
-            details,
-            created_at: now(),
-        };
+        let device = Device::new(dev_eui, now())
+            .with_join_eui(join_eui)
+            .with_active_dev_addr(active_dev_addr)
+            .with_details(details);
         self.devices.insert(dev_eui, device.clone());
         Ok(device)
     }
@@ -307,12 +303,7 @@ impl Store {
         if self.groups.contains(&addr) {
             return Err(group_exists(addr));
         }
-        let group = MulticastGroup {
-            addr,
-            created_at: now(),
-            name,
-            devices: Vec::new(),
-        };
+        let group = MulticastGroup::new(addr, name, now(), Vec::new());
         self.groups.insert(addr, group.clone());
         Ok(group)
     }
@@ -348,6 +339,11 @@ impl Store {
     }
 
     /// `multicast-groups/get`: the listed groups (unknown ones skipped), or all of them.
+    /// Every multicast group, in creation order, without copying them.
+    pub(crate) fn group_iter(&self) -> impl Iterator<Item = &MulticastGroup> + '_ {
+        self.groups.values()
+    }
+
     pub(crate) fn groups(&self, addrs: &[MulticastAddr]) -> Vec<MulticastGroup> {
         self.groups
             .values()

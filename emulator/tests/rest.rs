@@ -768,8 +768,8 @@ mod hostile_bodies {
     }
 }
 
-/// Clients that attack the HTTP layer itself, spoken raw over TCP (issue 17, items 11-13,
-/// 16, 17 and the REST latency).
+/// Clients that attack the HTTP layer itself, spoken raw over TCP (framing, chunk sizes,
+/// slow clients, the select cap, the device limit), and the REST latency.
 mod hostile_clients {
     use super::*;
     use ran_routing_emulator::ControlClient;
@@ -1001,7 +1001,7 @@ mod hostile_clients {
     #[test]
     fn a_select_answer_has_a_size_cap_and_pages_get_under_it() {
         let emu = Emulator::builder()
-            .max_select_size(64 * 1024)
+            .max_response_size(64 * 1024)
             .start()
             .unwrap();
         let api = Api::new(&emu);

@@ -471,7 +471,8 @@ fn a_lenient_emulator_answers_every_downlink_at_once() {
     assert!(sent.elapsed() < Duration::from_secs(10));
 }
 
-/// Issue 17 item 15: a result code the client would read as `Unknown` is refused.
+/// A result code the client would read as `Unknown` is refused, unless the test says
+/// it means one.
 #[test]
 fn a_misspelt_result_code_is_refused() {
     let emu = Emulator::start().unwrap();
@@ -485,6 +486,11 @@ fn a_misspelt_result_code_is_refused() {
     );
     let answer = control.post("downstream/result-code", r#"{"code": "TooLate"}"#);
     assert_eq!(answer.0, 200, "{}", answer.1);
+    let answer = control.post(
+        "downstream/result-code",
+        r#"{"code": "Toolate", "unknown_code": true}"#,
+    );
+    assert_eq!(answer.0, 200, "{}", answer.1);
 }
 
 #[test]
@@ -494,12 +500,24 @@ fn multicast_downlinks() {
         "multicast/multicast-groups/create",
         json!({"name": "g", "addr": "ef046a1e"}),
     );
+    api.ok(
+        "devices/insert",
+        json!({"DevEUI": "0000000000000001", "DevAddr": "00000001"}),
+    );
+    api.ok(
+        "multicast/multicast-groups/add-device",
+        json!({"addr": "ef046a1e", "dev_eui": "0000000000000001"}),
+    );
     let mut ws = connect(&emu, "downstream");
+    // Class B slots in GPS milliseconds, the first 50 ms ahead.
+    let gps_ms = ran_routing::timing::gps_time(std::time::SystemTime::now())
+        .unwrap()
+        .as_millis() as u64;
     let frame = |tx: u64, addr: u64| {
         json!({"ProtocolVersion": 1, "TransactionID": tx, "Addr": addr,
                "TxWindow": {"Radio": {"Frequency": 868300000,
                                       "FSK": {"FrequencyDeviation": 5000, "BitRate": 50000}},
-                            "TMMS": [1, 2]},
+                            "TMMS": [gps_ms + 50, gps_ms + 1050]},
                "PHYPayload": [104, 105]})
     };
     send_json(&mut ws, frame(1, 0xef046a1e));

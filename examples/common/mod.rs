@@ -1,8 +1,10 @@
 //! Endpoint selection shared by every example.
 //!
 //! With `RAN_URL` and `RAN_TOKEN` set, the examples talk to that API (and trust the extra
-//! CA in the PEM file `RAN_CA_CERT`, if given). Otherwise they start the embedded
-//! emulator, so `cargo run --example NAME` works with no setup.
+//! CA in the PEM file `RAN_CA_CERT`, if given; a plain `http://` URL to a host that is not
+//! loopback needs `RAN_ALLOW_INSECURE_REMOTE=1`). Otherwise they start the embedded
+//! emulator, so `cargo run --example NAME` works with no setup. Every example logs to
+//! stderr (`RUST_LOG`, default `info`).
 #![allow(dead_code)] // Each example uses its own subset.
 
 pub mod metrics;
@@ -30,10 +32,26 @@ impl Ran {
     }
 }
 
+/// Sends the log to stderr, as a production program must: the crate reports
+/// reconnections, skipped frames and refused replies only through the `log` facade, so
+/// without a backend they are invisible. `RUST_LOG` picks the levels (default `info`,
+/// where connection events are). Never `RUST_LOG=trace` where logs are kept: ureq's
+/// TRACE level (targets `ureq`, `ureq_proto`) dumps raw wire bytes, the `Authorization`
+/// header included.
+pub fn log_to_stderr() {
+    let env = env_logger::Env::default().default_filter_or("info");
+    let _ = env_logger::Builder::from_env(env).try_init();
+}
+
 pub fn connect() -> Result<Ran, Box<dyn Error>> {
     match (std::env::var("RAN_URL"), std::env::var("RAN_TOKEN")) {
         (Ok(url), Ok(token)) => {
             let mut builder = Core::builder(&token).base_url(&url);
+            // An emulator on another machine of a test lab speaks plain HTTP: opting in
+            // sends the token in clear text over that network.
+            if std::env::var("RAN_ALLOW_INSECURE_REMOTE").is_ok_and(|v| v == "1") {
+                builder = builder.allow_insecure_remote(true);
+            }
             if let Ok(path) = std::env::var("RAN_CA_CERT") {
                 let pem = std::fs::read(&path)
                     .map_err(|e| format!("cannot read RAN_CA_CERT {path:?}: {e}"))?;

@@ -1,10 +1,11 @@
-//! The LNS's device list as CSV: `DevEUI,JoinEUI,DevAddr`.
+//! The LNS's device list as CSV: the columns `DevEUI`, `JoinEUI` and `DevAddr`.
 //!
 //! It lives in the crate rather than in the example because exporting devices to a CSV
 //! file is how most LNSs hand them over, and a parser that reads `0004a30b...` as
 //! anything but that DevEUI is the bug this module exists to avoid: it should be tested
-//! here once, not rewritten per integration. It is a few lines; no CSV crate needed for
-//! three hex columns.
+//! here once, not rewritten per integration. Exports differ in what surrounds the three
+//! columns (their order, other columns, quoting, a byte order mark): the `csv` crate
+//! reads them all; this module finds the columns by name and checks every row.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,15 +17,18 @@ use crate::ids::{DevAddr, DevEui, JoinEui, ParseIdError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RowErrorKind {
-    /// The first line is not the header `DevEUI,JoinEUI,DevAddr`.
+    /// The first line does not name each of the columns `DevEUI`, `JoinEUI` and
+    /// `DevAddr` exactly once.
     Header {
         /// The line found (at most 80 characters of it).
         found: String,
     },
-    /// Not three comma-separated fields.
+    /// Not as many fields as the header has columns.
     FieldCount {
         /// How many fields the row has.
         found: usize,
+        /// How many columns the header has.
+        expected: usize,
     },
     /// The DevEUI is not 16 hex digits.
     DevEui(ParseIdError),
@@ -39,21 +43,25 @@ pub enum RowErrorKind {
         /// The line it was first on.
         first_line: usize,
     },
+    /// The row is not CSV the reader can split into fields.
+    Malformed {
+        /// The CSV reader's error.
+        message: String,
+    },
 }
 
 impl fmt::Display for RowErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RowErrorKind::Header { found } => {
+            RowErrorKind::Header { found } => write!(
+                f,
+                "expected a header naming the columns DevEUI, JoinEUI and DevAddr once each \
+                 (in any order), found {found:?}"
+            ),
+            RowErrorKind::FieldCount { found, expected } => {
                 write!(
                     f,
-                    "expected the header DevEUI,JoinEUI,DevAddr, found {found:?}"
-                )
-            }
-            RowErrorKind::FieldCount { found } => {
-                write!(
-                    f,
-                    "expected 3 fields (DevEUI,JoinEUI,DevAddr), found {found}"
+                    "expected {expected} fields as in the header, found {found}"
                 )
             }
             RowErrorKind::DevEui(e) | RowErrorKind::JoinEui(e) | RowErrorKind::DevAddr(e) => {
@@ -65,11 +73,13 @@ impl fmt::Display for RowErrorKind {
             RowErrorKind::Duplicate { first_line } => {
                 write!(f, "DevEUI already listed on line {first_line}")
             }
+            RowErrorKind::Malformed { message } => write!(f, "not CSV: {message}"),
         }
     }
 }
 
-/// A refused row of a fleet CSV, by its line number (the header is line 1).
+/// A refused row of a fleet CSV, by its line number (the header is line 1; a row whose
+/// quoted field spans lines is numbered by its first line).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
     /// The 1-based line number.
@@ -94,12 +104,14 @@ pub struct CsvError {
 impl fmt::Display for CsvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const SHOWN: usize = 20;
-        write!(f, "{} bad rows in the fleet CSV", self.rows.len())?;
+        let n = self.rows.len();
+        let rows = if n == 1 { "row" } else { "rows" };
+        write!(f, "{n} bad {rows} in the fleet CSV")?;
         for row in self.rows.iter().take(SHOWN) {
             write!(f, "\n  {row}")?;
         }
-        if self.rows.len() > SHOWN {
-            write!(f, "\n  ... and {} more", self.rows.len() - SHOWN)?;
+        if n > SHOWN {
+            write!(f, "\n  ... and {} more", n - SHOWN)?;
         }
         Ok(())
     }
@@ -107,9 +119,40 @@ impl fmt::Display for CsvError {
 
 impl std::error::Error for CsvError {}
 
-/// Reads a fleet from CSV text with the header `DevEUI,JoinEUI,DevAddr`: hex in either
-/// case (an optional `0x`), surrounding spaces ignored, blank lines skipped. A row with a
-/// JoinEUI is OTAA, joined if it also has a DevAddr; a row with only a DevAddr is ABP.
+/// The columns a fleet CSV must name, in the order [`Columns`] keeps them.
+const COLUMNS: [&str; 3] = ["DevEUI", "JoinEUI", "DevAddr"];
+
+/// Where the header put each of [`COLUMNS`], and how many columns it has.
+struct Columns {
+    at: [usize; 3],
+    count: usize,
+}
+
+impl Columns {
+    /// Finds each column by name (any case, surrounding spaces ignored); other columns
+    /// are allowed and left unread. `None` when one is missing or named twice.
+    fn find(header: &csv::StringRecord) -> Option<Columns> {
+        let mut at = [None; 3];
+        for (i, name) in header.iter().enumerate() {
+            let name = name.trim();
+            if let Some(col) = COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(name)) {
+                if at[col].replace(i).is_some() {
+                    return None;
+                }
+            }
+        }
+        Some(Columns {
+            at: [at[0]?, at[1]?, at[2]?],
+            count: header.len(),
+        })
+    }
+}
+
+/// Reads a fleet from CSV text whose header names the columns `DevEUI`, `JoinEUI` and
+/// `DevAddr` (any case, any order; other columns are ignored): hex in either case (an
+/// optional `0x`), fields quoted or not, surrounding spaces ignored, a UTF-8 byte order
+/// mark and blank lines skipped. A row with a JoinEUI is OTAA, joined if it also has a
+/// DevAddr; a row with only a DevAddr is ABP.
 ///
 /// Every bad row is reported, with its line number, and then no device is returned:
 /// a fleet file with a typo must not be half applied.
@@ -128,6 +171,14 @@ impl std::error::Error for CsvError {}
 /// assert_eq!(fleet[0], DesiredDevice::otaa(DevEui::new(0x0004a30b001c0530), JoinEui::new(0x70b3d57ed0000000)));
 /// assert_eq!(fleet[2], DesiredDevice::abp(DevEui::new(0x7abe1b8c93d7174f), DevAddr::new(0x260b0001)));
 ///
+/// // Another export: its own column order, a name column, quoted fields.
+/// let fleet = read_csv(
+///     "name,DevAddr,DevEUI,JoinEUI\n\
+///      \"lamp, north\",\"260b0001\",\"7abe1b8c93d7174f\",\"\"\n",
+/// )
+/// .unwrap();
+/// assert_eq!(fleet, [DesiredDevice::abp(DevEui::new(0x7abe1b8c93d7174f), DevAddr::new(0x260b0001))]);
+///
 /// let bad = read_csv("DevEUI,JoinEUI,DevAddr\n4a30b001c0530,70b3d57ed0000000,\n7abe1b8c93d7174f,,\n").unwrap_err();
 /// assert_eq!(bad.rows[0].line, 2);
 /// assert!(matches!(bad.rows[0].kind, RowErrorKind::DevEui(_)));
@@ -135,31 +186,50 @@ impl std::error::Error for CsvError {}
 /// ```
 pub fn read_csv(text: &str) -> Result<Vec<DesiredDevice>, CsvError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text.lines().enumerate().map(|(i, line)| (i + 1, line));
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        // Rows of the wrong length are reported here, by line, with the others.
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut records = reader.records();
+    let header = match records.next() {
+        Some(Ok(header)) => Columns::find(&header),
+        _ => None,
+    };
+    let Some(columns) = header else {
+        let first = text.lines().next().unwrap_or("");
+        return Err(CsvError {
+            rows: vec![RowError {
+                line: 1,
+                kind: RowErrorKind::Header {
+                    found: first.chars().take(80).collect(),
+                },
+            }],
+        });
+    };
     let mut errors = Vec::new();
     let mut devices = Vec::new();
-    let header = lines.next().map_or("", |(_, line)| line);
-    let names: Vec<&str> = header.split(',').map(str::trim).collect();
-    let expected = ["DevEUI", "JoinEUI", "DevAddr"];
-    if names.len() != 3
-        || !names
-            .iter()
-            .zip(expected)
-            .all(|(a, b)| a.eq_ignore_ascii_case(b))
-    {
-        errors.push(RowError {
-            line: 1,
-            kind: RowErrorKind::Header {
-                found: header.chars().take(80).collect(),
-            },
-        });
-    }
     let mut first_seen: HashMap<DevEui, usize> = HashMap::new();
-    for (line, text) in lines {
-        if text.trim().is_empty() {
-            continue;
-        }
-        match row(text) {
+    for record in records {
+        let (line, parsed) = match record {
+            Ok(record) => {
+                let line = record.position().map_or(0, |p| p.line() as usize);
+                // A line of spaces is one empty field: as blank as an empty line.
+                if record.len() == 1 && record[0].is_empty() {
+                    continue;
+                }
+                (line, row(&record, &columns))
+            }
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line() as usize);
+                let kind = RowErrorKind::Malformed {
+                    message: e.to_string(),
+                };
+                (line, Err(kind))
+            }
+        };
+        match parsed {
             Ok(device) => {
                 if let Some(&first_line) = first_seen.get(&device.dev_eui) {
                     errors.push(RowError {
@@ -181,13 +251,14 @@ pub fn read_csv(text: &str) -> Result<Vec<DesiredDevice>, CsvError> {
     }
 }
 
-fn row(text: &str) -> Result<DesiredDevice, RowErrorKind> {
-    let fields: Vec<&str> = text.split(',').map(str::trim).collect();
-    let [dev_eui, join_eui, dev_addr] = fields[..] else {
+fn row(record: &csv::StringRecord, columns: &Columns) -> Result<DesiredDevice, RowErrorKind> {
+    if record.len() != columns.count {
         return Err(RowErrorKind::FieldCount {
-            found: fields.len(),
+            found: record.len(),
+            expected: columns.count,
         });
-    };
+    }
+    let [dev_eui, join_eui, dev_addr] = columns.at.map(|i| &record[i]);
     let dev_eui: DevEui = dev_eui.parse().map_err(RowErrorKind::DevEui)?;
     let join_eui: Option<JoinEui> = match join_eui {
         "" => None,
@@ -249,7 +320,10 @@ mod tests {
             .iter()
             .map(|r| {
                 let kind = match &r.kind {
-                    RowErrorKind::FieldCount { found: 2 } => "fields",
+                    RowErrorKind::FieldCount {
+                        found: 2,
+                        expected: 3,
+                    } => "fields",
                     RowErrorKind::DevEui(_) => "deveui",
                     RowErrorKind::JoinEui(_) => "joineui",
                     RowErrorKind::DevAddr(_) => "devaddr",
@@ -274,7 +348,7 @@ mod tests {
         );
         let text = err.to_string();
         assert!(
-            text.starts_with("7 bad rows in the fleet CSV\n  line 2: expected 3 fields"),
+            text.starts_with("7 bad rows in the fleet CSV\n  line 2: expected 3 fields as in the header, found 2"),
             "{text}"
         );
     }

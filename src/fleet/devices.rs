@@ -11,8 +11,8 @@ use super::{Fleet, OrphanPolicy};
 use crate::error::{ApiError, Error, InvalidInput, Result};
 use crate::ids::{DevAddr, DevEui, JoinEui};
 use crate::model::{Device, DeviceUpdate, NewDevice};
-use crate::routing_table::Select;
 use crate::sync::lock;
+use crate::Select;
 
 /// How the LNS knows a device: OTAA with its JoinEUI (and the address it was given
 /// when it joined), or ABP with its fixed address. The RAN's `TargetDevAddr` is
@@ -246,6 +246,7 @@ pub struct DevicePlan {
     kept: Vec<DevEui>,
     unchanged: Vec<DevEui>,
     pages: usize,
+    read: usize,
 }
 
 impl DevicePlan {
@@ -293,6 +294,12 @@ impl DevicePlan {
     /// How many `select` pages the plan read.
     pub fn pages_read(&self) -> usize {
         self.pages
+    }
+
+    /// How many devices the routing table held as the plan read it (each counted once):
+    /// what a [`DeletionLimit`](super::DeletionLimit) share is taken of.
+    pub fn devices_read(&self) -> usize {
+        self.read
     }
 
     /// The fewest REST calls that carry the plan out with deletions in batches of
@@ -498,6 +505,7 @@ impl Fleet {
             }
             offset += len;
         }
+        plan.read = seen.len();
         plan.inserts = want
             .into_iter()
             .map(|(dev_eui, identity)| DesiredDevice { dev_eui, identity })
@@ -511,7 +519,8 @@ impl Fleet {
         Ok(plan)
     }
 
-    /// Carries a plan out: deletions first, in batches of up to `batch` DevEUIs per
+    /// Carries a plan out, unless it deletes more devices than the
+    /// [`DeletionLimit`](super::DeletionLimit) allows: deletions first, in batches of up to `batch` DevEUIs per
     /// `devices/drop` (the old rows of re-created devices included), then inserts,
     /// updates and the inserts of re-created devices, on `concurrency` threads over the
     /// `Core`'s shared connection pool. `progress` is called after every finished change
@@ -524,6 +533,14 @@ impl Fleet {
     /// re-reads the device and does what it then needs; a device already deleted counts
     /// as deleted.
     ///
+    /// # Errors
+    ///
+    /// [`InvalidInput::TooManyDeletions`] before anything is written, when the plan
+    /// deletes more devices than [`Fleet::max_deletions`] allows (see
+    /// [`Fleet::check_deletions`]): check the desired list for an empty or truncated
+    /// export, and raise the limit only when the deletions are meant. Failures of
+    /// single changes are in the [`Report`], not here.
+    ///
     /// ```no_run
     /// use ran_routing::fleet::{DesiredDevice, Fleet};
     /// use ran_routing::{Core, DevAddr, DevEui};
@@ -534,14 +551,19 @@ impl Fleet {
     ///     .build()?;
     /// let fleet = Fleet::new(&ran).concurrency(16);
     /// let plan = fleet.plan([DesiredDevice::abp(DevEui::new(1), DevAddr::new(2))])?;
-    /// let report = fleet.apply(&plan, |progress| eprintln!("{progress}"));
+    /// let report = fleet.apply(&plan, |progress| eprintln!("{progress}"))?;
     /// println!("{report}");
     /// for failure in report.failures() {
     ///     eprintln!("{failure}");
     /// }
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
-    pub fn apply(&self, plan: &DevicePlan, mut progress: impl FnMut(&Progress) + Send) -> Report {
+    pub fn apply(
+        &self,
+        plan: &DevicePlan,
+        mut progress: impl FnMut(&Progress) + Send,
+    ) -> Result<Report> {
+        self.check_deletions(plan)?;
         self.check_pool();
         let started = Instant::now();
         let totals = [
@@ -632,7 +654,7 @@ impl Fleet {
                 worker.insert(&r.desired, r.current.details.as_deref()),
             ),
         });
-        tracker.finish(started.elapsed())
+        Ok(tracker.finish(started.elapsed()))
     }
 }
 

@@ -11,8 +11,8 @@ use super::{Fleet, OrphanPolicy};
 use crate::error::{ApiError, Error, InvalidInput, Result};
 use crate::ids::{DevEui, MulticastAddr};
 use crate::model::{MulticastGroup, MulticastGroupUpdate};
-use crate::routing_table::Select;
 use crate::sync::lock;
+use crate::Select;
 
 /// DevEUIs per `select` when checking that members are in the routing table: short
 /// enough for any server's URL length limit (each is a 26-byte query pair).
@@ -90,6 +90,7 @@ pub struct GroupPlan {
     kept: Vec<MulticastAddr>,
     unchanged: Vec<MulticastAddr>,
     not_in_table: Vec<Member>,
+    read: usize,
 }
 
 impl GroupPlan {
@@ -132,6 +133,12 @@ impl GroupPlan {
     /// them, so they are reported here and not sent.
     pub fn not_in_table(&self) -> &[Member] {
         &self.not_in_table
+    }
+
+    /// How many groups the RAN held as the plan read them: what a
+    /// [`DeletionLimit`](super::DeletionLimit) share is taken of.
+    pub fn groups_read(&self) -> usize {
+        self.read
     }
 
     /// How many changes the plan has.
@@ -247,7 +254,9 @@ impl Fleet {
         }
         let mut plan = GroupPlan::default();
         let mut candidates: Vec<Member> = Vec::new();
-        for current in self.core.multicast_groups().get([])? {
+        let current_groups = self.core.multicast_groups().get([])?;
+        plan.read = current_groups.len();
+        for current in current_groups {
             let Some(desired) = want.remove(&current.addr) else {
                 match self.orphans {
                     OrphanPolicy::Delete => plan.deletions.push(current),
@@ -322,11 +331,18 @@ impl Fleet {
     /// and races converge: a group that already exists is read and renamed if needed, a
     /// rename of a group that is gone creates it, a member already in (or already out
     /// of) its group counts as done, a group already deleted counts as deleted.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput::TooManyDeletions`] before
+    /// anything is written, when the plan deletes more groups than
+    /// [`Fleet::max_deletions`] allows (see [`Fleet::check_group_deletions`]).
     pub fn apply_groups(
         &self,
         plan: &GroupPlan,
         mut progress: impl FnMut(&Progress) + Send,
-    ) -> Report {
+    ) -> Result<Report> {
+        self.check_group_deletions(plan)?;
         self.check_pool();
         let started = Instant::now();
         let totals = [
@@ -438,7 +454,7 @@ impl Fleet {
             };
             tracker.outcome(kind, target, result);
         });
-        tracker.finish(started.elapsed())
+        Ok(tracker.finish(started.elapsed()))
     }
 
     /// Creates a group; if someone else created it since the plan, reads it and
@@ -488,6 +504,7 @@ mod tests {
             kept: vec![MulticastAddr::new(2)],
             unchanged: Vec::new(),
             not_in_table: vec![member(4)],
+            read: 2,
         };
         assert_eq!(plan.changes(), 5);
         assert_eq!(plan.write_calls(100), 5);

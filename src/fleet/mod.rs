@@ -12,7 +12,9 @@
 //!    (devices only the RAN has, unless [`OrphanPolicy::Keep`]), and what is unchanged.
 //!    Devices are keyed by the [`DevEui`](crate::DevEui) value, so `0004a30b...` is never
 //!    confused with `4a30b...`.
-//! 2. [`Fleet::apply`] carries the plan out on a few threads over the `Core`'s
+//! 2. [`Fleet::apply`] refuses a plan that deletes more than the [`DeletionLimit`] (by
+//!    default 10 % of the table: a truncated export must not wipe the RAN), then carries
+//!    the plan out on a few threads over the `Core`'s
 //!    connection pool, in as few calls as the plan allows (deletions in batches, nothing
 //!    for unchanged devices), and returns a [`Report`] that lists each failed change
 //!    with its error instead of stopping at the first one. Changes that meet a race with
@@ -40,33 +42,41 @@
 //! ];
 //! let plan = fleet.plan(lns_devices)?;
 //! println!("{plan}");
-//! let report = fleet.apply(&plan, |progress| eprintln!("{progress}"));
+//! let report = fleet.apply(&plan, |progress| eprintln!("{progress}"))?;
 //! println!("{report}");
 //! print!("{}", report.failure_listing());
 //!
 //! let groups = [DesiredGroup::new(MulticastAddr::new(0xef046a1e), "street lights")
 //!     .with_members([DevEui::new(0x7abe1b8c93d7174f)])];
 //! let plan = fleet.plan_groups(groups)?;
-//! let report = fleet.apply_groups(&plan, |_| {});
+//! let report = fleet.apply_groups(&plan, |_| {})?;
 //! assert!(report.is_success());
 //! # Ok::<(), ran_routing::Error>(())
 //! ```
 //!
 //! The LNS's device list can come from a CSV file ([`read_csv`]).
+//!
+//! A bridge that must tell which device (or group) a downlink's DevAddr is for keeps a
+//! [`Directory`]: the table and groups indexed by address, in step with the plans
+//! applied here and with the join flow.
 
 mod csv;
 mod devices;
+mod directory;
 mod groups;
+mod guard;
 mod run;
 
 pub use csv::{read_csv, CsvError, RowError, RowErrorKind};
 pub use devices::{
     AddressUpdate, DesiredDevice, DesiredIdentity, DevicePlan, RecreateReason, Recreation,
 };
+pub use directory::{Addresses, Directory, Recipient};
 pub use groups::{DesiredGroup, GroupPlan, Member, Rename};
+pub use guard::DeletionLimit;
 pub use run::{Calls, Count, Failure, Kind, Progress, Report, Target};
 
-use crate::client::Core;
+use crate::Core;
 
 /// What to do with devices (and groups) only the RAN has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -83,7 +93,7 @@ pub enum OrphanPolicy {
 /// groups with the LNS's devices; see the [module documentation](self).
 ///
 /// Settings: the `select` page size, the number of worker threads, the deletion batch
-/// size and the [`OrphanPolicy`]. Build the `Core` with
+/// size, the [`OrphanPolicy`] and the [`DeletionLimit`]. Build the `Core` with
 /// [`max_idle_connections`](crate::CoreBuilder::max_idle_connections) at least the
 /// concurrency, or the pool closes the connections it cannot keep and the workers
 /// connect again and again (a warning is logged when it is smaller).
@@ -94,6 +104,7 @@ pub struct Fleet {
     concurrency: usize,
     batch: usize,
     orphans: OrphanPolicy,
+    max_deletions: DeletionLimit,
 }
 
 impl Fleet {
@@ -112,6 +123,7 @@ impl Fleet {
             concurrency: Self::DEFAULT_CONCURRENCY,
             batch: Self::DEFAULT_BATCH,
             orphans: OrphanPolicy::Delete,
+            max_deletions: DeletionLimit::DEFAULT,
         }
     }
 

@@ -329,7 +329,7 @@ mod tests {
     /// A join accept captured on The Things Network (EU868) and decoded by Arjan van
     /// Bentem, "Deciphering a LoRaWAN OTAA Join Accept"
     /// (https://runkit.com/avbentem/deciphering-a-lorawan-otaa-join-accept, referred to
-    /// from github.com/anthonykirby/lora-packet issue 10): fields, MIC 55121DE0 and both
+    /// from https://github.com/anthonykirby/lora-packet/issues/10): fields, MIC 55121DE0 and both
     /// session keys as published there, re-checked with lora-packet 0.9.3.
     #[test]
     fn published_ttn_join_accept() {

@@ -12,6 +12,7 @@ use crate::wire;
 
 /// A downlink or join accept for one device (LNS → RAN, downstream stream).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DownstreamMessage {
     /// Protocol version (1).
     #[serde(rename = "ProtocolVersion", default = "protocol_version")]
@@ -214,6 +215,7 @@ impl From<MulticastDownstreamMessage> for DownstreamRequest {
 
 /// The RAN received a downlink and scheduled it (RAN → LNS).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DownstreamAck {
     /// Protocol version (1).
     #[serde(rename = "ProtocolVersion", default = "protocol_version")]
@@ -228,6 +230,7 @@ pub struct DownstreamAck {
 
 /// The RAN finished with a downlink (RAN → LNS).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DownstreamResult {
     /// Protocol version (1).
     #[serde(rename = "ProtocolVersion", default = "protocol_version")]
@@ -248,6 +251,45 @@ pub struct DownstreamResult {
     /// Where the downlink's history can be found later.
     #[serde(rename = "MailboxID", default, skip_serializing_if = "Option::is_none")]
     pub mailbox_id: Option<u64>,
+}
+
+impl DownstreamAck {
+    /// An ack as the RAN sends it. For tests and emulators; an LNS only receives them.
+    pub fn new(transaction_id: u64, mailbox_id: u64) -> Self {
+        Self {
+            protocol_version: PROTOCOL_VERSION,
+            transaction_id,
+            mailbox_id,
+        }
+    }
+}
+
+impl DownstreamResult {
+    /// A result as the RAN sends it, with no message or mailbox yet (see the `with_`
+    /// methods). For tests and emulators; an LNS only receives them.
+    pub fn new(transaction_id: u64, result_code: DownstreamResultCode) -> Self {
+        Self {
+            protocol_version: PROTOCOL_VERSION,
+            transaction_id,
+            result_code,
+            result_message: None,
+            mailbox_id: None,
+        }
+    }
+
+    /// Sets the human-readable description.
+    #[must_use]
+    pub fn with_result_message(mut self, message: Option<String>) -> Self {
+        self.result_message = message;
+        self
+    }
+
+    /// Sets the mailbox id.
+    #[must_use]
+    pub fn with_mailbox_id(mut self, mailbox_id: Option<u64>) -> Self {
+        self.mailbox_id = mailbox_id;
+        self
+    }
 }
 
 /// What the downstream stream yields: an ack ("received, scheduled") or a result

@@ -122,6 +122,7 @@ impl From<FhssModulation> for Modulation {
 ///
 /// Decoding rejects a radio with no modulation key or with more than one.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct UpstreamRadio {
     /// Centre frequency in Hz.
     #[serde(rename = "Frequency")]
@@ -141,6 +142,7 @@ pub struct UpstreamRadio {
 ///
 /// Decoding rejects a radio with no modulation key or with more than one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
 pub struct DownstreamRadio {
     /// Centre frequency in Hz.
     #[serde(rename = "Frequency")]
@@ -148,6 +150,26 @@ pub struct DownstreamRadio {
     /// The modulation.
     #[serde(flatten)]
     pub modulation: Modulation,
+}
+
+impl UpstreamRadio {
+    /// How an uplink was heard: on `frequency` Hz with the given modulation, at `rssi`
+    /// dBm and `snr` dB.
+    pub fn new(frequency: u32, modulation: impl Into<Modulation>, rssi: f64, snr: f64) -> Self {
+        Self {
+            frequency,
+            modulation: modulation.into(),
+            rssi,
+            snr,
+        }
+    }
+}
+
+impl Gps {
+    /// A position in degrees, with the altitude in metres when known.
+    pub fn new(lat: f64, lng: f64, alt: Option<f64>) -> Self {
+        Self { lat, lng, alt }
+    }
 }
 
 impl DownstreamRadio {
@@ -162,6 +184,7 @@ impl DownstreamRadio {
 
 /// Where the gateway that heard an uplink is.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Gps {
     /// Latitude, degrees.
     #[serde(rename = "Lat")]

@@ -10,6 +10,7 @@ use crate::wire;
 
 /// A row of the routing table: one subscribed device.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Device {
     /// The device's EUI, unique in the routing table.
     #[serde(rename = "DevEUI")]
@@ -34,6 +35,48 @@ pub struct Device {
 }
 
 impl Device {
+    /// A row as the service answers it, with no JoinEUI, addresses or details yet (see
+    /// the `with_` methods). For tests and emulators; an LNS gets rows from
+    /// [`RoutingTable`](crate::RoutingTable).
+    pub fn new(dev_eui: DevEui, created_at: PrimitiveDateTime) -> Self {
+        Self {
+            dev_eui,
+            join_eui: None,
+            active_dev_addr: None,
+            target_dev_addr: None,
+            details: None,
+            created_at,
+        }
+    }
+
+    /// Sets the JoinEUI (OTAA devices).
+    #[must_use]
+    pub fn with_join_eui(mut self, join_eui: Option<JoinEui>) -> Self {
+        self.join_eui = join_eui;
+        self
+    }
+
+    /// Sets the active address.
+    #[must_use]
+    pub fn with_active_dev_addr(mut self, addr: Option<DevAddr>) -> Self {
+        self.active_dev_addr = addr;
+        self
+    }
+
+    /// Sets the target address.
+    #[must_use]
+    pub fn with_target_dev_addr(mut self, addr: Option<DevAddr>) -> Self {
+        self.target_dev_addr = addr;
+        self
+    }
+
+    /// Sets the details (a string of JSON).
+    #[must_use]
+    pub fn with_details(mut self, details: Option<String>) -> Self {
+        self.details = details;
+        self
+    }
+
     /// The device's identity: OTAA when it has a JoinEUI, ABP otherwise.
     ///
     /// Returns `None` only for a row with neither, which the service does not produce.
@@ -79,6 +122,7 @@ impl From<DevAddr> for DeviceIdentity {
 
 /// A multicast group: an address that many devices listen on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MulticastGroup {
     /// The group's address.
     pub addr: MulticastAddr,
@@ -95,6 +139,22 @@ pub struct MulticastGroup {
 impl MulticastGroup {
     /// The longest name the service accepts, in characters.
     pub const MAX_NAME_LEN: usize = 255;
+
+    /// A group as the service answers it. For tests and emulators; an LNS gets groups
+    /// from [`MulticastGroups`](crate::MulticastGroups).
+    pub fn new(
+        addr: MulticastAddr,
+        name: impl Into<String>,
+        created_at: PrimitiveDateTime,
+        devices: Vec<DevEui>,
+    ) -> Self {
+        Self {
+            addr,
+            created_at,
+            name: name.into(),
+            devices,
+        }
+    }
 
     /// Checks a group name before it is sent.
     pub fn validate_name(name: &str) -> Result<(), InvalidInput> {

@@ -15,6 +15,7 @@ use crate::wire;
 /// Every upstream message must be answered with exactly one [`UpstreamAck`] or
 /// [`UpstreamReject`] carrying its `transaction_id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct UpstreamMessage {
     /// Protocol version of the frame (1).
     #[serde(rename = "ProtocolVersion", default = "protocol_version")]
@@ -47,6 +48,42 @@ pub struct UpstreamMessage {
 }
 
 impl UpstreamMessage {
+    /// An upstream message as the RAN sends it: not outdated, no GPS position (see
+    /// [`with_outdated`](Self::with_outdated) and [`with_gps`](Self::with_gps)). For
+    /// tests and emulators; an LNS only receives them.
+    pub fn new(
+        transaction_id: u64,
+        dev_euis: Vec<DevEui>,
+        radio: UpstreamRadio,
+        phy_payload_no_mic: impl Into<Vec<u8>>,
+        mic_challenge: Vec<u32>,
+    ) -> Self {
+        Self {
+            protocol_version: PROTOCOL_VERSION,
+            transaction_id,
+            outdated: None,
+            dev_euis,
+            radio,
+            phy_payload_no_mic: phy_payload_no_mic.into(),
+            mic_challenge,
+            gps: None,
+        }
+    }
+
+    /// Sets the `Outdated` flag (`Some(true)`: heard more than 2.5 s ago).
+    #[must_use]
+    pub fn with_outdated(mut self, outdated: Option<bool>) -> Self {
+        self.outdated = outdated;
+        self
+    }
+
+    /// Sets the receiving gateway's position.
+    #[must_use]
+    pub fn with_gps(mut self, gps: Option<Gps>) -> Self {
+        self.gps = gps;
+        self
+    }
+
     /// Whether the RAN flagged the uplink as more than 2.5 s old.
     pub fn is_outdated(&self) -> bool {
         self.outdated == Some(true)

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::Bytes;
 
-use super::link::{Link, LinkOptions, Outbox};
+use super::link::{Link, LinkOptions};
+use super::read::{Outbox, Stamped};
+use super::session::OpenError;
 use super::socket::{wait_ready, would_block, Interest, Socket};
-use super::spare::Early;
-use crate::config::AccessToken;
-use crate::error::{ApiError, Error, Result, TimeoutKind};
+use crate::error::{ApiError, ConfigErrorKind, Error, Result, TimeoutKind};
+use crate::AccessToken;
 
 /// Everything needed to open one stream connection.
 #[derive(Clone)]
@@ -29,57 +30,69 @@ pub(crate) struct ConnectParams {
 }
 
 /// Opens the connection and starts its threads. Errors name the URL (never the token).
-/// The threads start where the handshake first waits for the server (see `spare.rs`).
 pub(crate) fn open_link<T, D>(
     params: &ConnectParams,
     options: LinkOptions,
     decode: D,
-    outbox: Outbox<T>,
-    early: &mut Early,
-) -> Result<Link>
+    outbox: Outbox<Stamped<T>>,
+) -> std::result::Result<Link, OpenError>
 where
     T: Send + 'static,
-    D: Fn(Bytes) -> Option<T> + Send + Sync + 'static,
+    D: Fn(Bytes) -> Option<T> + Send + 'static,
 {
-    open_link_unnamed(params, options, decode, outbox, early).map_err(|e| e.at(&params.url))
+    open_link_unnamed(params, options, decode, outbox).map_err(|e| OpenError {
+        error: e.error.at(&params.url),
+        by_api: e.by_api,
+    })
 }
 
 fn open_link_unnamed<T, D>(
     params: &ConnectParams,
     options: LinkOptions,
     decode: D,
-    outbox: Outbox<T>,
-    early: &mut Early,
-) -> Result<Link>
+    outbox: Outbox<Stamped<T>>,
+) -> std::result::Result<Link, OpenError>
 where
     T: Send + 'static,
-    D: Fn(Bytes) -> Option<T> + Send + Sync + 'static,
+    D: Fn(Bytes) -> Option<T> + Send + 'static,
 {
-    let uri: http::Uri = params
-        .url
-        .parse()
-        .map_err(|e| Error::Config(format!("bad stream URL {:?}: {e}", params.url)))?;
+    let uri: http::Uri = params.url.parse().map_err(|e| {
+        Error::config(
+            ConfigErrorKind::Url,
+            format!("bad stream URL {:?}: {e}", params.url),
+        )
+    })?;
     let tls = match uri.scheme_str() {
         Some("wss") => true,
         Some("ws") => false,
         _ => {
-            return Err(Error::Config(format!(
-                "stream URL {:?} must be ws:// or wss://",
-                params.url
-            )))
+            return Err(Error::config(
+                ConfigErrorKind::Url,
+                format!("stream URL {:?} must be ws:// or wss://", params.url),
+            )
+            .into())
         }
     };
     let host = uri
         .host()
-        .ok_or_else(|| Error::Config(format!("stream URL {:?} has no host", params.url)))?
+        .ok_or_else(|| {
+            Error::config(
+                ConfigErrorKind::Url,
+                format!("stream URL {:?} has no host", params.url),
+            )
+        })?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let tcp = connect_tcp(&host, port, params.connect_timeout)?;
     if tls {
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|e| Error::Config(format!("bad TLS server name {host:?}: {e}")))?;
+        let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+            Error::config(
+                ConfigErrorKind::Url,
+                format!("bad TLS server name {host:?}: {e}"),
+            )
+        })?;
         let conn = rustls::ClientConnection::new(params.tls.clone(), name)
             .map_err(|e| Error::tls("TLS setup", e))?;
         let mut stream = rustls::StreamOwned::new(conn, tcp);
@@ -87,28 +100,15 @@ where
             io: &mut stream.sock,
             deadline: Instant::now() + params.connect_timeout,
         };
-        // The server takes a while over its answer to the first flight: long enough to
-        // start the connection's threads.
-        while stream.conn.wants_write() {
-            let written = stream
-                .conn
-                .write_tls(&mut sock)
-                .map_err(|e| tls_error(e, params.connect_timeout))?;
-            if written == 0 {
-                // The socket takes nothing more: `complete_io` below reports it.
-                break;
-            }
-        }
-        early.start();
         while stream.conn.is_handshaking() {
             stream
                 .conn
                 .complete_io(&mut sock)
                 .map_err(|e| tls_error(e, params.connect_timeout))?;
         }
-        upgrade(params, &uri, stream, options, decode, outbox, early)
+        upgrade(params, &uri, stream, options, decode, outbox)
     } else {
-        upgrade(params, &uri, tcp, options, decode, outbox, early)
+        upgrade(params, &uri, tcp, options, decode, outbox)
     }
 }
 
@@ -120,24 +120,22 @@ fn upgrade<S, T, D>(
     stream: S,
     options: LinkOptions,
     decode: D,
-    outbox: Outbox<T>,
-    early: &mut Early,
-) -> Result<Link>
+    outbox: Outbox<Stamped<T>>,
+) -> std::result::Result<Link, OpenError>
 where
     S: Socket,
     T: Send + 'static,
-    D: Fn(Bytes) -> Option<T> + Send + Sync + 'static,
+    D: Fn(Bytes) -> Option<T> + Send + 'static,
 {
-    let (stream, rest) = handshake(params, uri, stream, early)?;
-    Link::spawn(
+    let (stream, rest) = handshake(params, uri, stream)?;
+    Ok(Link::spawn(
         stream,
         rest,
         ws_config(params),
         options,
         decode,
         outbox,
-        early.reader().map_err(Error::Io)?,
-    )
+    )?)
 }
 
 /// A socket in non-blocking mode used as a blocking one whose every read and write waits
@@ -269,8 +267,7 @@ fn handshake<S: Socket>(
     params: &ConnectParams,
     uri: &http::Uri,
     mut stream: S,
-    early: &mut Early,
-) -> Result<(S, Vec<u8>)> {
+) -> std::result::Result<(S, Vec<u8>), OpenError> {
     let deadline = Instant::now() + params.connect_timeout;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let separator = if path.contains('?') { '&' } else { '?' };
@@ -312,8 +309,6 @@ fn handshake<S: Socket>(
     };
     io.write_all(request.as_bytes()).map_err(fail)?;
     io.flush().map_err(fail)?;
-    // Without TLS, the only wait for the server (with TLS, done already).
-    early.start();
 
     let mut buf = Vec::with_capacity(1024);
     let mut read_more = |buf: &mut Vec<u8>| -> Result<bool> {
@@ -327,15 +322,19 @@ fn handshake<S: Socket>(
             break end + 4;
         }
         if buf.len() > MAX_RESPONSE_HEAD {
-            return Err(Error::WebSocket(
-                "handshake failed: response head too large".into(),
-            ));
+            return Err(
+                Error::WebSocket("handshake failed: response head too large".into()).into(),
+            );
         }
         if !read_more(&mut buf)? {
-            return Err(Error::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the server closed the connection during the WebSocket handshake",
-            )));
+            let why = if speaks_tls(&buf) {
+                "the server speaks TLS: use an https:// URL? (it answered the WebSocket \
+                 handshake with a TLS record and closed the connection)"
+            } else {
+                "the server closed the connection during the WebSocket handshake"
+            };
+            let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, why);
+            return Err(Error::Io(eof).into());
         }
     };
     let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -344,7 +343,7 @@ fn handshake<S: Socket>(
         response.parse(&buf[..head_len]),
         Ok(httparse::Status::Complete(_))
     ) {
-        return Err(Error::WebSocket("handshake failed: malformed HTTP".into()));
+        return Err(Error::WebSocket("handshake failed: malformed HTTP".into()).into());
     }
     let status = response.code.unwrap_or(0);
     let header = |name: &str| {
@@ -380,24 +379,37 @@ fn handshake<S: Socket>(
     {
         return Err(Error::WebSocket(
             "handshake failed: the server did not accept the upgrade".into(),
-        ));
+        )
+        .into());
     }
     // Frames the server sent right after its answer are the WebSocket's to read.
     let rest = buf.split_off(head_len);
     Ok((stream, rest))
 }
 
-/// The error for a refused upgrade: a refused token is always `Unauthorized`, so that
-/// reconnection knows to stop.
-fn refusal(status: u16, body: &str, token: &AccessToken) -> Error {
+/// Whether the answer to a plain-text handshake starts like a TLS record (an alert or a
+/// handshake, protocol version 3.x): a TLS server reading our request as a bad
+/// ClientHello.
+fn speaks_tls(answer: &[u8]) -> bool {
+    matches!(answer, [0x15 | 0x16, 0x03, ..])
+}
+
+/// The error for a refused upgrade. A 401 or 403 is always `Unauthorized` (a first
+/// connect fails with it); whether the API itself said so, rather than a proxy's page,
+/// decides whether a reconnect gives up at once (see `reconnect.rs`).
+fn refusal(status: u16, body: &str, token: &AccessToken) -> OpenError {
+    let error = crate::rest::api_error(status, body, token);
     if status == 401 || status == 403 {
-        let description = match crate::rest::api_error(status, body, token) {
+        let description = match error {
             ApiError::Unauthorized { description } => description,
-            _ => format!("the stream handshake was refused with HTTP {status}"),
+            other => format!("the stream handshake was refused with HTTP {status}: {other}"),
         };
-        Error::Api(ApiError::Unauthorized { description })
+        OpenError {
+            error: Error::Api(ApiError::Unauthorized { description }),
+            by_api: crate::rest::is_services_unauthorized(status, body),
+        }
     } else {
-        Error::Api(crate::rest::api_error(status, body, token))
+        Error::Api(error).into()
     }
 }
 

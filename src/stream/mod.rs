@@ -1,121 +1,63 @@
-//! Stream connections: one WebSocket each, a reader thread and a thread that writes
-//! keepalive pings and control replies and reconnects, messages delivered over a bounded
-//! crossbeam channel, or read by the waiting consumer itself (see `lead.rs`). The generic
-//! [`Connection`] and [`StreamBuilder`] here take their typed forms in `upstream` and
-//! `downstream`.
+//! Stream connections, the crate's stream engine (see `ARCHITECTURE.md`). Each
+//! connection has one WebSocket at a time (a [`link`]) with one reader thread that
+//! delivers decoded messages over a bounded crossbeam channel, and the session's thread
+//! (`session.rs`) that runs the link's writer loop and reconnects. Consumers only take
+//! from the channel; senders write on their own threads under the socket lock. The
+//! generic [`Connection`] and [`StreamBuilder`] here take their typed forms in `upstream`
+//! and `downstream`.
+//!
+//! The rest of the crate uses this small surface only:
+//! - [`Hook`] and [`HookFactory`]: a layer on a connection's traffic (de-duplication);
+//! - [`Outlet`]: sends on a connection without owning it, through the one counted send
+//!   path ([`send_counted`]), and says why the connection ended (the tracker);
+//! - [`correlate::Correlator`]: routes replies to the threads that wait for them;
+//! - [`Connection::tracking_parts`] and [`Connection::hook`].
 
+mod builder;
 pub(crate) mod connect;
 pub(crate) mod correlate;
-pub(crate) mod dedup;
-pub(crate) mod lead;
-pub(crate) mod link;
-pub(crate) mod session;
-pub(crate) mod socket;
-mod spare;
+mod frame;
+mod handover;
+mod health;
+mod link;
+mod read;
+mod reconnect;
+mod session;
+mod socket;
+pub(crate) mod stats;
+mod write;
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-pub use crossbeam_channel::{RecvError, RecvTimeoutError, TryRecvError};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+/// `crossbeam-channel`'s own error type, re-exported so that naming it needs no
+/// dependency of yours: the receiving methods of a [`Connection`] and a
+/// [`DownlinkTracker`](crate::DownlinkTracker) fail as crossbeam's channels do. It
+/// follows `crossbeam-channel` 0.5's API; each converts into [`Error`](crate::Error).
+pub use crossbeam_channel::RecvError;
+/// `crossbeam-channel`'s own error type, re-exported (see [`RecvError`]).
+pub use crossbeam_channel::RecvTimeoutError;
+/// `crossbeam-channel`'s own error type, re-exported (see [`RecvError`]).
+pub use crossbeam_channel::TryRecvError;
+
+pub use builder::StreamBuilder;
+pub use frame::StreamFrame;
+pub use reconnect::Reconnect;
+pub use session::ConnectionEvent;
 
 use crate::error::{InvalidInput, Result};
-use crate::stats::{ConnectionHealth, StreamCounters, StreamStats};
 use crate::wire::DEFAULT_MAX_FRAME_SIZE;
 use connect::ConnectParams;
-use link::{LeadSlot, Led, LinkOptions, Outbox, Turn};
-pub use session::{ConnectionEvent, Reconnect};
+pub use health::{ConnectionHealth, ConnectionState, Health};
+use link::LinkOptions;
+use read::{Outbox, Room};
 use session::{EventHandler, Opener, Session};
-
-/// A message type that travels on a stream: [`UpstreamMessage`](crate::UpstreamMessage)
-/// and [`UpstreamReply`](crate::UpstreamReply) on the upstream,
-/// [`DownstreamRequest`](crate::DownstreamRequest) and
-/// [`DownstreamReply`](crate::DownstreamReply) on the downstream. Sealed: the crate's
-/// message types are the only ones.
-pub trait StreamFrame: sealed::Frame + Serialize + DeserializeOwned + Send + 'static {}
-
-impl<T: sealed::Frame + Serialize + DeserializeOwned + Send + 'static> StreamFrame for T {}
-
-mod sealed {
-    use crate::error::{InvalidInput, Result};
-
-    /// What the engine needs of a message type; not nameable outside the crate, so
-    /// nobody else can implement [`super::StreamFrame`].
-    pub trait Frame {
-        /// Checks the value rules; the default has none.
-        fn validate(&self) -> Result<(), InvalidInput> {
-            Ok(())
-        }
-
-        /// For replies a sender can wait for: the transaction id they answer, and
-        /// whether this is the last reply for it. The default: not a reply.
-        fn correlation(&self) -> Option<(u64, bool)> {
-            None
-        }
-
-        /// Counts what kind of message came in, beyond the frame itself.
-        // The counters stay crate-private; the trait is sealed anyway.
-        #[allow(private_interfaces)]
-        fn count_received(&self, _stats: &crate::stats::StreamCounters) {}
-
-        /// Counts what kind of message went out, beyond its bytes.
-        // The counters stay crate-private; the trait is sealed anyway.
-        #[allow(private_interfaces)]
-        fn count_sent(&self, _stats: &crate::stats::StreamCounters) {}
-    }
-}
-
-impl sealed::Frame for crate::UpstreamMessage {}
-
-impl sealed::Frame for crate::DownstreamReply {
-    fn correlation(&self) -> Option<(u64, bool)> {
-        Some((
-            self.transaction_id(),
-            matches!(self, crate::DownstreamReply::Result(_)),
-        ))
-    }
-
-    // The counters stay crate-private; the trait is sealed anyway.
-    #[allow(private_interfaces)]
-    fn count_received(&self, stats: &crate::stats::StreamCounters) {
-        match self {
-            crate::DownstreamReply::Ack(_) => stats.downstream_ack_received(),
-            crate::DownstreamReply::Result(r) => stats.result_received(&r.result_code),
-        }
-    }
-}
-
-impl sealed::Frame for crate::UpstreamReply {
-    fn validate(&self) -> Result<(), InvalidInput> {
-        crate::UpstreamReply::validate(self)
-    }
-
-    // The counters stay crate-private; the trait is sealed anyway.
-    #[allow(private_interfaces)]
-    fn count_sent(&self, stats: &crate::stats::StreamCounters) {
-        match self {
-            crate::UpstreamReply::Ack(_) => stats.ack_sent(),
-            crate::UpstreamReply::Reject(r) => stats.reject_sent(&r.result_code),
-        }
-    }
-}
-
-impl sealed::Frame for crate::DownstreamRequest {
-    fn validate(&self) -> Result<(), InvalidInput> {
-        crate::DownstreamRequest::validate(self)
-    }
-
-    // The counters stay crate-private; the trait is sealed anyway.
-    #[allow(private_interfaces)]
-    fn count_sent(&self, stats: &crate::stats::StreamCounters) {
-        stats.downlink_sent(matches!(self, crate::DownstreamRequest::Multicast(_)));
-    }
-}
+use stats::StreamCounters;
+pub use stats::{DedupStats, RejectCounts, ResultCounts, StreamStats};
 
 /// Why a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,23 +130,6 @@ impl Default for StreamOptions {
     }
 }
 
-/// Opens connections to one stream; from [`Core::upstream`](crate::Core::upstream) or
-/// [`Core::downstream`](crate::Core::downstream).
-///
-/// One builder can open several connections: the service shares a stream's traffic
-/// between them round-robin. Every connection uses the `Core`'s TLS settings and is
-/// closed by [`Core::close`](crate::Core::close).
-#[must_use = "a builder does nothing until connect() is called"]
-pub struct StreamBuilder<'a, In, Out> {
-    core: &'a crate::Core,
-    name: &'static str,
-    url: String,
-    options: StreamOptions,
-    events: Option<EventHandler>,
-    pub(crate) hook: Option<HookFactory<In, Out>>,
-    _types: PhantomData<fn(In, Out)>,
-}
-
 /// A layer that sees a connection's traffic: each incoming message as the receiving
 /// methods take it off the channel, and each outgoing message after it was written.
 /// Optional: a connection without one pays a single branch. It runs on the consumer's
@@ -213,200 +138,78 @@ pub struct StreamBuilder<'a, In, Out> {
 /// thread, de-duplication halved the ack throughput).
 pub(crate) trait Hook<In, Out>: Send + Sync + 'static {
     /// `Some` goes to the application; `None` was taken care of by the hook. `read_at`:
-    /// when the message was read off the socket, if known without reading the clock.
-    fn incoming(&self, message: In, read_at: Option<Instant>) -> Option<In>;
+    /// when the message's read pass was (one clock reading per pass, not per message).
+    fn incoming(&self, message: In, read_at: Instant) -> Option<In>;
     /// `message` was written; returns what must be sent after it.
     fn sent(&self, message: &Out) -> Vec<Out>;
     /// Called once the connection is up, with a way to send on it.
     fn start(&self, send: HookSend<Out>);
     /// For typed accessors on the connection.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// The layer's de-duplication counters, for [`Connection::stats`].
+    fn dedup_stats(&self) -> Option<DedupStats> {
+        None
+    }
 }
 
-/// Sends one message on the connection a [`Hook`] belongs to.
+/// Sends one message on the connection a [`Hook`] belongs to (through [`Outlet::send`]).
 pub(crate) type HookSend<Out> = Box<dyn Fn(&Out) -> Result<()> + Send + Sync>;
 /// Makes the [`Hook`] of each connection a builder opens.
 pub(crate) type HookFactory<In, Out> = Arc<dyn Fn() -> Arc<dyn Hook<In, Out>> + Send + Sync>;
 
-impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
-    pub(crate) fn new(core: &'a crate::Core, name: &'static str, url: &str) -> Self {
-        Self {
-            core,
-            name,
-            url: url.to_owned(),
-            options: StreamOptions::default(),
-            events: None,
-            hook: None,
-            _types: PhantomData,
-        }
-    }
-
-    /// How many received messages may wait for the consumer before the connection
-    /// stops reading from the socket. Default 1024.
-    pub fn capacity(mut self, capacity: usize) -> Self {
-        self.options.capacity = capacity;
-        self
-    }
-
-    /// The largest frame accepted from the server, in bytes. Default 1 MiB.
-    pub fn max_frame_size(mut self, bytes: usize) -> Self {
-        self.options.max_frame_size = bytes;
-        self
-    }
-
-    /// How long closing waits for the server's close reply. Default 1 s.
-    pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.options.close_timeout = timeout;
-        self
-    }
-
-    /// How long a send may wait for the server to take data. Default 30 s.
-    pub fn write_timeout(mut self, timeout: Duration) -> Self {
-        self.options.write_timeout = timeout;
-        self
-    }
-
-    /// Keepalive: ping every `interval`, and declare the connection dead when nothing
-    /// arrives within `pong_timeout` of a ping. Default 30 s and 10 s.
-    pub fn keepalive(mut self, interval: Duration, pong_timeout: Duration) -> Self {
-        self.options.ping_interval = Some(interval);
-        self.options.pong_timeout = pong_timeout;
-        self
-    }
-
-    /// Turns keepalive pings off (the server's own pings are still answered).
-    pub fn no_keepalive(mut self) -> Self {
-        self.options.ping_interval = None;
-        self
-    }
-
-    /// The backoff policy of automatic reconnection, which is on by default with
-    /// [`Reconnect::default`]. While reconnecting, [`iter`](Connection::iter) keeps
-    /// waiting and sends fail at once with
-    /// [`Error::NotConnected`](crate::Error::NotConnected).
-    pub fn reconnect(mut self, policy: Reconnect) -> Self {
-        self.options.reconnect = Some(policy);
-        self
-    }
-
-    /// Turns automatic reconnection off: the connection ends at the first failure or
-    /// server close, and [`iter`](Connection::iter) ends once every message received
-    /// before has been handed out. [`Connection::close_reason`] then says why.
-    pub fn no_reconnect(mut self) -> Self {
-        self.options.reconnect = None;
-        self
-    }
-
-    /// Calls `handler` on every state change (connected, disconnected, reconnecting,
-    /// gave up), from the connection's own threads: keep it short.
-    pub fn on_event(mut self, handler: impl Fn(&ConnectionEvent) + Send + Sync + 'static) -> Self {
-        self.events = Some(Arc::new(handler));
-        self
-    }
-
-    /// Opens a connection; blocks until the WebSocket handshake is done.
-    ///
-    /// A refused token is [`ApiError::Unauthorized`](crate::ApiError::Unauthorized).
-    pub fn connect(&self) -> Result<Connection<In, Out>> {
-        if self.core.is_closed() {
-            return Err(crate::Error::Closed("the Core is closed".into()));
-        }
-        let params = ConnectParams {
-            url: self.url.clone(),
-            token: self.core.token().clone(),
-            tls: self.core.tls_client_config(),
-            connect_timeout: self.core.connect_timeout(),
-            user_agent: self.core.user_agent().to_owned(),
-            max_frame_size: self.options.max_frame_size,
-        };
-        let hook = self.hook.as_ref().map(|make| make());
-        let connection =
-            Connection::open_with(&params, self.name, &self.options, self.events.clone(), hook)?;
-        let closer: std::sync::Weak<dyn crate::client::StreamCloser> = connection.closer();
-        self.core.track_stream(closer);
-        Ok(connection)
-    }
-}
-
-/// The receiving side: the channel, then whatever was read after the owner stopped
-/// waiting for room in it; and the current link's socket, which a consumer waiting for
-/// its next message reads itself when the reader thread lets it (see `lead.rs`).
+/// The receiving side: the channel, then (once it is disconnected) what the reader
+/// stashed after the owner closed. Consumers only take from here; nothing else of a
+/// connection's received messages waits anywhere.
 struct Inbox<T> {
-    /// What a consumer reading the socket itself read past the message it took: older
-    /// than anything in the channel, so taken first.
-    ahead: Mutex<Ahead<T>>,
     rx: Receiver<T>,
     stash: Arc<Mutex<VecDeque<T>>>,
-    lead: LeadSlot<T>,
-    room: Arc<link::Room>,
+    room: Arc<Room>,
 }
 
-/// Messages a consumer read past the one it took, and when that read was (for a hook,
-/// which would otherwise read the clock once per message).
-struct Ahead<T> {
-    items: VecDeque<T>,
-    read_at: Option<Instant>,
-}
-
-/// A message taken by a receiving method, with when it was read off the socket if that
-/// is known without reading the clock again.
-type Taken<T> = (T, Option<Instant>);
+/// What the receiving methods take: a message and when its read pass was.
+type Taken<In> = read::Stamped<In>;
 
 impl<T> Inbox<T> {
-    fn take_stashed(&self) -> Option<Taken<T>> {
-        crate::sync::lock(&self.stash)
-            .pop_front()
-            .map(|item| (item, None))
-    }
-
-    /// Takes from the channel, waking a reader that waits for room once it is half
-    /// empty.
+    /// Counts a message taken, waking a reader that waits for room once the channel is
+    /// half empty.
     #[inline]
-    fn try_take(&self) -> Result<T, TryRecvError> {
-        let item = self.rx.try_recv()?;
-        self.took();
-        Ok(item)
-    }
-
-    #[inline]
-    fn took(&self) {
+    fn took(&self, item: T) -> T {
         let capacity = self.rx.capacity().unwrap_or(usize::MAX);
         self.room.taken(self.rx.len(), capacity);
+        item
     }
 
-    /// The oldest message waiting: what was read ahead, then the channel, then (once the
-    /// channel is disconnected) the stash.
-    fn try_next(&self) -> Result<Taken<T>, TryRecvError> {
-        if let Some(taken) = self.take_ahead() {
-            return Ok(taken);
-        }
-        match self.try_take() {
-            Ok(item) => Ok((item, None)),
-            Err(TryRecvError::Disconnected) => {
-                self.take_stashed().ok_or(TryRecvError::Disconnected)
-            }
+    /// The stash comes after the channel, and only once nothing can enter the channel.
+    fn after_channel<E>(&self, disconnected: E) -> Result<T, E> {
+        crate::sync::lock(&self.stash)
+            .pop_front()
+            .ok_or(disconnected)
+    }
+
+    fn try_next(&self) -> Result<T, TryRecvError> {
+        match self.rx.try_recv() {
+            Ok(item) => Ok(self.took(item)),
+            Err(TryRecvError::Disconnected) => self.after_channel(TryRecvError::Disconnected),
             Err(TryRecvError::Empty) => Err(TryRecvError::Empty),
         }
     }
 
-    fn take_ahead(&self) -> Option<Taken<T>> {
-        let mut ahead = crate::sync::lock(&self.ahead);
-        let item = ahead.items.pop_front()?;
-        let read_at = ahead.read_at;
-        if ahead.items.is_empty() {
-            drop(ahead);
-            // The reader may read again once the backlog is gone.
-            if let Some(lead) = crate::sync::lock(&self.lead).as_ref() {
-                lead.token().drained();
+    fn next(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        let got = match deadline {
+            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(deadline) => self.rx.recv_deadline(deadline),
+        };
+        match got {
+            Ok(item) => Ok(self.took(item)),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.after_channel(RecvTimeoutError::Disconnected)
             }
+            Err(RecvTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout),
         }
-        Some((item, read_at))
     }
 
     fn len(&self) -> usize {
-        crate::sync::lock(&self.ahead).items.len()
-            + self.rx.len()
-            + crate::sync::lock(&self.stash).len()
+        self.rx.len() + crate::sync::lock(&self.stash).len()
     }
 }
 
@@ -435,7 +238,7 @@ pub struct Connection<In, Out> {
     session: Arc<Session>,
     stats: Arc<StreamCounters>,
     correlator: Arc<correlate::Correlator<In>>,
-    inbox: Inbox<In>,
+    inbox: Inbox<Taken<In>>,
     hook: Option<Arc<dyn Hook<In, Out>>>,
     _out: PhantomData<fn(Out)>,
 }
@@ -448,26 +251,26 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         options: &StreamOptions,
         events: Option<EventHandler>,
     ) -> Result<Self> {
-        Self::open_with(params, name, options, events, None)
+        Self::open_with(params, name, options, events, None, None)
     }
 
-    /// [`open`](Self::open), with a [`Hook`] on the traffic.
+    /// [`open`](Self::open), with a [`Hook`] on the traffic, and the first connection
+    /// retried under `first` if given.
     pub(crate) fn open_with(
         params: &ConnectParams,
         name: &'static str,
         options: &StreamOptions,
         events: Option<EventHandler>,
         hook: Option<Arc<dyn Hook<In, Out>>>,
+        first: Option<&reconnect::FirstRetry>,
     ) -> Result<Self> {
-        let (tx, rx) = crossbeam_channel::bounded(options.capacity.max(1));
+        let (tx, rx) = crossbeam_channel::bounded::<Taken<In>>(options.capacity.max(1));
         let stash = Arc::new(Mutex::new(VecDeque::new()));
-        let lead: LeadSlot<In> = Arc::new(Mutex::new(None));
-        let room = Arc::new(link::Room::default());
+        let room = Arc::new(Room::default());
         let outbox = Outbox {
             tx,
             stash: stash.clone(),
             room: room.clone(),
-            lead: lead.clone(),
         };
         let link_options = LinkOptions {
             name: name.to_owned(),
@@ -482,7 +285,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         let link_correlator = correlator.clone();
         let stats = Arc::new(StreamCounters::new(name));
         let link_stats = stats.clone();
-        let open: Opener = Box::new(move |early| {
+        let open: Opener = Box::new(move || {
             let log_name = log_name.clone();
             let waiters = correlate::FailOnDrop(link_correlator.clone());
             let stats = link_stats.clone();
@@ -507,36 +310,27 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                     }
                 }
             };
-            let link =
-                connect::open_link(&params, link_options.clone(), decode, outbox.clone(), early)?;
+            let link = connect::open_link(&params, link_options.clone(), decode, outbox.clone())?;
             log::debug!("{}: connected to {}", link_options.name, params.url);
             Ok(link)
         });
-        let session = Session::start(name, open, options.reconnect.clone(), events, stats.clone())?;
+        let session = Session::start(
+            name,
+            open,
+            options.reconnect.clone(),
+            events,
+            stats.clone(),
+            first,
+        )?;
         if let Some(hook) = &hook {
-            let weak = Arc::downgrade(&session);
-            let stats = stats.clone();
-            hook.start(Box::new(move |message: &Out| {
-                let session = weak
-                    .upgrade()
-                    .ok_or_else(|| crate::Error::Closed("the connection is gone".into()))?;
-                send_counted(&session, &stats, message)
-            }));
+            let outlet = Outlet::new(&session, &stats);
+            hook.start(Box::new(move |message: &Out| outlet.send(message)));
         }
         Ok(Self {
             session,
             stats,
             correlator,
-            inbox: Inbox {
-                ahead: Mutex::new(Ahead {
-                    items: VecDeque::new(),
-                    read_at: None,
-                }),
-                rx,
-                stash,
-                lead,
-                room,
-            },
+            inbox: Inbox { rx, stash, room },
             hook,
             _out: PhantomData,
         })
@@ -568,17 +362,10 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     }
 
     /// The parts a [`DownlinkTracker`](crate::DownlinkTracker) sends and matches with.
-    pub(crate) fn tracking_parts(
-        &self,
-    ) -> (
-        std::sync::Weak<Session>,
-        Arc<correlate::Correlator<In>>,
-        LeadSlot<In>,
-    ) {
+    pub(crate) fn tracking_parts(&self) -> (Outlet<Out>, Arc<correlate::Correlator<In>>) {
         (
-            Arc::downgrade(&self.session),
+            Outlet::new(&self.session, &self.stats),
             self.correlator.clone(),
-            self.inbox.lead.clone(),
         )
     }
 
@@ -630,7 +417,8 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                 Err(RecvTimeoutError::Disconnected) => {
                     let why = self
                         .session
-                        .last_reason()
+                        .state()
+                        .interruption()
                         .map_or_else(|| "the connection ended".to_owned(), |r| r.to_string());
                     return Ok(Collected {
                         replies: got,
@@ -654,78 +442,9 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
 
     fn next(&self, deadline: Option<Instant>) -> Result<In, RecvTimeoutError> {
         loop {
-            let taken = match self.inbox.try_next() {
-                Ok(taken) => taken,
-                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
-                Err(TryRecvError::Empty) => match self.read_or_wait(deadline)? {
-                    Some(taken) => taken,
-                    None => continue,
-                },
-            };
-            if let Some(message) = self.pass(taken) {
+            if let Some(message) = self.pass(self.inbox.next(deadline)?) {
                 return Ok(message);
             }
-        }
-    }
-
-    /// The channel is empty: reads the socket if the reader thread lets us (one wake-up
-    /// per message instead of two), else waits on the channel. `None`: look again.
-    fn read_or_wait(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<Option<Taken<In>>, RecvTimeoutError> {
-        let waiting = match link::turn(&self.inbox.lead) {
-            Turn::Read(lead) => {
-                let token = lead.token();
-                // The reader hands everything it read over before letting go.
-                if let Ok(message) = self.inbox.try_take() {
-                    token.leave(false, false);
-                    return Ok(Some((message, None)));
-                }
-                let mut ahead = VecDeque::new();
-                return match lead.read(deadline, false, Some(&mut ahead)) {
-                    Led::Message(message) => {
-                        // One clock reading for the whole pass, and only for a hook.
-                        let read_at = self.hook.as_ref().map(|_| Instant::now());
-                        let backlog = !ahead.is_empty();
-                        if backlog {
-                            let mut waiting = crate::sync::lock(&self.inbox.ahead);
-                            waiting.items.append(&mut ahead);
-                            waiting.read_at = read_at;
-                        }
-                        token.leave(true, backlog);
-                        Ok(Some((message, read_at)))
-                    }
-                    Led::TimedOut => {
-                        token.leave(false, false);
-                        Err(RecvTimeoutError::Timeout)
-                    }
-                    Led::Ended | Led::Routed => Ok(None),
-                };
-            }
-            Turn::Wait(waiting) => waiting,
-        };
-        let got = match deadline {
-            None => self
-                .inbox
-                .rx
-                .recv()
-                .map_err(|_| RecvTimeoutError::Disconnected),
-            Some(deadline) => self.inbox.rx.recv_deadline(deadline),
-        };
-        drop(waiting);
-        match got {
-            Ok(message) => {
-                self.inbox.took();
-                Ok(Some((message, None)))
-            }
-            // The stash, if anything, after the channel.
-            Err(RecvTimeoutError::Disconnected) => self
-                .inbox
-                .take_stashed()
-                .map(Some)
-                .ok_or(RecvTimeoutError::Disconnected),
-            Err(RecvTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout),
         }
     }
 
@@ -811,9 +530,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             .stats
             .snapshot(self.session.is_connected(), self.inbox.len());
         stats.awaiting_results = self.correlator.awaiting();
-        stats.dedup = self
-            .hook::<dedup::DedupLayer>()
-            .map(dedup::DedupLayer::stats);
+        stats.dedup = self.hook.as_ref().and_then(|hook| hook.dedup_stats());
         stats
     }
 }
@@ -855,7 +572,7 @@ impl<In, Out> Connection<In, Out> {
     /// Why the connection ended, once it has. The first reason is kept: a connection
     /// that failed or that the server closed says so even after [`close`](Self::close).
     pub fn close_reason(&self) -> Option<CloseReason> {
-        self.session.reason()
+        self.session.state().close_reason()
     }
 
     /// Where this connection stands: connected, reconnecting (with the attempt) or
@@ -922,16 +639,17 @@ impl<'a, In: StreamFrame, Out: StreamFrame> IntoIterator for &'a Connection<In, 
     }
 }
 
-pub(crate) fn encode<T: Serialize>(message: &T) -> Result<String> {
+pub(crate) fn encode<T: serde::Serialize>(message: &T) -> Result<String> {
     serde_json::to_string(message)
         .map_err(|e| crate::Error::Invalid(InvalidInput::Encode(e.to_string())))
 }
 
-/// Writes one message and counts it, or the failure: every send path goes through here,
-/// the replies the connection owes (de-duplication) included.
+/// Writes one message and counts it, or the failure. Every frame that leaves a
+/// connection goes through here: acks, rejects, downlinks, tracked downlinks and the
+/// de-duplication's answers (`stats().sent` counts them all).
 fn send_counted<Out: StreamFrame>(
     session: &Session,
-    stats: &crate::stats::StreamCounters,
+    stats: &StreamCounters,
     message: &Out,
 ) -> Result<()> {
     let text = encode(message)?;
@@ -945,6 +663,43 @@ fn send_counted<Out: StreamFrame>(
         Err(e) => {
             stats.send_failed();
             Err(e)
+        }
+    }
+}
+
+/// Sends on a connection without keeping it alive: what a [`Hook`] and a
+/// [`DownlinkTracker`](crate::DownlinkTracker) hold. Sends go through the one counted
+/// path ([`send_counted`]); the value rules are the caller's to check.
+pub(crate) struct Outlet<Out> {
+    session: Weak<Session>,
+    stats: Arc<StreamCounters>,
+    _out: PhantomData<fn(Out)>,
+}
+
+impl<Out: StreamFrame> Outlet<Out> {
+    fn new(session: &Arc<Session>, stats: &Arc<StreamCounters>) -> Self {
+        Self {
+            session: Arc::downgrade(session),
+            stats: stats.clone(),
+            _out: PhantomData,
+        }
+    }
+
+    /// Writes `message` on the connection and counts it; fails once the connection is
+    /// gone.
+    pub(crate) fn send(&self, message: &Out) -> Result<()> {
+        let session = self
+            .session
+            .upgrade()
+            .ok_or_else(|| crate::Error::Closed("the connection is gone".into()))?;
+        send_counted(&session, &self.stats, message)
+    }
+
+    /// Why the connection ended for good, once it has (not while it reconnects).
+    pub(crate) fn ended(&self) -> Option<String> {
+        match self.session.upgrade() {
+            None => Some("the connection is gone".into()),
+            Some(session) => session.state().close_reason().map(|r| r.to_string()),
         }
     }
 }

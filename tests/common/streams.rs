@@ -25,21 +25,13 @@ pub const DEV_EUI: u64 = 0x7ABE_1B8C_93D7_174F;
 
 /// An uplink whose transaction id is `id`.
 pub fn uplink(id: u64) -> UpstreamMessage {
-    UpstreamMessage {
-        protocol_version: 1,
-        transaction_id: id,
-        outdated: None,
-        dev_euis: vec![DevEui::new(DEV_EUI)],
-        radio: UpstreamRadio {
-            frequency: 868_100_000,
-            modulation: LoRaModulation::new(12, 125_000).into(),
-            rssi: -52.0,
-            snr: -3.0,
-        },
-        phy_payload_no_mic: vec![64, 184, 174, 199, 1, 2, 3, 4],
-        mic_challenge: vec![1_308_830_714, 114_830_713],
-        gps: None,
-    }
+    UpstreamMessage::new(
+        id,
+        vec![DevEui::new(DEV_EUI)],
+        UpstreamRadio::new(868_100_000, LoRaModulation::new(12, 125_000), -52.0, -3.0),
+        vec![64, 184, 174, 199, 1, 2, 3, 4],
+        vec![1_308_830_714, 114_830_713],
+    )
 }
 
 /// Class C, as soon as possible: the emulator answers a class A downlink that follows no

@@ -8,3 +8,4 @@ mod multicast;
 mod routing_table;
 mod secrets;
 mod transport;
+mod url_mistakes;

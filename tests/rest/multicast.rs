@@ -90,6 +90,8 @@ fn get_all_one_and_some() {
         2
     );
     assert_eq!(groups.delete([OTHER]).unwrap(), 0);
+    // As plain numbers, as a single address is given.
+    assert_eq!(groups.delete([ADDR.get(), 99_u32]).unwrap(), 1);
 }
 
 #[test]

@@ -425,6 +425,45 @@ fn error_statuses_without_the_error_object_are_unknown() {
 }
 
 #[test]
+fn refused_tokens_are_unauthorized_whatever_the_body() {
+    let json = |code: &str| {
+        format!(r#"{{"detail": {{"error_code": "{code}", "error_description": "no entry"}}}}"#)
+    };
+    for (status, body) in [
+        (
+            401,
+            "<html><body>401 Authorization Required</body></html>".to_owned(),
+        ),
+        (401, String::new()),
+        (401, json("Unauthorized")),
+        (403, "<html><body>403 Forbidden</body></html>".to_owned()),
+        (403, json("Unauthorized")),
+        (403, json("Forbidden")),
+        (403, json("Unknown")),
+    ] {
+        let err = common::api_error_from(status, &body);
+        let ApiError::Unauthorized { description } = &err else {
+            panic!("HTTP {status} {body:?}: {err:?}");
+        };
+        if body.contains("\"Unauthorized\"") {
+            assert_eq!(description, "no entry");
+        } else {
+            assert!(
+                description.contains(&format!("HTTP {status}")),
+                "{description}"
+            );
+        }
+        assert_eq!(err.code(), "Unauthorized");
+    }
+    // A documented code keeps its meaning whatever the status.
+    let err = common::api_error_from(403, &json("Device.LimitExhausted"));
+    assert!(
+        matches!(err, ApiError::DevicesLimitExhausted { .. }),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn oversized_answers_are_refused() {
     let addr = answering(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 20\r\nConnection: close\r\n\r\n[{}, {}, {}, {}, {}]",

@@ -32,6 +32,8 @@ fn send_and_wait_returns_the_result_for_that_downlink() {
         .unwrap();
     let group = MulticastAddr::new(0xef046a1e);
     core.multicast_groups().create("g", group).unwrap();
+    // A group with no member reaches no device: its downlinks would not be sent.
+    core.multicast_groups().add_device(group, dev_eui).unwrap();
     let down = core.downstream().connect().unwrap();
 
     let id = core.next_transaction_id();

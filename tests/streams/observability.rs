@@ -10,21 +10,13 @@ use std::time::{Duration, Instant};
 use ran_routing::*;
 
 fn uplink(transaction_id: u64) -> UpstreamMessage {
-    UpstreamMessage {
-        protocol_version: 1,
+    UpstreamMessage::new(
         transaction_id,
-        outdated: None,
-        dev_euis: vec![DevEui::new(0x7ABE1B8C93D7174F)],
-        radio: UpstreamRadio {
-            frequency: 868_100_000,
-            modulation: LoRaModulation::new(12, 125_000).into(),
-            rssi: -52.0,
-            snr: -3.0,
-        },
-        phy_payload_no_mic: vec![64, 184, 174, 199],
-        mic_challenge: vec![1_308_830_714, 114_830_713],
-        gps: None,
-    }
+        vec![DevEui::new(0x7ABE1B8C93D7174F)],
+        UpstreamRadio::new(868_100_000, LoRaModulation::new(12, 125_000), -52.0, -3.0),
+        vec![64, 184, 174, 199],
+        vec![1_308_830_714, 114_830_713],
+    )
 }
 
 /// Polls `done` until it holds, failing the test after [`WAIT`].
@@ -219,6 +211,8 @@ fn downstream_counters_match_the_emulator() {
         .unwrap();
     let group = MulticastAddr::new(0xef046a1e);
     core.multicast_groups().create("obs", group).unwrap();
+    // A group with no member reaches no device: its downlinks would not be sent.
+    core.multicast_groups().add_device(group, dev).unwrap();
     let down = core.downstream().connect().unwrap();
     assert!(emu.wait_downstream_connections(1, WAIT));
 

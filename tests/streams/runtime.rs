@@ -37,6 +37,13 @@ fn abp_device(emu: &Emulator, core: &Core, keys: &Keys, n: u64) -> DevEui {
     dev_eui
 }
 
+/// An upstream connection with de-duplication, once the emulator has it.
+fn deduped(emu: &Emulator, core: &Core, dedup: impl Into<Dedup>) -> Arc<UpstreamConnection> {
+    let up = Arc::new(core.upstream().dedup(dedup).connect().unwrap());
+    assert!(emu.wait_upstream_connections(1, WAIT));
+    up
+}
+
 /// How the test LNS answers an uplink.
 #[derive(Clone, Copy)]
 enum Answer {
@@ -96,13 +103,7 @@ fn copies_before_and_after_the_answer_get_the_first_copys_ack() {
     let core = common::core(&emu);
     let keys = Keys::new();
     let dev = abp_device(&emu, &core, &keys, 1);
-    let up = Arc::new(
-        core.upstream()
-            .dedup(Duration::from_secs(60))
-            .connect()
-            .unwrap(),
-    );
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = deduped(&emu, &core, Duration::from_secs(60));
     // The LNS takes its time, so copies sent back to back are held until it answers.
     let seen = lns(up.clone(), keys, Duration::from_millis(200), |_| {
         Answer::Solve
@@ -135,7 +136,7 @@ fn copies_before_and_after_the_answer_get_the_first_copys_ack() {
 }
 
 #[test]
-fn rejects_are_repeated_and_acks_that_do_not_fit_a_copy_become_mic_failed() {
+fn acks_that_do_not_fit_a_copy_become_mic_failed_and_rejects_are_not_repeated() {
     let emu = common::emulator();
     let core = common::core(&emu);
     // Two candidates per challenge: a decoy of one copy is (almost surely) not another's.
@@ -146,15 +147,9 @@ fn rejects_are_repeated_and_acks_that_do_not_fit_a_copy_become_mic_failed() {
         let other = Keys::new();
         abp_device(&emu, &core, &other, 3)
     };
-    let up = Arc::new(
-        core.upstream()
-            .dedup(Duration::from_secs(60))
-            .connect()
-            .unwrap(),
-    );
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = deduped(&emu, &core, Duration::from_secs(60));
     let decoy_target = decoyed;
-    let _seen = lns(up.clone(), keys, Duration::from_millis(100), move |m| {
+    let seen = lns(up.clone(), keys, Duration::from_millis(100), move |m| {
         if m.dev_euis.contains(&decoy_target) {
             Answer::Decoy
         } else {
@@ -169,32 +164,127 @@ fn rejects_are_repeated_and_acks_that_do_not_fit_a_copy_become_mic_failed() {
         v[1..],
         vec![UpstreamVerdict::Rejected(UpstreamRejectResultCode::MicFailed); 2]
     );
-    // The same reject for every copy, message included.
+    assert_eq!(
+        seen_count(&seen),
+        1,
+        "the acked uplink's copies were answered"
+    );
+    // A rejected uplink's copies each go to the LNS, which rejects them itself.
     let ids = emu.play_uplink_copies(unknown, 1, *b"y", 3).unwrap();
     assert_eq!(
         verdicts(&emu, &ids),
         vec![UpstreamVerdict::Rejected(UpstreamRejectResultCode::MicFailed); 3]
     );
-    // The verdict is given just before the reply is recorded.
-    let rejects = || -> Vec<UpstreamReject> {
-        emu.upstream_replies()
-            .iter()
-            .filter_map(|r| match r {
-                UpstreamReply::Reject(r) if ids.contains(&r.transaction_id) => Some(r.clone()),
-                _ => None,
-            })
-            .collect()
-    };
+    assert_eq!(seen_count(&seen), 4);
+    let stats = up.dedup_stats().unwrap();
+    assert_eq!(
+        (stats.duplicates, stats.answered, stats.after_reject),
+        (2, 2, 2),
+        "{stats:?}"
+    );
+}
+
+/// A join request as the device sent it, and a forged copy: the same frame with a wrong
+/// MIC, its challenge built around that MIC, so the genuine MIC is not among its
+/// candidates.
+fn forged_and_genuine_join_request(
+    app_key: &AesKey,
+    dev: DevEui,
+    join_eui: JoinEui,
+) -> (UpstreamMessage, UpstreamMessage, u32) {
+    let genuine = mic::join_request(app_key, join_eui, dev, 0x0102);
+    let (_, true_mic) = mic::split_mic(&genuine).unwrap();
+    let mut forged = genuine.clone();
+    let n = forged.len();
+    forged[n - 4..].copy_from_slice(&(true_mic ^ 0x5a5a_5a5a).to_be_bytes());
+    let forged = mic::upstream_with_challenge(&forged, 101, vec![dev], 3, 1).unwrap();
+    assert!(!forged.mic_challenge.contains(&true_mic));
+    let genuine = mic::upstream_with_challenge(&genuine, 102, vec![dev], 3, 2).unwrap();
+    assert_eq!(forged.phy_payload_no_mic, genuine.phy_payload_no_mic);
+    (forged, genuine, true_mic)
+}
+
+/// The emulator's record of the reply to `transaction_id`, waited for.
+fn reply_to(emu: &Emulator, transaction_id: u64) -> UpstreamReply {
     let deadline = std::time::Instant::now() + WAIT;
-    while rejects().len() < 3 && std::time::Instant::now() < deadline {
+    loop {
+        let replies = emu.upstream_replies();
+        if let Some(reply) = replies
+            .into_iter()
+            .find(|r| r.transaction_id() == transaction_id)
+        {
+            return reply;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reply to {transaction_id}"
+        );
         thread::sleep(Duration::from_millis(10));
     }
-    let rejects = rejects();
-    assert_eq!(rejects.len(), 3);
-    assert!(rejects
-        .iter()
-        .all(|r| r.result_message == rejects[0].result_message));
-    assert_eq!(up.dedup_stats().unwrap().answered, 4);
+}
+
+#[test]
+fn a_forged_copy_rejected_first_does_not_stand_for_the_genuine_frame() {
+    let emu = common::emulator();
+    let core = common::core(&emu);
+    let (dev, join_eui, app_key) = (DevEui::new(0x70B3_D5FF_0000_0009), JoinEui::new(9), key(9));
+    let keys = Keys::new();
+    keys.set_join_key(dev, app_key.clone());
+    let up = deduped(&emu, &core, Duration::from_secs(60));
+    let seen = lns(up.clone(), keys, Duration::ZERO, |_| Answer::Solve);
+    let (forged, genuine, true_mic) = forged_and_genuine_join_request(&app_key, dev, join_eui);
+
+    // The forged copy first; the genuine frame 50 ms later, once the forgery is rejected.
+    emu.send_upstream(&forged).unwrap();
+    let rejected = reply_to(&emu, forged.transaction_id);
+    assert!(
+        matches!(&rejected, UpstreamReply::Reject(r) if r.result_code == UpstreamRejectResultCode::MicFailed),
+        "{rejected:?}"
+    );
+    thread::sleep(Duration::from_millis(50));
+    emu.send_upstream(&genuine).unwrap();
+    assert_eq!(
+        reply_to(&emu, genuine.transaction_id),
+        UpstreamAck::new(genuine.transaction_id, dev, true_mic).into(),
+        "the genuine join request reached the LNS and was acked"
+    );
+    assert_eq!(seen_count(&seen), 2);
+    let stats = up.dedup_stats().unwrap();
+    assert_eq!((stats.after_reject, stats.duplicates), (1, 0), "{stats:?}");
+}
+
+#[test]
+fn payloads_longer_than_a_lorawan_frame_are_handed_out_unremembered() {
+    let emu = common::emulator();
+    let core = common::core(&emu);
+    let up = deduped(&emu, &core, Duration::from_secs(60));
+    let dev = DevEui::new(0x70B3_D5FF_0000_000A);
+    let frame = |len: usize| {
+        let mut frame = vec![0x40; len];
+        frame.extend_from_slice(&[1, 2, 3, 4]);
+        frame
+    };
+    for (id, len) in [
+        (1, 300),
+        (2, 300),
+        (3, Dedup::MAX_PAYLOAD),
+        (4, Dedup::MAX_PAYLOAD),
+    ] {
+        let message = mic::upstream_with_challenge(&frame(len), id, vec![dev], 1, id).unwrap();
+        emu.send_upstream(&message).unwrap();
+    }
+    // Both long copies reach the application; of the longest LoRaWAN frame, one.
+    let got: Vec<u64> = (0..3)
+        .map(|_| up.recv_timeout(WAIT).unwrap().transaction_id)
+        .collect();
+    assert_eq!(got, [1, 2, 3]);
+    assert!(up.recv_timeout(QUIET).is_err());
+    let stats = up.dedup_stats().unwrap();
+    assert_eq!(
+        (stats.oversized, stats.duplicates, stats.entries),
+        (2, 1, 1),
+        "{stats:?}"
+    );
 }
 
 #[test]
@@ -203,13 +293,7 @@ fn copies_across_the_window_edge_are_new_uplinks() {
     let core = common::core(&emu);
     let keys = Keys::new();
     let dev = abp_device(&emu, &core, &keys, 4);
-    let up = Arc::new(
-        core.upstream()
-            .dedup(Duration::from_millis(400))
-            .connect()
-            .unwrap(),
-    );
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = deduped(&emu, &core, Duration::from_millis(400));
     let seen = lns(up.clone(), keys, Duration::ZERO, |_| Answer::Solve);
     let ids = emu
         .play_uplink_copies(
@@ -241,8 +325,7 @@ fn copies_of_an_unanswered_uplink_are_rejected_with_other_after_the_bound() {
     let keys = Keys::new();
     let dev = abp_device(&emu, &core, &keys, 5);
     let dedup = Dedup::new(Duration::from_secs(60)).answer_within(Duration::from_millis(300));
-    let up = Arc::new(core.upstream().dedup(dedup).connect().unwrap());
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = deduped(&emu, &core, dedup);
     let seen = lns(up.clone(), keys, Duration::ZERO, |_| Answer::Never);
 
     // Two copies held, one after the bound (rejected on arrival).
@@ -277,13 +360,11 @@ fn at_the_entry_cap_uplinks_are_handed_out_unremembered() {
     let core = common::core(&emu);
     let keys = Keys::new();
     let dev = abp_device(&emu, &core, &keys, 6);
-    let up = Arc::new(
-        core.upstream()
-            .dedup(Dedup::new(Duration::from_secs(60)).max_entries(1))
-            .connect()
-            .unwrap(),
+    let up = deduped(
+        &emu,
+        &core,
+        Dedup::new(Duration::from_secs(60)).max_entries(1),
     );
-    assert!(emu.wait_upstream_connections(1, WAIT));
     let seen = lns(up.clone(), keys, Duration::ZERO, |_| Answer::Solve);
     let first = emu.play_uplink_copies(dev, 1, *b"a", 2).unwrap();
     let full = emu.play_uplink_copies(dev, 1, *b"b", 2).unwrap();
@@ -328,13 +409,7 @@ fn join_request_copies_over_the_control_api_and_dedup_off() {
     plain.close();
     plain.wait_closed();
 
-    let up = Arc::new(
-        core.upstream()
-            .dedup(Duration::from_secs(60))
-            .connect()
-            .unwrap(),
-    );
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = deduped(&emu, &core, Duration::from_secs(60));
     let seen = lns(up.clone(), keys, Duration::from_millis(100), |_| {
         Answer::Solve
     });
@@ -376,6 +451,8 @@ fn tracker_yields_each_result_with_its_tag() {
         .unwrap();
     let group = MulticastAddr::new(0xef04_6a1e);
     core.multicast_groups().create("g", group).unwrap();
+    // A group with no member reaches no device: its downlinks would not be sent.
+    core.multicast_groups().add_device(group, dev).unwrap();
     let down = core.downstream().connect().unwrap();
     let tracker = down.tracker::<&str>(WAIT);
 
@@ -472,25 +549,34 @@ fn request(message: &tungstenite::Message) -> Option<(u64, u8)> {
 
 #[test]
 fn tracker_times_out_with_and_without_the_ack_and_late_results_reach_iter() {
-    let url = raw_downstream(|_, ws| {
-        while let Ok(message) = ws.read() {
-            let Some((id, marker)) = request(&message) else {
-                continue;
-            };
-            let sent = match marker {
-                1 => Ok(()),
-                2 => ws.send(ack(id)),
-                3 => ws.send(ack(id)).and_then(|()| ws.send(result(id))),
-                _ => {
-                    let _ = ws.send(ack(id));
-                    thread::sleep(Duration::from_millis(900));
-                    ws.send(result(id))
-                }
-            };
-            if sent.is_err() {
-                return;
+    // The server answers only when told, so what the tracker holds at each check does
+    // not depend on how fast either side runs: first nothing, then every reply but the
+    // last downlink's result, which comes once the tracker has given up on it.
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let go_rx = Mutex::new(go_rx);
+    let url = raw_downstream(move |_, ws| {
+        let mut ids = [0u64; 4];
+        let mut seen = 0;
+        while seen < 4 {
+            let Ok(message) = ws.read() else { return };
+            if let Some((id, marker @ 1..=4)) = request(&message) {
+                ids[usize::from(marker) - 1] = id;
+                seen += 1;
             }
         }
+        let go = go_rx.lock().unwrap();
+        if go.recv().is_err() {
+            return;
+        }
+        // Every ack before the one last reply (#3's result), so once #3 is no longer
+        // awaited, every ack has been routed too.
+        let [_, ack_only, answered, late] = ids;
+        let replies = [ack(ack_only), ack(late), ack(answered), result(answered)];
+        if replies.into_iter().any(|reply| ws.send(reply).is_err()) || go.recv().is_err() {
+            return;
+        }
+        let _ = ws.send(result(late));
+        while ws.read().is_ok() {}
     });
     let core = raw_core(&url);
     let down = core.downstream().connect().unwrap();
@@ -502,6 +588,15 @@ fn tracker_times_out_with_and_without_the_ack_and_late_results_reach_iter() {
     }
     assert_eq!(tracker.in_flight(), 4);
     assert_eq!(down.stats().awaiting_results, 4);
+    go_tx.send(()).unwrap();
+    // Replies are matched when the tracker receives, and expired entries take the
+    // replies already routed to them first, so the outcomes below hold however late
+    // this thread gets here: wait until #3's result (the last reply) is routed.
+    let routed = std::time::Instant::now() + WAIT;
+    while down.stats().awaiting_results > 3 && std::time::Instant::now() < routed {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(down.stats().awaiting_results, 3);
     let mut outcomes: Vec<Tracked<u8>> = (0..4)
         .map(|_| tracker.recv_timeout(WAIT).unwrap())
         .collect();
@@ -527,7 +622,8 @@ fn tracker_times_out_with_and_without_the_ack_and_late_results_reach_iter() {
     );
     assert_eq!(tracker.in_flight(), 0);
     assert_eq!(down.stats().awaiting_results, 0);
-    // The result that came after its downlink timed out is the connection's.
+    // The result that comes after its downlink timed out is the connection's.
+    go_tx.send(()).unwrap();
     let late = down.recv_timeout(WAIT).unwrap();
     assert!(
         matches!(&late, DownstreamReply::Result(r) if r.transaction_id == ids[3]),

@@ -13,21 +13,13 @@ use ran_routing_emulator::Emulator;
 use crate::common::streams::{asap, WAIT};
 
 fn uplink(transaction_id: u64, dev_eui: u64) -> UpstreamMessage {
-    UpstreamMessage {
-        protocol_version: 1,
+    UpstreamMessage::new(
         transaction_id,
-        outdated: None,
-        dev_euis: vec![DevEui::new(dev_eui)],
-        radio: UpstreamRadio {
-            frequency: 868_100_000,
-            modulation: LoRaModulation::new(12, 125_000).into(),
-            rssi: -52.0,
-            snr: -3.0,
-        },
-        phy_payload_no_mic: vec![64, 184, 174, 199],
-        mic_challenge: vec![1_308_830_714, 114_830_713],
-        gps: None,
-    }
+        vec![DevEui::new(dev_eui)],
+        UpstreamRadio::new(868_100_000, LoRaModulation::new(12, 125_000), -52.0, -3.0),
+        vec![64, 184, 174, 199],
+        vec![1_308_830_714, 114_830_713],
+    )
 }
 
 fn class_a() -> TransmissionWindow {

@@ -169,11 +169,11 @@ fn unknown_fields_in_error_bodies_are_ignored() {
         err,
         ApiError::ValidationFailed {
             description: "bad".into(),
-            detail: vec![FieldError {
-                loc: vec!["body".into(), "DevEUIs".into(), "0".into()],
-                msg: "not hex".into(),
-                kind: "value_error".into(),
-            }],
+            detail: vec![FieldError::new(
+                ["body", "DevEUIs", "0"],
+                "not hex",
+                "value_error"
+            )],
             omitted: 0,
         }
     );

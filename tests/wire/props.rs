@@ -58,21 +58,15 @@ fn modulation() -> BoxedStrategy<Modulation> {
 
 fn upstream_radio() -> BoxedStrategy<UpstreamRadio> {
     (u32_edgy(), modulation(), finite(), finite())
-        .prop_map(|(frequency, modulation, rssi, snr)| UpstreamRadio {
-            frequency,
-            modulation,
-            rssi,
-            snr,
+        .prop_map(|(frequency, modulation, rssi, snr)| {
+            UpstreamRadio::new(frequency, modulation, rssi, snr)
         })
         .boxed()
 }
 
 fn gps() -> impl Strategy<Value = Gps> {
-    (finite(), finite(), proptest::option::of(finite())).prop_map(|(lat, lng, alt)| Gps {
-        lat,
-        lng,
-        alt,
-    })
+    (finite(), finite(), proptest::option::of(finite()))
+        .prop_map(|(lat, lng, alt)| Gps::new(lat, lng, alt))
 }
 
 fn dev_euis() -> impl Strategy<Value = Vec<DevEui>> {
@@ -90,16 +84,12 @@ prop_compose! {
         mic_challenge in proptest::collection::vec(u32_edgy(), 0..20),
         gps in proptest::option::of(gps()),
     ) -> UpstreamMessage {
-        UpstreamMessage {
-            protocol_version,
-            transaction_id,
-            outdated,
-            dev_euis,
-            radio,
-            phy_payload_no_mic,
-            mic_challenge,
-            gps,
-        }
+        let mut message =
+            UpstreamMessage::new(transaction_id, dev_euis, radio, phy_payload_no_mic, mic_challenge)
+                .with_outdated(outdated)
+                .with_gps(gps);
+        message.protocol_version = protocol_version;
+        message
     }
 }
 
@@ -145,9 +135,8 @@ fn timing() -> impl Strategy<Value = TxTiming> {
 
 fn window() -> BoxedStrategy<TransmissionWindow> {
     (u32_edgy(), modulation(), timing())
-        .prop_map(|(frequency, modulation, timing)| TransmissionWindow {
-            radio: DownstreamRadio::new(frequency, modulation),
-            timing,
+        .prop_map(|(frequency, modulation, timing)| {
+            TransmissionWindow::new(DownstreamRadio::new(frequency, modulation), timing)
         })
         .boxed()
 }
@@ -196,12 +185,9 @@ fn downstream_code() -> impl Strategy<Value = DownstreamResultCode> {
 fn downstream_reply() -> BoxedStrategy<DownstreamReply> {
     prop_oneof![
         (any::<u32>(), u64_edgy(), u64_edgy()).prop_map(|(protocol_version, id, mailbox)| {
-            DownstreamAck {
-                protocol_version,
-                transaction_id: id,
-                mailbox_id: mailbox,
-            }
-            .into()
+            let mut ack = DownstreamAck::new(id, mailbox);
+            ack.protocol_version = protocol_version;
+            ack.into()
         }),
         (
             any::<u32>(),
@@ -211,14 +197,11 @@ fn downstream_reply() -> BoxedStrategy<DownstreamReply> {
             proptest::option::of(u64_edgy())
         )
             .prop_map(|(protocol_version, id, code, message, mailbox)| {
-                DownstreamResult {
-                    protocol_version,
-                    transaction_id: id,
-                    result_code: code,
-                    result_message: message,
-                    mailbox_id: mailbox,
-                }
-                .into()
+                let mut result = DownstreamResult::new(id, code)
+                    .with_result_message(message)
+                    .with_mailbox_id(mailbox);
+                result.protocol_version = protocol_version;
+                result.into()
             }),
     ]
     .boxed()
@@ -251,26 +234,20 @@ fn device() -> BoxedStrategy<Device> {
         proptest::option::of(text()),
         timestamp(),
     )
-        .prop_map(
-            |(eui, join_eui, active, target, details, created_at)| Device {
-                dev_eui: DevEui::new(eui),
-                join_eui,
-                active_dev_addr: active,
-                target_dev_addr: target,
-                details,
-                created_at,
-            },
-        )
+        .prop_map(|(eui, join_eui, active, target, details, created_at)| {
+            Device::new(DevEui::new(eui), created_at)
+                .with_join_eui(join_eui)
+                .with_active_dev_addr(active)
+                .with_target_dev_addr(target)
+                .with_details(details)
+        })
         .boxed()
 }
 
 fn multicast_group() -> BoxedStrategy<MulticastGroup> {
     (u32_edgy(), timestamp(), text(), dev_euis())
-        .prop_map(|(addr, created_at, name, devices)| MulticastGroup {
-            addr: MulticastAddr::new(addr),
-            created_at,
-            name,
-            devices,
+        .prop_map(|(addr, created_at, name, devices)| {
+            MulticastGroup::new(MulticastAddr::new(addr), name, created_at, devices)
         })
         .boxed()
 }

@@ -213,13 +213,14 @@ fn error_bodies() {
     assert!(body.len() <= 2048 + '…'.len_utf8(), "{}", body.len());
     assert!(body.starts_with("ééé"));
 
-    // Bodies that are not the documented shape keep status and text.
+    // Bodies that are not the documented shape keep status and text (a 401 or 403 is
+    // Unauthorized whatever its body: tests/rest/transport.rs).
     for (status, text) in [
         (404, r#"{"detail": "Not Found"}"#),
         (400, r#"{"detail": {"error_description": "no code"}}"#),
         (400, r#"{"detail": {"error_code": 5}}"#),
         (400, "not json"),
-        (401, ""),
+        (418, ""),
         (
             500,
             r#"{"detail": {"error_code": "Device.NotFound", "error_description": "x"}}"#,

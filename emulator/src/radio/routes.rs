@@ -6,11 +6,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use ran_routing::mic::AesKey;
-use ran_routing::{DevAddr, DevEui, JoinEui};
+use ran_routing::{DevAddr, DevEui, JoinEui, MulticastAddr};
 
 use super::{
-    play, play_copies, Copies, DownlinkVerdict, MicStats, Play, PlayedUpstream, RadioDevice,
-    UpstreamVerdict,
+    play, play_copies, Copies, DeviceClass, DownlinkVerdict, GroupSession, MicStats, Play,
+    PlayedUpstream, RadioDevice, UpstreamVerdict,
 };
 use crate::control::{no_upstream, validation_failed};
 use crate::error::{Error, Result};
@@ -38,7 +38,12 @@ struct DeviceBody {
     #[serde(default)]
     nwk_s_key: Option<String>,
     #[serde(default)]
+    app_s_key: Option<String>,
+    #[serde(default)]
     fcnt: Option<u32>,
+    /// `"A"` (the default), `"B"` or `"C"`.
+    #[serde(default)]
+    class: Option<String>,
     /// Replace a device already on the air with this DevEUI (its keys and counters).
     #[serde(default)]
     replace: bool,
@@ -63,6 +68,26 @@ impl DeviceBody {
         if session.is_none() && self.fcnt.is_some() {
             return Err("fcnt needs dev_addr and nwk_s_key".into());
         }
+        if session.is_none() && self.app_s_key.is_some() {
+            return Err("app_s_key needs dev_addr and nwk_s_key".into());
+        }
+        let app_s_key = self
+            .app_s_key
+            .as_deref()
+            .map(|hex| key("app_s_key", hex))
+            .transpose()?;
+        // "C", "c", "class C" and "ClassC" all name class C.
+        let class = match self.class.as_deref().map(class_letter) {
+            None | Some(Some('A')) => DeviceClass::A,
+            Some(Some('B')) => DeviceClass::B,
+            Some(Some('C')) => DeviceClass::C,
+            _ => {
+                return Err(format!(
+                    "class: {:?} is not \"A\", \"B\" or \"C\"",
+                    self.class.unwrap_or_default()
+                ))
+            }
+        };
         let fcnt = self.fcnt.unwrap_or(0);
         let device = match (join, session) {
             (Some((join_eui, app_key)), session) => {
@@ -82,8 +107,37 @@ impl DeviceBody {
                     .into())
             }
         };
-        Ok(device)
+        let device = device.with_class(class);
+        Ok(match app_s_key {
+            Some(app_s_key) => device.with_app_s_key(app_s_key),
+            None => device,
+        })
     }
+}
+
+/// The class letter of `"C"`, `"c"`, `"class C"` or `"ClassC"`.
+fn class_letter(name: &str) -> Option<char> {
+    let name = name.trim();
+    let letter = match name.get(..5) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("class") => {
+            name[5..].trim_start_matches([' ', '_', '-'])
+        }
+        _ => name,
+    };
+    let mut chars = letter.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) => Some(c.to_ascii_uppercase()),
+        _ => None,
+    }
+}
+
+/// The body of `POST /emulator/radio/multicast-groups`: a group's session keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupSessionBody {
+    addr: MulticastAddr,
+    nwk_s_key: String,
+    app_s_key: String,
 }
 
 #[derive(Deserialize)]
@@ -150,7 +204,7 @@ struct ChallengeSizeBody {
 
 fn parse_hex_bytes(hex: &str) -> Option<Vec<u8>> {
     // from_str_radix alone would take a sign.
-    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     hex.as_bytes()
@@ -166,6 +220,8 @@ fn device_json(device: &RadioDevice, candidates: usize) -> Value {
         "next_dev_nonce": device.next_dev_nonce(),
         "dev_addr": device.dev_addr(),
         "fcnt": device.fcnt(),
+        "fcnt_down": device.fcnt_down(),
+        "class": device.class().as_str(),
         "pending_dev_nonce": device.pending_dev_nonce(),
         "candidates": candidates,
     })
@@ -214,6 +270,10 @@ fn stats_json(s: &MicStats) -> Value {
     })
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn downlink_json(transaction_id: u64, v: &DownlinkVerdict) -> Value {
     let (verdict, extra) = match v {
         DownlinkVerdict::NotTransmitted(code) => {
@@ -226,8 +286,28 @@ fn downlink_json(transaction_id: u64, v: &DownlinkVerdict) -> Value {
             "Joined",
             json!({"dev_addr": dev_addr, "dev_nonce": dev_nonce}),
         ),
-        DownlinkVerdict::Received => ("Received", json!({})),
+        DownlinkVerdict::Received(received) => (
+            "Received",
+            json!({
+                "fcnt_down": received.fcnt_down,
+                "fport": received.fport,
+                "frm_payload_hex": received.frm_payload.as_deref().map(hex),
+                "ack": received.ack,
+                "confirmed": received.confirmed,
+            }),
+        ),
         DownlinkVerdict::Ignored(reason) => ("Ignored", json!({"reason": format!("{reason:?}")})),
+        DownlinkVerdict::Multicast(members) => {
+            let members: Vec<Value> = members
+                .iter()
+                .map(|(dev_eui, v)| {
+                    let mut member = downlink_json(transaction_id, v);
+                    member["dev_eui"] = json!(dev_eui);
+                    member
+                })
+                .collect();
+            ("Multicast", json!({ "members": members }))
+        }
     };
     let mut out = json!({"transaction_id": transaction_id, "verdict": verdict});
     if let (Some(out), Value::Object(extra)) = (out.as_object_mut(), extra) {
@@ -257,6 +337,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "downlinks/{transaction_id}"),
     ("GET", "stats"),
     ("POST", "challenge-size"),
+    ("POST", "multicast-groups"),
 ];
 
 /// `/emulator/radio/{route}`.
@@ -367,6 +448,20 @@ pub(crate) fn handle(shared: &std::sync::Arc<Shared>, route: &str, req: &Request
                 &json!({"min": body.min, "max": body.max}),
             ))
         }),
+        ("POST", "multicast-groups") => parse_body::<GroupSessionBody>(req).and_then(|body| {
+            let key = |name: &str, hex: &str| {
+                hex.parse::<AesKey>()
+                    .map_err(|e| validation_failed(format!("{name}: {e}")))
+            };
+            radio.set_group_session(
+                body.addr,
+                GroupSession {
+                    nwk_s_key: key("nwk_s_key", &body.nwk_s_key)?,
+                    app_s_key: key("app_s_key", &body.app_s_key)?,
+                },
+            );
+            Ok(Response::json(200, &json!({"addr": body.addr})))
+        }),
         (method, route) => Err(not_routed(method, route)),
     };
     outcome.unwrap_or_else(|response| response)
@@ -390,6 +485,22 @@ fn not_routed(method: &str, route: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn class_names() {
+        for (name, letter) in [
+            ("C", 'C'),
+            ("b", 'B'),
+            ("class A", 'A'),
+            ("ClassC", 'C'),
+            ("CLASS_B", 'B'),
+        ] {
+            assert_eq!(class_letter(name), Some(letter), "{name}");
+        }
+        for bad in ["", "AB", "class", "classes"] {
+            assert!(!matches!(class_letter(bad), Some('A' | 'B' | 'C')), "{bad}");
+        }
+    }
 
     #[test]
     fn hex_payloads() {

@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{
+    Receiver, RecvTimeoutError, SendTimeoutError, Sender, TryRecvError, TrySendError,
+};
 use polling::{Event, Events, Poller};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -41,6 +43,8 @@ const QUEUE: usize = 64;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a close waits for the peer's close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// tungstenite's read buffer: frames here are small JSON.
+const READ_BUFFER: usize = 16 * 1024;
 /// The socket's key in its poller.
 const KEY: usize = 0;
 
@@ -59,37 +63,71 @@ pub(crate) struct Handle {
 }
 
 impl Handle {
-    /// Queues a frame and waits until it is written to the socket.
-    pub(crate) fn send(&self, message: Message) -> Result<()> {
-        if self.is_closed() {
-            return Err(Error::Closed("the connection is closed".into()));
-        }
-        let (done, written) = crossbeam_channel::bounded(1);
-        match self
-            .tx
-            .send_timeout(Command { message, done }, WRITE_TIMEOUT)
-        {
-            Ok(()) => {}
-            Err(SendTimeoutError::Timeout(_)) => {
-                return Err(Error::Closed(
-                    "the connection's send queue stayed full".into(),
-                ))
+    /// Queues frames in order and waits until every one is written to the socket: one
+    /// wake-up of the connection's thread for the lot, not one thread switch per frame.
+    /// Returns how many were written before the first failure, and that failure (the
+    /// frames after it are not written: the connection writes in order and ends on a
+    /// failed write).
+    pub(crate) fn send_all(
+        &self,
+        messages: impl IntoIterator<Item = Message>,
+    ) -> (usize, Result<()>) {
+        let mut pending = Vec::new();
+        let mut queued = Ok(());
+        for message in messages {
+            if self.is_closed() {
+                queued = Err(Error::Closed("the connection is closed".into()));
+                break;
             }
-            Err(SendTimeoutError::Disconnected(_)) => {
-                return Err(Error::Closed("the connection is closed".into()))
+            let (done, written) = crossbeam_channel::bounded(1);
+            let command = match self.tx.try_send(Command { message, done }) {
+                Ok(()) => {
+                    pending.push(written);
+                    continue;
+                }
+                Err(TrySendError::Full(command)) => command,
+                Err(TrySendError::Disconnected(_)) => {
+                    queued = Err(Error::Closed("the connection is closed".into()));
+                    break;
+                }
+            };
+            // The queue is full: the thread must be awake to drain it.
+            let _ = self.poller.notify();
+            match self.tx.send_timeout(command, WRITE_TIMEOUT) {
+                Ok(()) => pending.push(written),
+                Err(SendTimeoutError::Timeout(_)) => {
+                    queued = Err(Error::Closed(
+                        "the connection's send queue stayed full".into(),
+                    ));
+                    break;
+                }
+                Err(SendTimeoutError::Disconnected(_)) => {
+                    queued = Err(Error::Closed("the connection is closed".into()));
+                    break;
+                }
             }
         }
-        let _ = self.poller.notify();
-        match written.recv_timeout(WRITE_TIMEOUT) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::Closed(e)),
-            Err(RecvTimeoutError::Timeout) => {
-                Err(Error::Closed("the frame was not written in time".into()))
-            }
-            Err(RecvTimeoutError::Disconnected) => Err(Error::Closed(
-                "the connection ended before the frame was written".into(),
-            )),
+        if !pending.is_empty() {
+            let _ = self.poller.notify();
         }
+        let mut written = 0;
+        for outcome in pending {
+            let outcome = match outcome.recv_timeout(WRITE_TIMEOUT) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(Error::Closed(e)),
+                Err(RecvTimeoutError::Timeout) => {
+                    Err(Error::Closed("the frame was not written in time".into()))
+                }
+                Err(RecvTimeoutError::Disconnected) => Err(Error::Closed(
+                    "the connection ended before the frame was written".into(),
+                )),
+            };
+            if let Err(e) = outcome {
+                return (written, Err(e));
+            }
+            written += 1;
+        }
+        (written, queued)
     }
 
     /// Asks the connection to close with a close frame; returns at once.
@@ -108,7 +146,7 @@ impl Handle {
 pub(crate) struct Conn<S: Socket> {
     shared: Arc<Shared>,
     kind: Kind,
-    ws: WebSocket<S>,
+    ws: WebSocket<Metered<S>>,
     /// A clone of the socket, registered with the poller until drop.
     tcp: TcpStream,
     poller: Arc<Poller>,
@@ -136,9 +174,16 @@ impl<S: Socket> Conn<S> {
         unsafe {
             poller.add(&tcp, Event::readable(KEY))?
         };
+        // tungstenite zero-fills its free read buffer before every read: at the default
+        // 128 KiB that costs more than reading a few small frames.
         let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
             .max_message_size(Some(MAX_FRAME_SIZE))
             .max_frame_size(Some(MAX_FRAME_SIZE));
+        let stream = Metered {
+            inner: stream,
+            unproductive: 0,
+        };
         let ws = WebSocket::from_partially_read(stream, buf, Role::Server, Some(config));
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let handle = Arc::new(Handle {
@@ -242,6 +287,7 @@ impl<S: Socket> Conn<S> {
                 for i in 0..BATCH {
                     match self.ws.read() {
                         Ok(message) => {
+                            self.ws.get_mut().progress();
                             ping_sent = None;
                             let data = match message {
                                 Message::Text(text) => Some(text.as_bytes().to_vec()),
@@ -352,6 +398,51 @@ impl<S: Socket> Conn<S> {
 impl<S: Socket> Drop for Conn<S> {
     fn drop(&mut self) {
         let _ = self.poller.delete(&self.tcp);
+    }
+}
+
+/// Bytes a peer may send without completing a message: the largest message, its
+/// frame headers even if cut into small fragments, and a read buffer's worth.
+const NO_PROGRESS_BYTES: usize = 2 * MAX_FRAME_SIZE + 64 * 1024;
+
+/// The socket as the WebSocket reads it, counting the bytes read since the last whole
+/// message. tungstenite reads frames until a message is complete, so a peer sending
+/// endless empty continuation frames would keep one `read` call, and a core, busy for
+/// good: past [`NO_PROGRESS_BYTES`] without a message, reads fail and the connection
+/// ends.
+struct Metered<S> {
+    inner: S,
+    unproductive: usize,
+}
+
+impl<S> Metered<S> {
+    /// A whole message came out of the bytes read so far.
+    fn progress(&mut self) {
+        self.unproductive = 0;
+    }
+}
+
+impl<S: io::Read> io::Read for Metered<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.unproductive > NO_PROGRESS_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{NO_PROGRESS_BYTES} bytes of frames without a message"),
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        self.unproductive += n;
+        Ok(n)
+    }
+}
+
+impl<S: io::Write> io::Write for Metered<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 

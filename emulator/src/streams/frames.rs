@@ -10,7 +10,7 @@ use ran_routing::{
     MulticastDownstreamMessage, TransmissionWindow, UpstreamAck, UpstreamMessage, UpstreamReject,
     UpstreamRejectResultCode, UpstreamReply,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 /// The protocol version every frame carries.
@@ -43,6 +43,10 @@ struct Reject {
     result_code: String,
     #[serde(rename = "ResultMessage", default)]
     result_message: Option<String>,
+    /// The spec's UpstreamReject example names the device it rejects for; the reject
+    /// is judged by its transaction alone.
+    #[serde(rename = "DevEUI", default)]
+    _dev_eui: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -251,47 +255,114 @@ pub(crate) fn transaction_id_of(frame: &[u8]) -> Option<u64> {
     (version == u64::from(PROTOCOL_VERSION) && transaction_id != 0).then_some(transaction_id)
 }
 
-/// An Upstream frame, written key by key from the model's fields.
-pub(crate) fn upstream_json(m: &UpstreamMessage) -> String {
-    let mut radio = Map::new();
-    radio.insert("Frequency".into(), m.radio.frequency.into());
-    let (key, modulation) = modulation_json(&m.radio.modulation);
-    radio.insert(key.into(), modulation);
-    radio.insert("RSSI".into(), json!(m.radio.rssi));
-    radio.insert("SNR".into(), json!(m.radio.snr));
-    let mut frame = Map::new();
-    frame.insert("ProtocolVersion".into(), m.protocol_version.into());
-    frame.insert("TransactionID".into(), m.transaction_id.into());
-    if let Some(outdated) = m.outdated {
-        frame.insert("Outdated".into(), outdated.into());
-    }
-    let dev_euis: Vec<u64> = m.dev_euis.iter().map(|d| d.get()).collect();
-    frame.insert("DevEUIs".into(), json!(dev_euis));
-    frame.insert("Radio".into(), Value::Object(radio));
-    frame.insert("PHYPayloadNoMIC".into(), json!(m.phy_payload_no_mic));
-    frame.insert("MICChallenge".into(), json!(m.mic_challenge));
-    if let Some(gps) = &m.gps {
-        let mut g = json!({"Lat": gps.lat, "Lng": gps.lng});
-        if let (Some(alt), Some(g)) = (gps.alt, g.as_object_mut()) {
-            g.insert("Alt".into(), json!(alt));
-        }
-        frame.insert("GPS".into(), g);
-    }
-    Value::Object(frame).to_string()
+/// An Upstream frame as the specification orders its keys, serialized straight from
+/// the model's fields (no intermediate `Value`: a soak sends a million of them).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpstreamOut<'a> {
+    protocol_version: u32,
+    #[serde(rename = "TransactionID")]
+    transaction_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outdated: Option<bool>,
+    #[serde(rename = "DevEUIs", serialize_with = "dev_euis")]
+    dev_euis: &'a [DevEui],
+    radio: RadioOut<'a>,
+    #[serde(rename = "PHYPayloadNoMIC")]
+    phy_payload_no_mic: &'a [u8],
+    #[serde(rename = "MICChallenge")]
+    mic_challenge: &'a [u32],
+    #[serde(rename = "GPS", skip_serializing_if = "Option::is_none")]
+    gps: Option<GpsOut>,
 }
 
-fn modulation_json(m: &Modulation) -> (&'static str, Value) {
-    match m {
-        Modulation::LoRa(l) => (
-            "LoRa",
-            json!({"Spreading": l.spreading, "Bandwidth": l.bandwidth}),
-        ),
-        Modulation::Fsk(f) => (
-            "FSK",
-            json!({"FrequencyDeviation": f.frequency_deviation, "BitRate": f.bit_rate}),
-        ),
-        Modulation::Fhss(f) => ("FHSS", json!({"OCW": f.ocw, "CodingRate": f.coding_rate})),
-    }
+#[derive(Serialize)]
+struct RadioOut<'a> {
+    #[serde(rename = "Frequency")]
+    frequency: u32,
+    #[serde(flatten)]
+    modulation: ModulationOut<'a>,
+    #[serde(rename = "RSSI")]
+    rssi: f64,
+    #[serde(rename = "SNR")]
+    snr: f64,
+}
+
+#[derive(Serialize)]
+enum ModulationOut<'a> {
+    LoRa {
+        #[serde(rename = "Spreading")]
+        spreading: u8,
+        #[serde(rename = "Bandwidth")]
+        bandwidth: u32,
+    },
+    #[serde(rename = "FSK")]
+    Fsk {
+        #[serde(rename = "FrequencyDeviation")]
+        frequency_deviation: u32,
+        #[serde(rename = "BitRate")]
+        bit_rate: u32,
+    },
+    #[serde(rename = "FHSS")]
+    Fhss {
+        #[serde(rename = "OCW")]
+        ocw: u32,
+        #[serde(rename = "CodingRate")]
+        coding_rate: &'a str,
+    },
+}
+
+#[derive(Serialize)]
+struct GpsOut {
+    #[serde(rename = "Lat")]
+    lat: f64,
+    #[serde(rename = "Lng")]
+    lng: f64,
+    #[serde(rename = "Alt", skip_serializing_if = "Option::is_none")]
+    alt: Option<f64>,
+}
+
+fn dev_euis<S: serde::Serializer>(ids: &&[DevEui], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ids.iter().map(|d| d.get()))
+}
+
+/// An Upstream frame, written key by key from the model's fields.
+pub(crate) fn upstream_json(m: &UpstreamMessage) -> String {
+    let modulation = match &m.radio.modulation {
+        Modulation::LoRa(l) => ModulationOut::LoRa {
+            spreading: l.spreading,
+            bandwidth: l.bandwidth,
+        },
+        Modulation::Fsk(f) => ModulationOut::Fsk {
+            frequency_deviation: f.frequency_deviation,
+            bit_rate: f.bit_rate,
+        },
+        Modulation::Fhss(f) => ModulationOut::Fhss {
+            ocw: f.ocw,
+            coding_rate: &f.coding_rate,
+        },
+    };
+    let frame = UpstreamOut {
+        protocol_version: m.protocol_version,
+        transaction_id: m.transaction_id,
+        outdated: m.outdated,
+        dev_euis: &m.dev_euis,
+        radio: RadioOut {
+            frequency: m.radio.frequency,
+            modulation,
+            rssi: m.radio.rssi,
+            snr: m.radio.snr,
+        },
+        phy_payload_no_mic: &m.phy_payload_no_mic,
+        mic_challenge: &m.mic_challenge,
+        gps: m.gps.as_ref().map(|g| GpsOut {
+            lat: g.lat,
+            lng: g.lng,
+            alt: g.alt,
+        }),
+    };
+    // Serializing our own plain data types cannot fail.
+    serde_json::to_string(&frame).unwrap_or_default()
 }
 
 /// A DownstreamAck.

@@ -8,6 +8,7 @@ use ran_routing::{
 };
 
 use super::Heard;
+use crate::radio::Window;
 use crate::server::Shared;
 use crate::sync::lock;
 
@@ -15,6 +16,10 @@ use crate::sync::lock;
 /// LNS's ack travels on the upstream connection, its downlink on the downstream one, and
 /// the second may overtake the first here.
 const ACK_GRACE: Duration = Duration::from_millis(250);
+
+/// How far ahead a class B slot may be: two beacon periods (128 s each), the most a
+/// ping slot schedule plausibly reaches.
+const MAX_TMMS_AHEAD: Duration = Duration::from_secs(256);
 
 /// The spec's "default and maximum" class C deadline.
 const MAX_DEADLINE_AHEAD_SECS: u64 = 512;
@@ -56,13 +61,26 @@ pub(super) fn judge(shared: &Shared, request: &DownstreamRequest, arrival: Insta
         Judged::now(code, message)
     };
 
+    // TransactionIDs are unique: one still in flight (its result not sent yet) cannot
+    // name a second downlink, whose result the LNS could not tell from the first's.
+    if let Some(until) = in_flight_until(shared, transaction_id, arrival) {
+        return refuse(
+            DownstreamResultCode::GatewayError,
+            format!(
+                "TransactionID {transaction_id} is still in flight (its result is due in \
+                 {} ms): a downlink's TransactionID must be unique",
+                until.saturating_duration_since(arrival).as_millis()
+            ),
+        );
+    }
+
     // A failure the test chose.
     let chosen = codes
         .by_transaction
         .get(&transaction_id)
         .or_else(|| unicast.and_then(|m| codes.by_device.get(&m.dev_eui)));
-    if let Some(code) = chosen.filter(|c| !c.is_success()) {
-        return refuse(code.clone(), format!("emulated failure: {code}"));
+    if let Some(chosen) = chosen.filter(|c| !c.code.is_success()) {
+        return refuse(chosen.code.clone(), chosen.message());
     }
 
     // Only subscribed devices and existing groups get downlinks.
@@ -87,11 +105,8 @@ pub(super) fn judge(shared: &Shared, request: &DownstreamRequest, arrival: Insta
             _ => {}
         }
     }
-    if !codes.default.is_success() {
-        return refuse(
-            codes.default.clone(),
-            format!("emulated failure: {}", codes.default),
-        );
+    if !codes.default.code.is_success() {
+        return refuse(codes.default.code.clone(), codes.default.message());
     }
     if let Some(m) = unicast {
         if rules.security_contexts && is_join_accept(&m.phy_payload) && m.target_dev_addr.is_none()
@@ -151,6 +166,19 @@ pub(super) fn judge(shared: &Shared, request: &DownstreamRequest, arrival: Insta
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
+                // The reading documented on `TxTiming::Deadline`: ASAP goes out at once,
+                // any other deadline is Unix seconds and must not have passed.
+                if *deadline != TxTiming::DEADLINE_ASAP && *deadline < now {
+                    return refuse(
+                        DownstreamResultCode::TooLate,
+                        format!(
+                            "Deadline {deadline} passed {} s before the downlink arrived \
+                             (Unix seconds; {} means as soon as possible)",
+                            now - deadline,
+                            TxTiming::DEADLINE_ASAP
+                        ),
+                    );
+                }
                 if *deadline > now + MAX_DEADLINE_AHEAD_SECS {
                     note = Some(format!(
                         "Success (Deadline {deadline} is beyond now + 512 s, the maximum: \
@@ -159,8 +187,25 @@ pub(super) fn judge(shared: &Shared, request: &DownstreamRequest, arrival: Insta
                     ));
                 }
             }
-            // Slots are not modelled: sent at once.
-            TxTiming::Tmms(_) => {}
+            TxTiming::Tmms(slots) => match next_slot(slots) {
+                Ok(wait) => transmit_at = arrival + wait,
+                Err((code, message)) => return refuse(code, message),
+            },
+        }
+    }
+    // A group with no member reaches no device through any gateway.
+    if let DownstreamRequest::Multicast(m) = request {
+        if lock(&shared.store)
+            .group(m.addr)
+            .is_some_and(|g| g.devices.is_empty())
+        {
+            return refuse(
+                DownstreamResultCode::GatewayNotFound,
+                format!(
+                    "multicast group {} has no devices: no gateway to send through",
+                    m.addr
+                ),
+            );
         }
     }
     // Transmitted.
@@ -178,20 +223,86 @@ pub(super) fn judge(shared: &Shared, request: &DownstreamRequest, arrival: Insta
             }
         }
         if let Some(dev_eui) = radio_device {
-            let delay = match window.timing {
-                TxTiming::Delay(d) => Some(d),
-                _ => None,
-            };
-            shared
-                .radio
-                .receive(dev_eui, transaction_id, &m.phy_payload, delay, timed_from);
+            shared.radio.receive(
+                dev_eui,
+                transaction_id,
+                &m.phy_payload,
+                radio_window(&window.timing, timed_from),
+            );
         }
+    }
+    if let DownstreamRequest::Multicast(m) = request {
+        let members = lock(&shared.store)
+            .group(m.addr)
+            .map(|g| g.devices.clone())
+            .unwrap_or_default();
+        shared.radio.receive_multicast(
+            m.addr,
+            &members,
+            transaction_id,
+            &m.phy_payload,
+            radio_window(&window.timing, None),
+        );
+    }
+    if let Some(at) = at {
+        lock(&shared.hub.state).in_flight.insert(transaction_id, at);
     }
     Judged {
         code: DownstreamResultCode::Success,
         message: note.unwrap_or_else(|| "Success".into()),
         at,
     }
+}
+
+/// When the result of the in-flight downlink with this TransactionID is due, if there is
+/// one; forgets the downlinks whose result was due by `now`.
+fn in_flight_until(shared: &Shared, transaction_id: u64, now: Instant) -> Option<Instant> {
+    let mut state = lock(&shared.hub.state);
+    state.in_flight.retain(|_, due| *due > now);
+    state.in_flight.get(&transaction_id).copied()
+}
+
+/// The window a radio device sees a downlink in.
+fn radio_window(timing: &TxTiming, timed_from: Option<u64>) -> Window {
+    match timing {
+        TxTiming::Delay(delay) => Window::A {
+            delay: *delay,
+            timed_from,
+        },
+        TxTiming::Tmms(_) => Window::B,
+        TxTiming::Deadline(_) => Window::C,
+    }
+}
+
+/// How long until the first class B slot that has not passed; a refusal when every slot
+/// has passed (`TooLate`: a slot computed from a stale clock, or GPS seconds given as
+/// milliseconds) or the first one left is implausibly far ahead (`WindowNotFound`: Unix
+/// milliseconds instead of GPS ones are ten years ahead).
+fn next_slot(slots: &[u64]) -> Result<Duration, (DownstreamResultCode, String)> {
+    let now = ran_routing::timing::gps_time(SystemTime::now())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let Some(&next) = slots.iter().filter(|&&slot| slot >= now).min() else {
+        return Err((
+            DownstreamResultCode::TooLate,
+            format!(
+                "every TMMS slot had passed when the downlink arrived (GPS time now \
+                 {now} ms; TMMS counts milliseconds since the GPS epoch)"
+            ),
+        ));
+    };
+    let ahead = next - now;
+    if ahead > MAX_TMMS_AHEAD.as_millis() as u64 {
+        return Err((
+            DownstreamResultCode::WindowNotFound,
+            format!(
+                "TMMS slot {next} is {} s ahead, more than {} s: GPS milliseconds, not \
+                 Unix ones?",
+                ahead / 1000,
+                MAX_TMMS_AHEAD.as_secs()
+            ),
+        ));
+    }
+    Ok(Duration::from_millis(ahead))
 }
 
 /// Whether a PHYPayload is a join accept (MType 001).

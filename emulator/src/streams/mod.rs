@@ -19,6 +19,7 @@
 mod conn;
 mod frames;
 mod judge;
+mod records;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Shutdown, TcpStream};
@@ -33,9 +34,11 @@ use tungstenite::Message;
 
 use crate::error::{Error, Result};
 use crate::http::{HttpConn, Request, Response};
+use crate::limits::{Warning, WARNING_PERIOD};
 use crate::server::{Shared, Socket};
 use crate::sync::lock;
 use conn::Handle;
+use records::Record;
 
 pub(crate) use frames::upstream_json;
 
@@ -125,22 +128,43 @@ struct Peer {
 }
 
 /// Downstream result codes: one for all, overridden per device, overridden per
-/// transaction.
+/// transaction; each with the result message to send, if the test chose one.
 #[derive(Debug, Clone)]
 struct ResultCodes {
-    default: DownstreamResultCode,
-    by_device: HashMap<DevEui, DownstreamResultCode>,
-    by_transaction: HashMap<u64, DownstreamResultCode>,
+    default: ChosenResult,
+    by_device: HashMap<DevEui, ChosenResult>,
+    by_transaction: HashMap<u64, ChosenResult>,
 }
 
-/// Frames recorded for tests, each list with a cursor for the "wait for the next one"
-/// calls.
+/// A result a test chose: any code, known to the client crate or not, and the message to
+/// send with it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ChosenResult {
+    pub(crate) code: DownstreamResultCode,
+    pub(crate) message: Option<String>,
+}
+
+impl ChosenResult {
+    fn success() -> Self {
+        Self {
+            code: DownstreamResultCode::Success,
+            message: None,
+        }
+    }
+
+    /// The result message: the chosen one, or one that says the failure was emulated.
+    pub(crate) fn message(&self) -> String {
+        self.message
+            .clone()
+            .unwrap_or_else(|| format!("emulated failure: {}", self.code))
+    }
+}
+
+/// Frames recorded for tests, each bounded (see `records`).
 #[derive(Default)]
 struct Records {
-    replies: Vec<UpstreamReply>,
-    replies_taken: usize,
-    received: Vec<DownstreamRequest>,
-    received_taken: usize,
+    replies: Record<UpstreamReply>,
+    received: Record<DownstreamRequest>,
     invalid_frames: u64,
 }
 
@@ -157,8 +181,13 @@ pub(crate) struct HubState {
     sent: SentLog,
     /// Each device's last acknowledged uplink: class A windows count from it.
     last_acked: HashMap<DevEui, Heard>,
+    /// Downlinks whose DownstreamResult is not sent yet, by TransactionID, with when it
+    /// will be: another downlink with one of these ids is refused.
+    in_flight: HashMap<u64, Instant>,
     /// Replies naming a transaction the hub never sent.
     unknown_replies: u64,
+    /// Threads waiting in [`Hub::wait_for`], so [`Hub::update`] wakes only when needed.
+    waiters: usize,
 }
 
 /// Every live stream connection and what went over them.
@@ -168,10 +197,13 @@ pub(crate) struct Hub {
     changed: Condvar,
     next_id: AtomicU64,
     next_mailbox: AtomicU64,
+    /// Most frames each record keeps.
+    max_records: usize,
 }
 
-impl Default for Hub {
-    fn default() -> Self {
+impl Hub {
+    /// A hub whose records keep at most `max_records` frames each.
+    pub(crate) fn new(max_records: usize) -> Self {
         Self {
             state: Mutex::new(HubState {
                 peers: Vec::new(),
@@ -180,22 +212,22 @@ impl Default for Hub {
                 next_upstream: 0,
                 records: Records::default(),
                 codes: ResultCodes {
-                    default: DownstreamResultCode::Success,
+                    default: ChosenResult::success(),
                     by_device: HashMap::new(),
                     by_transaction: HashMap::new(),
                 },
                 sent: SentLog::default(),
                 last_acked: HashMap::new(),
+                in_flight: HashMap::new(),
                 unknown_replies: 0,
+                waiters: 0,
             }),
             changed: Condvar::new(),
             next_id: AtomicU64::new(1),
             next_mailbox: AtomicU64::new(1),
+            max_records,
         }
     }
-}
-
-impl Hub {
     /// Waits until `ready` holds for the state or `timeout` passes; returns its last value.
     pub(crate) fn wait_for<T>(
         &self,
@@ -212,17 +244,26 @@ impl Hub {
             if left.is_zero() {
                 return None;
             }
+            state.waiters += 1;
             state = self
                 .changed
                 .wait_timeout(state, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            state.waiters -= 1;
         }
     }
 
     fn update<T>(&self, f: impl FnOnce(&mut HubState) -> T) -> T {
-        let out = f(&mut lock(&self.state));
-        self.changed.notify_all();
+        let mut state = lock(&self.state);
+        let out = f(&mut state);
+        // Waiters count themselves under the lock before they sleep, so none is missed;
+        // with none, every reply and downlink skips a wake-up system call.
+        let wake = state.waiters > 0;
+        drop(state);
+        if wake {
+            self.changed.notify_all();
+        }
         out
     }
 
@@ -230,7 +271,7 @@ impl Hub {
     /// turn; if it reads as an Upstream, it is remembered as heard now.
     pub(crate) fn send_upstream(&self, text: &str) -> Result<()> {
         match serde_json::from_str::<UpstreamMessage>(text) {
-            Ok(msg) => self.send_tracked(text, &msg, Instant::now()),
+            Ok(msg) => self.send_tracked_all(&[(text.to_owned(), &msg)], Instant::now()),
             Err(_) => self.send_upstream_message(Message::text(text), true),
         }
     }
@@ -241,20 +282,44 @@ impl Hub {
         msg: &UpstreamMessage,
         heard_at: Instant,
     ) -> Result<()> {
-        self.send_tracked(&upstream_json(msg), msg, heard_at)
+        self.send_tracked_all(&[(upstream_json(msg), msg)], heard_at)
     }
 
-    fn send_tracked(&self, text: &str, msg: &UpstreamMessage, heard_at: Instant) -> Result<()> {
-        let transaction_id = msg.transaction_id;
-        let sent = SentUpstream {
-            heard_at,
-            dev_addr: data_uplink_dev_addr(&msg.phy_payload_no_mic),
-        };
-        // Remembered first: the answer may come back before the send returns.
-        lock(&self.state).sent.insert(transaction_id, sent);
-        let outcome = self.send_upstream_message(Message::text(text), true);
+    /// Sends Upstreams the RAN heard at `heard_at`, in order, with one hand-over to a
+    /// connection for the lot, and remembers them.
+    pub(crate) fn send_upstreams_tracked(
+        &self,
+        msgs: &[UpstreamMessage],
+        heard_at: Instant,
+    ) -> Result<()> {
+        let frames: Vec<(String, &UpstreamMessage)> =
+            msgs.iter().map(|m| (upstream_json(m), m)).collect();
+        self.send_tracked_all(&frames, heard_at)
+    }
+
+    fn send_tracked_all(
+        &self,
+        frames: &[(String, &UpstreamMessage)],
+        heard_at: Instant,
+    ) -> Result<()> {
+        {
+            // Remembered first: an answer may come back before the send returns.
+            let mut state = lock(&self.state);
+            for (_, msg) in frames {
+                let sent = SentUpstream {
+                    heard_at,
+                    dev_addr: data_uplink_dev_addr(&msg.phy_payload_no_mic),
+                };
+                state.sent.insert(msg.transaction_id, sent);
+            }
+        }
+        let messages = frames.iter().map(|(text, _)| Message::text(text.as_str()));
+        let (written, outcome) = self.send_upstream_messages(messages.collect(), true);
         if outcome.is_err() {
-            lock(&self.state).sent.remove(transaction_id);
+            let mut state = lock(&self.state);
+            for (_, msg) in &frames[written..] {
+                state.sent.remove(msg.transaction_id);
+            }
         }
         outcome
     }
@@ -267,7 +332,7 @@ impl Hub {
         lock(&self.state).sent.map.get(&transaction_id).copied()
     }
 
-    fn on_reply(&self, reply: UpstreamReply) -> Option<SentUpstream> {
+    fn on_reply(&self, reply: UpstreamReply, size: usize) -> Option<SentUpstream> {
         self.update(|s| {
             let sent = s.sent.map.get(&reply.transaction_id()).copied();
             match (&reply, sent) {
@@ -284,7 +349,7 @@ impl Hub {
                 }
                 (UpstreamReply::Reject(_), Some(_)) => {}
             }
-            s.records.replies.push(reply);
+            s.records.replies.push(reply, size, self.max_records);
             sent
         })
     }
@@ -297,7 +362,15 @@ impl Hub {
     /// `retry`, a connection that fails is skipped for the next one; a hostile frame must
     /// not be, or it would go on to kill every reconnecting client in turn.
     pub(crate) fn send_upstream_message(&self, message: Message, retry: bool) -> Result<()> {
-        loop {
+        self.send_upstream_messages(vec![message], retry).1
+    }
+
+    /// Sends messages in order to the next live upstream connection in turn, all to the
+    /// same one unless it fails midway (then, with `retry`, the rest go to the next).
+    /// Returns how many were written, and the failure that stopped the rest.
+    fn send_upstream_messages(&self, messages: Vec<Message>, retry: bool) -> (usize, Result<()>) {
+        let mut written = 0;
+        while written < messages.len() {
             let next = self.wait_for(HANDSHAKE_GRACE, |state| {
                 let upstream: Vec<(u64, Arc<Handle>)> = state
                     .peers
@@ -313,15 +386,19 @@ impl Hub {
                 Some(Some(upstream[i].clone()))
             });
             let Some(Some((id, handle))) = next else {
-                return Err(Error::Closed("no upstream connection is open".into()));
+                let none = Error::Closed("no upstream connection is open".into());
+                return (written, Err(none));
             };
-            match handle.send(message.clone()) {
-                Ok(()) => return Ok(()),
-                Err(e) if !retry => return Err(e),
-                // That connection just died: the next one gets the message.
+            let (n, outcome) = handle.send_all(messages[written..].iter().cloned());
+            written += n;
+            match outcome {
+                Ok(()) => {}
+                Err(e) if !retry => return (written, Err(e)),
+                // That connection just died: the next one gets the rest.
                 Err(e) => log::debug!("emulator: upstream connection {id} failed: {e}"),
             }
         }
+        (written, Ok(()))
     }
 
     pub(crate) fn connections(&self, kind: Kind) -> usize {
@@ -359,29 +436,44 @@ impl Hub {
     }
 
     pub(crate) fn replies(&self) -> Vec<UpstreamReply> {
-        lock(&self.state).records.replies.clone()
+        lock(&self.state).records.replies.to_vec()
+    }
+
+    /// The frames recorded from one kind of stream (replies from the upstream ones,
+    /// downlinks from the downstream ones) as a JSON list: from the `offset`th kept,
+    /// at most `limit`, and `None` if that would pass `max_bytes`.
+    pub(crate) fn recorded_json(
+        &self,
+        kind: Kind,
+        offset: usize,
+        limit: Option<usize>,
+        max_bytes: usize,
+    ) -> Option<Vec<u8>> {
+        let state = lock(&self.state);
+        let records = &state.records;
+        match kind {
+            Kind::Upstream => records.replies.json_page(offset, limit, max_bytes),
+            Kind::Downstream => records.received.json_page(offset, limit, max_bytes),
+        }
+    }
+
+    /// Recorded frames dropped, oldest first, to keep the records bounded, since they
+    /// were last cleared.
+    pub(crate) fn records_dropped(&self) -> u64 {
+        let state = lock(&self.state);
+        state.records.replies.dropped() + state.records.received.dropped()
     }
 
     pub(crate) fn wait_reply(&self, timeout: Duration) -> Option<UpstreamReply> {
-        self.wait_for(timeout, |s| {
-            let r = &mut s.records;
-            let next = r.replies.get(r.replies_taken).cloned()?;
-            r.replies_taken += 1;
-            Some(next)
-        })
+        self.wait_for(timeout, |s| s.records.replies.take_next())
     }
 
     pub(crate) fn received(&self) -> Vec<DownstreamRequest> {
-        lock(&self.state).records.received.clone()
+        lock(&self.state).records.received.to_vec()
     }
 
     pub(crate) fn wait_received(&self, timeout: Duration) -> Option<DownstreamRequest> {
-        self.wait_for(timeout, |s| {
-            let r = &mut s.records;
-            let next = r.received.get(r.received_taken).cloned()?;
-            r.received_taken += 1;
-            Some(next)
-        })
+        self.wait_for(timeout, |s| s.records.received.take_next())
     }
 
     /// How many stream connections were ever registered, of both kinds.
@@ -401,9 +493,11 @@ impl Hub {
     pub(crate) fn set_result(
         &self,
         code: DownstreamResultCode,
+        message: Option<String>,
         dev_eui: Option<DevEui>,
         transaction_id: Option<u64>,
     ) {
+        let code = ChosenResult { code, message };
         self.update(|s| match (dev_eui, transaction_id) {
             (_, Some(tx)) => {
                 s.codes.by_transaction.insert(tx, code);
@@ -417,7 +511,7 @@ impl Hub {
 
     pub(crate) fn reset_results(&self) {
         self.update(|s| {
-            s.codes.default = DownstreamResultCode::Success;
+            s.codes.default = ChosenResult::success();
             s.codes.by_device.clear();
             s.codes.by_transaction.clear();
         });
@@ -582,11 +676,14 @@ fn handle_frame(shared: &Shared, kind: Kind, frame: &[u8]) -> Vec<Answer> {
                     }
                 }
                 shared.radio.check(&reply);
-                if shared.hub.on_reply(reply).is_none() {
-                    log::warn!(
-                        "emulator: an upstream reply names transaction {transaction_id}, \
-                         which the emulator never sent"
-                    );
+                if shared.hub.on_reply(reply, frame.len()).is_none() {
+                    static UNKNOWN: Warning = Warning::new(WARNING_PERIOD);
+                    UNKNOWN.warn(|| {
+                        format!(
+                            "emulator: an upstream reply names transaction {transaction_id}, \
+                             which the emulator never sent"
+                        )
+                    });
                 }
                 Vec::new()
             }
@@ -596,7 +693,7 @@ fn handle_frame(shared: &Shared, kind: Kind, frame: &[u8]) -> Vec<Answer> {
             }
         },
         Kind::Downstream => match frames::downstream_request(frame) {
-            Ok(request) => answer_downstream(shared, request),
+            Ok(request) => answer_downstream(shared, request, frame.len()),
             Err(e) => {
                 invalid(shared, kind, frame, &e);
                 // A downlink that breaks a value rule but names its transaction is
@@ -626,22 +723,27 @@ fn handle_frame(shared: &Shared, kind: Kind, frame: &[u8]) -> Vec<Answer> {
 }
 
 fn invalid(shared: &Shared, kind: Kind, frame: &[u8], why: &str) {
-    let text = String::from_utf8_lossy(&frame[..frame.len().min(200)]);
-    log::warn!(
-        "emulator: ignoring an invalid {} frame ({why}): {text}",
-        kind.name()
-    );
+    static INVALID: Warning = Warning::new(WARNING_PERIOD);
+    INVALID.warn(|| {
+        let text = String::from_utf8_lossy(&frame[..frame.len().min(200)]);
+        format!(
+            "emulator: ignoring an invalid {} frame ({why}): {text}",
+            kind.name()
+        )
+    });
     shared.hub.invalid();
 }
 
 /// Records a downlink; returns its DownstreamAck (at once) and DownstreamResult (when
 /// the transmission would end, with the timing rule on).
-fn answer_downstream(shared: &Shared, request: DownstreamRequest) -> Vec<Answer> {
+fn answer_downstream(shared: &Shared, request: DownstreamRequest, size: usize) -> Vec<Answer> {
     let arrival = Instant::now();
     let transaction_id = request.transaction_id();
-    shared
-        .hub
-        .update(|s| s.records.received.push(request.clone()));
+    shared.hub.update(|s| {
+        s.records
+            .received
+            .push(request.clone(), size, shared.hub.max_records)
+    });
     let mailbox_id = shared.hub.next_mailbox.fetch_add(1, Ordering::Relaxed);
     let judged = judge::judge(shared, &request, arrival);
     vec![

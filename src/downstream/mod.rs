@@ -10,6 +10,9 @@ use crate::model::{
 };
 use crate::stream::{Connection, StreamBuilder};
 
+mod tracker;
+pub use tracker::{DownlinkTracker, Tracked};
+
 /// A connection to the downstream stream: sends downlinks to devices and multicast
 /// groups, and yields a [`DownstreamReply`] (ack, then result) for each.
 ///

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::Core;
+use super::client::Core;
 use crate::error::{InvalidInput, Result};
 use crate::ids::{DevEui, MulticastAddr};
 use crate::model::{MulticastGroup, MulticastGroupUpdate};
@@ -141,7 +141,9 @@ impl<'a> MulticastGroups<'a> {
     }
 
     /// The groups at these addresses (unknown ones are left out), or every group when
-    /// `addrs` is empty (Python: `get_multicast_groups`).
+    /// `addrs` is empty (Python: `get_multicast_groups`). Unlike the other lists of ids,
+    /// this one takes [`MulticastAddr`] items only, so that `get([])`, the call for every
+    /// group, needs no type named.
     ///
     /// ```
     /// use ran_routing::MulticastAddr;
@@ -180,8 +182,8 @@ impl<'a> MulticastGroups<'a> {
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
     #[doc(alias = "delete_multicast_groups")]
-    pub fn delete(&self, addrs: impl IntoIterator<Item = MulticastAddr>) -> Result<u64> {
-        let addrs: Vec<MulticastAddr> = addrs.into_iter().collect();
+    pub fn delete(&self, addrs: impl IntoIterator<Item = impl Into<MulticastAddr>>) -> Result<u64> {
+        let addrs: Vec<MulticastAddr> = addrs.into_iter().map(Into::into).collect();
         let deleted: Deleted = rest::post(self.core, DELETE, Some(&AddrsBody { addrs: &addrs }))?;
         Ok(deleted.deleted)
     }

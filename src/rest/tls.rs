@@ -11,7 +11,7 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigErrorKind, Error, Result};
 
 /// The TLS settings of one `Core`, for ureq and for the stream connections.
 pub(crate) struct TlsSetup {
@@ -23,13 +23,32 @@ pub(crate) struct TlsSetup {
 pub(crate) fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Config(format!("cannot read the PEM root certificate: {e}")))?;
+        .map_err(|e| {
+            Error::config(
+                ConfigErrorKind::Certificate,
+                format!("cannot read the PEM root certificate: {e}"),
+            )
+        })?;
     if certs.is_empty() {
-        return Err(Error::Config(
-            "the PEM root certificate holds no CERTIFICATE section".into(),
+        return Err(Error::config(
+            ConfigErrorKind::Certificate,
+            "the PEM root certificate holds no CERTIFICATE section",
         ));
     }
     Ok(certs)
+}
+
+/// The *ring* provider, used when the process installed no default provider: ureq's
+/// `rustls` feature builds on *ring*, so REST and streams negotiate alike.
+///
+/// rustls 0.23.48 deprecates it because *ring* has no post-quantum key exchange; it
+/// stays supported through 0.23, and *ring* moves to its own crate in 0.24. An
+/// application that wants post-quantum key exchange installs the aws-lc-rs provider
+/// with `CryptoProvider::install_default` before building a `Core`, and both sides
+/// use it.
+#[allow(deprecated)]
+pub(crate) fn ring_provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }
 
 /// Builds both configurations from the Mozilla roots plus `extra_roots`.
@@ -40,19 +59,20 @@ pub(crate) fn setup(extra_roots: &[CertificateDer<'static>]) -> Result<TlsSetup>
     store.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
     for cert in extra_roots {
         store.add(cert.clone()).map_err(|e| {
-            Error::Config(format!(
-                "the root certificate cannot be used as a trust anchor: {e}"
-            ))
+            Error::config(
+                ConfigErrorKind::Certificate,
+                format!("the root certificate cannot be used as a trust anchor: {e}"),
+            )
         })?;
     }
 
     // The same choice ureq makes, so both sides negotiate alike.
     let provider = CryptoProvider::get_default()
         .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+        .unwrap_or_else(|| Arc::new(ring_provider()));
     let rustls = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Config(format!("TLS setup: {e}")))?
+        .map_err(|e| Error::config(ConfigErrorKind::Certificate, format!("TLS setup: {e}")))?
         .with_root_certificates(store)
         .with_no_client_auth();
 

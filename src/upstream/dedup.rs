@@ -2,8 +2,13 @@
 //!
 //! The RAN may deliver the same uplink more than once (several gateways, several
 //! routes): the same `PHYPayloadNoMIC` under new transaction ids. The layer hands the
-//! first copy to the application and keeps the others; once the application answers the
-//! first copy, every copy gets the matching answer. All its state sits behind one mutex
+//! first copy to the application and keeps the others; once the application acks the
+//! first copy, every copy gets the matching answer. A reject is never passed on: the
+//! payload without its MIC is public and predictable (a join request's above all), so a
+//! forged copy with a wrong MIC can arrive first, and its reject must not stand for the
+//! genuine frame; the next copy of a rejected uplink goes to the application instead.
+//! Payloads longer than a LoRaWAN PHYPayload (255 bytes) are handed out unremembered, so
+//! that what is remembered stays bounded. All its state sits behind one mutex
 //! touched once per uplink (as a receiving method takes it) and once per answer, both on
 //! the application's threads; a small thread per connection sends the answers found
 //! while receiving and only wakes on a timer for copies still waiting on an unanswered
@@ -17,11 +22,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use hashbrown::HashTable;
 
-use super::{Hook, HookSend};
 use crate::ids::DevEui;
 use crate::model::{
     UpstreamAck, UpstreamMessage, UpstreamReject, UpstreamRejectResultCode, UpstreamReply,
 };
+use crate::stream::stats::DedupStats;
+use crate::stream::{Hook, HookSend};
 
 /// Settings of uplink de-duplication; turn it on with
 /// [`StreamBuilder::dedup`](crate::StreamBuilder::dedup).
@@ -43,6 +49,10 @@ pub struct Dedup {
 }
 
 impl Dedup {
+    /// The longest payload remembered: a LoRaWAN PHYPayload is at most 255 bytes, so a
+    /// longer `PHYPayloadNoMIC` is no frame a device sent; it is handed out unremembered.
+    pub const MAX_PAYLOAD: usize = 255;
+
     /// Copies of an uplink arriving within `window` of the first are duplicates (the
     /// official bridges use 60 s). The other settings start at their defaults.
     pub fn new(window: Duration) -> Self {
@@ -66,10 +76,17 @@ impl Dedup {
     /// too (each still gets the application's answer); counted in
     /// [`DedupStats::cap_hits`].
     ///
-    /// Memory: a remembered uplink takes about 55 bytes plus its payload. Room for
-    /// `entries` (at most 2^20) is reserved when the connection opens, as address space
-    /// that pages fill as uplinks are remembered, so that filling up does not copy the
-    /// ring or rehash the table over and over.
+    /// Memory: a remembered uplink takes about 55 bytes (its 48-byte entry and its share
+    /// of the table) plus its payload, which is at most [`Dedup::MAX_PAYLOAD`] (255)
+    /// bytes: a longer one is handed out unremembered ([`DedupStats::oversized`]). The
+    /// byte ring may hold twice what it stores while it grows, so whatever the peer
+    /// sends, an entry costs at most about 570 bytes up to 2^20 entries (the default
+    /// 100 000: under 57 MB) and about 650 beyond. Copies held for an unanswered first
+    /// copy keep their DevEUIs and MIC candidates on top, for at most
+    /// [`Dedup::answer_within`]. Room for `entries` (at most 2^20) is
+    /// reserved when the connection opens, as address space that pages fill as uplinks
+    /// are remembered, so that filling up does not copy the ring or rehash the table over
+    /// and over.
     pub fn max_entries(mut self, entries: usize) -> Self {
         self.max_entries = entries;
         self
@@ -85,26 +102,6 @@ impl From<Duration> for Dedup {
     fn from(window: Duration) -> Self {
         Self::new(window)
     }
-}
-
-/// Counters of uplink de-duplication; see
-/// [`UpstreamConnection::dedup_stats`](crate::UpstreamConnection::dedup_stats).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-#[non_exhaustive]
-pub struct DedupStats {
-    /// Duplicate copies received (never handed to the application).
-    pub duplicates: u64,
-    /// Duplicates answered after the application's answer to the first copy: the same
-    /// ack, a `MICFailed` reject where that ack does not fit the copy, or the same
-    /// reject.
-    pub answered: u64,
-    /// Duplicates rejected with `Other` because the first copy was not answered in
-    /// time ([`Dedup::answer_within`]).
-    pub expired_unanswered: u64,
-    /// Uplinks handed out unremembered because [`Dedup::max_entries`] was reached.
-    pub cap_hits: u64,
-    /// Uplinks remembered now.
-    pub entries: usize,
 }
 
 /// A copy waiting for the first copy's answer.
@@ -123,23 +120,25 @@ impl Held {
         }
     }
 
-    /// The answer to this copy, given the application's answer to the first.
-    fn answer(&self, first: Answer<'_>) -> UpstreamReply {
-        match first {
-            Answer::Ack { dev_eui, mic }
-                if self.mic_challenge.contains(&mic) && self.dev_euis.contains(&dev_eui) =>
-            {
-                UpstreamAck::new(self.transaction_id, dev_eui, mic).into()
-            }
-            Answer::Ack { .. } => {
-                UpstreamReject::new(self.transaction_id, UpstreamRejectResultCode::MicFailed).into()
-            }
-            Answer::Reject(reject) => {
-                let mut reject = reject.clone();
-                reject.transaction_id = self.transaction_id;
-                reject.into()
-            }
+    /// The answer to this copy, given the application's ack of the first: the same ack
+    /// where its MIC is among this copy's candidates, else `MICFailed`.
+    fn answer(&self, (dev_eui, mic): (DevEui, u32)) -> UpstreamReply {
+        if self.mic_challenge.contains(&mic) && self.dev_euis.contains(&dev_eui) {
+            UpstreamAck::new(self.transaction_id, dev_eui, mic).into()
+        } else {
+            UpstreamReject::new(self.transaction_id, UpstreamRejectResultCode::MicFailed).into()
         }
+    }
+
+    /// The answer to a copy held when the first copy was rejected. It cannot reach the
+    /// application (the hook hands out only the message it is given), so it gets the
+    /// reject. Only copies taken by another thread while the first was being answered
+    /// are held: a consumer thread answers before it takes the next message, and such
+    /// a copy then goes to the application.
+    fn answer_rejected(&self, first: &UpstreamReject) -> UpstreamReply {
+        let mut reject = first.clone();
+        reject.transaction_id = self.transaction_id;
+        reject.into()
     }
 
     fn give_up(&self) -> UpstreamReply {
@@ -149,32 +148,13 @@ impl Held {
     }
 }
 
-/// The application's answer to a first copy, as copies need it.
-#[derive(Clone, Copy)]
-enum Answer<'a> {
-    Ack { dev_eui: DevEui, mic: u32 },
-    Reject(&'a UpstreamReject),
-}
-
-impl<'a> From<&'a UpstreamReply> for Answer<'a> {
-    fn from(reply: &'a UpstreamReply) -> Self {
-        match reply {
-            UpstreamReply::Ack(ack) => Self::Ack {
-                dev_eui: ack.dev_eui,
-                mic: ack.mic,
-            },
-            UpstreamReply::Reject(reject) => Self::Reject(reject),
-        }
-    }
-}
-
-/// Whether, and how, a first copy was answered; an ack is kept in the entry, a reject
-/// (rare, and larger) in [`State::rejects`].
+/// Whether, and how, a first copy was answered; an ack is kept in the entry. A reject
+/// is not: the next copy becomes the first copy, and goes to the application.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Answered {
     Not,
     Ack,
-    Reject,
+    Rejected,
 }
 
 /// One remembered uplink, 48 bytes. Kept small because memory touched for the first
@@ -185,7 +165,7 @@ struct Entry {
     /// Where its payload starts in [`State::payloads`], counted from the first byte ever
     /// stored there; `len` bytes long.
     start: u64,
-    len: u16,
+    len: u8,
     /// When it arrived, in nanoseconds since [`State::origin`].
     seen: u64,
     first_transaction_id: u64,
@@ -230,8 +210,6 @@ struct State {
     by_hash: HashTable<u32>,
     /// First copies not answered yet.
     by_transaction: U64Map<u64>,
-    /// The application's rejects of first copies, by sequence number.
-    rejects: U64Map<UpstreamReject>,
     /// Copies waiting for their first copy's answer, by the first copy's sequence number.
     held: U64Map<Vec<Held>>,
     /// Entries with held copies, by when they give up (nanoseconds since `origin`).
@@ -289,6 +267,9 @@ enum Seen {
     /// Goes to the application without being remembered (the cap was hit, another
     /// remembered payload shares its hash, or it is too long to be a LoRaWAN frame).
     Unremembered,
+    /// A copy of an uplink whose first copy was rejected: goes to the application as
+    /// the uplink's first copy now.
+    AfterReject,
     /// A copy, answered or held. `true`: the first copy held for its uplink (the worker's
     /// next wake-up may be earlier).
     Copy(bool),
@@ -312,7 +293,6 @@ impl State {
             payloads_base: 0,
             by_hash: HashTable::with_capacity(reserve),
             by_transaction: HashMap::with_hasher(seeded),
-            rejects: HashMap::with_hasher(seeded),
             held: HashMap::with_hasher(seeded),
             hasher,
             holding: BTreeMap::new(),
@@ -340,17 +320,6 @@ impl State {
         (index < self.ring.len()).then_some(index)
     }
 
-    fn answer(&self, seq: u64, entry: &Entry) -> Option<Answer<'_>> {
-        match entry.answered {
-            Answered::Not => None,
-            Answered::Ack => Some(Answer::Ack {
-                dev_eui: entry.dev_eui,
-                mic: entry.mic,
-            }),
-            Answered::Reject => self.rejects.get(&seq).map(Answer::Reject),
-        }
-    }
-
     /// When the next held copies give up.
     fn next_due(&self) -> Option<Instant> {
         let ((due, _), _) = self.holding.first_key_value()?;
@@ -368,6 +337,16 @@ impl State {
         let now = self.nanos(now);
         self.expire(now, config.window, out);
         let payload = message.phy_payload_no_mic.as_slice();
+        if payload.len() > Dedup::MAX_PAYLOAD {
+            self.stats.oversized += 1;
+            log::debug!(
+                "upstream: uplink {} has a {}-byte payload, longer than a LoRaWAN frame; \
+                 not remembered",
+                message.transaction_id,
+                payload.len()
+            );
+            return Seen::Unremembered;
+        }
         let hash = self.hasher.hash_one(payload);
         let next = self.base + self.ring.len() as u64;
         let (ring, base) = (&self.ring, self.base);
@@ -379,7 +358,11 @@ impl State {
         if let Some(index) = known {
             let entry = &self.ring[index];
             if self.stored_payload_is((entry.start, entry.len), payload) {
-                return Seen::Copy(self.duplicate(base + index as u64, message, now, config, out));
+                let seq = base + index as u64;
+                if entry.answered == Answered::Rejected {
+                    return self.first_again(index, seq, message);
+                }
+                return Seen::Copy(self.duplicate(seq, message, now, config, out));
             }
             // Two payloads, one 64-bit keyed hash: not worth a chain; the newcomer goes
             // out as if the cap were hit, never nowhere.
@@ -393,13 +376,9 @@ impl State {
             self.stats.cap_hits += 1;
             return Seen::Unremembered;
         }
-        let Ok(len) = u16::try_from(payload.len()) else {
-            log::debug!(
-                "upstream: uplink {} is too long to remember",
-                message.transaction_id
-            );
-            return Seen::Unremembered;
-        };
+        // At most MAX_PAYLOAD bytes, checked above, which fits the entry's byte.
+        const _: () = assert!(Dedup::MAX_PAYLOAD <= u8::MAX as usize);
+        let len = payload.len() as u8;
         let id = message.transaction_id;
         let start = self.payloads_base + self.payloads.len() as u64;
         self.payloads.extend(payload);
@@ -422,7 +401,7 @@ impl State {
     }
 
     /// Whether the payload stored at `(start, len)` is `payload`.
-    fn stored_payload_is(&self, (start, len): (u64, u16), payload: &[u8]) -> bool {
+    fn stored_payload_is(&self, (start, len): (u64, u8), payload: &[u8]) -> bool {
         let Some(from) = start
             .checked_sub(self.payloads_base)
             .and_then(|i| usize::try_from(i).ok())
@@ -433,6 +412,19 @@ impl State {
         usize::from(len) == payload.len()
             && to <= self.payloads.len()
             && self.payloads.range(from..to).eq(payload.iter())
+    }
+
+    /// A copy of an uplink whose first copy was rejected (the entry at `index`, sequence
+    /// number `seq`): it becomes the first copy, for the application to answer, and
+    /// later copies wait for that answer. The window still counts from the first
+    /// sighting; so does [`Dedup::answer_within`] for copies held behind it.
+    fn first_again(&mut self, index: usize, seq: u64, message: &UpstreamMessage) -> Seen {
+        let entry = &mut self.ring[index];
+        entry.answered = Answered::Not;
+        entry.first_transaction_id = message.transaction_id;
+        self.by_transaction.insert(message.transaction_id, seq);
+        self.stats.after_reject += 1;
+        Seen::AfterReject
     }
 
     /// Forgets entries older than the window; copies still held are rejected.
@@ -459,10 +451,7 @@ impl State {
                         self.by_transaction.remove(&id);
                     }
                 }
-                Answered::Reject => {
-                    self.rejects.remove(&seq);
-                }
-                Answered::Ack => {}
+                Answered::Ack | Answered::Rejected => {}
             }
             if let Some(held) = self.held.remove(&seq) {
                 self.holding.retain(|_, holder| *holder != seq);
@@ -488,8 +477,8 @@ impl State {
         };
         let entry = &self.ring[index];
         let held = Held::of(message);
-        if let Some(first) = self.answer(seq, entry) {
-            out.push(held.answer(first));
+        if entry.answered == Answered::Ack {
+            out.push(held.answer((entry.dev_eui, entry.mic)));
             self.stats.answered += 1;
             return false;
         }
@@ -524,17 +513,22 @@ impl State {
                 entry.dev_eui = ack.dev_eui;
                 entry.mic = ack.mic;
             }
-            UpstreamReply::Reject(reject) => {
-                entry.answered = Answered::Reject;
-                self.rejects.insert(seq, reject.clone());
-            }
+            UpstreamReply::Reject(_) => entry.answered = Answered::Rejected,
         }
         let due = entry.due(answer_within);
         let Some(held) = self.held.remove(&seq) else {
             return Vec::new();
         };
-        let first = Answer::from(reply);
-        let answers: Vec<UpstreamReply> = held.iter().map(|copy| copy.answer(first)).collect();
+        let answers: Vec<UpstreamReply> = match reply {
+            UpstreamReply::Ack(ack) => held
+                .iter()
+                .map(|copy| copy.answer((ack.dev_eui, ack.mic)))
+                .collect(),
+            UpstreamReply::Reject(reject) => held
+                .iter()
+                .map(|copy| copy.answer_rejected(reject))
+                .collect(),
+        };
         self.holding.remove(&due);
         self.stats.answered += answers.len() as u64;
         answers
@@ -622,12 +616,8 @@ impl DedupLayer {
 }
 
 impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
-    fn incoming(
-        &self,
-        message: UpstreamMessage,
-        read_at: Option<Instant>,
-    ) -> Option<UpstreamMessage> {
-        let now = read_at.unwrap_or_else(Instant::now);
+    fn incoming(&self, message: UpstreamMessage, read_at: Instant) -> Option<UpstreamMessage> {
+        let now = read_at;
         let mut out = Vec::new();
         let seen = self
             .inner
@@ -635,7 +625,7 @@ impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
             .incoming(&message, now, &self.inner.config, &mut out);
         self.post(out);
         match seen {
-            Seen::First | Seen::Unremembered => Some(message),
+            Seen::First | Seen::Unremembered | Seen::AfterReject => Some(message),
             Seen::Copy(first_held) => {
                 if first_held {
                     let _ = self.jobs.send(Job::Wake);
@@ -665,6 +655,10 @@ impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
 
     fn as_any(&self) -> &dyn std::any::Any {
         self
+    }
+
+    fn dedup_stats(&self) -> Option<DedupStats> {
+        Some(self.stats())
     }
 }
 
@@ -801,24 +795,27 @@ mod tests {
     }
 
     #[test]
-    fn an_oversized_payload_is_handed_out_unremembered() {
+    fn a_payload_longer_than_a_lorawan_frame_is_handed_out_unremembered_and_counted() {
         let config = Dedup::new(Duration::from_secs(60));
         let mut state = State::new(&config);
-        let big = vec![0u8; usize::from(u16::MAX) + 1];
         let t0 = state.origin;
-        assert!(matches!(
-            take(&mut state, 1, &big, t0).0,
-            Seen::Unremembered
-        ));
-        assert!(matches!(
-            take(&mut state, 2, &big, t0).0,
-            Seen::Unremembered
-        ));
-        assert!(state.ring.is_empty());
+        let longest = vec![1u8; Dedup::MAX_PAYLOAD];
+        assert!(matches!(take(&mut state, 1, &longest, t0).0, Seen::First));
+        assert!(matches!(take(&mut state, 2, &longest, t0).0, Seen::Copy(_)));
+        let big = vec![0u8; Dedup::MAX_PAYLOAD + 1];
+        for id in [3, 4] {
+            assert!(matches!(
+                take(&mut state, id, &big, t0).0,
+                Seen::Unremembered
+            ));
+        }
+        assert_eq!(state.ring.len(), 1);
+        assert_eq!(state.payloads.len(), Dedup::MAX_PAYLOAD);
+        assert_eq!((state.stats.oversized, state.stats.cap_hits), (2, 0));
     }
 
     #[test]
-    fn a_copy_gets_the_first_copys_ack_or_reject_from_the_compact_entry() {
+    fn an_ack_is_copied_from_the_compact_entry_a_reject_never() {
         let config = Dedup::new(Duration::from_secs(60));
         let mut state = State::new(&config);
         let t0 = state.origin;
@@ -826,20 +823,31 @@ mod tests {
         take(&mut state, 2, &[2], t0);
         let ack: UpstreamReply = UpstreamAck::new(1, DevEui::new(1), 7).into();
         assert!(state.answered(&ack, config.answer_within).is_empty());
-        let reject: UpstreamReply = UpstreamReject::new(2, UpstreamRejectResultCode::Other)
-            .with_message("no")
+        let reject: UpstreamReply = UpstreamReject::new(2, UpstreamRejectResultCode::MicFailed)
+            .with_message("forged")
             .into();
         assert!(state.answered(&reject, config.answer_within).is_empty());
         let (_, out) = take(&mut state, 11, &[1], t0);
         assert_eq!(out, vec![UpstreamAck::new(11, DevEui::new(1), 7).into()]);
-        let (_, out) = take(&mut state, 12, &[2], t0);
-        let expected: UpstreamReply = UpstreamReject::new(12, UpstreamRejectResultCode::Other)
-            .with_message("no")
-            .into();
-        assert_eq!(out, vec![expected]);
-        // Expiry forgets the reject kept beside the ring.
-        take(&mut state, 13, &[3], t0 + Duration::from_secs(61));
-        assert!(state.rejects.is_empty());
-        assert_eq!(state.ring.len(), 1);
+        // The rejected uplink's next copy is the application's, as a first copy ...
+        let (seen, out) = take(&mut state, 12, &[2], t0);
+        assert!(matches!(seen, Seen::AfterReject));
+        assert!(out.is_empty());
+        // ... whose copies wait for its answer, and get its ack.
+        let (seen, out) = take(&mut state, 13, &[2], t0);
+        assert!(matches!(seen, Seen::Copy(true)));
+        assert!(out.is_empty());
+        let ack: UpstreamReply = UpstreamAck::new(12, DevEui::new(1), 7).into();
+        assert_eq!(
+            state.answered(&ack, config.answer_within),
+            vec![UpstreamAck::new(13, DevEui::new(1), 7).into()]
+        );
+        assert_eq!(
+            (state.stats.after_reject, state.stats.answered),
+            (1, 2),
+            "one copy handed out again, two answered"
+        );
+        assert!(state.by_transaction.is_empty());
+        assert!(state.holding.is_empty());
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError};
@@ -11,9 +11,7 @@ use crossbeam_channel::{select, Receiver, RecvError, RecvTimeoutError, Sender, T
 use crate::error::Error;
 use crate::model::{DownstreamAck, DownstreamReply, DownstreamRequest, DownstreamResult};
 use crate::stream::correlate::Correlator;
-use crate::stream::link::{LeadSlot, Led, Turn};
-use crate::stream::session::Session;
-use crate::stream::{encode, Connection};
+use crate::stream::{Connection, Outlet};
 
 /// The outcome of one tagged downlink, from a [`DownlinkTracker`].
 #[derive(Debug)]
@@ -96,7 +94,8 @@ struct State<T> {
 /// # Ok::<(), ran_routing::Error>(())
 /// ```
 pub struct DownlinkTracker<T> {
-    session: Weak<Session>,
+    /// Sends through the connection's one counted path, without keeping it alive.
+    outlet: Outlet<DownstreamRequest>,
     correlator: Arc<Correlator<DownstreamReply>>,
     timeout: Duration,
     replies_tx: Sender<DownstreamReply>,
@@ -105,20 +104,17 @@ pub struct DownlinkTracker<T> {
     failures: Receiver<Tracked<T>>,
     state: Mutex<State<T>>,
     receiving: Mutex<()>,
-    /// The connection's socket, which a receiving thread reads itself when it may, as
-    /// `recv` on the connection does.
-    lead: LeadSlot<DownstreamReply>,
 }
 
 impl Connection<DownstreamReply, DownstreamRequest> {
     /// A [`DownlinkTracker`] on this connection whose downlinks time out after
     /// `timeout` without a result. Several trackers may share a connection.
     pub fn tracker<T: Send + 'static>(&self, timeout: Duration) -> DownlinkTracker<T> {
-        let (session, correlator, lead) = self.tracking_parts();
+        let (outlet, correlator) = self.tracking_parts();
         let (replies_tx, replies) = crossbeam_channel::unbounded();
         let (failures_tx, failures) = crossbeam_channel::unbounded();
         DownlinkTracker {
-            session,
+            outlet,
             correlator,
             timeout,
             replies_tx,
@@ -131,7 +127,6 @@ impl Connection<DownstreamReply, DownstreamRequest> {
                 ready: VecDeque::new(),
             }),
             receiving: Mutex::new(()),
-            lead,
         }
     }
 }
@@ -143,17 +138,12 @@ impl<T: Send + 'static> DownlinkTracker<T> {
     pub fn send(&self, tag: T, request: impl Into<DownstreamRequest>) {
         let request = request.into();
         let id = request.transaction_id();
-        let text = request
-            .validate()
-            .map_err(Error::Invalid)
-            .and_then(|()| encode(&request));
-        let text = match text {
-            Ok(text) => text,
-            Err(e) => return self.fail(tag, id, e),
-        };
-        let Some(session) = self.session.upgrade() else {
-            return self.fail(tag, id, Error::Closed("the connection is gone".into()));
-        };
+        if let Err(e) = request.validate() {
+            return self.fail(tag, id, Error::Invalid(e));
+        }
+        if let Some(why) = self.outlet.ended() {
+            return self.fail(tag, id, Error::Closed(why));
+        }
         {
             let mut state = self.lock();
             // Registered before sending, so a fast reply cannot slip past to iter().
@@ -175,7 +165,7 @@ impl<T: Send + 'static> DownlinkTracker<T> {
             );
             state.order.push_back((deadline, id));
         }
-        if let Err(e) = session.send_text(text) {
+        if let Err(e) = self.outlet.send(&request) {
             let entry = {
                 let mut state = self.lock();
                 self.correlator.unregister(id);
@@ -259,20 +249,6 @@ impl<T: Send + 'static> DownlinkTracker<T> {
                 return Err(RecvTimeoutError::Timeout);
             }
             let until = deadline.map_or(wake, |d| d.min(wake));
-            // Read the socket ourselves if nobody else does: one wake-up per reply.
-            let waiting = match crate::stream::link::turn(&self.lead) {
-                Turn::Read(lead) => {
-                    match lead.read(Some(until), true, None) {
-                        Led::Routed => lead.token().leave(true, false),
-                        Led::TimedOut => lead.token().leave(false, false),
-                        // Not a tracked downlink's: the connection's iter() has it.
-                        Led::Message(reply) => lead.deliver(reply),
-                        Led::Ended => {}
-                    }
-                    continue;
-                }
-                Turn::Wait(waiting) => waiting,
-            };
             select! {
                 recv(self.replies) -> reply => {
                     if let Ok(reply) = reply {
@@ -287,7 +263,6 @@ impl<T: Send + 'static> DownlinkTracker<T> {
                 }
                 default(until.saturating_duration_since(now)) => {}
             }
-            drop(waiting);
         }
     }
 
@@ -363,15 +338,7 @@ impl<T: Send + 'static> DownlinkTracker<T> {
 
     /// Why the connection ended, once it has for good (not while reconnecting).
     fn closed_for_good(&self) -> Option<String> {
-        match self.session.upgrade() {
-            None => Some("the connection is gone".into()),
-            Some(session) if session.is_closed() => Some(
-                session
-                    .last_reason()
-                    .map_or_else(|| "the connection closed".to_owned(), |r| r.to_string()),
-            ),
-            Some(_) => None,
-        }
+        self.outlet.ended()
     }
 
     fn fail(&self, tag: T, transaction_id: u64, error: Error) {

@@ -6,10 +6,12 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::client::Core;
-use crate::config::AccessToken;
-use crate::error::{ApiError, Error, FieldError, InvalidInput, Result, TimeoutKind};
-use crate::stats::{Outcome, RestOperation};
+use super::client::Core;
+use super::config::AccessToken;
+use super::stats::{Outcome, RestOperation};
+use crate::error::{
+    ApiError, ConfigErrorKind, Error, FieldError, InvalidInput, Result, TimeoutKind,
+};
 
 /// Which REST base a path is relative to.
 #[derive(Debug, Clone, Copy)]
@@ -199,7 +201,10 @@ fn transport_error(e: ureq::Error, method: &str, url: &str, core: &Core) -> Erro
         }
         ureq::Error::Rustls(e) => Error::tls(format_args!("{method} {url}"), e),
         ureq::Error::Tls(e) => Error::tls_text(format!("{method} {url}: {e}")),
-        ureq::Error::Pem(e) => Error::Config(format!("{method} {url}: PEM: {e:?}")),
+        ureq::Error::Pem(e) => Error::config(
+            ConfigErrorKind::Certificate,
+            format!("{method} {url}: PEM: {e:?}"),
+        ),
         ureq::Error::TlsRequired => Error::tls_text(format!("{method} {url}: TLS required")),
         ureq::Error::HostNotFound => io(io::ErrorKind::NotFound, &"host not found"),
         ureq::Error::ConnectionFailed => io(io::ErrorKind::ConnectionRefused, &"connection failed"),
@@ -210,14 +215,26 @@ fn transport_error(e: ureq::Error, method: &str, url: &str, core: &Core) -> Erro
             "response",
             format!("{method} {url}: the answer is larger than the {limit}-byte limit"),
         ),
+        // A TLS record is no HTTP status line: its first byte (0x15 for an alert, 0x16 for
+        // a handshake) fails the version check.
+        ureq::Error::Protocol(e)
+            if url.starts_with("http://") && e.to_string().contains("invalid HTTP version") =>
+        {
+            Error::decode(
+                "HTTP response",
+                format!("{method} {url}: the server speaks TLS: use an https:// URL? ({e})"),
+            )
+        }
         ureq::Error::Protocol(e) => Error::decode("HTTP response", format!("{method} {url}: {e}")),
         ureq::Error::LargeResponseHeader(size, limit) => Error::decode(
             "HTTP response",
             format!("{method} {url}: header of {size} bytes exceeds {limit}"),
         ),
-        ureq::Error::BadUri(e) => Error::Config(format!("bad URL {url}: {e}")),
-        ureq::Error::Http(e) => Error::Config(format!("{method} {url}: {e}")),
-        ureq::Error::InvalidProxyUrl => Error::Config("bad proxy URL".into()),
+        ureq::Error::BadUri(e) => {
+            Error::config(ConfigErrorKind::Url, format!("bad URL {url}: {e}"))
+        }
+        ureq::Error::Http(e) => Error::config(ConfigErrorKind::Url, format!("{method} {url}: {e}")),
+        ureq::Error::InvalidProxyUrl => Error::config(ConfigErrorKind::Proxy, "bad proxy URL"),
         other => io(io::ErrorKind::Other, &other),
     }
 }
@@ -243,9 +260,12 @@ pub(crate) struct ErrorDetail {
 pub(crate) const MAX_TEXT: usize = 2048;
 
 /// Maps an error answer (REST, or a refused stream handshake) to its [`ApiError`]: by the
-/// documented `error_code` when the body has one, otherwise [`ApiError::Unknown`] keeping
-/// the status and body text. Every text taken from the body is scrubbed of the token
-/// (servers and proxies echo requests) and cut to [`MAX_TEXT`].
+/// documented `error_code` when the body has one (a 403 `Device.LimitExhausted` stays
+/// that); any other 401 or 403 is [`ApiError::Unauthorized`] whatever its body (a proxy's
+/// page, an empty body, an undocumented code), so that a refused token reads the same
+/// everywhere; anything else is [`ApiError::Unknown`] keeping the status and body text.
+/// Every text taken from the body is scrubbed of the token (servers and proxies echo
+/// requests) and cut to [`MAX_TEXT`].
 pub(crate) fn api_error(status: u16, body: &str, token: &AccessToken) -> ApiError {
     let body = scrub(body, token);
     let parsed = if (400..500).contains(&status) {
@@ -253,15 +273,23 @@ pub(crate) fn api_error(status: u16, body: &str, token: &AccessToken) -> ApiErro
     } else {
         None
     };
+    // JSON escapes can spell the token in ways the raw text did not: scrub again.
+    let text = |s: &str| bounded(&scrub(s, token));
+    let refused = status == 401 || status == 403;
     let Some(ErrorBody { detail }) = parsed else {
+        if refused {
+            let description = match body.trim() {
+                "" => format!("HTTP {status}"),
+                text => format!("HTTP {status}: {}", bounded(text)),
+            };
+            return ApiError::Unauthorized { description };
+        }
         return ApiError::Unknown {
             status,
             code: None,
             body: bounded(&body),
         };
     };
-    // JSON escapes can spell the token in ways the raw text did not: scrub again.
-    let text = |s: &str| bounded(&scrub(s, token));
     let description = text(&detail.error_description);
     match detail.error_code.as_str() {
         "Unauthorized" => ApiError::Unauthorized { description },
@@ -281,12 +309,25 @@ pub(crate) fn api_error(status: u16, body: &str, token: &AccessToken) -> ApiErro
         "MulticastGroup.AlreadyContainsTheDevice" => {
             ApiError::MulticastGroupAlreadyContainsDevice { description }
         }
+        other if refused => ApiError::Unauthorized {
+            description: format!("HTTP {status}, {}: {description}", text(other)),
+        },
         other => ApiError::Unknown {
             status,
             code: Some(text(other)),
             body: description,
         },
     }
+}
+
+/// Whether an error answer is the service's own `Unauthorized` error object, rather than
+/// a 401 or 403 page of something in front of it (which [`api_error`] maps to
+/// [`ApiError::Unauthorized`] too): a stream reconnect gives up at once only on the
+/// service's word.
+pub(crate) fn is_services_unauthorized(status: u16, body: &str) -> bool {
+    (400..500).contains(&status)
+        && serde_json::from_str::<ErrorBody>(body)
+            .is_ok_and(|b| b.detail.error_code == "Unauthorized")
 }
 
 /// Keeps the field errors that fit in [`MAX_TEXT`] (a hostile list can be megabytes),

@@ -5,9 +5,11 @@ use crate::ids::DevEui;
 use crate::model::{
     UpstreamAck, UpstreamMessage, UpstreamReject, UpstreamRejectResultCode, UpstreamReply,
 };
-use crate::stream::dedup::DedupLayer;
-pub use crate::stream::dedup::{Dedup, DedupStats};
-use crate::stream::{Connection, Hook, StreamBuilder};
+mod dedup;
+
+use crate::stream::{Connection, DedupStats, Hook, StreamBuilder};
+pub use dedup::Dedup;
+use dedup::DedupLayer;
 use std::sync::Arc;
 
 /// A connection to the upstream stream: yields [`UpstreamMessage`]s; every one must be
@@ -74,12 +76,17 @@ impl StreamBuilder<'_, UpstreamMessage, UpstreamReply> {
     /// - an ack is repeated with the same DevEUI and MIC where that MIC is among the
     ///   copy's candidates and that DevEUI among its DevEUIs; otherwise the copy is
     ///   rejected with `MICFailed`;
-    /// - a reject is repeated as the same reject.
+    /// - a reject is not repeated: the next copy goes to the application as the
+    ///   uplink's first copy ([`DedupStats::after_reject`]), since a forged copy with a
+    ///   wrong MIC may come first and its reject must not stand for the genuine frame.
+    ///   (A copy another thread took while the first was being answered waits for that
+    ///   answer, and gets the reject.)
     ///
     /// No copy is left unanswered: copies still waiting when the first copy has gone
     /// unanswered for [`Dedup::answer_within`] are rejected with `Other`. Memory is
-    /// bounded by the window (expired uplinks are dropped as new ones arrive) and by
-    /// [`Dedup::max_entries`]. Copies are matched per connection, as the receiving
+    /// bounded by the window (expired uplinks are dropped as new ones arrive), by
+    /// [`Dedup::max_entries`] and by [`Dedup::MAX_PAYLOAD`]: a longer payload, which no
+    /// LoRaWAN device sends, is handed out unremembered. Copies are matched per connection, as the receiving
     /// methods take them off the channel (times count from then), so the work is done on
     /// the application's thread; counters come from
     /// [`dedup_stats`](Connection::dedup_stats). Takes a [`Dedup`] or a window.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigErrorKind, Error, Result};
 
 /// The four URLs the client talks to.
 ///
@@ -20,7 +20,9 @@ use crate::error::{Error, Result};
 /// ```
 ///
 /// `https` maps to `wss` and plain `http` (for a loopback emulator) to `ws`; a URL without
-/// a scheme gets `https`.
+/// a scheme gets `https`. A [`Core`](crate::Core) refuses plain `http`/`ws` to any host
+/// but loopback unless its builder opts in with
+/// [`allow_insecure_remote`](crate::CoreBuilder::allow_insecure_remote).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Endpoints {
     routing: String,
@@ -104,6 +106,53 @@ impl Endpoints {
     pub fn downstream(&self) -> &str {
         &self.downstream
     }
+
+    /// Fails on the first endpoint that would carry the token in clear text (`http`, `ws`)
+    /// to a host that is not loopback: the token travels in every request's header and in
+    /// the stream URL's query, readable by anyone on the path.
+    pub(crate) fn refuse_plain_text_to_remote_hosts(&self) -> Result<()> {
+        for url in [
+            &self.routing,
+            &self.multicast,
+            &self.upstream,
+            &self.downstream,
+        ] {
+            let uri: http::Uri = url.parse().map_err(|e| {
+                Error::config(ConfigErrorKind::Url, format!("bad URL {url:?}: {e}"))
+            })?;
+            let plain = matches!(uri.scheme_str(), Some("http" | "ws"));
+            if plain && !uri.host().is_some_and(is_loopback) {
+                let secure = if uri.scheme_str() == Some("ws") {
+                    "wss://"
+                } else {
+                    "https://"
+                };
+                return Err(Error::config(
+                    ConfigErrorKind::InsecureRemote,
+                    format!(
+                        "{url:?} would send the access token in clear text to a host that is not \
+                     loopback: use {secure}, or opt in with allow_insecure_remote(true) on the \
+                     builder (a trusted private network only)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a URL's host is this machine over loopback: `localhost`, 127.0.0.0/8 or `::1`
+/// (IPv4-mapped forms included). `0.0.0.0` is not: its meaning is the system's choice.
+fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
+        return true;
+    }
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 impl fmt::Debug for Endpoints {
@@ -118,7 +167,7 @@ impl fmt::Debug for Endpoints {
 }
 
 fn parse_uri(url: &str, schemes: &[&str]) -> Result<http::Uri> {
-    let bad = |why: &str| Error::Config(format!("bad URL {url:?}: {why}"));
+    let bad = |why: &str| Error::config(ConfigErrorKind::Url, format!("bad URL {url:?}: {why}"));
     let uri: http::Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
     match uri.scheme_str() {
         Some(s) if schemes.contains(&s) => {}
@@ -151,8 +200,9 @@ impl AccessToken {
     pub fn new(token: impl Into<String>) -> Result<Self> {
         let token = token.into();
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::Config(
-                "the access token must be non-empty visible ASCII".into(),
+            return Err(Error::config(
+                ConfigErrorKind::Credentials,
+                "the access token must be non-empty visible ASCII",
             ));
         }
         Ok(Self(token))
@@ -260,6 +310,31 @@ mod tests {
         let ep = Endpoints::new("http://a/r", "http://a/m/", "ws://a/up", "wss://a/down").unwrap();
         assert_eq!(ep.routing(), "http://a/r/");
         assert_eq!(ep.multicast(), "http://a/m/");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "localhost",
+            "LocalHost",
+            "127.0.0.1",
+            "127.1.2.3",
+            "[::1]",
+            "[::ffff:127.0.0.1]",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "0.0.0.0",
+            "10.0.0.1",
+            "[::]",
+            "[fe80::1]",
+            "localhost.example.com",
+            "127.0.0.1.nip.io",
+            "example.com",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
     }
 
     #[test]

@@ -1,5 +1,4 @@
-//! The client, [`Core`], and its builder. (The module was called `core` before, which
-//! shadowed the built-in `core` crate.)
+//! The client, [`Core`], and its builder.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,20 +7,21 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
-use crate::config::{AccessToken, Endpoints};
-use crate::error::{Error, Result};
-use crate::multicast::MulticastGroups;
-use crate::routing_table::RoutingTable;
+use super::config::{AccessToken, Endpoints};
+use super::multicast::MulticastGroups;
+use super::routing_table::RoutingTable;
+use super::tls;
+use crate::error::{ConfigErrorKind, Error, Result};
 use crate::sync::lock;
-use crate::tls;
 
 /// Something that lives on a [`Core`]'s connections and must end when the core closes.
 pub(crate) trait StreamCloser: Send + Sync {
     /// Closes the stream; must not block on the network.
     fn close_stream(&self);
 
-    /// Where the stream stands, for [`Core::health`].
-    fn health(&self) -> crate::stats::ConnectionHealth;
+    /// The stream itself, which the stream side reads its health from (the REST side
+    /// knows nothing of streams but that they close).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// The RAN Routing API client.
@@ -34,7 +34,10 @@ pub(crate) trait StreamCloser: Send + Sync {
 /// Cheap to clone and safe to share across threads: clones share one connection pool,
 /// and closing any of them closes all. Build one per territory (base URL). There is no
 /// `connect()`: a `Core` is usable once built and opens connections as it needs them.
-/// [`Core::close`] (or dropping the last clone) ends them, streams included.
+/// [`Core::close`] ends them, streams included. Dropping the last clone only lets the
+/// HTTP pool go: a stream connection keeps what it needs and stays open until it is
+/// closed (its own `close()`, or [`Core::close`] on a clone kept for that) or dropped,
+/// so `Core::new(..)?.upstream().connect()?` is a working connection.
 ///
 /// ```no_run
 /// use std::thread;
@@ -73,7 +76,7 @@ struct Inner {
     closed: AtomicBool,
     streams: Mutex<Vec<Weak<dyn StreamCloser>>>,
     transaction_ids: std::sync::atomic::AtomicU64,
-    rest_stats: crate::stats::RestCounters,
+    rest_stats: super::stats::RestCounters,
 }
 
 impl Core {
@@ -141,8 +144,11 @@ impl Core {
     }
 
     /// Closes the client: idle and in-flight HTTP connections and every stream opened
-    /// from it. Calls made afterwards fail with [`Error::Closed`] without touching the
-    /// network. Closing again does nothing; dropping the last clone closes too.
+    /// from it, and a `connect()` still retrying its first connection
+    /// ([`StreamBuilder::retry_first_connect`](crate::StreamBuilder::retry_first_connect)).
+    /// Calls made afterwards fail with [`Error::Closed`] without touching the network.
+    /// Closing again does nothing. Call it from a signal handler's thread to shut a
+    /// program down: its stream loops end once what was received is handed out.
     ///
     /// ```
     /// use ran_routing::{Core, Error};
@@ -195,26 +201,19 @@ impl Core {
     /// println!("{stats}");
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
-    pub fn rest_stats(&self) -> crate::stats::RestStats {
+    pub fn rest_stats(&self) -> super::stats::RestStats {
         self.inner.rest_stats.snapshot()
     }
 
-    /// The health of every stream connection opened from this `Core` and not dropped:
-    /// connected, reconnecting (with the attempt) or closed (with why), and the age of
-    /// its last frame. [`Health::is_ready`](crate::Health::is_ready) maps it to a
-    /// readiness probe; its `Display` is a one-line summary. After [`Core::close`] it
-    /// lists no connection (and is not ready).
-    pub fn health(&self) -> crate::stats::Health {
-        let streams: Vec<_> = lock(&self.inner.streams)
+    /// The stream connections opened from this `Core` and not dropped, in opening order.
+    pub(crate) fn live_streams(&self) -> Vec<Arc<dyn StreamCloser>> {
+        lock(&self.inner.streams)
             .iter()
             .filter_map(Weak::upgrade)
-            .collect();
-        crate::stats::Health {
-            connections: streams.iter().map(|s| s.health()).collect(),
-        }
+            .collect()
     }
 
-    pub(crate) fn rest_counters(&self) -> &crate::stats::RestCounters {
+    pub(crate) fn rest_counters(&self) -> &super::stats::RestCounters {
         &self.inner.rest_stats
     }
 
@@ -286,12 +285,6 @@ impl Inner {
     }
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.close();
-    }
-}
-
 impl fmt::Debug for Core {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &self.inner;
@@ -321,6 +314,7 @@ pub struct CoreBuilder {
     idle_timeout: Duration,
     proxy: Option<String>,
     max_response_size: u64,
+    allow_insecure_remote: bool,
 }
 
 impl CoreBuilder {
@@ -348,6 +342,7 @@ impl CoreBuilder {
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             proxy: None,
             max_response_size: Self::DEFAULT_MAX_RESPONSE_SIZE,
+            allow_insecure_remote: false,
         }
     }
 
@@ -447,22 +442,58 @@ impl CoreBuilder {
         self
     }
 
+    /// Lets plain `http://` and `ws://` URLs reach hosts that are not loopback (default
+    /// off). The access token then crosses the network in clear text, in every REST
+    /// call's header and in the stream URLs' query: opt in only on a network you trust,
+    /// e.g. an emulator on another machine of a test lab. Loopback hosts (`localhost`,
+    /// 127.0.0.0/8, `::1`) are always allowed, `https`/`wss` everywhere.
+    ///
+    /// ```
+    /// use ran_routing::{Core, Error};
+    ///
+    /// let refused = Core::new("access-token", "http://lab-emulator.example:8080/api/v1");
+    /// assert!(matches!(refused, Err(Error::Config(_))));
+    /// let ran = Core::builder("access-token")
+    ///     .base_url("http://lab-emulator.example:8080/api/v1")
+    ///     .allow_insecure_remote(true)
+    ///     .build()?;
+    /// # Ok::<(), ran_routing::Error>(())
+    /// ```
+    pub fn allow_insecure_remote(mut self, allow: bool) -> Self {
+        self.allow_insecure_remote = allow;
+        self
+    }
+
     /// Checks the settings and builds the client. Nothing is sent yet.
     ///
-    /// Fails with [`Error::Config`] on a bad token, URL, certificate, proxy or user agent,
-    /// a zero timeout, or when no URL was given.
+    /// # Errors
+    ///
+    /// [`Error::Config`] on a bad token, URL, certificate, proxy or user agent, a zero
+    /// timeout, or when no URL was given; the message names the setting to fix. A plain
+    /// `http://`/`ws://` URL to a host that is not loopback is refused too: use
+    /// `https://`, or [`allow_insecure_remote`](CoreBuilder::allow_insecure_remote) on a
+    /// trusted network.
     pub fn build(self) -> Result<Core> {
         let token = AccessToken::new(self.token)?;
         let endpoints = self.endpoints.ok_or_else(|| {
-            Error::Config("no API URL: call base_url() or endpoints() on the builder".into())
+            Error::config(
+                ConfigErrorKind::Url,
+                "no API URL: call base_url() or endpoints() on the builder",
+            )
         })??;
+        if !self.allow_insecure_remote {
+            endpoints.refuse_plain_text_to_remote_hosts()?;
+        }
         let mut roots = Vec::new();
         for pem in self.roots {
             roots.extend(pem?);
         }
         let tls = tls::setup(&roots)?;
         if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(Error::Config("timeouts must be longer than zero".into()));
+            return Err(Error::config(
+                ConfigErrorKind::Timeout,
+                "timeouts must be longer than zero",
+            ));
         }
         if self.user_agent.is_empty()
             || !self
@@ -470,15 +501,18 @@ impl CoreBuilder {
                 .bytes()
                 .all(|b| b == b' ' || b.is_ascii_graphic())
         {
-            return Err(Error::Config(
-                "the user agent must be non-empty visible ASCII".into(),
+            return Err(Error::config(
+                ConfigErrorKind::Credentials,
+                "the user agent must be non-empty visible ASCII",
             ));
         }
         let proxy = self
             .proxy
             .as_deref()
             .map(|url| {
-                ureq::Proxy::new(url).map_err(|e| Error::Config(format!("bad proxy URL: {e}")))
+                ureq::Proxy::new(url).map_err(|e| {
+                    Error::config(ConfigErrorKind::Proxy, format!("bad proxy URL: {e}"))
+                })
             })
             .transpose()?;
 
@@ -505,7 +539,7 @@ impl CoreBuilder {
                 agent: ureq::Agent::with_parts(
                     config,
                     ureq::unversioned::transport::DefaultConnector::default(),
-                    crate::resolver::CachingResolver::default(),
+                    super::resolver::CachingResolver::default(),
                 ),
                 tls: tls.rustls,
                 request_timeout: self.request_timeout,
@@ -515,7 +549,7 @@ impl CoreBuilder {
                 closed: AtomicBool::new(false),
                 streams: Mutex::new(Vec::new()),
                 transaction_ids: std::sync::atomic::AtomicU64::new(first_transaction_id()),
-                rest_stats: crate::stats::RestCounters::new(),
+                rest_stats: super::stats::RestCounters::new(),
             }),
         })
     }
@@ -534,6 +568,7 @@ impl fmt::Debug for CoreBuilder {
             .field("idle_timeout", &self.idle_timeout)
             .field("proxy", &self.proxy.as_ref().map(|_| "***"))
             .field("max_response_size", &self.max_response_size)
+            .field("allow_insecure_remote", &self.allow_insecure_remote)
             .finish()
     }
 }
@@ -583,28 +618,28 @@ mod tests {
         let cases = [
             Core::builder(TOKEN).build(),
             Core::builder(TOKEN).base_url("ftp://host/").build(),
-            Core::builder("").base_url("http://host/").build(),
-            Core::builder("two words").base_url("http://host/").build(),
+            Core::builder("").base_url("https://host/").build(),
+            Core::builder("two words").base_url("https://host/").build(),
             Core::builder(TOKEN)
-                .base_url("http://host/")
+                .base_url("https://host/")
                 .add_root_certificate_pem(b"not pem")
                 .build(),
             Core::builder(TOKEN)
-                .base_url("http://host/")
+                .base_url("https://host/")
                 .user_agent("bad\nagent")
                 .build(),
             Core::builder(TOKEN)
-                .base_url("http://host/")
+                .base_url("https://host/")
                 .proxy("http://[::1")
                 .build(),
             Core::builder(TOKEN)
-                .base_url("http://host/")
+                .base_url("https://host/")
                 .request_timeout(Duration::ZERO)
                 .build(),
         ];
         for (i, case) in cases.into_iter().enumerate() {
             match case {
-                Err(Error::Config(msg)) => assert!(!msg.contains(TOKEN), "{i}: {msg}"),
+                Err(Error::Config(msg)) => assert!(!msg.detail().contains(TOKEN), "{i}: {msg}"),
                 other => panic!("case {i}: {other:?}"),
             }
         }
@@ -631,6 +666,33 @@ mod tests {
         );
     }
 
+    #[test]
+    fn config_errors_say_which_setting() {
+        use crate::error::ConfigErrorKind as Kind;
+        let kind = |built: Result<Core>| match built {
+            Err(Error::Config(e)) => e.kind(),
+            other => panic!("expected a configuration error, got {other:?}"),
+        };
+        let https = "https://eu.cloud.everynet.io/api/v1";
+        assert_eq!(kind(Core::new("t", "ftp://host/api/v1")), Kind::Url);
+        assert_eq!(kind(Core::builder("t").build()), Kind::Url);
+        assert_eq!(
+            kind(Core::new("t", "http://10.1.2.3:8080/api/v1")),
+            Kind::InsecureRemote
+        );
+        assert_eq!(kind(Core::new("", https)), Kind::Credentials);
+        let pem = Core::builder("t")
+            .base_url(https)
+            .add_root_certificate_pem(b"nope");
+        assert_eq!(kind(pem.build()), Kind::Certificate);
+        let proxy = Core::builder("t").base_url(https).proxy("not a proxy url");
+        assert_eq!(kind(proxy.build()), Kind::Proxy);
+        let zero = Core::builder("t")
+            .base_url(https)
+            .request_timeout(Duration::ZERO);
+        assert_eq!(kind(zero.build()), Kind::Timeout);
+    }
+
     struct Counter(AtomicUsize);
 
     impl StreamCloser for Counter {
@@ -638,12 +700,8 @@ mod tests {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
 
-        fn health(&self) -> crate::stats::ConnectionHealth {
-            crate::stats::ConnectionHealth {
-                stream: "test",
-                state: crate::stats::ConnectionState::Connected,
-                since_last_frame: None,
-            }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
         }
     }
 
@@ -676,14 +734,13 @@ mod tests {
     }
 
     #[test]
-    fn dropping_the_last_clone_closes() {
+    fn dropping_the_last_clone_leaves_streams_open() {
         let ran = core();
         let stream = counter();
         ran.track_stream(weak(&stream));
         let other = ran.clone();
         drop(ran);
-        assert_eq!(stream.0.load(Ordering::SeqCst), 0);
         drop(other);
-        assert_eq!(stream.0.load(Ordering::SeqCst), 1);
+        assert_eq!(stream.0.load(Ordering::SeqCst), 0);
     }
 }

@@ -1,30 +1,21 @@
-//! Observability: counters, gauges and health of the stream connections and the REST
-//! calls, and their publication through `metrics` (the crate docs list the names).
+//! Counters and gauges of the stream connections, and their publication through
+//! `metrics` (the crate docs list the names).
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use serde::{Serialize, Serializer};
 
-use crate::error::{ApiError, Error};
 use crate::model::{DownstreamResultCode, UpstreamRejectResultCode};
-use crate::stream::CloseReason;
 
-fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
-fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+/// A duration as seconds, `None` as null.
+pub(super) fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => s.serialize_some(&d.as_secs_f64()),
         None => s.serialize_none(),
     }
 }
-
-// ---------------------------------------------------------------------------------------
-// Streams
 
 const REJECT_CODES: usize = 3;
 const RESULT_CODES: usize = 7;
@@ -110,8 +101,6 @@ pub(crate) struct StreamCounters {
     handed_out: Line<AtomicU64>,
     sending: Line<Sending>,
     reconnections: AtomicU64,
-    /// The reconnect attempt under way; 0 while connected.
-    attempt: AtomicU32,
     /// A link is up: keeps the published `connected` gauge balanced.
     up: AtomicBool,
     #[cfg(feature = "metrics")]
@@ -127,7 +116,6 @@ impl StreamCounters {
             handed_out: Line::default(),
             sending: Line::default(),
             reconnections: AtomicU64::new(0),
-            attempt: AtomicU32::new(0),
             up: AtomicBool::new(false),
             #[cfg(feature = "metrics")]
             metrics: published::StreamMetrics::new(stream),
@@ -245,7 +233,6 @@ impl StreamCounters {
 
     /// A link came up; `reconnect` when it replaced a failed one.
     pub(crate) fn connected(&self, reconnect: bool) {
-        self.attempt.store(0, Relaxed);
         if reconnect {
             self.reconnections.fetch_add(1, Relaxed);
             #[cfg(feature = "metrics")]
@@ -265,11 +252,6 @@ impl StreamCounters {
         }
     }
 
-    /// Reconnect attempt `attempt` is under way (or waiting for its delay).
-    pub(crate) fn reconnecting(&self, attempt: u32) {
-        self.attempt.store(attempt.max(1), Relaxed);
-    }
-
     /// The connection is gone: what still waited in its channel waits no more.
     pub(crate) fn dropped(&self, waiting: usize) {
         #[cfg(feature = "metrics")]
@@ -279,10 +261,6 @@ impl StreamCounters {
 
     pub(crate) fn stream(&self) -> &'static str {
         self.stream
-    }
-
-    pub(crate) fn attempt(&self) -> u32 {
-        self.attempt.load(Relaxed)
     }
 
     pub(crate) fn since_last_frame(&self) -> Option<Duration> {
@@ -454,7 +432,7 @@ pub struct StreamStats {
     pub awaiting_results: usize,
     /// De-duplication's counters, when it is on
     /// ([`StreamBuilder::dedup`](crate::StreamBuilder::dedup)).
-    pub dedup: Option<crate::DedupStats>,
+    pub dedup: Option<DedupStats>,
 }
 
 impl fmt::Display for StreamStats {
@@ -513,415 +491,29 @@ impl fmt::Display for StreamStats {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Health
-
-/// Where a stream connection stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Counters of uplink de-duplication; see
+/// [`UpstreamConnection::dedup_stats`](crate::UpstreamConnection::dedup_stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum ConnectionState {
-    /// The WebSocket is up.
-    Connected,
-    /// The last link failed; reconnection is under way.
-    Reconnecting {
-        /// The attempt under way or waiting for its delay (1 for the first retry).
-        attempt: u32,
-    },
-    /// The connection ended for good.
-    Closed {
-        /// Why.
-        #[serde(serialize_with = "reason_text")]
-        reason: CloseReason,
-    },
-}
-
-fn reason_text<S: Serializer>(r: &CloseReason, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(r)
-}
-
-impl fmt::Display for ConnectionState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnectionState::Connected => f.write_str("connected"),
-            ConnectionState::Reconnecting { attempt } => {
-                write!(f, "reconnecting (attempt {attempt})")
-            }
-            ConnectionState::Closed { reason } => write!(f, "closed ({reason})"),
-        }
-    }
-}
-
-/// The health of one stream connection, from
-/// [`Connection::health`](crate::Connection::health).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct ConnectionHealth {
-    /// `"upstream"` or `"downstream"`.
-    pub stream: &'static str,
-    /// Connected, reconnecting or closed.
-    #[serde(flatten)]
-    pub state: ConnectionState,
-    /// Time since the last message frame arrived; `None` before the first one. A quiet
-    /// stream can be healthy (keepalive pings do not count here): judge it against the
-    /// traffic you expect. Serialized in seconds.
-    #[serde(serialize_with = "opt_secs")]
-    pub since_last_frame: Option<Duration>,
-}
-
-impl ConnectionHealth {
-    /// Whether the connection is up.
-    pub fn is_connected(&self) -> bool {
-        self.state == ConnectionState::Connected
-    }
-}
-
-impl fmt::Display for ConnectionHealth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.stream, self.state)?;
-        if let Some(age) = self.since_last_frame {
-            write!(f, ", last frame {:.1}s ago", age.as_secs_f64())?;
-        }
-        Ok(())
-    }
-}
-
-/// The health of every live stream connection a [`Core`](crate::Core) opened, from
-/// [`Core::health`](crate::Core::health).
-///
-/// ```no_run
-/// # let ran = ran_routing::Core::new("token", "https://eu.cloud.everynet.io/api/v1")?;
-/// let upstream = ran.upstream().connect()?;
-/// let health = ran.health();
-/// // e.g. a readiness probe: 200 when ready, 503 with the one-liner otherwise.
-/// let (status, body) = if health.is_ready() { (200, "ok".to_owned()) } else { (503, health.to_string()) };
-/// # let _ = (status, body, upstream);
-/// # Ok::<(), ran_routing::Error>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct Health {
-    /// One entry per connection that has not been dropped, in the order they were opened.
-    pub connections: Vec<ConnectionHealth>,
-}
-
-impl Health {
-    /// Ready: at least one stream connection, and every one of them connected. A
-    /// connection that is reconnecting or closed (even by a local close) makes the LNS
-    /// not ready; drop connections you closed on purpose.
-    pub fn is_ready(&self) -> bool {
-        !self.connections.is_empty() && self.connections.iter().all(|c| c.is_connected())
-    }
-}
-
-impl fmt::Display for Health {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.is_ready() {
-            "ready"
-        } else {
-            "not ready"
-        })?;
-        if self.connections.is_empty() {
-            return f.write_str(": no stream connection");
-        }
-        for (i, c) in self.connections.iter().enumerate() {
-            f.write_str(if i == 0 { ": " } else { "; " })?;
-            write!(f, "{c}")?;
-        }
-        Ok(())
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// REST
-
-/// A REST operation of the API, as counted in [`RestStats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum RestOperation {
-    /// `devices/insert`.
-    Insert,
-    /// `devices/select`.
-    Select,
-    /// `devices/update`.
-    Update,
-    /// `devices/drop`.
-    Delete,
-    /// `devices/drop-all`.
-    DeleteAll,
-    /// `multicast-groups/create`.
-    MulticastCreate,
-    /// `multicast-groups/get`.
-    MulticastGet,
-    /// `multicast-groups/update`.
-    MulticastUpdate,
-    /// `multicast-groups/delete`.
-    MulticastDelete,
-    /// `multicast-groups/add-device`.
-    MulticastAddDevice,
-    /// `multicast-groups/remove-device`.
-    MulticastRemoveDevice,
-}
-
-const OPERATIONS: usize = 11;
-
-impl RestOperation {
-    /// Every operation, in index order.
-    pub const ALL: [RestOperation; OPERATIONS] = [
-        RestOperation::Insert,
-        RestOperation::Select,
-        RestOperation::Update,
-        RestOperation::Delete,
-        RestOperation::DeleteAll,
-        RestOperation::MulticastCreate,
-        RestOperation::MulticastGet,
-        RestOperation::MulticastUpdate,
-        RestOperation::MulticastDelete,
-        RestOperation::MulticastAddDevice,
-        RestOperation::MulticastRemoveDevice,
-    ];
-
-    /// The name in [`RestStats`] and in the `operation` label: `insert`, `select`,
-    /// `update`, `delete`, `delete_all`, `multicast_create`, `multicast_get`,
-    /// `multicast_update`, `multicast_delete`, `multicast_add_device`,
-    /// `multicast_remove_device`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            RestOperation::Insert => "insert",
-            RestOperation::Select => "select",
-            RestOperation::Update => "update",
-            RestOperation::Delete => "delete",
-            RestOperation::DeleteAll => "delete_all",
-            RestOperation::MulticastCreate => "multicast_create",
-            RestOperation::MulticastGet => "multicast_get",
-            RestOperation::MulticastUpdate => "multicast_update",
-            RestOperation::MulticastDelete => "multicast_delete",
-            RestOperation::MulticastAddDevice => "multicast_add_device",
-            RestOperation::MulticastRemoveDevice => "multicast_remove_device",
-        }
-    }
-
-    /// The operation of a REST path (below its service's base).
-    pub(crate) fn from_path(path: &str) -> Option<RestOperation> {
-        Some(match path {
-            "devices/insert" => RestOperation::Insert,
-            "devices/select" => RestOperation::Select,
-            "devices/update" => RestOperation::Update,
-            "devices/drop" => RestOperation::Delete,
-            "devices/drop-all" => RestOperation::DeleteAll,
-            "multicast-groups/create" => RestOperation::MulticastCreate,
-            "multicast-groups/get" => RestOperation::MulticastGet,
-            "multicast-groups/update" => RestOperation::MulticastUpdate,
-            "multicast-groups/delete" => RestOperation::MulticastDelete,
-            "multicast-groups/add-device" => RestOperation::MulticastAddDevice,
-            "multicast-groups/remove-device" => RestOperation::MulticastRemoveDevice,
-            _ => return None,
-        })
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl fmt::Display for RestOperation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The API error codes counted one by one; anything else is `unknown`.
-const API_CODES: [&str; 9] = [
-    "Unauthorized",
-    "ValidationFailed",
-    "Device.AlreadyExists",
-    "Device.NotFound",
-    "Device.LimitExhausted",
-    "MulticastGroup.AlreadyExists",
-    "MulticastGroup.NotFound",
-    "MulticastGroup.AlreadyContainsTheDevice",
-    "unknown",
-];
-
-fn api_index(e: &ApiError) -> usize {
-    match e {
-        ApiError::Unauthorized { .. } => 0,
-        ApiError::ValidationFailed { .. } => 1,
-        ApiError::DeviceAlreadyExists { .. } => 2,
-        ApiError::DeviceNotFound { .. } => 3,
-        ApiError::DevicesLimitExhausted { .. } => 4,
-        ApiError::MulticastGroupAlreadyExists { .. } => 5,
-        ApiError::MulticastGroupNotFound { .. } => 6,
-        ApiError::MulticastGroupAlreadyContainsDevice { .. } => 7,
-        _ => 8,
-    }
-}
-
-/// Outcome slots: ok, the API codes, transport, decode.
-const OUTCOMES: usize = 1 + API_CODES.len() + 2;
-const OK: usize = 0;
-const TRANSPORT: usize = 1 + API_CODES.len();
-const DECODE: usize = TRANSPORT + 1;
-
-/// The outcome of one REST call that went to the network.
-pub(crate) enum Outcome<'a> {
-    Ok,
-    Failed(&'a Error),
-}
-
-fn outcome_index(outcome: &Outcome<'_>) -> usize {
-    match outcome {
-        Outcome::Ok => OK,
-        Outcome::Failed(Error::Api(e)) => 1 + api_index(e),
-        Outcome::Failed(Error::Decode { .. }) => DECODE,
-        Outcome::Failed(_) => TRANSPORT,
-    }
-}
-
-#[cfg(feature = "metrics")]
-fn outcome_label(i: usize) -> &'static str {
-    match i {
-        OK => "ok",
-        TRANSPORT => "transport",
-        DECODE => "decode",
-        i => API_CODES[i - 1],
-    }
-}
-
-/// The live REST counters of a `Core` and its clones.
-pub(crate) struct RestCounters {
-    calls: [[AtomicU64; OUTCOMES]; OPERATIONS],
-    micros: [AtomicU64; OPERATIONS],
-}
-
-impl RestCounters {
-    pub(crate) fn new() -> Self {
-        Self {
-            calls: Default::default(),
-            micros: Default::default(),
-        }
-    }
-
-    /// Counts a call of `op` that took `elapsed`.
-    pub(crate) fn record(&self, op: RestOperation, outcome: Outcome<'_>, elapsed: Duration) {
-        let o = outcome_index(&outcome);
-        self.calls[op.index()][o].fetch_add(1, Relaxed);
-        self.micros[op.index()].fetch_add(elapsed.as_micros() as u64, Relaxed);
-        #[cfg(feature = "metrics")]
-        {
-            // Not a hot path: a REST call costs a round trip, a registry look-up is noise.
-            metrics::counter!(
-                "ran_routing_rest_requests_total",
-                "operation" => op.as_str(),
-                "outcome" => outcome_label(o),
-            )
-            .increment(1);
-            metrics::histogram!(
-                "ran_routing_rest_request_duration_seconds",
-                "operation" => op.as_str(),
-            )
-            .record(elapsed.as_secs_f64());
-        }
-    }
-
-    pub(crate) fn snapshot(&self) -> RestStats {
-        let operations = RestOperation::ALL
-            .iter()
-            .map(|op| {
-                let c = &self.calls[op.index()];
-                let get = |i: usize| c[i].load(Relaxed);
-                let api_errors = API_CODES
-                    .iter()
-                    .enumerate()
-                    .map(|(i, code)| (*code, get(1 + i)))
-                    .filter(|(_, n)| *n > 0)
-                    .collect::<BTreeMap<_, _>>();
-                let stats = RestOperationStats {
-                    calls: (0..OUTCOMES).map(get).sum(),
-                    ok: get(OK),
-                    api_errors,
-                    transport_errors: get(TRANSPORT),
-                    decode_errors: get(DECODE),
-                    total_time: Duration::from_micros(self.micros[op.index()].load(Relaxed)),
-                };
-                (op.as_str(), stats)
-            })
-            .collect();
-        RestStats { operations }
-    }
-}
-
-/// The REST calls of one operation, in [`RestStats`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct RestOperationStats {
-    /// Calls that went to the network (a call refused before, for bad input or a closed
-    /// `Core`, is not counted).
-    pub calls: u64,
-    /// Calls answered with success.
-    pub ok: u64,
-    /// Calls the API answered with an error, by its error code
-    /// ([`ApiError::code`], or `unknown`); only codes seen are listed.
-    pub api_errors: BTreeMap<&'static str, u64>,
-    /// Calls that failed in transport: connect, TLS, timeout, I/O.
-    pub transport_errors: u64,
-    /// Calls answered with success whose body did not decode.
-    pub decode_errors: u64,
-    /// Time spent in all the calls, from the request to the answer's last byte.
-    /// Serialized in seconds.
-    #[serde(serialize_with = "secs")]
-    pub total_time: Duration,
-}
-
-impl RestOperationStats {
-    /// Calls that failed, for any reason.
-    pub fn errors(&self) -> u64 {
-        self.calls - self.ok
-    }
-
-    /// The mean time of a call; `None` before the first.
-    pub fn mean_time(&self) -> Option<Duration> {
-        (self.calls > 0).then(|| self.total_time / self.calls as u32)
-    }
-}
-
-/// A snapshot of a `Core`'s REST calls, from [`Core::rest_stats`](crate::Core::rest_stats):
-/// counted since the `Core` was built, over all its clones.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct RestStats {
-    /// Every operation by [its name](RestOperation::as_str), called or not.
-    pub operations: BTreeMap<&'static str, RestOperationStats>,
-}
-
-impl RestStats {
-    /// The counters of `op`.
-    pub fn operation(&self, op: RestOperation) -> &RestOperationStats {
-        &self.operations[op.as_str()]
-    }
-
-    /// Calls of every operation.
-    pub fn calls(&self) -> u64 {
-        self.operations.values().map(|o| o.calls).sum()
-    }
-
-    /// Failed calls of every operation.
-    pub fn errors(&self) -> u64 {
-        self.operations.values().map(|o| o.errors()).sum()
-    }
-}
-
-impl fmt::Display for RestStats {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let time: Duration = self.operations.values().map(|o| o.total_time).sum();
-        write!(
-            f,
-            "rest: {} calls, {} failed, {:.3}s total",
-            self.calls(),
-            self.errors(),
-            time.as_secs_f64()
-        )
-    }
+pub struct DedupStats {
+    /// Duplicate copies received (never handed to the application).
+    pub duplicates: u64,
+    /// Duplicates answered after the application's ack of the first copy: the same ack,
+    /// or a `MICFailed` reject where that ack does not fit the copy.
+    pub answered: u64,
+    /// Duplicates rejected with `Other` because the first copy was not answered in
+    /// time ([`Dedup::answer_within`](crate::Dedup::answer_within)).
+    pub expired_unanswered: u64,
+    /// Uplinks handed out unremembered because [`Dedup::max_entries`](crate::Dedup::max_entries) was reached.
+    pub cap_hits: u64,
+    /// Copies of an uplink whose first copy the application rejected, handed to the
+    /// application in turn (a forged copy's reject must not stand for the genuine one).
+    pub after_reject: u64,
+    /// Uplinks handed out unremembered because their payload is longer than
+    /// [`Dedup::MAX_PAYLOAD`](crate::Dedup::MAX_PAYLOAD).
+    pub oversized: u64,
+    /// Uplinks remembered now.
+    pub entries: usize,
 }
 
 #[cfg(feature = "metrics")]

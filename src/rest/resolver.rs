@@ -1,11 +1,11 @@
-//! Host name resolution for the REST agent, remembered for a short while.
+//! Host name resolution for the REST agent, remembered for a short while. It plugs into
+//! ureq through its `unversioned` API, which is why Cargo.toml pins ureq with `~`.
 //!
 //! ureq resolves the host before *every* request, even one that goes out on a pooled
 //! connection and never uses the addresses, and with a timeout configured (we always set
-//! one) it does so on a freshly spawned thread. On loopback that thread alone cost about
-//! 30 µs of a 100 µs request (`benches/rest.rs`); on a real network it is a DNS lookup per
-//! request. Addresses only matter when a new connection is opened, so keeping them for a
-//! few seconds changes nothing but the cost.
+//! one) it does so on a freshly spawned thread: a thread start per request, and on a real
+//! network a DNS lookup per request. Addresses only matter when a new connection is
+//! opened, so keeping them for a few seconds changes nothing but the cost.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::client::Core;
+use super::client::Core;
 use crate::error::{InvalidInput, Result};
 use crate::ids::{DevAddr, DevEui, JoinEui};
 use crate::model::{Device, DeviceIdentity, DeviceUpdate, NewDevice};
@@ -39,11 +39,12 @@ impl Select {
         Self::default()
     }
 
-    /// Only the devices with these DevEUIs (unknown ones are left out of the answer).
-    /// An empty list selects nothing.
-    pub fn dev_euis(dev_euis: impl IntoIterator<Item = DevEui>) -> Self {
+    /// Only the devices with these DevEUIs (unknown ones are left out of the answer),
+    /// given as anything a single DevEUI can be given as (`DevEui`, `u64`). An empty list
+    /// selects nothing.
+    pub fn dev_euis(dev_euis: impl IntoIterator<Item = impl Into<DevEui>>) -> Self {
         Self {
-            dev_euis: Some(dev_euis.into_iter().collect()),
+            dev_euis: Some(dev_euis.into_iter().map(Into::into).collect()),
             ..Self::default()
         }
     }
@@ -224,7 +225,8 @@ impl<'a> RoutingTable<'a> {
     }
 
     /// Unsubscribes these devices and returns how many were deleted; unknown DevEUIs
-    /// are ignored (Python: `delete(dev_euis=[...])`).
+    /// are ignored (Python: `delete(dev_euis=[...])`). The DevEUIs are given as anything a
+    /// single DevEUI can be given as: `delete([0x7abe1b8c93d7174f_u64])` works too.
     ///
     /// ```
     /// # let emu = ran_routing_emulator::Emulator::start().unwrap();
@@ -239,8 +241,8 @@ impl<'a> RoutingTable<'a> {
     /// # assert_eq!(deleted, 1);
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
-    pub fn delete(&self, dev_euis: impl IntoIterator<Item = DevEui>) -> Result<u64> {
-        let dev_euis: Vec<DevEui> = dev_euis.into_iter().collect();
+    pub fn delete(&self, dev_euis: impl IntoIterator<Item = impl Into<DevEui>>) -> Result<u64> {
+        let dev_euis: Vec<DevEui> = dev_euis.into_iter().map(Into::into).collect();
         let body = DropBody {
             dev_euis: &dev_euis,
         };
@@ -292,7 +294,7 @@ mod tests {
                 ("limit", "1".to_owned()),
             ]
         );
-        assert!(Select::dev_euis([]).is_empty());
+        assert!(Select::dev_euis(Vec::<DevEui>::new()).is_empty());
         assert!(!Select::all().is_empty());
     }
 
@@ -353,6 +355,11 @@ mod tests {
             err,
             crate::Error::Invalid(InvalidInput::DetailsNotJson(_))
         ));
-        assert_eq!(table.select(Select::dev_euis([])).unwrap(), []);
+        assert_eq!(
+            table
+                .select(Select::dev_euis(Vec::<DevEui>::new()))
+                .unwrap(),
+            []
+        );
     }
 }
