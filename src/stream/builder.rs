@@ -13,7 +13,7 @@ use super::session::EventHandler;
 use super::{Connection, ConnectionEvent, HookFactory, Reconnect, StreamFrame, StreamOptions};
 use crate::error::Result;
 use crate::rest::StreamCloser;
-use crate::stats::{ConnectionHealth, ConnectionState};
+use super::health::{ConnectionHealth, ConnectionState};
 
 /// Opens connections to one stream; from [`Core::upstream`](crate::Core::upstream) or
 /// [`Core::downstream`](crate::Core::downstream).
@@ -188,7 +188,7 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
 /// A `connect()` retrying its first connection, tracked by the `Core` like a connection:
 /// [`Core::close`](crate::Core::close) stops it, [`Core::health`](crate::Core::health)
 /// lists it. Dropped (and so untracked) when `connect()` returns.
-struct Pending {
+pub(super) struct Pending {
     name: &'static str,
     /// Dropped by a close, which disconnects the retry's wait.
     cancel: Mutex<Option<Sender<()>>>,
@@ -225,7 +225,14 @@ impl StreamCloser for Pending {
         crate::sync::lock(&self.cancel).take();
     }
 
-    fn health(&self) -> ConnectionHealth {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Pending {
+    /// A connect still retrying its first connection reports as reconnecting.
+    pub(super) fn health(&self) -> ConnectionHealth {
         ConnectionHealth {
             stream: self.name,
             state: ConnectionState::Reconnecting {

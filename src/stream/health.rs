@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+use super::builder::Pending;
 use super::session::Session;
 use super::stats::opt_secs;
 use super::CloseReason;
@@ -137,8 +138,12 @@ impl crate::Core {
         Health {
             connections: streams
                 .iter()
-                .filter_map(|s| s.as_any().downcast_ref::<Session>())
-                .map(Session::health)
+                .filter_map(|s| {
+                    let any = s.as_any();
+                    any.downcast_ref::<Session>()
+                        .map(Session::health)
+                        .or_else(|| any.downcast_ref::<Pending>().map(Pending::health))
+                })
                 .collect(),
         }
     }
