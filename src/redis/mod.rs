@@ -11,12 +11,14 @@
 //! Redis (session keys) are as safe as the Redis that holds them: protect it with a
 //! password, TLS or a private network as any LNS's Redis.
 
+mod dedup;
 mod keys;
 mod shared;
 mod store;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use dedup::SharedDedup;
 pub use keys::RedisKeys;
 pub use store::RedisStore;
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{StoreError, StoreErrorKind};
-use crate::error::{Error, Result};
+use crate::error::{ConfigErrorKind, Error, Result};
 use crate::sync::lock;
 
 /// The oldest Redis that has `SET key value NX GET` (7.0), which the shared
@@ -60,8 +60,12 @@ impl RedisStore {
     /// server cannot be reached, refuses the password, or is older than 7.0. An
     /// unreachable Redis at start is an error on purpose: start Redis first, or retry.
     pub fn open(url: &str) -> Result<RedisStore> {
-        let client = redis::Client::open(url)
-            .map_err(|_| Error::Config("not a Redis URL (redis://host:port/db)".into()))?;
+        let client = redis::Client::open(url).map_err(|_| {
+            Error::config(
+                ConfigErrorKind::Url,
+                "not a Redis URL (redis://host:port/db)",
+            )
+        })?;
         let target = target_of(client.get_connection_info());
         let store = RedisStore {
             pool: Arc::new(Pool {

@@ -8,12 +8,12 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 
 use super::connect::ConnectParams;
+use super::health::{ConnectionHealth, ConnectionState};
 use super::reconnect::FirstRetry;
 use super::session::EventHandler;
 use super::{Connection, ConnectionEvent, HookFactory, Reconnect, StreamFrame, StreamOptions};
 use crate::error::Result;
 use crate::rest::StreamCloser;
-use super::health::{ConnectionHealth, ConnectionState};
 
 /// Opens connections to one stream; from [`Core::upstream`](crate::Core::upstream) or
 /// [`Core::downstream`](crate::Core::downstream).

@@ -142,10 +142,10 @@ pub(crate) trait Hook<In, Out>: Send + Sync + 'static {
     fn incoming(&self, message: In, read_at: Instant) -> Option<In>;
     /// `message` was written; returns what must be sent after it.
     fn sent(&self, message: &Out) -> Vec<Out>;
-    /// Called once the connection is up, with a way to send on it.
-    fn start(&self, send: HookSend<Out>);
-    /// For typed accessors on the connection.
-    fn as_any(&self) -> &dyn std::any::Any;
+    /// Called once the connection is up, with a way to send on it and a way to hand a
+    /// message it held to the application later (the receiving methods take it before
+    /// the channel's next message, and pass it to [`incoming`](Self::incoming) again).
+    fn start(&self, send: HookSend<Out>, deliver: HookDeliver<In>);
     /// The layer's de-duplication counters, for [`Connection::stats`].
     fn dedup_stats(&self) -> Option<DedupStats> {
         None
@@ -154,6 +154,8 @@ pub(crate) trait Hook<In, Out>: Send + Sync + 'static {
 
 /// Sends one message on the connection a [`Hook`] belongs to (through [`Outlet::send`]).
 pub(crate) type HookSend<Out> = Box<dyn Fn(&Out) -> Result<()> + Send + Sync>;
+/// Hands a message a [`Hook`] held to the application, through the receiving methods.
+pub(crate) type HookDeliver<In> = Box<dyn Fn(In) + Send + Sync>;
 /// Makes the [`Hook`] of each connection a builder opens.
 pub(crate) type HookFactory<In, Out> = Arc<dyn Fn() -> Arc<dyn Hook<In, Out>> + Send + Sync>;
 
@@ -164,6 +166,9 @@ struct Inbox<T> {
     rx: Receiver<T>,
     stash: Arc<Mutex<VecDeque<T>>>,
     room: Arc<Room>,
+    /// Messages a hook held and hands out later (a copy of an uplink that became the
+    /// first copy); taken before the channel. `None` without a hook.
+    released: Option<Receiver<T>>,
 }
 
 /// What the receiving methods take: a message and when its read pass was.
@@ -181,12 +186,22 @@ impl<T> Inbox<T> {
 
     /// The stash comes after the channel, and only once nothing can enter the channel.
     fn after_channel<E>(&self, disconnected: E) -> Result<T, E> {
+        if let Some(item) = self.take_released() {
+            return Ok(item);
+        }
         crate::sync::lock(&self.stash)
             .pop_front()
             .ok_or(disconnected)
     }
 
+    fn take_released(&self) -> Option<T> {
+        self.released.as_ref()?.try_recv().ok()
+    }
+
     fn try_next(&self) -> Result<T, TryRecvError> {
+        if let Some(item) = self.take_released() {
+            return Ok(item);
+        }
         match self.rx.try_recv() {
             Ok(item) => Ok(self.took(item)),
             Err(TryRecvError::Disconnected) => self.after_channel(TryRecvError::Disconnected),
@@ -195,9 +210,23 @@ impl<T> Inbox<T> {
     }
 
     fn next(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        let got = match deadline {
-            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(deadline) => self.rx.recv_deadline(deadline),
+        let got = match (&self.released, deadline) {
+            (None, None) => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            (None, Some(deadline)) => self.rx.recv_deadline(deadline),
+            (Some(released), deadline) => {
+                if let Ok(item) = released.try_recv() {
+                    return Ok(item);
+                }
+                let timeout = deadline.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
+                crossbeam_channel::select! {
+                    recv(self.rx) -> got => got.map_err(|_| RecvTimeoutError::Disconnected),
+                    recv(released) -> got => {
+                        // The hook lives as long as this inbox: its sender too.
+                        return got.map_err(|_| RecvTimeoutError::Disconnected);
+                    }
+                    recv(timeout) -> _ => Err(RecvTimeoutError::Timeout),
+                }
+            }
         };
         match got {
             Ok(item) => Ok(self.took(item)),
@@ -209,7 +238,9 @@ impl<T> Inbox<T> {
     }
 
     fn len(&self) -> usize {
-        self.rx.len() + crate::sync::lock(&self.stash).len()
+        self.rx.len()
+            + crate::sync::lock(&self.stash).len()
+            + self.released.as_ref().map_or(0, Receiver::len)
     }
 }
 
@@ -322,15 +353,28 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             stats.clone(),
             first,
         )?;
+        let mut released = None;
         if let Some(hook) = &hook {
             let outlet = Outlet::new(&session, &stats);
-            hook.start(Box::new(move |message: &Out| outlet.send(message)));
+            let (release, rx) = crossbeam_channel::unbounded();
+            released = Some(rx);
+            hook.start(
+                Box::new(move |message: &Out| outlet.send(message)),
+                Box::new(move |message: In| {
+                    let _ = release.send((message, Instant::now()));
+                }),
+            );
         }
         Ok(Self {
             session,
             stats,
             correlator,
-            inbox: Inbox { rx, stash, room },
+            inbox: Inbox {
+                rx,
+                stash,
+                room,
+                released,
+            },
             hook,
             _out: PhantomData,
         })
@@ -356,9 +400,9 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         Ok(())
     }
 
-    /// The connection's hook, if it has one of type `H`.
-    pub(crate) fn hook<H: 'static>(&self) -> Option<&H> {
-        self.hook.as_ref()?.as_any().downcast_ref::<H>()
+    /// The de-duplication counters of the connection's hook, if it de-duplicates.
+    pub(crate) fn hook_dedup_stats(&self) -> Option<DedupStats> {
+        self.hook.as_ref()?.dedup_stats()
     }
 
     /// The parts a [`DownlinkTracker`](crate::DownlinkTracker) sends and matches with.

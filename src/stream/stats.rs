@@ -512,6 +512,10 @@ pub struct DedupStats {
     /// Uplinks handed out unremembered because their payload is longer than
     /// [`Dedup::MAX_PAYLOAD`](crate::Dedup::MAX_PAYLOAD).
     pub oversized: u64,
+    /// Uplinks and answers de-duplicated in this process because the shared store
+    /// ([`UpstreamBuilder::dedup_in`](crate::UpstreamBuilder::dedup_in)) failed; 0
+    /// without one.
+    pub store_failures: u64,
     /// Uplinks remembered now.
     pub entries: usize,
 }

@@ -9,8 +9,10 @@ mod dedup;
 
 use crate::stream::{Connection, DedupStats, Hook, StreamBuilder};
 pub use dedup::Dedup;
-use dedup::DedupLayer;
+pub(crate) use dedup::{DedupLayer, Held};
 use std::sync::Arc;
+#[cfg(feature = "redis")]
+use std::time::Duration;
 
 /// A connection to the upstream stream: yields [`UpstreamMessage`]s; every one must be
 /// answered with [`send_upstream_ack`](Connection::send_upstream_ack) or
@@ -57,9 +59,9 @@ impl Connection<UpstreamMessage, UpstreamReply> {
     }
 
     /// De-duplication's counters, when it is on
-    /// ([`StreamBuilder::dedup`]); `None` otherwise.
+    /// ([`StreamBuilder::dedup`] or `dedup_in`); `None` otherwise.
     pub fn dedup_stats(&self) -> Option<DedupStats> {
-        self.hook::<DedupLayer>().map(DedupLayer::stats)
+        self.hook_dedup_stats()
     }
 }
 
@@ -108,6 +110,44 @@ impl StreamBuilder<'_, UpstreamMessage, UpstreamReply> {
         self.hook = Some(Arc::new(
             move || -> Arc<dyn Hook<UpstreamMessage, UpstreamReply>> {
                 DedupLayer::new(config.clone())
+            },
+        ));
+        self
+    }
+
+    /// De-duplication shared through Redis (feature `redis`): the rules of
+    /// [`dedup`](Self::dedup), for every connection, in any process, that opens the same
+    /// store and prefix. Use it when several LNS processes share one RAN account: the
+    /// API deals copies of one uplink to its connections round robin, so each process's
+    /// own de-duplication would let its copy through.
+    ///
+    /// Exactly one copy of an uplink reaches an application; every other copy, in
+    /// whichever process it lands, is answered as the first was (an ack where its MIC
+    /// fits the copy, else `MICFailed`; a reject is never copied: the next copy goes to
+    /// an application), within [`Dedup::answer_within`]'s default bound. Each uplink
+    /// costs one Redis round trip when a receiving method takes it, and its answer one
+    /// more; copies held for an answer are polled every few milliseconds.
+    ///
+    /// If Redis fails while running, uplinks are de-duplicated in this process instead
+    /// (logged, counted in [`DedupStats::store_failures`]), and Redis is tried again
+    /// every second: it is used again once it answers.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use ran_routing::redis::RedisStore;
+    /// use ran_routing::Core;
+    ///
+    /// let store = RedisStore::open("redis://127.0.0.1:6379/0")?;
+    /// let ran = Core::new("token", "https://eu.cloud.everynet.io/api/v1")?;
+    /// let upstream = ran.upstream().dedup_in(&store, Duration::from_secs(60)).connect()?;
+    /// # Ok::<(), ran_routing::Error>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn dedup_in(mut self, store: &crate::redis::RedisStore, window: Duration) -> Self {
+        let (store, config) = (store.clone(), Dedup::new(window));
+        self.hook = Some(Arc::new(
+            move || -> Arc<dyn Hook<UpstreamMessage, UpstreamReply>> {
+                crate::redis::SharedDedup::new(store.clone(), config.clone())
             },
         ));
         self

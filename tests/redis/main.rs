@@ -5,4 +5,5 @@
 #[path = "../common/redis.rs"]
 mod server;
 
+mod dedup;
 mod keys;
