@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::shared::{Claim, ClaimToken};
+use super::shared::{Answered, Claim, ClaimToken};
 use super::RedisStore;
 use crate::model::{UpstreamMessage, UpstreamReply};
 use crate::stream::{DedupStats, Hook, HookDeliver, HookSend};
@@ -50,6 +50,8 @@ struct Waiting {
 
 enum Job {
     Send(UpstreamReply),
+    /// The application answered a first copy: record it for the copies.
+    Record(Answered),
     /// A copy is held: poll.
     Wake,
 }
@@ -190,17 +192,16 @@ impl Hook<UpstreamMessage, UpstreamReply> for SharedDedup {
             // Not a first copy of ours: one the in-process layer took, if any.
             return self.local.sent(reply);
         };
-        let recorded = match reply {
-            UpstreamReply::Ack(ack) => {
-                shared
-                    .store
-                    .answer_ack(&payload, &token, ack.dev_eui, ack.mic)
-            }
-            UpstreamReply::Reject(_) => shared.store.release(&payload, &token),
+        // Recorded by the worker, batched with others, off the application's thread.
+        let ack = match reply {
+            UpstreamReply::Ack(ack) => Some((ack.dev_eui, ack.mic)),
+            UpstreamReply::Reject(_) => None,
         };
-        if let Err(e) = recorded {
-            shared.failed("answer", &e);
-        }
+        let _ = self.jobs.send(Job::Record(Answered {
+            payload,
+            token,
+            ack,
+        }));
         Vec::new()
     }
 
@@ -266,10 +267,23 @@ fn work(
         } else {
             jobs.recv().map_err(|_| RecvTimeoutError::Disconnected)
         };
+        let mut answers = Vec::new();
+        let mut handle = |job| match job {
+            Job::Send(reply) => send_one(reply),
+            Job::Record(answer) => answers.push(answer),
+            Job::Wake => {}
+        };
         match job {
-            Ok(Job::Send(reply)) => send_one(reply),
-            Ok(Job::Wake) | Err(RecvTimeoutError::Timeout) => {}
+            Ok(job) => handle(job),
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
+        }
+        // Whatever else is queued goes in the same round trip.
+        jobs.try_iter().for_each(&mut handle);
+        if !answers.is_empty() {
+            if let Err(e) = shared.store.record_answers(&answers) {
+                shared.failed("answer", &e);
+            }
         }
         poll(shared, &send_one, deliver);
     }

@@ -51,6 +51,16 @@ pub(crate) enum Claim {
     },
 }
 
+/// The application's answer to a first copy this process claimed.
+pub(crate) struct Answered {
+    /// The uplink's `PHYPayloadNoMIC`.
+    pub(crate) payload: Vec<u8>,
+    /// The claim it was handed out under.
+    pub(crate) token: ClaimToken,
+    /// The ack's DevEUI and MIC; `None` for a reject.
+    pub(crate) ack: Option<(DevEui, u32)>,
+}
+
 /// Proves which claim an answer belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClaimToken(Vec<u8>);
@@ -113,39 +123,37 @@ impl RedisStore {
             .collect())
     }
 
-    /// Records the application's ack of a first copy, for copies in any process.
-    /// Returns whether the claim was still this one's.
-    pub(crate) fn answer_ack(
-        &self,
-        payload: &[u8],
-        token: &ClaimToken,
-        dev_eui: DevEui,
-        mic: u32,
-    ) -> Result<bool> {
-        let mut value = Vec::with_capacity(13);
-        value.push(b'a');
-        value.extend_from_slice(&dev_eui.get().to_be_bytes());
-        value.extend_from_slice(&mic.to_be_bytes());
-        let script = redis::Script::new(ANSWER);
-        let set: i64 = self.run(|con| {
-            script
-                .key(self.key(UPLINK, payload))
-                .arg(&token.0)
-                .arg(value)
-                .invoke(con)
-        })?;
-        Ok(set == 1)
-    }
-
-    /// Gives up a claim whose first copy was rejected: the next copy is first.
-    pub(crate) fn release(&self, payload: &[u8], token: &ClaimToken) -> Result<bool> {
-        let script = redis::Script::new(RELEASE);
-        let deleted: i64 = self.run(|con| {
-            script
-                .key(self.key(UPLINK, payload))
-                .arg(&token.0)
-                .invoke(con)
-        })?;
-        Ok(deleted == 1)
+    /// Records the application's answers to first copies, for copies in any process, in
+    /// one round trip: an ack is stored under the claim, a reject gives the claim up (the
+    /// next copy is first). An answer whose claim is no longer its own changes nothing.
+    pub(crate) fn record_answers(&self, answers: &[Answered]) -> Result<()> {
+        let mut pipe = redis::pipe();
+        for answer in answers {
+            let key = self.key(UPLINK, &answer.payload);
+            match answer.ack {
+                Some((dev_eui, mic)) => {
+                    let mut value = Vec::with_capacity(13);
+                    value.push(b'a');
+                    value.extend_from_slice(&dev_eui.get().to_be_bytes());
+                    value.extend_from_slice(&mic.to_be_bytes());
+                    pipe.cmd("EVAL")
+                        .arg(ANSWER)
+                        .arg(1)
+                        .arg(key)
+                        .arg(&answer.token.0)
+                        .arg(value)
+                        .ignore();
+                }
+                None => {
+                    pipe.cmd("EVAL")
+                        .arg(RELEASE)
+                        .arg(1)
+                        .arg(key)
+                        .arg(&answer.token.0)
+                        .ignore();
+                }
+            }
+        }
+        self.run(|con| pipe.query::<()>(con))
     }
 }

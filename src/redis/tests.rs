@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::shared::Claim;
+use super::shared::{Answered, Claim, ClaimToken};
 use super::{RedisStore, StoreErrorKind};
 use crate::ids::DevEui;
 
@@ -21,9 +21,9 @@ fn a_payload_is_claimed_once_and_its_ack_read_by_copies() {
     };
     assert!(matches!(claims[1], Claim::First(_)));
     assert_eq!(other.claim(&[b"one"], window).unwrap(), [Claim::Pending]);
-    assert!(store
-        .answer_ack(b"one", token, DevEui::new(7), 0xdead_beef)
-        .unwrap());
+    store
+        .record_answers(&[ack(b"one", token, 7, 0xdead_beef)])
+        .unwrap();
     assert_eq!(
         other.claim(&[b"one"], window).unwrap(),
         [Claim::Acked {
@@ -47,14 +47,23 @@ fn a_released_claim_makes_the_next_copy_first_and_old_tokens_change_nothing() {
     let Claim::First(old) = store.claim(&[b"x"], window).unwrap().remove(0) else {
         panic!("not first")
     };
-    assert!(store.release(b"x", &old).unwrap());
+    store.record_answers(&[release(b"x", &old)]).unwrap();
     let Claim::First(new) = store.claim(&[b"x"], window).unwrap().remove(0) else {
         panic!("a released claim is free again")
     };
-    assert!(!store.answer_ack(b"x", &old, DevEui::new(1), 1).unwrap());
-    assert!(!store.release(b"x", &old).unwrap());
+    // The old claim's answers change nothing: the new claim stays pending.
+    store
+        .record_answers(&[ack(b"x", &old, 1, 1), release(b"x", &old)])
+        .unwrap();
     assert_eq!(store.claim(&[b"x"], window).unwrap(), [Claim::Pending]);
-    assert!(store.answer_ack(b"x", &new, DevEui::new(2), 2).unwrap());
+    store.record_answers(&[ack(b"x", &new, 2, 2)]).unwrap();
+    assert_eq!(
+        store.claim(&[b"x"], window).unwrap(),
+        [Claim::Acked {
+            dev_eui: DevEui::new(2),
+            mic: 2
+        }]
+    );
 }
 
 #[test]
@@ -82,4 +91,20 @@ fn the_store_recovers_when_redis_returns() {
     let first = store.ping();
     assert!(first.is_ok() || store.ping().is_ok());
     store.ping().unwrap();
+}
+
+fn ack(payload: &[u8], token: &ClaimToken, dev_eui: u64, mic: u32) -> Answered {
+    Answered {
+        payload: payload.to_vec(),
+        token: token.clone(),
+        ack: Some((DevEui::new(dev_eui), mic)),
+    }
+}
+
+fn release(payload: &[u8], token: &ClaimToken) -> Answered {
+    Answered {
+        payload: payload.to_vec(),
+        token: token.clone(),
+        ack: None,
+    }
 }
