@@ -32,6 +32,18 @@ pub struct Status {
     /// Connections open now (HTTP and streams), each holding a connection slot.
     #[serde(default)]
     pub open_connections: usize,
+    /// Connections served at once: `max_connections`, or fewer if the descriptor limit
+    /// cannot cover that many.
+    #[serde(default)]
+    pub connection_slots: usize,
+    /// Connections answered 503 because every slot was taken (or no descriptor was
+    /// left).
+    #[serde(default)]
+    pub refused_connections: u64,
+    /// Recorded replies and downlinks dropped, oldest first, to keep the records
+    /// bounded, since they were last cleared.
+    #[serde(default)]
+    pub records_dropped: u64,
 }
 
 /// A device on the emulated air, as `GET /emulator/radio/devices` lists it (no keys).

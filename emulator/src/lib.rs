@@ -18,12 +18,12 @@
 //! |---|---|
 //! | `POST /emulator/upstream` | sends one Upstream frame (stream JSON) to the next upstream connection; 503 `Emulator.NoUpstreamConnection` if none |
 //! | `POST /emulator/upstream/raw` | sends the body as it is, valid or not |
-//! | `GET /emulator/upstream/replies` | the UpstreamAck / UpstreamReject frames received, as a JSON array |
+//! | `GET /emulator/upstream/replies` | the UpstreamAck / UpstreamReject frames received (the newest [`EmulatorBuilder::max_records`]), as a JSON array |
 //! | `GET /emulator/downstream/received` | the Downstream / MulticastDownstream frames received |
 //! | `POST /emulator/downstream/result-code` | `{"code": "TooLate"}`, optionally with `"dev_eui"` or `"transaction_id"`: the result code to answer with |
 //! | `DELETE /emulator/downstream/result-code` | back to `Success` for everything |
 //! | `GET /emulator/devices`, `GET /emulator/multicast-groups` | the stored rows |
-//! | `GET /emulator/status` | base URL, open stream connections, accepted TCP connections, invalid frames |
+//! | `GET /emulator/status` | base URL, open stream connections, accepted TCP connections, invalid frames, connection slots, refused connections, dropped records |
 //! | `POST /emulator/streams/drop`, `POST /emulator/streams/close` | cut every stream connection (TCP) or close it (WebSocket close frame, code 1001 "server restart") |
 //! | `POST /emulator/records/clear` | forget recorded replies and downlinks |
 //! | `POST /emulator/radio/devices` | puts a device with keys on the air: `{"dev_eui", "join_eui", "app_key"}` (OTAA) and/or `{"dev_eui", "dev_addr", "nwk_s_key", "fcnt"}` (a session), keys as 32 hex digits; 409 for one already there unless `"replace": true` |
@@ -34,6 +34,11 @@
 //! | `GET /emulator/radio/downlinks/{transaction_id}` | what a radio device made of a downlink: joined, received, ignored (why), not transmitted |
 //! | `GET /emulator/radio/stats` | played upstreams counted by verdict |
 //! | `POST /emulator/radio/challenge-size` | `{"min", "max"}`: MIC candidates per challenge (2 to 4096) |
+//!
+//! The four lists (`upstream/replies`, `downstream/received`, `devices`,
+//! `multicast-groups`) take `?offset=` and `?limit=`, and like every answer are capped at
+//! [`EmulatorBuilder::max_response_size`]: a larger one is refused with 400
+//! `Emulator.ResponseTooLarge`, to be paged.
 //!
 //! Devices with real keys ([`RadioDevice`], [`Emulator::add_radio_device`]) make the
 //! upstreams realistic: [`Emulator::play_join_request`] and [`Emulator::play_uplink`]

@@ -67,11 +67,11 @@ fn status(addr: SocketAddr) -> Option<u16> {
     unprompted_status(&mut tcp, Duration::from_secs(2))
 }
 
-/// With the common limit of 1024 descriptors and two per connection, the 1024-slot cap
-/// was out of reach: after ~510 connections `accept` failed, nothing answered, and a
-/// client waited in the backlog. The slots are now sized from the limit (raised where
-/// allowed), so a connection past them is answered 503 at once. Here the limit is 64:
-/// the old server accepted ~25 connections and left the rest unanswered.
+/// A connection costs the server several descriptors, so a slot cap the descriptor
+/// limit cannot cover would leave `accept` failing and clients waiting in the backlog
+/// with no answer. The slots are sized from the limit (raised where allowed), so a
+/// connection past them is answered 503 at once. Here the limit is 64: 6 slots, and
+/// every other connection refused at once.
 #[test]
 fn past_the_descriptor_limit_clients_are_refused_at_once() {
     let server = Server::start(64);

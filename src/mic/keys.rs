@@ -211,18 +211,19 @@ impl Keys {
 
     /// Runs `f` on the device's entry, adding an empty one first if the device is new.
     fn upsert<R>(&self, dev_eui: DevEui, f: impl FnOnce(&mut Entry) -> R) -> R {
-        let mut f = Some(f);
         // The common case, a known device, takes only the read lock.
-        if let Some(r) = self.with(dev_eui, |e| (f.take().expect("called once"))(e)) {
-            return r;
+        {
+            let shard = read(self.shard(dev_eui));
+            if let Some(entry) = shard.get(&dev_eui) {
+                return f(&mut lock(entry));
+            }
         }
         let mut shard = self
             .shard(dev_eui)
             .write()
             .unwrap_or_else(|e| e.into_inner());
         let entry = shard.entry(dev_eui).or_default();
-        let entry = entry.get_mut().unwrap_or_else(|e| e.into_inner());
-        (f.take().expect("called once"))(entry)
+        f(entry.get_mut().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Sets the device's join key (AppKey), returning the one it replaces.

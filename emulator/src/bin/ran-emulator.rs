@@ -35,6 +35,14 @@ Options:
   --rest-latency-ms <ms>  delay each REST API answer, like a WAN link [default: 0]
   --control-token <token> make the control API ask for
                           \"Authorization: Bearer <token>\" [default: none]
+  --max-connections <n>   connections served at once, at most what the descriptor
+                          limit covers [default: 1024]
+  --write-timeout <secs>  time to write one HTTP answer before the client is cut
+                          [default: 10]
+  --max-response-size <bytes>
+                          largest answer; larger ones must be paged [default: 16777216]
+  --max-records <n>       replies and downlinks kept for the control API, each
+                          [default: 100000]
   -h, --help              print this help
 
 The control API is served under /emulator/ to loopback clients only; it refuses a Host
@@ -58,6 +66,10 @@ struct Options {
     time_scale: Option<f64>,
     rest_latency: Option<Duration>,
     control_token: Option<String>,
+    max_connections: Option<usize>,
+    write_timeout: Option<Duration>,
+    max_response_size: Option<usize>,
+    max_records: Option<usize>,
 }
 
 /// The options, or `None` for `--help`.
@@ -78,6 +90,10 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
         time_scale: None,
         rest_latency: None,
         control_token: None,
+        max_connections: None,
+        write_timeout: None,
+        max_response_size: None,
+        max_records: None,
     };
     let mut parser = lexopt::Parser::from_args(args);
     let text = |v: std::ffi::OsString, flag: &str| {
@@ -145,6 +161,21 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
                 options.rest_latency = Some(Duration::from_millis(ms));
             }
             "--control-token" => options.control_token = Some(value("--control-token")?),
+            "--max-connections" => {
+                options.max_connections = Some(count(value("--max-connections")?)?)
+            }
+            "--write-timeout" => {
+                let v = value("--write-timeout")?;
+                let secs: f64 = v.parse().map_err(|_| format!("bad timeout {v:?}"))?;
+                if !(secs.is_finite() && secs > 0.0) {
+                    return Err(format!("bad timeout {v:?}"));
+                }
+                options.write_timeout = Some(Duration::from_secs_f64(secs));
+            }
+            "--max-response-size" => {
+                options.max_response_size = Some(count(value("--max-response-size")?)?)
+            }
+            "--max-records" => options.max_records = Some(count(value("--max-records")?)?),
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -152,6 +183,14 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Option<Options>, Stri
         return Err("--cert-out needs --tls".into());
     }
     Ok(Some(options))
+}
+
+/// A positive whole number for a size or count option.
+fn count(v: String) -> Result<usize, String> {
+    match v.parse() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("bad number {v:?}: a whole number above 0")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -204,6 +243,18 @@ fn main() -> ExitCode {
     if let Some(token) = options.control_token {
         builder = builder.control_token(token);
     }
+    if let Some(n) = options.max_connections {
+        builder = builder.max_connections(n);
+    }
+    if let Some(timeout) = options.write_timeout {
+        builder = builder.write_timeout(timeout);
+    }
+    if let Some(bytes) = options.max_response_size {
+        builder = builder.max_response_size(bytes);
+    }
+    if let Some(n) = options.max_records {
+        builder = builder.max_records(n);
+    }
     let emulator = match builder.start() {
         Ok(emulator) => emulator,
         Err(e) => {
@@ -221,6 +272,10 @@ fn main() -> ExitCode {
     println!("URL:     {}", emulator.base_url());
     println!("token:   {}", emulator.token());
     println!("control: {}", emulator.control_url());
+    println!(
+        "serving: {} connections at once",
+        emulator.connection_slots()
+    );
     if emulator.control_token().is_some() {
         println!("control token: required (--control-token)");
     }
@@ -292,6 +347,28 @@ mod tests {
         assert_eq!(n.control_token.as_deref(), Some("ct"));
         assert!(args(&["--rest-latency-ms", "-1"]).is_err());
         assert!(args(&["--device-limit", "lots"]).is_err());
+        let l = args(&[
+            "--max-connections=64",
+            "--write-timeout",
+            "2.5",
+            "--max-response-size",
+            "65536",
+            "--max-records=10",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(l.max_connections, Some(64));
+        assert_eq!(l.write_timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(l.max_response_size, Some(65536));
+        assert_eq!(l.max_records, Some(10));
+        for bad in [
+            &["--max-connections", "0"][..],
+            &["--write-timeout", "0"],
+            &["--max-response-size", "big"],
+            &["--max-records", "-1"],
+        ] {
+            assert!(args(bad).is_err(), "{bad:?}");
+        }
         assert_eq!(o.ping_interval, Some(Duration::from_millis(500)));
         assert_eq!(o.base_path.as_deref(), Some("/x"));
         let o = args(&["--tls", "--cert-out", "c.pem"]).unwrap().unwrap();
