@@ -16,7 +16,6 @@ mod support;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -72,7 +71,10 @@ fn main() {
     report.figure(
         "redis_dedup_ack_throughput",
         format!("{shared:.0} acks/s ({:.1} µs/msg)", 1e6 / shared),
-        format!("{local:.0} acks/s ({:.1} µs/msg), in-process dedup", 1e6 / local),
+        format!(
+            "{local:.0} acks/s ({:.1} µs/msg), in-process dedup",
+            1e6 / local
+        ),
         ratio,
         ">= 0.3",
     );
@@ -138,13 +140,16 @@ fn acker(port: u16, n: usize, store: Option<RedisStore>) {
         None => builder.dedup(Duration::from_secs(60)),
     };
     let up = builder.connect().unwrap();
-    for (seen, m) in up.iter().enumerate() {
+    let mut seen = 0;
+    for m in up.iter() {
         up.send_upstream_ack(m.transaction_id, m.dev_euis[0], m.mic_challenge[0])
             .unwrap();
-        if seen + 1 == n {
+        seen += 1;
+        if seen == n {
             break;
         }
     }
+    assert_eq!(seen, n, "the connection ended: {:?}", up.close_reason());
     up.close();
 }
 

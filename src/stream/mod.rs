@@ -169,6 +169,9 @@ struct Inbox<T> {
     /// Messages a hook held and hands out later (a copy of an uplink that became the
     /// first copy); taken before the channel. `None` without a hook.
     released: Option<Receiver<T>>,
+    /// Keeps `released` connected as long as the inbox, whether or not the hook keeps
+    /// its way to deliver: a disconnected `released` would end every receive.
+    _release: Option<crossbeam_channel::Sender<T>>,
 }
 
 /// What the receiving methods take: a message and when its read pass was.
@@ -217,14 +220,28 @@ impl<T> Inbox<T> {
                 if let Ok(item) = released.try_recv() {
                     return Ok(item);
                 }
-                let timeout = deadline.map_or_else(crossbeam_channel::never, crossbeam_channel::at);
-                crossbeam_channel::select! {
-                    recv(self.rx) -> got => got.map_err(|_| RecvTimeoutError::Disconnected),
-                    recv(released) -> got => {
-                        // The hook lives as long as this inbox: its sender too.
-                        return got.map_err(|_| RecvTimeoutError::Disconnected);
+                let mut select = crossbeam_channel::Select::new();
+                let channel = select.recv(&self.rx);
+                let hook = select.recv(released);
+                let ready = match deadline {
+                    None => Ok(select.select()),
+                    Some(deadline) => select
+                        .select_deadline(deadline)
+                        .map_err(|_| RecvTimeoutError::Timeout),
+                };
+                match ready {
+                    Ok(op) if op.index() == hook => {
+                        // Never disconnected: the inbox keeps a sender (`_release`).
+                        return op
+                            .recv(released)
+                            .map_err(|_| RecvTimeoutError::Disconnected);
                     }
-                    recv(timeout) -> _ => Err(RecvTimeoutError::Timeout),
+                    Ok(op) => {
+                        debug_assert_eq!(op.index(), channel);
+                        op.recv(&self.rx)
+                            .map_err(|_| RecvTimeoutError::Disconnected)
+                    }
+                    Err(timeout) => Err(timeout),
                 }
             }
         };
@@ -353,11 +370,12 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             stats.clone(),
             first,
         )?;
-        let mut released = None;
+        let (mut released, mut keep) = (None, None);
         if let Some(hook) = &hook {
             let outlet = Outlet::new(&session, &stats);
             let (release, rx) = crossbeam_channel::unbounded();
             released = Some(rx);
+            keep = Some(release.clone());
             hook.start(
                 Box::new(move |message: &Out| outlet.send(message)),
                 Box::new(move |message: In| {
@@ -374,6 +392,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                 stash,
                 room,
                 released,
+                _release: keep,
             },
             hook,
             _out: PhantomData,
