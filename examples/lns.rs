@@ -27,6 +27,11 @@
 //! each was answered correctly, each join accept joined its device and each ACK was
 //! received.
 //!
+//! With `REDIS_URL` set (and the `redis` feature: `cargo run --features redis --example
+//! lns`) it runs as one of several LNS processes on one account: sessions and frame
+//! counters live in that Redis (`RedisKeys`), and the upstream de-duplicates through it
+//! (`dedup_in`), so copies of an uplink dealt to other processes are answered once.
+//!
 //! With `RAN_URL` and `RAN_TOKEN` set (optional `RAN_CA_CERT`) it serves that endpoint
 //! with the keys of `RAN_KEYS_FILE` (default `examples/lns-keys.txt`; the format is
 //! described at the top of that file). It subscribes the file's devices that are not in
@@ -145,8 +150,9 @@ struct Lns {
     /// devices made of them.
     downlink_ids: Mutex<Vec<u64>>,
     /// Shared by the workers as is: solving reads it, every solved data uplink moves a
-    /// session's FCntUp on, every ACK takes the next FCntDown; it locks per device.
-    keys: Keys,
+    /// session's FCntUp on, every ACK takes the next FCntDown; it locks per device (or
+    /// lives in Redis, shared with other LNS processes).
+    keys: Sessions,
     handled: AtomicU64,
     rejected: AtomicU64,
     downlinks_ok: AtomicU64,
@@ -175,7 +181,7 @@ impl Lns {
         if let Ok(solved) = &outcome {
             // Remember the full frame counter: the next uplink carries only its low 16
             // bits, and the solver takes the high ones from here.
-            self.keys.record(solved);
+            self.keys.record(solved)?;
         }
         // Every upstream gets exactly one answer: an ack naming the device and its true
         // MIC, or a reject (MICFailed when no key produced a candidate). Class A windows
@@ -287,7 +293,7 @@ impl Lns {
         // The device derives the same keys from the same DevNonce; its next uplinks are
         // signed with the new NwkSKey from FCnt 0, and its downlink counter restarts.
         let session_keys = accept.session_keys(&app_key, dev_nonce);
-        self.keys.set_session(dev_eui, session_keys.session());
+        self.keys.set_session(dev_eui, session_keys.session())?;
         let phy_payload = accept.encrypt(&app_key);
         // The new address is the device's second security context until it first sends
         // from it; the RAN then makes it the active one.
@@ -307,7 +313,7 @@ impl Lns {
     ) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
         let (session, fcnt_down) = self
             .keys
-            .next_fcnt_down(dev_eui)
+            .next_fcnt_down(dev_eui)?
             .ok_or("no session, or its downlink counters are used up: the device must join")?;
         // No payload, so no AppSKey is needed to encrypt one; the NwkSKey stands in
         // for a session that has none.
@@ -386,13 +392,13 @@ fn main() -> common::Outcome {
 }
 
 fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
-    let keys = Keys::new();
+    let keys = Sessions::open()?;
     for device in devices {
         match device {
             Device::Otaa {
                 dev_eui, app_key, ..
             } => {
-                keys.set_join_key(*dev_eui, app_key.clone());
+                keys.set_join_key(*dev_eui, app_key.clone())?;
             }
             Device::Abp {
                 dev_eui,
@@ -410,7 +416,7 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
                     Some(f) => session.with_fcnt_up(*f),
                     None => session,
                 };
-                keys.set_session(*dev_eui, session);
+                keys.set_session(*dev_eui, session)?;
             }
         }
     }
@@ -426,12 +432,11 @@ fn serve(ran: &common::Ran, devices: &[Device]) -> common::Outcome {
         .connect()?;
     let lns = Arc::new(Lns {
         core: ran.core.clone(),
-        upstream: ran
-            .core
-            .upstream()
-            // The bridges' window: copies of an uplink within 60 s are answered by the
-            // connection, the way the application answered the first.
-            .dedup(Duration::from_secs(60))
+        // The bridges' window: copies of an uplink within 60 s are answered by the
+        // connection, the way the application answered the first (through Redis,
+        // whichever process they land in, when the sessions live there).
+        upstream: keys
+            .dedup(ran.core.upstream(), Duration::from_secs(60))
             .reconnect(Reconnect::default())
             .on_event(log("upstream"))
             .connect()?,
@@ -733,4 +738,109 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> common::Outcome {
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(())
+}
+
+/// Where the LNS keeps its devices' keys and counters: in this process, or in Redis
+/// (`REDIS_URL`, feature `redis`), shared with the other LNS processes on the account.
+enum Sessions {
+    Local(Keys),
+    #[cfg(feature = "redis")]
+    Shared(
+        ran_routing::redis::RedisKeys,
+        ran_routing::redis::RedisStore,
+    ),
+}
+
+impl Sessions {
+    fn open() -> Result<Self, Box<dyn std::error::Error>> {
+        let Ok(url) = std::env::var("REDIS_URL") else {
+            return Ok(Self::Local(Keys::new()));
+        };
+        #[cfg(feature = "redis")]
+        {
+            let store = ran_routing::redis::RedisStore::open(&url)?;
+            println!("Sessions and de-duplication shared through {store:?}");
+            Ok(Self::Shared(
+                ran_routing::redis::RedisKeys::new(&store),
+                store,
+            ))
+        }
+        #[cfg(not(feature = "redis"))]
+        {
+            let _ = url;
+            Err("REDIS_URL is set: run with `--features redis`".into())
+        }
+    }
+
+    /// The upstream's de-duplication: through Redis when the sessions are there.
+    fn dedup<'a>(
+        &self,
+        builder: ran_routing::UpstreamBuilder<'a>,
+        window: Duration,
+    ) -> ran_routing::UpstreamBuilder<'a> {
+        match self {
+            Self::Local(_) => builder.dedup(window),
+            #[cfg(feature = "redis")]
+            Self::Shared(_, store) => builder.dedup_in(store, window),
+        }
+    }
+
+    fn set_join_key(&self, dev_eui: DevEui, key: AesKey) -> Result<(), Error> {
+        match self {
+            Self::Local(keys) => {
+                keys.set_join_key(dev_eui, key);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Self::Shared(keys, _) => keys.set_join_key(dev_eui, key),
+        }
+    }
+
+    fn set_session(&self, dev_eui: DevEui, session: Session) -> Result<(), Error> {
+        match self {
+            Self::Local(keys) => {
+                keys.set_session(dev_eui, session);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Self::Shared(keys, _) => keys.set_session(dev_eui, session),
+        }
+    }
+
+    fn record(&self, solved: &mic::Solved) -> Result<(), Error> {
+        match self {
+            Self::Local(keys) => {
+                keys.record(solved);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            Self::Shared(keys, _) => keys.record(solved),
+        }
+    }
+
+    fn next_fcnt_down(&self, dev_eui: DevEui) -> Result<Option<(Session, u32)>, Error> {
+        match self {
+            Self::Local(keys) => Ok(keys.next_fcnt_down(dev_eui)),
+            #[cfg(feature = "redis")]
+            Self::Shared(keys, _) => keys.next_fcnt_down(dev_eui),
+        }
+    }
+}
+
+impl KeyStore for Sessions {
+    fn join_key(&self, dev_eui: DevEui) -> Option<AesKey> {
+        match self {
+            Self::Local(keys) => keys.join_key(dev_eui),
+            #[cfg(feature = "redis")]
+            Self::Shared(keys, _) => keys.join_key(dev_eui),
+        }
+    }
+
+    fn session(&self, dev_eui: DevEui) -> Option<Session> {
+        match self {
+            Self::Local(keys) => keys.session(dev_eui),
+            #[cfg(feature = "redis")]
+            Self::Shared(keys, _) => keys.session(dev_eui),
+        }
+    }
 }

@@ -115,6 +115,11 @@ pub enum Error {
     #[cfg(feature = "mic")]
     #[error(transparent)]
     Mic(#[from] crate::mic::MicError),
+    /// Redis, where several processes share state, failed or cannot be reached
+    /// (feature `redis`). Boxed: it is large, and rare.
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Store(Box<StoreError>),
 }
 
 /// An unusable setting, in an [`Error::Config`]: which kind of setting, and what is wrong
@@ -603,6 +608,81 @@ impl fmt::Display for FieldErrors<'_> {
             write!(f, "; {}: {}", e.loc.join("."), e.msg)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(feature = "redis")]
+pub use store_error::{StoreError, StoreErrorKind};
+
+#[cfg(feature = "redis")]
+mod store_error {
+    use std::fmt;
+
+    /// A Redis command that failed, in an [`Error::Store`]. Names the
+    /// server by host and port, never by URL: the URL may carry a password.
+    #[derive(Debug, thiserror::Error)]
+    #[error("Redis at {target}: {kind}")]
+    pub struct StoreError {
+        target: String,
+        kind: StoreErrorKind,
+        #[source]
+        source: Option<redis::RedisError>,
+    }
+
+    impl StoreError {
+        pub(crate) fn new(
+            target: &str,
+            kind: StoreErrorKind,
+            source: Option<redis::RedisError>,
+        ) -> Self {
+            Self {
+                target: target.to_owned(),
+                kind,
+                source,
+            }
+        }
+
+        /// What went wrong.
+        pub fn kind(&self) -> &StoreErrorKind {
+            &self.kind
+        }
+    }
+
+    /// What went wrong talking to Redis.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[non_exhaustive]
+    pub enum StoreErrorKind {
+        /// No connection: refused, reset or unreachable. Retry once Redis is back.
+        Unreachable,
+        /// Redis did not answer within `RedisStore::timeout`.
+        Timeout,
+        /// Redis refused the credentials in the URL.
+        Auth,
+        /// The server is older than Redis 7.0.
+        TooOld {
+            /// The version the server reported.
+            version: String,
+        },
+        /// Redis answered a command with an error.
+        Command,
+    }
+
+    impl fmt::Display for StoreErrorKind {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                Self::Unreachable => f.write_str("unreachable"),
+                Self::Timeout => f.write_str("timed out"),
+                Self::Auth => f.write_str("authentication failed"),
+                Self::TooOld { version } => write!(f, "version {version}; 7.0 or later is needed"),
+                Self::Command => f.write_str("command failed"),
+            }
+        }
+    }
+
+    impl From<StoreError> for super::Error {
+        fn from(e: StoreError) -> Self {
+            super::Error::Store(Box::new(e))
+        }
     }
 }
 

@@ -224,14 +224,17 @@
 //! (CamelCase keys, numeric EUIs, byte arrays); [`Device`] and [`MulticastGroup`] into
 //! the REST objects.
 //!
-//! Three modules are namespaces of their own; their items are reached only through them:
+//! Four modules are namespaces of their own; their items are reached only through them:
 //!
 //! - [`fleet`]: keeps the routing table and multicast groups equal to the LNS's devices,
 //!   and indexes them by address for bridges ([`fleet::Directory`]);
 //! - [`timing`]: GPS time with leap seconds, for class B slots and class C deadlines from
 //!   `SystemTime` ([`TransmissionWindow::class_b_at`], [`TransmissionWindow::class_c_by`]);
 //! - `mic` (feature `mic`): the MIC challenge solver, LoRaWAN 1.0.x MICs, and signed,
-//!   encrypted data downlinks.
+//!   encrypted data downlinks;
+//! - `redis` (feature `redis`): de-duplication and sessions shared by several LNS
+//!   processes through Redis (`RedisStore`, `RedisKeys`,
+//!   `UpstreamBuilder::dedup_in`).
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
@@ -243,6 +246,8 @@ mod ids;
 #[cfg(feature = "mic")]
 pub mod mic;
 mod model;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod rest;
 mod stream;
 mod sync;

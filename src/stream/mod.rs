@@ -17,6 +17,7 @@ pub(crate) mod correlate;
 mod frame;
 mod handover;
 mod health;
+mod hook;
 mod inbox;
 mod link;
 mod outlet;
@@ -52,6 +53,7 @@ use crate::error::Result;
 use crate::wire::DEFAULT_MAX_FRAME_SIZE;
 use connect::ConnectParams;
 pub use health::{ConnectionHealth, ConnectionState, Health};
+pub(crate) use hook::{Hook, HookDeliver, HookFactory, HookSend};
 use inbox::{Inbox, Taken};
 use link::LinkOptions;
 use outlet::send_counted;
@@ -131,33 +133,6 @@ impl Default for StreamOptions {
         }
     }
 }
-
-/// A layer that sees a connection's traffic: each incoming message as the receiving
-/// methods take it off the channel, and each outgoing message after it was written.
-/// Optional: a connection without one pays a single branch. It runs on the consumer's
-/// thread, not the reader's: the one that answers also takes the next message, so the
-/// hook's state is not fought over by two threads per message (measured: on the reader
-/// thread, de-duplication halved the ack throughput).
-pub(crate) trait Hook<In, Out>: Send + Sync + 'static {
-    /// `Some` goes to the application; `None` was taken care of by the hook. `read_at`:
-    /// when the message's read pass was (one clock reading per pass, not per message).
-    fn incoming(&self, message: In, read_at: Instant) -> Option<In>;
-    /// `message` was written; returns what must be sent after it.
-    fn sent(&self, message: &Out) -> Vec<Out>;
-    /// Called once the connection is up, with a way to send on it.
-    fn start(&self, send: HookSend<Out>);
-    /// For typed accessors on the connection.
-    fn as_any(&self) -> &dyn std::any::Any;
-    /// The layer's de-duplication counters, for [`Connection::stats`].
-    fn dedup_stats(&self) -> Option<DedupStats> {
-        None
-    }
-}
-
-/// Sends one message on the connection a [`Hook`] belongs to (through [`Outlet::send`]).
-pub(crate) type HookSend<Out> = Box<dyn Fn(&Out) -> Result<()> + Send + Sync>;
-/// Makes the [`Hook`] of each connection a builder opens.
-pub(crate) type HookFactory<In, Out> = Arc<dyn Fn() -> Arc<dyn Hook<In, Out>> + Send + Sync>;
 
 /// What [`Connection::send_and_collect`] got.
 pub(crate) struct Collected<In> {
@@ -268,15 +243,30 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
             stats.clone(),
             first,
         )?;
+        let (mut released, mut keep) = (None, None);
         if let Some(hook) = &hook {
             let outlet = Outlet::new(&session, &stats);
-            hook.start(Box::new(move |message: &Out| outlet.send(message)));
+            let (release, rx) = crossbeam_channel::unbounded();
+            released = Some(rx);
+            keep = Some(release.clone());
+            hook.start(
+                Box::new(move |message: &Out| outlet.send(message)),
+                Box::new(move |message: In| {
+                    let _ = release.send((message, Instant::now()));
+                }),
+            );
         }
         Ok(Self {
             session,
             stats,
             correlator,
-            inbox: Inbox { rx, stash, room },
+            inbox: Inbox {
+                rx,
+                stash,
+                room,
+                released,
+                _release: keep,
+            },
             hook,
             _out: PhantomData,
         })
@@ -302,9 +292,9 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         Ok(())
     }
 
-    /// The connection's hook, if it has one of type `H`.
-    pub(crate) fn hook<H: 'static>(&self) -> Option<&H> {
-        self.hook.as_ref()?.as_any().downcast_ref::<H>()
+    /// The de-duplication counters of the connection's hook, if it de-duplicates.
+    pub(crate) fn hook_dedup_stats(&self) -> Option<DedupStats> {
+        self.hook.as_ref()?.dedup_stats()
     }
 
     /// The parts a [`DownlinkTracker`](crate::DownlinkTracker) sends and matches with.

@@ -506,12 +506,12 @@ pub struct DedupStats {
     pub expired_unanswered: u64,
     /// Uplinks handed out unremembered because [`Dedup::max_entries`](crate::Dedup::max_entries) was reached.
     pub cap_hits: u64,
-    /// Copies of an uplink whose first copy the application rejected, handed to the
-    /// application in turn (a forged copy's reject must not stand for the genuine one).
+    /// Copies handed to the application because their first copy was rejected.
     pub after_reject: u64,
-    /// Uplinks handed out unremembered because their payload is longer than
-    /// [`Dedup::MAX_PAYLOAD`](crate::Dedup::MAX_PAYLOAD).
+    /// Uplinks handed out unremembered: longer than [`Dedup::MAX_PAYLOAD`](crate::Dedup::MAX_PAYLOAD).
     pub oversized: u64,
+    /// Failed calls to the Redis store of `dedup_in`, each followed by in-process de-dup.
+    pub store_failures: u64,
     /// Uplinks remembered now.
     pub entries: usize,
 }

@@ -1622,7 +1622,7 @@ mod delivery_model {
             let (tx, rx) = crossbeam_channel::bounded(capacity);
             let stash = Arc::new(Mutex::new(VecDeque::new()));
             let room = Arc::new(Room::default());
-            let inbox = Inbox { rx, stash: stash.clone(), room: room.clone() };
+            let inbox = Inbox { rx, stash: stash.clone(), room: room.clone(), released: None, _release: None };
             // The session's opener holds one sender, each link's reader another.
             let mut opener = Some(Outbox { tx, stash, room });
             let mut reader = opener.clone();

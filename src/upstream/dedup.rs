@@ -27,7 +27,7 @@ use crate::model::{
     UpstreamAck, UpstreamMessage, UpstreamReject, UpstreamRejectResultCode, UpstreamReply,
 };
 use crate::stream::stats::DedupStats;
-use crate::stream::{Hook, HookSend};
+use crate::stream::{Hook, HookDeliver, HookSend};
 
 /// Settings of uplink de-duplication; turn it on with
 /// [`StreamBuilder::dedup`](crate::StreamBuilder::dedup).
@@ -96,6 +96,11 @@ impl Dedup {
     pub fn window(&self) -> Duration {
         self.window
     }
+
+    /// How long copies wait for the first copy's answer.
+    pub(crate) fn answer_within_bound(&self) -> Duration {
+        self.answer_within
+    }
 }
 
 impl From<Duration> for Dedup {
@@ -105,14 +110,14 @@ impl From<Duration> for Dedup {
 }
 
 /// A copy waiting for the first copy's answer.
-struct Held {
+pub(crate) struct Held {
     transaction_id: u64,
     dev_euis: Vec<DevEui>,
     mic_challenge: Vec<u32>,
 }
 
 impl Held {
-    fn of(message: &UpstreamMessage) -> Self {
+    pub(crate) fn of(message: &UpstreamMessage) -> Self {
         Self {
             transaction_id: message.transaction_id,
             dev_euis: message.dev_euis.clone(),
@@ -122,7 +127,7 @@ impl Held {
 
     /// The answer to this copy, given the application's ack of the first: the same ack
     /// where its MIC is among this copy's candidates, else `MICFailed`.
-    fn answer(&self, (dev_eui, mic): (DevEui, u32)) -> UpstreamReply {
+    pub(crate) fn answer(&self, (dev_eui, mic): (DevEui, u32)) -> UpstreamReply {
         if self.mic_challenge.contains(&mic) && self.dev_euis.contains(&dev_eui) {
             UpstreamAck::new(self.transaction_id, dev_eui, mic).into()
         } else {
@@ -141,7 +146,7 @@ impl Held {
         reject.into()
     }
 
-    fn give_up(&self) -> UpstreamReply {
+    pub(crate) fn give_up(&self) -> UpstreamReply {
         UpstreamReject::new(self.transaction_id, UpstreamRejectResultCode::Other)
             .with_message("the first copy of this uplink was not answered in time")
             .into()
@@ -640,7 +645,7 @@ impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
         self.inner.lock().answered(reply, answer_within)
     }
 
-    fn start(&self, send: HookSend<UpstreamReply>) {
+    fn start(&self, send: HookSend<UpstreamReply>, _deliver: HookDeliver<UpstreamMessage>) {
         let Some(rx) = self.worker.get().cloned() else {
             return;
         };
@@ -651,10 +656,6 @@ impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
         if let Err(e) = spawned {
             log::error!("upstream: cannot start the de-duplication thread: {e}");
         }
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
     }
 
     fn dedup_stats(&self) -> Option<DedupStats> {

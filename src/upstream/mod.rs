@@ -9,7 +9,7 @@ mod dedup;
 
 use crate::stream::{Connection, DedupStats, Hook, StreamBuilder};
 pub use dedup::Dedup;
-use dedup::DedupLayer;
+pub(crate) use dedup::{DedupLayer, Held};
 use std::sync::Arc;
 
 /// A connection to the upstream stream: yields [`UpstreamMessage`]s; every one must be
@@ -57,9 +57,9 @@ impl Connection<UpstreamMessage, UpstreamReply> {
     }
 
     /// De-duplication's counters, when it is on
-    /// ([`StreamBuilder::dedup`]); `None` otherwise.
+    /// ([`StreamBuilder::dedup`] or `dedup_in`); `None` otherwise.
     pub fn dedup_stats(&self) -> Option<DedupStats> {
-        self.hook::<DedupLayer>().map(DedupLayer::stats)
+        self.hook_dedup_stats()
     }
 }
 
