@@ -298,3 +298,56 @@ fn shutdown_from_another_thread() -> Outcome {
     assert_eq!(upstream.close_reason(), Some(CloseReason::Local));
     Ok(())
 }
+
+#[cfg(feature = "redis")]
+#[allow(dead_code)] // the README needs only a running server, not stop and restart
+#[path = "../common/redis.rs"]
+mod redis_server;
+
+#[cfg(feature = "redis")]
+#[test]
+fn beyond_one_machine() -> Outcome {
+    use ran_routing::redis::{RedisKeys, RedisStore};
+    let server = redis_server::RedisServer::start();
+    let redis_url = server.url();
+    let emu = emulator();
+    let ran = core(&emu);
+    // README: redis
+    let store = RedisStore::open(&redis_url)?.prefix("eu868:");
+    let keys = RedisKeys::new(&store); // a mic::KeyStore: sessions and counters in Redis
+    let upstream = ran
+        .upstream()
+        .dedup_in(&store, Duration::from_secs(60))
+        .connect()?;
+    // README end
+    let device = DevEui::new(0x7ABE1B8C93D7174F);
+    keys.set_session(
+        device,
+        mic::Session::new(AesKey::from([7; 16])).with_fcnt_down(4),
+    )?;
+    // Another process's view of the same sessions takes the next counter once.
+    let other = RedisKeys::new(&RedisStore::open(&redis_url)?.prefix("eu868:"));
+    assert_eq!(other.next_fcnt_down(device)?.map(|(_, n)| n), Some(5));
+    assert_eq!(keys.next_fcnt_down(device)?.map(|(_, n)| n), Some(6));
+
+    let played = mic::upstream_with_challenge(&[0x40, 1, 2, 3, 4], 7, vec![device], 3, 1)?;
+    assert!(emu.wait_upstream_connections(1, Duration::from_secs(10)));
+    emu.send_upstream(&played)?;
+    let mut copy = played.clone();
+    copy.transaction_id = 8;
+    emu.send_upstream(&copy)?;
+    let first = upstream.recv_timeout(Duration::from_secs(10))?;
+    upstream.send_upstream_ack(first.transaction_id, device, 0x0102_0304)?;
+    // The copy is answered through Redis as the first was, and never handed out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while emu.upstream_replies().len() < 2 && std::time::Instant::now() < deadline {
+        assert!(upstream.try_recv().is_err(), "the copy was handed out");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let replies = emu.upstream_replies();
+    assert_eq!(replies.len(), 2, "{replies:?}");
+    assert!(replies
+        .iter()
+        .all(|r| matches!(r, UpstreamReply::Ack(a) if a.mic == 0x0102_0304)));
+    Ok(())
+}
