@@ -618,7 +618,7 @@ pub use store_error::{StoreError, StoreErrorKind};
 mod store_error {
     use std::fmt;
 
-    /// A Redis command that failed, in an [`Error::Store`]. Names the
+    /// A Redis command that failed, in an [`Error::Store`](super::Error::Store). Names the
     /// server by host and port, never by URL: the URL may carry a password.
     #[derive(Debug, thiserror::Error)]
     #[error("Redis at {target}: {kind}")]

@@ -25,7 +25,7 @@ if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'app_s_key', ARGV[2]) end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'fcnt_up', ARGV[3]) end
 return 1";
 
-/// Raises `fcnt_up` of a device with a session to ARGV[1] unless it is higher: a
+/// Raises `fcnt_up` of a device with a session to `ARGV[1]` unless it is higher: a
 /// counter never goes back, whichever process records last.
 const RECORD: &str = r"
 if redis.call('HEXISTS', KEYS[1], 'nwk_s_key') == 0 then return -1 end
@@ -58,7 +58,7 @@ return {s[1], s[2], s[3], tostring(next)}";
 ///
 /// Look-ups go to Redis (one round trip each). What this handle read or wrote last is
 /// also kept in memory: while Redis cannot be reached, the solver's look-ups fall back to
-/// it (logged) so uplinks of known devices still solve; [`next_fcnt_down`] returns the
+/// it (logged) so uplinks of known devices still solve; [`next_fcnt_down`](Self::next_fcnt_down) returns the
 /// error instead, since a counter taken without Redis could be taken twice.
 ///
 /// Keys at rest are as safe as the Redis that holds them (16 raw bytes per key in the

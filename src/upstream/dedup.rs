@@ -98,6 +98,7 @@ impl Dedup {
     }
 
     /// How long copies wait for the first copy's answer.
+    #[cfg(feature = "redis")]
     pub(crate) fn answer_within_bound(&self) -> Duration {
         self.answer_within
     }

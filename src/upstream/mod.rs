@@ -9,7 +9,9 @@ mod dedup;
 
 use crate::stream::{Connection, DedupStats, Hook, StreamBuilder};
 pub use dedup::Dedup;
-pub(crate) use dedup::{DedupLayer, Held};
+pub(crate) use dedup::DedupLayer;
+#[cfg(feature = "redis")]
+pub(crate) use dedup::Held;
 use std::sync::Arc;
 
 /// A connection to the upstream stream: yields [`UpstreamMessage`]s; every one must be
