@@ -315,6 +315,8 @@ fn poll(shared: &Shared, send_one: &dyn Fn(UpstreamReply), deliver: &HookDeliver
                 send_one(Held::of(&waiting.message).answer((dev_eui, mic)));
             }
             Some(Claim::First(token)) => {
+                // Counted as a duplicate when held; it goes to the application after all.
+                shared.duplicates.fetch_sub(1, Ordering::Relaxed);
                 shared.after_reject.fetch_add(1, Ordering::Relaxed);
                 let claimed = Claimed {
                     payload: waiting.message.phy_payload_no_mic.clone(),
