@@ -60,10 +60,10 @@ pub struct Session {
     /// The application session key (AppSKey): encrypts the application payload both
     /// ways. `None` when the LNS leaves the payload to an application server.
     pub app_s_key: Option<AesKey>,
-    /// The full 32-bit counter of the last uplink accepted in this session; `None` until
-    /// the first one. The solver takes the high 16 bits of a new uplink's counter from it.
+    /// The full 32-bit counter of the last of the session's uplinks accepted; `None`
+    /// until the first one. The solver takes the high 16 bits of a new uplink's counter from it.
     pub fcnt_up: Option<u32>,
-    /// The full 32-bit counter of the last downlink sent in this session; `None` until
+    /// The full 32-bit counter of the last of the session's downlinks sent; `None` until
     /// the first one. [`Keys::next_fcnt_down`] hands out the one after it.
     pub fcnt_down: Option<u32>,
 }

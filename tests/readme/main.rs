@@ -245,7 +245,16 @@ fn fleet_sync_and_dedup() -> Outcome {
     // README: dedup
     let upstream = ran.upstream().dedup(Duration::from_secs(60)).connect()?;
     // README end
-    let device = DevEui::new(0x7ABE1B8C93D7174F);
+    a_copy_gets_the_first_copys_ack(&emu, &upstream, DevEui::new(0x7ABE1B8C93D7174F))
+}
+
+/// Plays an uplink twice and acks the first copy: the connection answers the copy with
+/// the same ack when a receiving method takes it off the channel, and never hands it out.
+fn a_copy_gets_the_first_copys_ack(
+    emu: &Emulator,
+    upstream: &UpstreamConnection,
+    device: DevEui,
+) -> Outcome {
     let played = mic::upstream_with_challenge(&[0x40, 1, 2, 3, 4], 7, vec![device], 3, 1)?;
     assert!(emu.wait_upstream_connections(1, Duration::from_secs(10)));
     emu.send_upstream(&played)?;
@@ -255,8 +264,6 @@ fn fleet_sync_and_dedup() -> Outcome {
     let first = upstream.recv_timeout(Duration::from_secs(10))?;
     // The true MIC is the frame's last four bytes.
     upstream.send_upstream_ack(first.transaction_id, device, 0x0102_0304)?;
-    // The connection answers the copy when a receiving method takes it off the channel;
-    // it never hands it out.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while emu.upstream_replies().len() < 2 && std::time::Instant::now() < deadline {
         assert!(upstream.try_recv().is_err(), "the copy was handed out");
@@ -297,4 +304,39 @@ fn shutdown_from_another_thread() -> Outcome {
     // README end
     assert_eq!(upstream.close_reason(), Some(CloseReason::Local));
     Ok(())
+}
+
+#[cfg(feature = "redis")]
+#[allow(dead_code)] // the README needs only a running server, not stop and restart
+#[path = "../common/redis.rs"]
+mod redis_server;
+
+#[cfg(feature = "redis")]
+#[test]
+fn beyond_one_machine() -> Outcome {
+    use ran_routing::redis::{RedisKeys, RedisStore};
+    let server = redis_server::RedisServer::start();
+    let redis_url = server.url();
+    let emu = emulator();
+    let ran = core(&emu);
+    // README: redis
+    let store = RedisStore::open(&redis_url)?.prefix("eu868:");
+    let keys = RedisKeys::new(&store); // a mic::KeyStore: sessions and counters in Redis
+    let upstream = ran
+        .upstream()
+        .dedup_in(&store, Duration::from_secs(60))
+        .connect()?;
+    // README end
+    let device = DevEui::new(0x7ABE1B8C93D7174F);
+    keys.set_session(
+        device,
+        mic::Session::new(AesKey::from([7; 16])).with_fcnt_down(4),
+    )?;
+    // Another process's view of the same sessions takes the next counter once.
+    let other = RedisKeys::new(&RedisStore::open(&redis_url)?.prefix("eu868:"));
+    assert_eq!(other.next_fcnt_down(device)?.map(|(_, n)| n), Some(5));
+    assert_eq!(keys.next_fcnt_down(device)?.map(|(_, n)| n), Some(6));
+
+    // Copies are answered through Redis as the first was.
+    a_copy_gets_the_first_copys_ack(&emu, &upstream, device)
 }
