@@ -9,9 +9,9 @@
 //! with `Other`.
 //!
 //! Threads: the consumer's thread claims each uplink as a receiving method takes it (one
-//! round trip) and records the answer as it is sent (one round trip). A worker thread per
-//! connection sends the answers of copies and polls Redis for the copies it holds. No lock
-//! of ours is held across a round trip.
+//! round trip). A worker thread per connection records the application's answers (one
+//! pipelined round trip for all that are queued), sends the answers of copies and polls
+//! Redis for the copies it holds. No lock of ours is held across a round trip.
 //!
 //! While Redis cannot be reached, uplinks are de-duplicated in the process (an in-process
 //! layer beside this one, logged and counted in `DedupStats::store_failures`); the store
