@@ -7,17 +7,9 @@ use ran_routing::mic::{
 };
 use ran_routing::{DevAddr, DevEui, JoinEui, UpstreamRejectResultCode, UpstreamReply};
 
-fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len().is_multiple_of(2));
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn key(s: &str) -> AesKey {
-    s.parse().unwrap()
-}
+#[path = "common/vectors.rs"]
+mod vectors;
+use vectors::{hex, key};
 
 fn mic_of(frame: &[u8]) -> u32 {
     mic::split_mic(frame).unwrap().1

@@ -9,16 +9,9 @@ use ran_routing::mic::{
 };
 use ran_routing::{DevAddr, DevEui};
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn key(s: &str) -> AesKey {
-    s.parse().unwrap()
-}
+#[path = "common/vectors.rs"]
+mod vectors;
+use vectors::{hex, key};
 
 /// Produced by tests/vectors/mic_vectors.py: frames laid out with `struct.pack`, the
 /// FRMPayload cipher with the `cryptography` package's AES-ECB and the MIC with its
