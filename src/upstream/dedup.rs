@@ -110,45 +110,32 @@ impl From<Duration> for Dedup {
     }
 }
 
-/// A copy waiting for the first copy's answer.
+/// A copy waiting for the first copy's answer; the whole message, so that it can go to
+/// the application if the first copy is rejected.
 pub(crate) struct Held {
-    transaction_id: u64,
-    dev_euis: Vec<DevEui>,
-    mic_challenge: Vec<u32>,
+    message: UpstreamMessage,
 }
 
 impl Held {
     pub(crate) fn of(message: &UpstreamMessage) -> Self {
         Self {
-            transaction_id: message.transaction_id,
-            dev_euis: message.dev_euis.clone(),
-            mic_challenge: message.mic_challenge.clone(),
+            message: message.clone(),
         }
     }
 
     /// The answer to this copy, given the application's ack of the first: the same ack
     /// where its MIC is among this copy's candidates, else `MICFailed`.
     pub(crate) fn answer(&self, (dev_eui, mic): (DevEui, u32)) -> UpstreamReply {
-        if self.mic_challenge.contains(&mic) && self.dev_euis.contains(&dev_eui) {
-            UpstreamAck::new(self.transaction_id, dev_eui, mic).into()
+        let m = &self.message;
+        if m.mic_challenge.contains(&mic) && m.dev_euis.contains(&dev_eui) {
+            UpstreamAck::new(m.transaction_id, dev_eui, mic).into()
         } else {
-            UpstreamReject::new(self.transaction_id, UpstreamRejectResultCode::MicFailed).into()
+            UpstreamReject::new(m.transaction_id, UpstreamRejectResultCode::MicFailed).into()
         }
     }
 
-    /// The answer to a copy held when the first copy was rejected. It cannot reach the
-    /// application (the hook hands out only the message it is given), so it gets the
-    /// reject. Only copies taken by another thread while the first was being answered
-    /// are held: a consumer thread answers before it takes the next message, and such
-    /// a copy then goes to the application.
-    fn answer_rejected(&self, first: &UpstreamReject) -> UpstreamReply {
-        let mut reject = first.clone();
-        reject.transaction_id = self.transaction_id;
-        reject.into()
-    }
-
     pub(crate) fn give_up(&self) -> UpstreamReply {
-        UpstreamReject::new(self.transaction_id, UpstreamRejectResultCode::Other)
+        UpstreamReject::new(self.message.transaction_id, UpstreamRejectResultCode::Other)
             .with_message("the first copy of this uplink was not answered in time")
             .into()
     }
@@ -505,7 +492,15 @@ impl State {
 
     /// The application answered a first copy: remembers the answer for later copies
     /// and returns the answers of the copies held for it.
-    fn answered(&mut self, reply: &UpstreamReply, answer_within: Duration) -> Vec<UpstreamReply> {
+    /// Copies held for a rejected first copy go to `released`: handed back to the
+    /// application through the receiving methods, the first of them is the uplink's
+    /// first copy again (a reject is never copied).
+    fn answered(
+        &mut self,
+        reply: &UpstreamReply,
+        answer_within: Duration,
+        released: &mut Vec<UpstreamMessage>,
+    ) -> Vec<UpstreamReply> {
         let Some(seq) = self.by_transaction.remove(&reply.transaction_id()) else {
             return Vec::new();
         };
@@ -525,17 +520,17 @@ impl State {
         let Some(held) = self.held.remove(&seq) else {
             return Vec::new();
         };
-        let answers: Vec<UpstreamReply> = match reply {
-            UpstreamReply::Ack(ack) => held
-                .iter()
-                .map(|copy| copy.answer((ack.dev_eui, ack.mic)))
-                .collect(),
-            UpstreamReply::Reject(reject) => held
-                .iter()
-                .map(|copy| copy.answer_rejected(reject))
-                .collect(),
-        };
         self.holding.remove(&due);
+        let UpstreamReply::Ack(ack) = reply else {
+            // Counted as duplicates when held; they go to the application after all.
+            self.stats.duplicates -= held.len() as u64;
+            released.extend(held.into_iter().map(|copy| copy.message));
+            return Vec::new();
+        };
+        let answers: Vec<UpstreamReply> = held
+            .iter()
+            .map(|copy| copy.answer((ack.dev_eui, ack.mic)))
+            .collect();
         self.stats.answered += answers.len() as u64;
         answers
     }
@@ -589,6 +584,8 @@ pub(crate) struct DedupLayer {
     inner: Arc<Inner>,
     jobs: Sender<Job>,
     worker: OnceLock<Receiver<Job>>,
+    /// Hands copies of a rejected uplink back to the application; set by `start`.
+    deliver: OnceLock<HookDeliver<UpstreamMessage>>,
 }
 
 impl DedupLayer {
@@ -603,6 +600,7 @@ impl DedupLayer {
             }),
             jobs,
             worker,
+            deliver: OnceLock::new(),
         })
     }
 
@@ -643,10 +641,23 @@ impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
 
     fn sent(&self, reply: &UpstreamReply) -> Vec<UpstreamReply> {
         let answer_within = self.inner.config.answer_within;
-        self.inner.lock().answered(reply, answer_within)
+        let mut released = Vec::new();
+        let mut answers = self
+            .inner
+            .lock()
+            .answered(reply, answer_within, &mut released);
+        for copy in released {
+            match self.deliver.get() {
+                Some(deliver) => deliver(copy),
+                // Not started: no way to the application; the copy is answered, not lost.
+                None => answers.push(Held { message: copy }.give_up()),
+            }
+        }
+        answers
     }
 
-    fn start(&self, send: HookSend<UpstreamReply>, _deliver: HookDeliver<UpstreamMessage>) {
+    fn start(&self, send: HookSend<UpstreamReply>, deliver: HookDeliver<UpstreamMessage>) {
+        let _ = self.deliver.set(deliver);
         let Some(rx) = self.worker.get().cloned() else {
             return;
         };
@@ -824,11 +835,15 @@ mod tests {
         take(&mut state, 1, &[1], t0);
         take(&mut state, 2, &[2], t0);
         let ack: UpstreamReply = UpstreamAck::new(1, DevEui::new(1), 7).into();
-        assert!(state.answered(&ack, config.answer_within).is_empty());
+        assert!(state
+            .answered(&ack, config.answer_within, &mut Vec::new())
+            .is_empty());
         let reject: UpstreamReply = UpstreamReject::new(2, UpstreamRejectResultCode::MicFailed)
             .with_message("forged")
             .into();
-        assert!(state.answered(&reject, config.answer_within).is_empty());
+        assert!(state
+            .answered(&reject, config.answer_within, &mut Vec::new())
+            .is_empty());
         let (_, out) = take(&mut state, 11, &[1], t0);
         assert_eq!(out, vec![UpstreamAck::new(11, DevEui::new(1), 7).into()]);
         // The rejected uplink's next copy is the application's, as a first copy ...
@@ -841,7 +856,7 @@ mod tests {
         assert!(out.is_empty());
         let ack: UpstreamReply = UpstreamAck::new(12, DevEui::new(1), 7).into();
         assert_eq!(
-            state.answered(&ack, config.answer_within),
+            state.answered(&ack, config.answer_within, &mut Vec::new()),
             vec![UpstreamAck::new(13, DevEui::new(1), 7).into()]
         );
         assert_eq!(
@@ -851,5 +866,33 @@ mod tests {
         );
         assert!(state.by_transaction.is_empty());
         assert!(state.holding.is_empty());
+    }
+
+    #[test]
+    fn copies_held_for_a_rejected_first_copy_go_back_to_the_application() {
+        let config = Dedup::new(Duration::from_secs(60));
+        let mut state = State::new(&config);
+        let t0 = state.origin;
+        take(&mut state, 1, &[5], t0);
+        // Other workers took two copies while the first was being answered: held.
+        assert!(matches!(take(&mut state, 2, &[5], t0).0, Seen::Copy(true)));
+        assert!(matches!(take(&mut state, 3, &[5], t0).0, Seen::Copy(false)));
+        let reject: UpstreamReply =
+            UpstreamReject::new(1, UpstreamRejectResultCode::MicFailed).into();
+        let mut released = Vec::new();
+        let answers = state.answered(&reject, config.answer_within, &mut released);
+        assert!(answers.is_empty(), "a reject was copied: {answers:?}");
+        let ids: Vec<u64> = released.iter().map(|m| m.transaction_id).collect();
+        assert_eq!(ids, [2, 3]);
+        assert_eq!(state.stats.duplicates, 0);
+        // Taken again: the first is the uplink's first copy now, the next waits for it.
+        assert!(matches!(take(&mut state, 2, &[5], t0).0, Seen::AfterReject));
+        assert!(matches!(take(&mut state, 3, &[5], t0).0, Seen::Copy(true)));
+        let ack: UpstreamReply = UpstreamAck::new(2, DevEui::new(1), 7).into();
+        assert_eq!(
+            state.answered(&ack, config.answer_within, &mut released),
+            vec![UpstreamAck::new(3, DevEui::new(1), 7).into()]
+        );
+        assert_eq!(released.len(), 2, "nothing more released");
     }
 }

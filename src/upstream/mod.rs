@@ -81,8 +81,8 @@ impl StreamBuilder<'_, UpstreamMessage, UpstreamReply> {
     /// - a reject is not repeated: the next copy goes to the application as the
     ///   uplink's first copy ([`DedupStats::after_reject`]), since a forged copy with a
     ///   wrong MIC may come first and its reject must not stand for the genuine frame.
-    ///   (A copy another thread took while the first was being answered waits for that
-    ///   answer, and gets the reject.)
+    ///   A copy another thread took while the first was being answered waits for that
+    ///   answer; after a reject it is handed out by the receiving methods in turn.
     ///
     /// No copy is left unanswered: copies still waiting when the first copy has gone
     /// unanswered for [`Dedup::answer_within`] are rejected with `Other`. Memory is
