@@ -29,7 +29,7 @@ use super::RedisStore;
 use crate::model::{UpstreamMessage, UpstreamReply};
 use crate::stream::{DedupStats, Hook, HookDeliver, HookSend};
 use crate::sync::lock;
-use crate::upstream::{Dedup, DedupLayer, Held};
+use crate::upstream::{answer_copy, give_up, Dedup, DedupLayer};
 
 /// How long uplinks stay with the in-process layer after Redis failed.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -169,7 +169,7 @@ impl Hook<UpstreamMessage, UpstreamReply> for SharedDedup {
                 shared.answered.fetch_add(1, Ordering::Relaxed);
                 let _ = self
                     .jobs
-                    .send(Job::Send(Held::of(&message).answer((dev_eui, mic))));
+                    .send(Job::Send(answer_copy(&message, (dev_eui, mic))));
                 None
             }
             Some(Claim::Pending) | None => {
@@ -312,7 +312,7 @@ fn poll(shared: &Shared, send_one: &dyn Fn(UpstreamReply), deliver: &HookDeliver
         match claims.next() {
             Some(Claim::Acked { dev_eui, mic }) => {
                 shared.answered.fetch_add(1, Ordering::Relaxed);
-                send_one(Held::of(&waiting.message).answer((dev_eui, mic)));
+                send_one(answer_copy(&waiting.message, (dev_eui, mic)));
             }
             Some(Claim::First(token)) => {
                 // Counted as a duplicate when held; it goes to the application after all.
@@ -327,7 +327,7 @@ fn poll(shared: &Shared, send_one: &dyn Fn(UpstreamReply), deliver: &HookDeliver
             }
             Some(Claim::Pending) | None if now >= waiting.give_up_at => {
                 shared.expired_unanswered.fetch_add(1, Ordering::Relaxed);
-                send_one(Held::of(&waiting.message).give_up());
+                send_one(give_up(&waiting.message));
             }
             Some(Claim::Pending) | None => still.push(waiting),
         }

@@ -110,35 +110,21 @@ impl From<Duration> for Dedup {
     }
 }
 
-/// A copy waiting for the first copy's answer; the whole message, so that it can go to
-/// the application if the first copy is rejected.
-pub(crate) struct Held {
-    message: UpstreamMessage,
+/// The answer to a copy, given the application's ack of its first copy: the same ack
+/// where its MIC is among this copy's candidates, else `MICFailed`.
+pub(crate) fn answer_copy(copy: &UpstreamMessage, (dev_eui, mic): (DevEui, u32)) -> UpstreamReply {
+    if copy.mic_challenge.contains(&mic) && copy.dev_euis.contains(&dev_eui) {
+        UpstreamAck::new(copy.transaction_id, dev_eui, mic).into()
+    } else {
+        UpstreamReject::new(copy.transaction_id, UpstreamRejectResultCode::MicFailed).into()
+    }
 }
 
-impl Held {
-    pub(crate) fn of(message: &UpstreamMessage) -> Self {
-        Self {
-            message: message.clone(),
-        }
-    }
-
-    /// The answer to this copy, given the application's ack of the first: the same ack
-    /// where its MIC is among this copy's candidates, else `MICFailed`.
-    pub(crate) fn answer(&self, (dev_eui, mic): (DevEui, u32)) -> UpstreamReply {
-        let m = &self.message;
-        if m.mic_challenge.contains(&mic) && m.dev_euis.contains(&dev_eui) {
-            UpstreamAck::new(m.transaction_id, dev_eui, mic).into()
-        } else {
-            UpstreamReject::new(m.transaction_id, UpstreamRejectResultCode::MicFailed).into()
-        }
-    }
-
-    pub(crate) fn give_up(&self) -> UpstreamReply {
-        UpstreamReject::new(self.message.transaction_id, UpstreamRejectResultCode::Other)
-            .with_message("the first copy of this uplink was not answered in time")
-            .into()
-    }
+/// The answer to a copy whose first copy went unanswered for `answer_within`.
+pub(crate) fn give_up(copy: &UpstreamMessage) -> UpstreamReply {
+    UpstreamReject::new(copy.transaction_id, UpstreamRejectResultCode::Other)
+        .with_message("the first copy of this uplink was not answered in time")
+        .into()
 }
 
 /// Whether, and how, a first copy was answered; an ack is kept in the entry. A reject
@@ -204,7 +190,8 @@ struct State {
     /// First copies not answered yet.
     by_transaction: U64Map<u64>,
     /// Copies waiting for their first copy's answer, by the first copy's sequence number.
-    held: U64Map<Vec<Held>>,
+    /// (Whole messages: after a rejected first copy they go to the application.)
+    held: U64Map<Vec<UpstreamMessage>>,
     /// Entries with held copies, by when they give up (nanoseconds since `origin`).
     holding: BTreeMap<(u64, u64), u64>,
     stats: DedupStats,
@@ -469,20 +456,19 @@ impl State {
             return false;
         };
         let entry = &self.ring[index];
-        let held = Held::of(message);
         if entry.answered == Answered::Ack {
-            out.push(held.answer((entry.dev_eui, entry.mic)));
+            out.push(answer_copy(message, (entry.dev_eui, entry.mic)));
             self.stats.answered += 1;
             return false;
         }
         if entry.age(now) >= config.answer_within {
-            out.push(held.give_up());
+            out.push(give_up(message));
             self.stats.expired_unanswered += 1;
             return false;
         }
         let due = entry.due(config.answer_within);
         let copies = self.held.entry(seq).or_default();
-        copies.push(held);
+        copies.push(message.clone());
         let first_held = copies.len() == 1;
         if first_held {
             self.holding.insert(due, seq);
@@ -524,12 +510,12 @@ impl State {
         let UpstreamReply::Ack(ack) = reply else {
             // Counted as duplicates when held; they go to the application after all.
             self.stats.duplicates -= held.len() as u64;
-            released.extend(held.into_iter().map(|copy| copy.message));
+            released.extend(held);
             return Vec::new();
         };
         let answers: Vec<UpstreamReply> = held
             .iter()
-            .map(|copy| copy.answer((ack.dev_eui, ack.mic)))
+            .map(|copy| answer_copy(copy, (ack.dev_eui, ack.mic)))
             .collect();
         self.stats.answered += answers.len() as u64;
         answers
@@ -552,9 +538,9 @@ impl State {
     }
 
     /// Rejects copies whose first copy went unanswered, counted.
-    fn reject_unanswered(&mut self, held: &[Held], out: &mut Vec<UpstreamReply>) {
+    fn reject_unanswered(&mut self, held: &[UpstreamMessage], out: &mut Vec<UpstreamReply>) {
         self.stats.expired_unanswered += held.len() as u64;
-        out.extend(held.iter().map(Held::give_up));
+        out.extend(held.iter().map(give_up));
     }
 }
 
@@ -650,7 +636,7 @@ impl Hook<UpstreamMessage, UpstreamReply> for DedupLayer {
             match self.deliver.get() {
                 Some(deliver) => deliver(copy),
                 // Not started: no way to the application; the copy is answered, not lost.
-                None => answers.push(Held { message: copy }.give_up()),
+                None => answers.push(give_up(&copy)),
             }
         }
         answers

@@ -11,7 +11,7 @@ use crate::stream::{Connection, DedupStats, Hook, StreamBuilder};
 pub use dedup::Dedup;
 pub(crate) use dedup::DedupLayer;
 #[cfg(feature = "redis")]
-pub(crate) use dedup::Held;
+pub(crate) use dedup::{answer_copy, give_up};
 use std::sync::Arc;
 
 /// A connection to the upstream stream: yields [`UpstreamMessage`]s; every one must be
