@@ -10,6 +10,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ids::ParseIdError;
 
+mod stream;
+pub use stream::{CloseReason, Closed, StreamError, StreamErrorKind};
+
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -23,8 +26,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// - [`Error::Io`], [`Error::Timeout`], [`Error::Tls`], [`Error::WebSocket`]: the transport
 ///   failed.
 /// - [`Error::Decode`]: the service answered something this crate cannot read.
-/// - [`Error::Closed`], [`Error::NotConnected`]: the stream connection is closed or
-///   reconnecting; nothing was sent.
+/// - [`Error::Closed`] (with what is closed: the `Core` or the connection, and why) and
+///   [`Error::NotConnected`] (with why the connection went down): the stream connection
+///   is closed or reconnecting; nothing was sent.
 ///
 /// No error text ever contains the access token: server-provided text (error bodies, a
 /// refused stream handshake's answer) is scrubbed of it before it is kept.
@@ -70,9 +74,11 @@ pub enum Error {
     /// one, is the [`source`](std::error::Error::source). (Boxed: it is large, and rare.)
     #[error(transparent)]
     Tls(Box<TlsError>),
-    /// The WebSocket protocol failed (handshake or framing).
+    /// The WebSocket protocol failed: the server's answer to the upgrade is not one, or
+    /// it broke the protocol on an established connection; [`StreamError::kind`] says
+    /// which.
     #[error("WebSocket error: {0}")]
-    WebSocket(String),
+    WebSocket(StreamError),
     /// The service answered something this crate cannot read.
     #[error("cannot decode {what}: {message}")]
     Decode {
@@ -81,12 +87,16 @@ pub enum Error {
         /// What was wrong with it.
         message: String,
     },
-    /// The stream connection is closed; nothing was sent.
-    #[error("connection closed: {0}")]
-    Closed(String),
-    /// The stream connection is down and reconnecting; nothing was sent.
-    #[error("not connected: {0}")]
-    NotConnected(String),
+    /// The `Core` or the stream connection is closed for good ([`Closed`] says which,
+    /// and why the connection ended); nothing was sent.
+    #[error("{0}")]
+    Closed(Closed),
+    /// The stream connection is down and reconnecting, having ended for this reason;
+    /// nothing was sent. Send again once it is back
+    /// ([`Connection::is_connected`](crate::Connection::is_connected), or
+    /// [`ConnectionEvent::Connected`](crate::ConnectionEvent::Connected)).
+    #[error("not connected: reconnecting after: {0}")]
+    NotConnected(CloseReason),
     /// A downlink was sent but its result did not arrive in time.
     #[error(
         "no result for downlink {transaction_id} in time ({})",
@@ -109,7 +119,7 @@ pub enum Error {
         /// The RAN's ack, if it came before the end.
         ack: Option<crate::model::DownstreamAck>,
         /// Why the connection ended (boxed: keeps `Error` at 64 bytes).
-        reason: Box<str>,
+        reason: Box<CloseReason>,
     },
     /// A MIC could not be computed, or no candidate of a challenge matched.
     #[cfg(feature = "mic")]
@@ -208,6 +218,9 @@ pub enum TimeoutKind {
     Write,
     /// Waiting for a stream message (`recv_timeout`, or `try_recv` with nothing queued).
     Receive,
+    /// Keepalive: nothing arrived within the pong timeout after a ping (in a
+    /// [`StreamErrorKind::Timeout`]).
+    Keepalive,
 }
 
 impl fmt::Display for TimeoutKind {
@@ -219,6 +232,7 @@ impl fmt::Display for TimeoutKind {
             TimeoutKind::Request => "request",
             TimeoutKind::Write => "write",
             TimeoutKind::Receive => "receive",
+            TimeoutKind::Keepalive => "keepalive",
         })
     }
 }
@@ -300,7 +314,7 @@ impl Error {
                 tls.detail = format!("{url}: {}", tls.detail);
                 Error::Tls(tls)
             }
-            Error::WebSocket(text) => Error::WebSocket(format!("{url}: {text}")),
+            Error::WebSocket(e) => Error::WebSocket(e.prefixed(url)),
             other => other,
         }
     }
@@ -365,7 +379,7 @@ impl From<crossbeam_channel::TryRecvError> for Error {
 }
 
 fn receive_closed() -> Error {
-    Error::Closed("the connection is closed and every message was handed out".into())
+    Error::Closed(Closed::Drained)
 }
 
 /// An input that breaks a rule of the API, caught before anything is sent.
@@ -701,7 +715,10 @@ mod tests {
             Error::from(crossbeam_channel::TryRecvError::Disconnected),
             Error::from(crossbeam_channel::RecvError),
         ] {
-            assert!(matches!(closed, Error::Closed(_)), "{closed:?}");
+            assert!(
+                matches!(closed, Error::Closed(Closed::Drained)),
+                "{closed:?}"
+            );
         }
     }
 

@@ -193,8 +193,9 @@
 //! One [`Error`] type keeps apart input rejected before anything was sent
 //! ([`Error::Invalid`]), the service's error codes ([`Error::Api`] with an [`ApiError`]
 //! per code), transport failures (`Io`, `Timeout` with the [`TimeoutKind`] that fired,
-//! `Tls` with the `rustls` error as its source, `WebSocket`), answers that
-//! cannot be decoded, and closed connections. The access token never appears in any
+//! `Tls` with the `rustls` error as its source, `WebSocket` with a [`StreamError`]), answers
+//! that cannot be decoded, and closed connections (`Closed` with what is closed and why,
+//! `NotConnected` with why the connection went down). The access token never appears in any
 //! error, `Debug` output or log line of this crate, nor in `tungstenite`'s (the crate
 //! writes the stream handshake, whose URL carries the token, itself). One caveat outside
 //! this crate's control: `ureq`'s own `TRACE` log dumps raw request bytes, the
@@ -216,7 +217,7 @@
 //! | downstream | [`DownstreamConnection`], [`DownstreamBuilder`], [`DownstreamRequest`] ([`DownstreamMessage`], [`MulticastDownstreamMessage`]), [`DownstreamReply`] ([`DownstreamAck`], [`DownstreamResult`], [`DownstreamResultCode`]), [`DownlinkTracker`], [`Tracked`] |
 //! | both streams | [`Connection`], [`StreamBuilder`], [`StreamFrame`], [`Reconnect`], [`ConnectionEvent`], [`CloseReason`], [`Iter`], [`TryIter`], [`RecvError`], [`RecvTimeoutError`], [`TryRecvError`], [`PROTOCOL_VERSION`] |
 //! | observability | [`StreamStats`], [`RejectCounts`], [`ResultCounts`], [`RestStats`], [`RestOperation`], [`RestOperationStats`], [`Health`], [`ConnectionHealth`], [`ConnectionState`] |
-//! | errors | [`Error`], [`Result`], [`ApiError`], [`ConfigError`], [`ConfigErrorKind`], [`FieldError`], [`InvalidInput`], [`TimeoutKind`], [`TlsError`] |
+//! | errors | [`Error`], [`Result`], [`ApiError`], [`ConfigError`], [`ConfigErrorKind`], [`FieldError`], [`InvalidInput`], [`TimeoutKind`], [`TlsError`], [`StreamError`], [`StreamErrorKind`], [`Closed`] |
 //!
 //! Where the specification says "exactly one of", the type is an enum: a radio has one
 //! [`Modulation`], a [`TransmissionWindow`] one [`TxTiming`], a new device one
@@ -257,8 +258,8 @@ mod wire;
 
 pub use downstream::{DownlinkTracker, DownstreamBuilder, DownstreamConnection, Tracked};
 pub use error::{
-    ApiError, ConfigError, ConfigErrorKind, Error, FieldError, InvalidInput, Result, TimeoutKind,
-    TlsError,
+    ApiError, CloseReason, Closed, ConfigError, ConfigErrorKind, Error, FieldError, InvalidInput,
+    Result, StreamError, StreamErrorKind, TimeoutKind, TlsError,
 };
 pub use ids::{DevAddr, DevEui, JoinEui, MulticastAddr, ParseIdError};
 pub use model::{
@@ -273,9 +274,9 @@ pub use rest::{
     RestStats, RoutingTable, Select,
 };
 pub use stream::{
-    CloseReason, Connection, ConnectionEvent, ConnectionHealth, ConnectionState, DedupStats,
-    Health, Iter, Reconnect, RecvError, RecvTimeoutError, RejectCounts, ResultCounts,
-    StreamBuilder, StreamFrame, StreamStats, TryIter, TryRecvError,
+    Connection, ConnectionEvent, ConnectionHealth, ConnectionState, DedupStats, Health, Iter,
+    Reconnect, RecvError, RecvTimeoutError, RejectCounts, ResultCounts, StreamBuilder, StreamFrame,
+    StreamStats, TryIter, TryRecvError,
 };
 pub use upstream::{Dedup, UpstreamBuilder, UpstreamConnection};
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError};
 
-use crate::error::Error;
+use crate::error::{CloseReason, Closed, Error};
 use crate::model::{DownstreamAck, DownstreamReply, DownstreamRequest, DownstreamResult};
 use crate::stream::correlate::Correlator;
 use crate::stream::{Connection, Outlet};
@@ -142,7 +142,7 @@ impl<T: Send + 'static> DownlinkTracker<T> {
             return self.fail(tag, id, Error::Invalid(e));
         }
         if let Some(why) = self.outlet.ended() {
-            return self.fail(tag, id, Error::Closed(why));
+            return self.fail(tag, id, Error::Closed(Closed::Connection(why)));
         }
         {
             let mut state = self.lock();
@@ -298,7 +298,7 @@ impl<T: Send + 'static> DownlinkTracker<T> {
                 Some(reason) => Error::DownstreamInterrupted {
                     transaction_id: id,
                     ack: entry.ack,
-                    reason: reason.as_str().into(),
+                    reason: Box::new(reason.clone()),
                 },
                 None => Error::DownstreamTimeout {
                     transaction_id: id,
@@ -337,7 +337,7 @@ impl<T: Send + 'static> DownlinkTracker<T> {
     }
 
     /// Why the connection ended, once it has for good (not while reconnecting).
-    fn closed_for_good(&self) -> Option<String> {
+    fn closed_for_good(&self) -> Option<CloseReason> {
         self.outlet.ended()
     }
 

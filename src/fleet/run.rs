@@ -499,7 +499,7 @@ mod tests {
         tracker.outcome(
             Kind::Update,
             Target::Device(DevEui::new(1)),
-            Err(Error::Closed("gone".into())),
+            Err(Error::Closed(crate::error::Closed::Core)),
         );
         tracker.done(Kind::Insert, 1);
         let _ = tracker.call(Call::Drop, || Ok(()));
@@ -526,7 +526,7 @@ mod tests {
         );
         assert_eq!(
             report.failure_listing().to_string(),
-            "update device 0000000000000001: connection closed: gone\n"
+            "update device 0000000000000001: the Core is closed\n"
         );
         assert!(!report.is_success());
     }

@@ -160,7 +160,7 @@ fn count<T>(core: &Core, route: Route, result: Result<T>, started: Instant) -> R
 }
 
 fn closed() -> Error {
-    Error::Closed("the client is closed".into())
+    Error::Closed(crate::error::Closed::Core)
 }
 
 /// Sorts ureq's failures into network, timeout, TLS and decode errors, each naming the

@@ -154,7 +154,7 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
     /// that the service is reachable, or retry the first connect.
     pub fn connect(&self) -> Result<Connection<In, Out>> {
         if self.core.is_closed() {
-            return Err(crate::Error::Closed("the Core is closed".into()));
+            return Err(crate::Error::Closed(crate::error::Closed::Core));
         }
         let pending = match &self.options.reconnect {
             Some(policy) if self.retry_first_connect => {

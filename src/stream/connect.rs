@@ -13,7 +13,9 @@ use super::link::{Link, LinkOptions};
 use super::read::{Outbox, Stamped};
 use super::session::OpenError;
 use super::socket::{wait_ready, would_block, Interest, Socket};
-use crate::error::{ApiError, ConfigErrorKind, Error, Result, TimeoutKind};
+use crate::error::{
+    ApiError, ConfigErrorKind, Error, Result, StreamError, StreamErrorKind, TimeoutKind,
+};
 use crate::AccessToken;
 
 /// Everything needed to open one stream connection.
@@ -322,9 +324,7 @@ fn handshake<S: Socket>(
             break end + 4;
         }
         if buf.len() > MAX_RESPONSE_HEAD {
-            return Err(
-                Error::WebSocket("handshake failed: response head too large".into()).into(),
-            );
+            return Err(handshake_failed("response head too large").into());
         }
         if !read_more(&mut buf)? {
             let why = if speaks_tls(&buf) {
@@ -343,7 +343,7 @@ fn handshake<S: Socket>(
         response.parse(&buf[..head_len]),
         Ok(httparse::Status::Complete(_))
     ) {
-        return Err(Error::WebSocket("handshake failed: malformed HTTP".into()).into());
+        return Err(handshake_failed("malformed HTTP").into());
     }
     let status = response.code.unwrap_or(0);
     let header = |name: &str| {
@@ -377,14 +377,18 @@ fn handshake<S: Socket>(
         || !has_token("Connection", "upgrade")
         || header("Sec-WebSocket-Accept") != Some(accept.as_str())
     {
-        return Err(Error::WebSocket(
-            "handshake failed: the server did not accept the upgrade".into(),
-        )
-        .into());
+        return Err(handshake_failed("the server did not accept the upgrade").into());
     }
     // Frames the server sent right after its answer are the WebSocket's to read.
     let rest = buf.split_off(head_len);
     Ok((stream, rest))
+}
+
+fn handshake_failed(why: &str) -> Error {
+    Error::WebSocket(StreamError::new(
+        StreamErrorKind::Handshake,
+        format!("handshake failed: {why}"),
+    ))
 }
 
 /// Whether the answer to a plain-text handshake starts like a TLS record (an alert or a

@@ -23,7 +23,7 @@ use super::handover::SocketLock;
 use super::read::{Metered, Outbox, Reader, Room, Stamped, Ws};
 use super::socket::Socket;
 use super::CloseReason;
-use crate::error::{Error, Result};
+use crate::error::{Closed, Error, Result, StreamError};
 use crate::sync::lock;
 
 /// Tuning of a [`Link`].
@@ -111,7 +111,7 @@ impl Shared {
     }
 
     /// Ends the link after a failure: sends fail from now on, and the reader wakes up.
-    pub(crate) fn fail(&self, tcp: &TcpStream, why: String) {
+    pub(crate) fn fail(&self, tcp: &TcpStream, why: StreamError) {
         self.end(CloseReason::Error(why));
         self.closing.store(true, Ordering::Release);
         let _ = tcp.shutdown(Shutdown::Both);
@@ -256,7 +256,7 @@ impl Link {
         }
         self.wire.send(message, &self.shared).map_err(|e| match e {
             // Say why the connection is closed, not only that it is.
-            Error::Closed(_) => self.closed_error(),
+            Error::Closed(Closed::Connection(_)) => self.closed_error(),
             other => other,
         })
     }
@@ -307,10 +307,10 @@ impl Link {
     }
 
     fn closed_error(&self) -> Error {
-        Error::Closed(match self.reason() {
-            Some(reason) => reason.to_string(),
-            None => "the connection is closing".into(),
-        })
+        // Every path that sets `closing` records its reason first; none recorded would
+        // be our own close under way.
+        let reason = self.reason().unwrap_or(CloseReason::Local);
+        Error::Closed(Closed::Connection(reason))
     }
 }
 

@@ -49,6 +49,7 @@ pub use frame::StreamFrame;
 pub use reconnect::Reconnect;
 pub use session::ConnectionEvent;
 
+pub(crate) use crate::error::CloseReason;
 use crate::error::Result;
 use crate::wire::DEFAULT_MAX_FRAME_SIZE;
 use connect::ConnectParams;
@@ -62,38 +63,6 @@ use read::{Outbox, Room};
 use session::{EventHandler, Opener, Session};
 use stats::StreamCounters;
 pub use stats::{DedupStats, RejectCounts, ResultCounts, StreamStats};
-
-/// Why a connection ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CloseReason {
-    /// We closed it: [`Connection::close`], `Drop`, or `Core::close`.
-    Local,
-    /// The server closed it with a close frame.
-    Remote {
-        /// The WebSocket close code (1000 is a normal closure; 1005 means none given).
-        code: u16,
-        /// The reason text the server gave.
-        reason: String,
-    },
-    /// The transport or the WebSocket protocol failed.
-    Error(String),
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CloseReason::Local => f.write_str("closed by the client"),
-            CloseReason::Remote { code, reason } if reason.is_empty() => {
-                write!(f, "closed by the server (code {code})")
-            }
-            CloseReason::Remote { code, reason } => {
-                write!(f, "closed by the server (code {code}: {reason})")
-            }
-            CloseReason::Error(e) => write!(f, "connection failed: {e}"),
-        }
-    }
-}
 
 /// Tuning of one stream connection, set through [`StreamBuilder`]'s methods.
 #[derive(Debug, Clone)]
@@ -139,7 +108,7 @@ pub(crate) struct Collected<In> {
     /// The replies correlated with the message, in order.
     pub(crate) replies: Vec<In>,
     /// The connection ended before the last reply: why. The message had been written.
-    pub(crate) ended: Option<String>,
+    pub(crate) ended: Option<CloseReason>,
 }
 
 /// A stream connection receiving `In` and sending `Out`: one WebSocket, a reader thread
@@ -355,7 +324,8 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
                         .session
                         .state()
                         .interruption()
-                        .map_or_else(|| "the connection ended".to_owned(), |r| r.to_string());
+                        .cloned()
+                        .unwrap_or(CloseReason::Local);
                     return Ok(Collected {
                         replies: got,
                         ended: Some(why),

@@ -6,8 +6,8 @@ use std::sync::{Arc, Weak};
 
 use super::session::Session;
 use super::stats::StreamCounters;
-use super::StreamFrame;
-use crate::error::{InvalidInput, Result};
+use super::{CloseReason, StreamFrame};
+use crate::error::{Closed, InvalidInput, Result};
 
 fn encode<T: serde::Serialize>(message: &T) -> Result<String> {
     serde_json::to_string(message)
@@ -56,20 +56,21 @@ impl<Out: StreamFrame> Outlet<Out> {
     }
 
     /// Writes `message` on the connection and counts it; fails once the connection is
-    /// gone.
+    /// gone (dropped: closed by its owner).
     pub(crate) fn send(&self, message: &Out) -> Result<()> {
         let session = self
             .session
             .upgrade()
-            .ok_or_else(|| crate::Error::Closed("the connection is gone".into()))?;
+            .ok_or(crate::Error::Closed(Closed::Connection(CloseReason::Local)))?;
         send_counted(&session, &self.stats, message)
     }
 
     /// Why the connection ended for good, once it has (not while it reconnects).
-    pub(crate) fn ended(&self) -> Option<String> {
+    pub(crate) fn ended(&self) -> Option<CloseReason> {
         match self.session.upgrade() {
-            None => Some("the connection is gone".into()),
-            Some(session) => session.state().close_reason().map(|r| r.to_string()),
+            // Dropped by its owner.
+            None => Some(CloseReason::Local),
+            Some(session) => session.state().close_reason(),
         }
     }
 }

@@ -30,6 +30,7 @@ use super::handover::SocketLock;
 use super::link::{Command, Shared};
 use super::socket::{wait_ready, would_block, Interest, Socket};
 use super::CloseReason;
+use crate::error::StreamError;
 use crate::sync::lock;
 
 /// Most frames the reader takes per lock, control and empty frames included, so senders
@@ -272,7 +273,7 @@ fn read_pass<S: Socket>(
                 break;
             }
             Err(e) => {
-                pass.end = Some(CloseReason::Error(e.to_string()));
+                pass.end = Some(CloseReason::Error(StreamError::websocket("read failed", e)));
                 break;
             }
         }
@@ -341,7 +342,7 @@ impl<S: Socket, T, D: Fn(Bytes) -> Option<T>> Reader<S, T, D> {
             let budget = if last_passes { 0 } else { READ_BATCH_BYTES };
             if !more && !last_passes {
                 if let Err(e) = wait_ready(&self.tcp, Interest::Read, None) {
-                    break CloseReason::Error(format!("waiting for data: {e}"));
+                    break CloseReason::Error(StreamError::io("waiting for data", e));
                 }
             }
             let pass = read_pass(&self.ws, shared, budget, &mut batch);

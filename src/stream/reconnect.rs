@@ -9,7 +9,7 @@ use crossbeam_channel::Receiver;
 
 use super::link::Link;
 use super::session::{ConnectionEvent, EventHandler, OpenError, Opener, Session};
-use crate::error::{ApiError, Error};
+use crate::error::{ApiError, Closed, Error, StreamError, StreamErrorKind};
 
 /// Automatic reconnection after a connection fails: exponential backoff with jitter. On
 /// by default with [`Reconnect::default`]; tune it with
@@ -163,6 +163,9 @@ pub(crate) fn supervise(
                     error: Error::Api(ApiError::Unauthorized { description }),
                     by_api,
                 }) => {
+                    let refused = ApiError::Unauthorized {
+                        description: description.clone(),
+                    };
                     refusals += 1;
                     if by_api || refusals >= Reconnect::MAX_REFUSALS {
                         let why = match by_api {
@@ -171,7 +174,11 @@ pub(crate) fn supervise(
                                 "the token was refused {refusals} times in a row: {description}"
                             ),
                         };
-                        s.give_up(why);
+                        s.give_up(StreamError::with_source(
+                            StreamErrorKind::TokenRefused,
+                            why,
+                            refused,
+                        ));
                         return;
                     }
                     s.emit(ConnectionEvent::Refused {
@@ -179,8 +186,12 @@ pub(crate) fn supervise(
                         description: description.clone(),
                     });
                     if policy.max_attempts.is_some_and(|max| attempt >= max) {
-                        s.give_up(format!(
-                            "{attempt} attempts failed, the last refused: {description}"
+                        let why =
+                            format!("{attempt} attempts failed, the last refused: {description}");
+                        s.give_up(StreamError::with_source(
+                            StreamErrorKind::GaveUp { attempts: attempt },
+                            why,
+                            refused,
                         ));
                         return;
                     }
@@ -189,7 +200,12 @@ pub(crate) fn supervise(
                     refusals = 0;
                     log::debug!("{}: reconnect attempt {attempt} failed: {error}", s.name());
                     if policy.max_attempts.is_some_and(|max| attempt >= max) {
-                        s.give_up(format!("{attempt} attempts failed, the last with: {error}"));
+                        let why = format!("{attempt} attempts failed, the last with: {error}");
+                        s.give_up(StreamError::with_source(
+                            StreamErrorKind::GaveUp { attempts: attempt },
+                            why,
+                            error,
+                        ));
                         return;
                     }
                 }
@@ -214,7 +230,8 @@ pub(crate) struct FirstRetry {
 /// attempt is retried with the policy's backoff, as a reconnect would be, until a link
 /// is up, the attempts run out (the last error), the token is refused (at once when the
 /// API refuses it, after [`Reconnect::MAX_REFUSALS`] bare refusals), the configuration
-/// cannot work, or the `Core` closes ([`Error::Closed`]).
+/// cannot work, or the `Core` closes ([`Error::Closed`] with [`Closed::Core`]; the last
+/// failure was logged).
 pub(crate) fn first_link(
     name: &str,
     open: &mut Opener,
@@ -262,9 +279,8 @@ pub(crate) fn first_link(
             .recv_timeout(delay)
             .is_err_and(|e| e.is_disconnected())
         {
-            return Err(Error::Closed(format!(
-                "the Core was closed while {name} was connecting (last failure: {error})"
-            )));
+            log::debug!("{name}: the Core was closed while connecting (last failure: {error})");
+            return Err(Error::Closed(Closed::Core));
         }
     }
 }

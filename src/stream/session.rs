@@ -20,7 +20,7 @@ use super::link::Link;
 use super::reconnect::{first_link, supervise, FirstRetry, Reconnect};
 use super::stats::StreamCounters;
 use super::CloseReason;
-use crate::error::{Error, Result};
+use crate::error::{Closed, Error, Result, StreamError};
 use crate::sync::lock;
 
 /// A change in a connection's state, reported to the callback given to
@@ -49,8 +49,11 @@ pub enum ConnectionEvent {
         /// What the refusal said.
         description: String,
     },
-    /// Reconnection stopped for good: the token was refused or the attempts ran out.
-    GaveUp(String),
+    /// Reconnection stopped for good: the token was refused
+    /// ([`StreamErrorKind::TokenRefused`](crate::StreamErrorKind::TokenRefused)) or the
+    /// attempts ran out ([`StreamErrorKind::GaveUp`](crate::StreamErrorKind::GaveUp)).
+    /// The connection's [`CloseReason`] is this error.
+    GaveUp(StreamError),
 }
 
 impl fmt::Display for ConnectionEvent {
@@ -254,24 +257,19 @@ impl Session {
 
     pub(crate) fn send_text(&self, text: String) -> Result<()> {
         let link = match &*lock(&self.phase) {
-            Phase::Connected(link) => Some(link.clone()),
-            _ => None,
+            Phase::Connected(link) => link.clone(),
+            Phase::Reconnecting { after, .. } => return Err(Error::NotConnected(after.clone())),
+            Phase::Closing { reason, .. } | Phase::Closed(reason) => {
+                return Err(Error::Closed(Closed::Connection(reason.clone())))
+            }
         };
-        match link {
+        link.send_text(text).map_err(|e| match e {
             // A link that just failed is about to be replaced: say so, not "closed".
-            Some(link) => link.send_text(text).map_err(|e| match e {
-                Error::Closed(why) if self.reconnects && !self.is_closed() => {
-                    Error::NotConnected(format!("reconnecting after: {why}"))
-                }
-                other => other,
-            }),
-            None => match self.state() {
-                State::Closed(reason) => Err(Error::Closed(reason.to_string())),
-                _ => Err(Error::NotConnected(
-                    "reconnecting; the message was not sent".into(),
-                )),
-            },
-        }
+            Error::Closed(Closed::Connection(why)) if self.reconnects && !self.is_closed() => {
+                Error::NotConnected(why)
+            }
+            other => other,
+        })
     }
 
     /// Connected or Reconnecting → Closing. A connection that had already ended keeps
@@ -358,7 +356,7 @@ impl Session {
     }
 
     /// Reconnecting → Closed: reconnection stopped for good.
-    pub(crate) fn give_up(&self, why: String) {
+    pub(crate) fn give_up(&self, why: StreamError) {
         {
             let mut phase = lock(&self.phase);
             if !matches!(*phase, Phase::Reconnecting { .. }) {

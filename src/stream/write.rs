@@ -16,7 +16,7 @@ use tungstenite::{Bytes, Message};
 use super::link::{Command, LinkOptions, Shared};
 use super::read::Ws;
 use super::socket::{wait_ready, would_block, Interest, Socket};
-use crate::error::{Error, Result};
+use crate::error::{CloseReason, Closed, Error, Result, StreamError, StreamErrorKind, TimeoutKind};
 
 /// Writes one message on the caller's thread; returns once the socket has taken it.
 pub(crate) fn send<S: Socket>(
@@ -42,14 +42,15 @@ pub(crate) fn send<S: Socket>(
             Err(tungstenite::Error::Io(e)) if would_block(&e) => {}
             Err(tungstenite::Error::Io(e)) => {
                 drop(guard);
-                shared.fail(tcp, format!("write failed: {e}"));
-                return Err(Error::Io(e));
+                let e = Error::Io(e);
+                shared.fail(tcp, StreamError::write_failed(&e));
+                return Err(e);
             }
             Err(e) => return Err(map_ws_error(e)),
         }
     }
     flush(ws, tcp, write_timeout).inspect_err(|e| {
-        shared.fail(tcp, format!("write failed: {e}"));
+        shared.fail(tcp, StreamError::write_failed(e));
     })
 }
 
@@ -65,7 +66,7 @@ struct Keepalive {
 enum Tick {
     Idle,
     Ping,
-    Dead(String),
+    Dead(StreamError),
 }
 
 impl Keepalive {
@@ -85,9 +86,12 @@ impl Keepalive {
             if shared.delivering.load(Ordering::SeqCst) || shared.seen() >= sent {
                 self.awaiting = None;
             } else if now >= sent + self.pong_timeout {
-                return Tick::Dead(format!(
-                    "no answer to a ping within {:?}; the peer is gone",
-                    self.pong_timeout
+                return Tick::Dead(StreamError::new(
+                    StreamErrorKind::Timeout(TimeoutKind::Keepalive),
+                    format!(
+                        "no answer to a ping within {:?}; the peer is gone",
+                        self.pong_timeout
+                    ),
                 ));
             }
         }
@@ -157,7 +161,7 @@ pub(crate) fn write_loop<S: Socket>(
         }
         if let Err(e) = flush(ws, tcp, options.write_timeout) {
             if !close {
-                shared.fail(tcp, format!("write failed: {e}"));
+                shared.fail(tcp, StreamError::write_failed(&e));
                 return;
             }
         }
@@ -189,7 +193,7 @@ fn flush<S: Socket>(ws: &Ws<S>, tcp: &TcpStream, timeout: Duration) -> Result<()
             Err(tungstenite::Error::Io(e)) if would_block(&e) => {
                 if !wait_ready(tcp, Interest::Write, Some(timeout)).map_err(Error::Io)? {
                     return Err(Error::timeout(
-                        crate::error::TimeoutKind::Write,
+                        TimeoutKind::Write,
                         format!("the peer took no data for {timeout:?}"),
                     ));
                 }
@@ -211,8 +215,9 @@ pub(crate) fn map_ws_error(e: tungstenite::Error) -> Error {
         tungstenite::Error::ConnectionClosed
         | tungstenite::Error::AlreadyClosed
         | tungstenite::Error::Protocol(ProtocolError::SendAfterClosing) => {
-            Error::Closed("the connection is closed".into())
+            // The link replaces it with the reason it recorded (`Link::send_message`).
+            Error::Closed(Closed::Connection(CloseReason::Local))
         }
-        other => Error::WebSocket(other.to_string()),
+        other => Error::WebSocket(StreamError::websocket("write failed", other)),
     }
 }
