@@ -186,8 +186,16 @@ impl StreamError {
     /// A WebSocket failure on an established connection, `what` saying what was being
     /// done.
     pub(crate) fn websocket(what: &str, error: tungstenite::Error) -> Self {
+        use tungstenite::error::ProtocolError::ResetWithoutClosingHandshake;
         let kind = match error {
             tungstenite::Error::Io(e) => return Self::io(what, e),
+            // The TCP connection ended under the WebSocket: a network failure, not the
+            // peer speaking the protocol wrong.
+            tungstenite::Error::Protocol(ResetWithoutClosingHandshake) => {
+                let detail = format!("{what}: {error}");
+                let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, error);
+                return Self::with_source(StreamErrorKind::Io, detail, reset);
+            }
             tungstenite::Error::Capacity(_) => StreamErrorKind::FrameTooLarge,
             _ => StreamErrorKind::Protocol,
         };

@@ -9,6 +9,7 @@
 mod common;
 
 mod correlation;
+mod errors;
 mod lifetime;
 mod observability;
 mod runtime;
