@@ -93,7 +93,7 @@ pub enum Error {
     Closed(Closed),
     /// The stream connection is down and reconnecting, having ended for this reason;
     /// nothing was sent. Send again once it is back
-    /// ([`Connection::is_connected`](crate::Connection::is_connected), or
+    /// (the connection's `is_connected()`, or
     /// [`ConnectionEvent::Connected`](crate::ConnectionEvent::Connected)).
     #[error("not connected: reconnecting after: {0}")]
     NotConnected(CloseReason),

@@ -124,8 +124,8 @@
 //! sends fail fast with [`Error::NotConnected`]. A refused token is final. Keepalive pings
 //! detect a dead peer (half-open TCP, a dropped NAT mapping); [`StreamBuilder::on_event`]
 //! reports every state change, and every end is logged at warn level with its reason.
-//! When `iter()` ends, [`Connection::close_reason`] tells a close
-//! ([`CloseReason::Local`]) from a failure.
+//! When `iter()` ends, `close_reason()` ([`UpstreamConnection::close_reason`]) tells a
+//! close ([`CloseReason::Local`]) from a failure, whose [`StreamErrorKind`] says what failed.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -147,11 +147,11 @@
 //! operator who must see without reading logs whether uplinks flow, how they are
 //! answered, whether downlinks succeed and whether the streams stay up.
 //!
-//! - [`Connection::stats`] gives a [`StreamStats`] snapshot of one stream connection,
+//! - [`UpstreamConnection::stats`] (and the downstream's) gives a [`StreamStats`] snapshot of one stream connection,
 //!   counted since it was opened, across reconnections.
 //! - [`Core::rest_stats`] gives a [`RestStats`] snapshot of the REST calls made through a
 //!   `Core` (and its clones), by operation and outcome.
-//! - [`Core::health`] and [`Connection::health`] answer "is this LNS connected to the RAN
+//! - [`Core::health`] and a connection's `health()` answer "is this LNS connected to the RAN
 //!   right now", ready to map to a readiness probe.
 //!
 //! Counting costs a relaxed atomic add per event in one shared allocation per
@@ -215,7 +215,7 @@
 //! | radio and timing | [`UpstreamRadio`], [`DownstreamRadio`], [`Modulation`] ([`LoRaModulation`], [`FskModulation`], [`FhssModulation`]), [`Gps`], [`TransmissionWindow`], [`TxTiming`] |
 //! | upstream | [`UpstreamConnection`], [`UpstreamBuilder`], [`UpstreamMessage`], [`UpstreamReply`] ([`UpstreamAck`], [`UpstreamReject`], [`UpstreamRejectResultCode`]), [`Dedup`], [`DedupStats`] |
 //! | downstream | [`DownstreamConnection`], [`DownstreamBuilder`], [`DownstreamRequest`] ([`DownstreamMessage`], [`MulticastDownstreamMessage`]), [`DownstreamReply`] ([`DownstreamAck`], [`DownstreamResult`], [`DownstreamResultCode`]), [`DownlinkTracker`], [`Tracked`] |
-//! | both streams | [`Connection`], [`StreamBuilder`], [`StreamFrame`], [`Reconnect`], [`ConnectionEvent`], [`CloseReason`], [`Iter`], [`TryIter`], [`RecvError`], [`RecvTimeoutError`], [`TryRecvError`], [`PROTOCOL_VERSION`] |
+//! | both streams | [`StreamBuilder`], [`StreamFrame`], [`Reconnect`], [`ConnectionEvent`], [`CloseReason`], [`Iter`], [`TryIter`], [`RecvError`], [`RecvTimeoutError`], [`TryRecvError`], [`PROTOCOL_VERSION`] |
 //! | observability | [`StreamStats`], [`RejectCounts`], [`ResultCounts`], [`RestStats`], [`RestOperation`], [`RestOperationStats`], [`Health`], [`ConnectionHealth`], [`ConnectionState`] |
 //! | errors | [`Error`], [`Result`], [`ApiError`], [`ConfigError`], [`ConfigErrorKind`], [`FieldError`], [`InvalidInput`], [`TimeoutKind`], [`TlsError`], [`StreamError`], [`StreamErrorKind`], [`Closed`] |
 //!
@@ -274,8 +274,8 @@ pub use rest::{
     RestStats, RoutingTable, Select,
 };
 pub use stream::{
-    Connection, ConnectionEvent, ConnectionHealth, ConnectionState, DedupStats, Health, Iter,
-    Reconnect, RecvError, RecvTimeoutError, RejectCounts, ResultCounts, StreamBuilder, StreamFrame,
+    ConnectionEvent, ConnectionHealth, ConnectionState, DedupStats, Health, Iter, Reconnect,
+    RecvError, RecvTimeoutError, RejectCounts, ResultCounts, StreamBuilder, StreamFrame,
     StreamStats, TryIter, TryRecvError,
 };
 pub use upstream::{Dedup, UpstreamBuilder, UpstreamConnection};

@@ -8,11 +8,12 @@ use crate::model::{
     DownstreamMessage, DownstreamReply, DownstreamRequest, DownstreamResult,
     MulticastDownstreamMessage, TransmissionWindow,
 };
-use crate::stream::{Connection, StreamBuilder};
+use crate::stream::{connection_face, StreamBuilder};
 
 mod tracker;
 pub use tracker::{DownlinkTracker, Tracked};
 
+connection_face! {
 /// A connection to the downstream stream: sends downlinks to devices and multicast
 /// groups, and yields a [`DownstreamReply`] (ack, then result) for each.
 ///
@@ -39,13 +40,14 @@ pub use tracker::{DownlinkTracker, Tracked};
 /// }
 /// # Ok::<(), ran_routing::Error>(())
 /// ```
-pub type DownstreamConnection = Connection<DownstreamReply, DownstreamRequest>;
+DownstreamConnection, DownstreamReply, DownstreamRequest, "downstream"
+}
 
-impl Connection<DownstreamReply, DownstreamRequest> {
+impl DownstreamConnection {
     /// Sends a downlink to `dev_eui`. A join accept also names the address it hands out:
     /// send a [`DownstreamMessage`] with
     /// [`with_target_dev_addr`](DownstreamMessage::with_target_dev_addr) through
-    /// [`send`](Connection::send).
+    /// [`send`](Self::send).
     pub fn send_downstream(
         &self,
         transaction_id: u64,
@@ -78,12 +80,12 @@ impl Connection<DownstreamReply, DownstreamRequest> {
     }
 }
 
-impl Connection<DownstreamReply, DownstreamRequest> {
+impl DownstreamConnection {
     /// Sends a downlink (unicast or multicast) and waits up to `timeout` for its
     /// [`DownstreamResult`].
     ///
     /// The ack and the result for this transaction go to this call only; every other
-    /// reply still reaches [`iter`](Connection::iter), so a thread can iterate while
+    /// reply still reaches [`iter`](Self::iter), so a thread can iterate while
     /// others wait, and many threads may wait at once. On timeout the error is
     /// [`Error::DownstreamTimeout`], saying whether the ack came; when the connection
     /// ends first it is [`Error::DownstreamInterrupted`], with the ack if it came. In both
@@ -114,7 +116,9 @@ impl Connection<DownstreamReply, DownstreamRequest> {
     ) -> Result<DownstreamResult> {
         let request = request.into();
         let transaction_id = request.transaction_id();
-        let collected = self.send_and_collect(transaction_id, request, timeout)?;
+        let collected = self
+            .inner
+            .send_and_collect(transaction_id, request, timeout)?;
         let mut ack = None;
         for reply in collected.replies {
             match reply {

@@ -11,7 +11,7 @@ use crossbeam_channel::{select, Receiver, RecvError, RecvTimeoutError, Sender, T
 use crate::error::{CloseReason, Closed, Error};
 use crate::model::{DownstreamAck, DownstreamReply, DownstreamRequest, DownstreamResult};
 use crate::stream::correlate::Correlator;
-use crate::stream::{Connection, Outlet};
+use crate::stream::Outlet;
 
 /// The outcome of one tagged downlink, from a [`DownlinkTracker`].
 #[derive(Debug)]
@@ -64,7 +64,7 @@ struct State<T> {
 ///
 /// The tracker is `Send + Sync`: many threads may send while one receives (receiving
 /// calls take turns). Replies to tracked downlinks go to the tracker only, never to the
-/// connection's own [`iter`](Connection::iter); a reply that comes after its downlink
+/// connection's own [`iter`](crate::DownstreamConnection::iter); a reply that comes after its downlink
 /// timed out goes to the connection's `iter()`. Tracking survives reconnection: a
 /// result that comes on the new link still finds its downlink. Transaction ids are the
 /// caller's, e.g. from [`Core::next_transaction_id`](crate::Core::next_transaction_id);
@@ -106,11 +106,11 @@ pub struct DownlinkTracker<T> {
     receiving: Mutex<()>,
 }
 
-impl Connection<DownstreamReply, DownstreamRequest> {
+impl crate::DownstreamConnection {
     /// A [`DownlinkTracker`] on this connection whose downlinks time out after
     /// `timeout` without a result. Several trackers may share a connection.
     pub fn tracker<T: Send + 'static>(&self, timeout: Duration) -> DownlinkTracker<T> {
-        let (outlet, correlator) = self.tracking_parts();
+        let (outlet, correlator) = self.inner.tracking_parts();
         let (replies_tx, replies) = crossbeam_channel::unbounded();
         let (failures_tx, failures) = crossbeam_channel::unbounded();
         DownlinkTracker {

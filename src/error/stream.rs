@@ -15,7 +15,7 @@ use super::TimeoutKind;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CloseReason {
-    /// We closed it: [`Connection::close`](crate::Connection::close), `Drop`, or
+    /// We closed it: `close()` on the connection, `Drop`, or
     /// [`Core::close`](crate::Core::close).
     Local,
     /// The server closed it with a close frame.
@@ -69,7 +69,7 @@ pub enum Closed {
     Connection(CloseReason),
     /// A receiving method found the connection ended and every message it received
     /// handed out (a channel error converted with `?`);
-    /// [`Connection::close_reason`](crate::Connection::close_reason) says why it ended.
+    /// the connection's `close_reason()` says why it ended.
     Drained,
 }
 

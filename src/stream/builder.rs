@@ -87,17 +87,18 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
     }
 
     /// The backoff policy of automatic reconnection, which is on by default with
-    /// [`Reconnect::default`]. While reconnecting, [`iter`](Connection::iter) keeps
-    /// waiting and sends fail at once with
-    /// [`Error::NotConnected`](crate::Error::NotConnected).
+    /// [`Reconnect::default`]. While reconnecting, `iter()` keeps waiting and sends fail
+    /// at once with [`Error::NotConnected`](crate::Error::NotConnected), which says why
+    /// the connection went down: send again once it is back.
     pub fn reconnect(mut self, policy: Reconnect) -> Self {
         self.options.reconnect = Some(policy);
         self
     }
 
     /// Turns automatic reconnection off: the connection ends at the first failure or
-    /// server close, and [`iter`](Connection::iter) ends once every message received
-    /// before has been handed out. [`Connection::close_reason`] then says why.
+    /// server close, and `iter()` ends once every message received before has been
+    /// handed out. `close_reason()` then says why
+    /// ([`UpstreamConnection::close_reason`](crate::UpstreamConnection::close_reason)).
     pub fn no_reconnect(mut self) -> Self {
         self.options.reconnect = None;
         self
@@ -119,7 +120,8 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
     /// policy's [`max_attempts`](Reconnect::max_attempts) run out, the token is refused,
     /// the configuration cannot work, or [`Core::close`](crate::Core::close) is called
     /// (from a signal handler's thread, say): then with
-    /// [`Error::Closed`](crate::Error::Closed). Meanwhile
+    /// [`Error::Closed`](crate::Error::Closed) holding
+    /// [`Closed::Core`](crate::Closed::Core). Meanwhile
     /// [`Core::health`](crate::Core::health) lists the connection as reconnecting. With
     /// [`no_reconnect`](Self::no_reconnect) there is no policy and nothing is retried.
     ///
@@ -139,20 +141,8 @@ impl<'a, In: StreamFrame, Out: StreamFrame> StreamBuilder<'a, In, Out> {
         self
     }
 
-    /// Opens a connection; blocks until the WebSocket handshake is done. By default the
-    /// first failure is returned at once; see
-    /// [`retry_first_connect`](Self::retry_first_connect) to retry it. Once open, the
-    /// connection reconnects by itself (see [`reconnect`](Self::reconnect)) and needs
-    /// nothing from the `Core` but its [`close`](crate::Core::close): dropping the
-    /// `Core` does not close it.
-    ///
-    /// # Errors
-    ///
-    /// [`ApiError::Unauthorized`](crate::ApiError::Unauthorized) for a refused token
-    /// (check it; retrying does not help), [`Error::Closed`](crate::Error::Closed) once
-    /// the `Core` is closed, otherwise the transport error of the (last) attempt: check
-    /// that the service is reachable, or retry the first connect.
-    pub fn connect(&self) -> Result<Connection<In, Out>> {
+    /// Opens a connection, as each face's `connect` documents (see `face.rs`).
+    pub(crate) fn open(&self) -> Result<Connection<In, Out>> {
         if self.core.is_closed() {
             return Err(crate::Error::Closed(crate::error::Closed::Core));
         }

@@ -48,7 +48,7 @@ impl fmt::Display for ConnectionState {
 }
 
 /// The health of one stream connection, from
-/// [`Connection::health`](crate::Connection::health).
+/// [`UpstreamConnection::health`](crate::UpstreamConnection::health) (and the downstream's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ConnectionHealth {

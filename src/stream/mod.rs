@@ -14,6 +14,7 @@
 mod builder;
 pub(crate) mod connect;
 pub(crate) mod correlate;
+mod face;
 mod frame;
 mod handover;
 mod health;
@@ -35,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// `crossbeam-channel`'s own error type, re-exported so that naming it needs no
-/// dependency of yours: the receiving methods of a [`Connection`] and a
+/// dependency of yours: the receiving methods of a connection and a
 /// [`DownlinkTracker`](crate::DownlinkTracker) fail as crossbeam's channels do. It
 /// follows `crossbeam-channel` 0.5's API; each converts into [`Error`](crate::Error).
 pub use crossbeam_channel::RecvError;
@@ -45,6 +46,7 @@ pub use crossbeam_channel::RecvTimeoutError;
 pub use crossbeam_channel::TryRecvError;
 
 pub use builder::StreamBuilder;
+pub(crate) use face::connection_face;
 pub use frame::StreamFrame;
 pub use reconnect::Reconnect;
 pub use session::ConnectionEvent;
@@ -113,18 +115,11 @@ pub(crate) struct Collected<In> {
 
 /// A stream connection receiving `In` and sending `Out`: one WebSocket, a reader thread
 /// and a thread for pings, control replies and reconnection, messages delivered over a
-/// bounded channel.
-///
-/// Use it through its two typed forms: an [`UpstreamConnection`](crate::UpstreamConnection)
-/// receives [`UpstreamMessage`](crate::UpstreamMessage)s and sends acks or rejects; a
-/// [`DownstreamConnection`](crate::DownstreamConnection) sends downlinks and receives
-/// [`DownstreamReply`](crate::DownstreamReply)s. Receiving speaks crossbeam's vocabulary:
-/// [`recv`](Self::recv), [`recv_timeout`](Self::recv_timeout),
-/// [`try_recv`](Self::try_recv), [`iter`](Self::iter) and [`try_iter`](Self::try_iter).
-///
-/// A connection is `Send + Sync`: several worker threads can share one connection's
-/// iterator, and one thread can send while another iterates.
-pub struct Connection<In, Out> {
+/// bounded channel. Users see it through its typed faces
+/// ([`UpstreamConnection`](crate::UpstreamConnection),
+/// [`DownstreamConnection`](crate::DownstreamConnection), see `face.rs`), whose methods
+/// document what these do.
+pub(crate) struct Connection<In, Out> {
     session: Arc<Session>,
     stats: Arc<StreamCounters>,
     correlator: Arc<correlate::Correlator<In>>,
@@ -241,13 +236,8 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         })
     }
 
-    /// Sends a message; returns once it has been written to the socket.
-    ///
-    /// The value rules are checked first: an invalid message is an
-    /// [`Error::Invalid`](crate::Error::Invalid) and nothing is sent. After
-    /// [`close`](Self::close) every send fails at once with
-    /// [`Error::Closed`](crate::Error::Closed).
-    pub fn send(&self, message: impl Into<Out>) -> Result<()> {
+    /// Sends a message once its value rules pass; returns once it is written.
+    pub(crate) fn send(&self, message: impl Into<Out>) -> Result<()> {
         let message = message.into();
         message.validate()?;
         send_counted(&self.session, &self.stats, &message)?;
@@ -335,14 +325,13 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         }
     }
 
-    /// Blocks until a message arrives. Fails once the connection has ended and every
-    /// message received before has been handed out.
-    pub fn recv(&self) -> Result<In, RecvError> {
+    /// Blocks until a message arrives, or the connection has ended and is drained.
+    pub(crate) fn recv(&self) -> Result<In, RecvError> {
         self.next(None).map_err(|_| RecvError)
     }
 
     /// Like [`recv`](Self::recv), waiting at most `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<In, RecvTimeoutError> {
+    pub(crate) fn recv_timeout(&self, timeout: Duration) -> Result<In, RecvTimeoutError> {
         self.next(Some(Instant::now() + timeout))
     }
 
@@ -355,7 +344,7 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     }
 
     /// Takes a message if one is waiting, without blocking.
-    pub fn try_recv(&self) -> Result<In, TryRecvError> {
+    pub(crate) fn try_recv(&self) -> Result<In, TryRecvError> {
         loop {
             if let Some(message) = self.pass(self.inbox.try_next()?) {
                 return Ok(message);
@@ -379,59 +368,28 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         passed
     }
 
-    /// A blocking iterator over received messages. It ends when the connection has
-    /// ended and every message received before has been handed out.
-    ///
-    /// With reconnection on (the default) a failure or a server's close does not end it:
-    /// the connection is replaced and the loop goes on; it ends after
-    /// [`close`](Self::close) (yours, or [`Core::close`](crate::Core::close)) or when
-    /// reconnection gives up (a refused token, or
-    /// [`Reconnect::max_attempts`] failed attempts). With
-    /// [`no_reconnect`](StreamBuilder::no_reconnect) it ends at the first failure. Either
-    /// way, after the loop [`close_reason`](Self::close_reason) (or
-    /// [`wait_closed`](Self::wait_closed)) tells a failure from a close:
-    ///
-    /// ```no_run
-    /// use ran_routing::{CloseReason, Core};
-    ///
-    /// let ran = Core::new("token", "https://eu.cloud.everynet.io/api/v1")?;
-    /// let upstream = ran.upstream().connect()?;
-    /// for message in upstream.iter() {
-    ///     // ... answer it
-    /// #   let _ = message;
-    /// }
-    /// match upstream.wait_closed() {
-    ///     CloseReason::Local => println!("closed by us"),
-    ///     other => eprintln!("the stream failed: {other}"),
-    /// }
-    /// # Ok::<(), ran_routing::Error>(())
-    /// ```
-    pub fn iter(&self) -> Iter<'_, In, Out> {
+    /// A blocking iterator over received messages.
+    pub(crate) fn iter(&self) -> Iter<'_, In, Out> {
         Iter { conn: self }
     }
 
     /// An iterator over the messages waiting now; it never blocks.
-    pub fn try_iter(&self) -> TryIter<'_, In, Out> {
+    pub(crate) fn try_iter(&self) -> TryIter<'_, In, Out> {
         TryIter { conn: self }
     }
 
-    /// How many received messages are waiting for the consumer, including those kept
-    /// after [`close`](Self::close) beyond the channel.
-    pub fn len(&self) -> usize {
+    /// How many received messages are waiting, the stash after close included.
+    pub(crate) fn len(&self) -> usize {
         self.inbox.len()
     }
 
     /// Whether no received message is waiting.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// A snapshot of this connection's counters since it was opened, across
-    /// reconnections, and of its gauges now; see [`StreamStats`].
-    ///
-    /// Cheap: a few dozen relaxed loads. Counting itself is a relaxed atomic add per
-    /// event.
-    pub fn stats(&self) -> StreamStats {
+    /// A snapshot of the counters and gauges.
+    pub(crate) fn stats(&self) -> StreamStats {
         let mut stats = self
             .stats
             .snapshot(self.session.is_connected(), self.inbox.len());
@@ -442,49 +400,38 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
 }
 
 impl<In, Out> Connection<In, Out> {
-    /// Starts closing the connection and returns at once. Messages already received are
-    /// still handed out by the receiving methods; sends fail from now on. While the
-    /// server's close reply is awaited, what it still sends is kept up to one more
-    /// channel's worth ([`capacity`](StreamBuilder::capacity)); then reading stops, so a
-    /// server that floods cannot grow memory while closing.
-    pub fn close(&self) {
+    /// Starts closing; returns at once.
+    pub(crate) fn close(&self) {
         self.session.close();
     }
 
-    /// Blocks until the connection's threads have exited, and says why it ended. With
-    /// reconnection on, that is after [`close`](Self::close) or once reconnection gave
-    /// up.
-    pub fn wait_closed(&self) -> CloseReason {
+    /// Blocks until the threads have exited; why the connection ended.
+    pub(crate) fn wait_closed(&self) -> CloseReason {
         self.session.wait_closed()
     }
 
-    /// Like [`wait_closed`](Self::wait_closed), waiting at most `timeout`; `None` if
-    /// the connection is still running.
-    pub fn wait_closed_timeout(&self, timeout: Duration) -> Option<CloseReason> {
+    /// Like [`wait_closed`](Self::wait_closed), waiting at most `timeout`.
+    pub(crate) fn wait_closed_timeout(&self, timeout: Duration) -> Option<CloseReason> {
         self.session.wait_closed_timeout(timeout)
     }
 
-    /// Whether the connection is closed or closing for good (a connection that is
-    /// reconnecting is not closed).
-    pub fn is_closed(&self) -> bool {
+    /// Whether the connection is closed or closing for good.
+    pub(crate) fn is_closed(&self) -> bool {
         self.session.is_closed()
     }
 
     /// Whether the WebSocket is up right now.
-    pub fn is_connected(&self) -> bool {
+    pub(crate) fn is_connected(&self) -> bool {
         self.session.is_connected()
     }
 
-    /// Why the connection ended, once it has. The first reason is kept: a connection
-    /// that failed or that the server closed says so even after [`close`](Self::close).
-    pub fn close_reason(&self) -> Option<CloseReason> {
+    /// Why the connection ended, once it has (the first reason).
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
         self.session.state().close_reason()
     }
 
-    /// Where this connection stands: connected, reconnecting (with the attempt) or
-    /// closed (with why), and the age of its last frame. [`Core::health`](crate::Core::health)
-    /// gathers this for every connection.
-    pub fn health(&self) -> ConnectionHealth {
+    /// Where this connection stands.
+    pub(crate) fn health(&self) -> ConnectionHealth {
         self.session.health()
     }
 
@@ -509,7 +456,8 @@ impl<In, Out> fmt::Debug for Connection<In, Out> {
     }
 }
 
-/// Blocking iterator over a connection's messages; see [`Connection::iter`].
+/// Blocking iterator over a connection's messages; see
+/// [`UpstreamConnection::iter`](crate::UpstreamConnection::iter).
 pub struct Iter<'a, In, Out> {
     conn: &'a Connection<In, Out>,
 }
@@ -523,7 +471,7 @@ impl<In: StreamFrame, Out: StreamFrame> Iterator for Iter<'_, In, Out> {
 }
 
 /// Non-blocking iterator over a connection's waiting messages; see
-/// [`Connection::try_iter`].
+/// [`UpstreamConnection::try_iter`](crate::UpstreamConnection::try_iter).
 pub struct TryIter<'a, In, Out> {
     conn: &'a Connection<In, Out>,
 }
@@ -533,15 +481,6 @@ impl<In: StreamFrame, Out: StreamFrame> Iterator for TryIter<'_, In, Out> {
 
     fn next(&mut self) -> Option<In> {
         self.conn.try_recv().ok()
-    }
-}
-
-impl<'a, In: StreamFrame, Out: StreamFrame> IntoIterator for &'a Connection<In, Out> {
-    type Item = In;
-    type IntoIter = Iter<'a, In, Out>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
     }
 }
 

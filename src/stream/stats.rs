@@ -372,7 +372,7 @@ impl ResultCounts {
 }
 
 /// A snapshot of one stream connection's counters, from
-/// [`Connection::stats`](crate::Connection::stats).
+/// [`UpstreamConnection::stats`](crate::UpstreamConnection::stats) (and the downstream's).
 ///
 /// Counters run from the connection's opening, across reconnections. Fields that do not
 /// apply to a stream stay 0 (no acks are sent on the downstream). Once nothing is in

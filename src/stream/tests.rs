@@ -876,6 +876,11 @@ fn refusals_in_a_row_end_the_stream_after_the_documented_number() {
 
 type Down = Connection<crate::DownstreamReply, crate::DownstreamRequest>;
 
+/// The downstream face of an engine connection, for its `send_and_wait` and tracker.
+fn face(inner: Down) -> crate::DownstreamConnection {
+    crate::DownstreamConnection { inner }
+}
+
 fn downlink(id: u64) -> crate::DownstreamMessage {
     let radio = crate::DownstreamRadio::new(868_300_000, crate::LoRaModulation::new(12, 125_000));
     crate::DownstreamMessage::new(
@@ -906,7 +911,7 @@ fn wait_timeout_reports_the_ack_and_a_late_result_goes_to_iter() {
         .unwrap();
         read_until_close(&mut ws);
     });
-    let down = Down::open(&params, "test-downstream", &once(), None).unwrap();
+    let down = face(Down::open(&params, "test-downstream", &once(), None).unwrap());
     let err = down
         .send_and_wait(downlink(77), Duration::from_millis(150))
         .unwrap_err();
@@ -934,7 +939,7 @@ fn waiters_fail_fast_when_the_connection_drops() {
         let _ = ws.read();
         drop(ws);
     });
-    let down = Down::open(&params, "test-downstream", &once(), None).unwrap();
+    let down = face(Down::open(&params, "test-downstream", &once(), None).unwrap());
     let start = Instant::now();
     let err = down.send_and_wait(downlink(5), WAIT).unwrap_err();
     // Written before the end: it may have gone out, so it must not read as unsent.
@@ -1260,7 +1265,7 @@ fn send_and_wait_hands_over_the_ack_when_the_connection_ends_after_it() {
         } else {
             once()
         };
-        let down = Down::open(&params, "test-downstream", &options, None).unwrap();
+        let down = face(Down::open(&params, "test-downstream", &options, None).unwrap());
         let err = down.send_and_wait(downlink(41), WAIT).unwrap_err();
         let crate::Error::DownstreamInterrupted {
             transaction_id,
@@ -1571,7 +1576,7 @@ fn server_pings_are_answered_while_the_only_consumer_works_on_a_message() {
 #[test]
 fn tracked_downlinks_count_in_stats_like_plain_ones() {
     let (params, server) = serve(|mut ws| read_until_close(&mut ws).len());
-    let down = Down::open(&params, "test-downstream", &once(), None).unwrap();
+    let down = face(Down::open(&params, "test-downstream", &once(), None).unwrap());
     down.send(downlink(1)).unwrap();
     let tracker = down.tracker::<u8>(Duration::from_secs(5));
     tracker.send(2, downlink(2));

@@ -7,16 +7,23 @@ use crate::model::{
 };
 mod dedup;
 
-use crate::stream::{Connection, DedupStats, Hook, StreamBuilder};
+use crate::stream::{connection_face, DedupStats, Hook, StreamBuilder};
 pub use dedup::Dedup;
 pub(crate) use dedup::DedupLayer;
 #[cfg(feature = "redis")]
 pub(crate) use dedup::{answer_copy, give_up};
 use std::sync::Arc;
 
+connection_face! {
 /// A connection to the upstream stream: yields [`UpstreamMessage`]s; every one must be
-/// answered with [`send_upstream_ack`](Connection::send_upstream_ack) or
-/// [`send_upstream_reject`](Connection::send_upstream_reject).
+/// answered with [`send_upstream_ack`](Self::send_upstream_ack) or
+/// [`send_upstream_reject`](Self::send_upstream_reject).
+///
+/// Receiving speaks crossbeam's vocabulary: [`recv`](Self::recv),
+/// [`recv_timeout`](Self::recv_timeout), [`try_recv`](Self::try_recv),
+/// [`iter`](Self::iter) and [`try_iter`](Self::try_iter). A connection is `Send + Sync`:
+/// several worker threads can share one connection's iterator, and one thread can send
+/// while another iterates.
 ///
 /// Open it with [`Core::upstream`](crate::Core::upstream). Several connections share the
 /// stream's traffic round-robin.
@@ -38,9 +45,10 @@ use std::sync::Arc;
 /// }
 /// # Ok::<(), ran_routing::Error>(())
 /// ```
-pub type UpstreamConnection = Connection<UpstreamMessage, UpstreamReply>;
+UpstreamConnection, UpstreamMessage, UpstreamReply, "upstream"
+}
 
-impl Connection<UpstreamMessage, UpstreamReply> {
+impl UpstreamConnection {
     /// Acknowledges an upstream message: the MIC challenge is solved, the frame belongs
     /// to `dev_eui` and its true MIC is `mic`.
     pub fn send_upstream_ack(&self, transaction_id: u64, dev_eui: DevEui, mic: u32) -> Result<()> {
@@ -48,7 +56,7 @@ impl Connection<UpstreamMessage, UpstreamReply> {
     }
 
     /// Rejects an upstream message. To give a human-readable reason too, send an
-    /// [`UpstreamReject`] with [`send`](Connection::send):
+    /// [`UpstreamReject`] with [`send`](Self::send):
     /// `upstream.send(UpstreamReject::new(id, code).with_message("..."))`.
     pub fn send_upstream_reject(
         &self,
@@ -61,7 +69,7 @@ impl Connection<UpstreamMessage, UpstreamReply> {
     /// De-duplication's counters, when it is on
     /// ([`StreamBuilder::dedup`] or `dedup_in`); `None` otherwise.
     pub fn dedup_stats(&self) -> Option<DedupStats> {
-        self.hook_dedup_stats()
+        self.inner.hook_dedup_stats()
     }
 }
 
@@ -71,7 +79,7 @@ pub type UpstreamBuilder<'a> = StreamBuilder<'a, UpstreamMessage, UpstreamReply>
 impl StreamBuilder<'_, UpstreamMessage, UpstreamReply> {
     /// Turns on uplink de-duplication: the RAN may deliver one uplink several times
     /// (the same `PHYPayloadNoMIC`, a new transaction id each time). Within the window,
-    /// only the first copy is handed out by [`iter`](Connection::iter) and the `recv`
+    /// only the first copy is handed out by [`iter`](UpstreamConnection::iter) and the `recv`
     /// methods; once the application answers it (by any send method), the connection
     /// answers every other copy, received already or later, the same way:
     ///
@@ -91,7 +99,7 @@ impl StreamBuilder<'_, UpstreamMessage, UpstreamReply> {
     /// LoRaWAN device sends, is handed out unremembered. Copies are matched per connection, as the receiving
     /// methods take them off the channel (times count from then), so the work is done on
     /// the application's thread; counters come from
-    /// [`dedup_stats`](Connection::dedup_stats). Takes a [`Dedup`] or a window.
+    /// [`dedup_stats`](UpstreamConnection::dedup_stats). Takes a [`Dedup`] or a window.
     ///
     /// ```no_run
     /// use std::time::Duration;
