@@ -8,10 +8,12 @@
 //! the uplink to the next copy; copies left unanswered past `answer_within` are rejected
 //! with `Other`.
 //!
-//! Threads: the consumer's thread claims each uplink as a receiving method takes it (one
-//! round trip). A worker thread per connection records the application's answers (one
-//! pipelined round trip for all that are queued), sends the answers of copies and polls
-//! Redis for the copies it holds. No lock of ours is held across a round trip.
+//! Threads: the connection's reader thread claims each read pass's uplinks before they
+//! enter the channel (one pipelined round trip per pass, bounded by the store's
+//! timeout), so copies never reach the channel. A worker thread per connection records
+//! the application's answers (one pipelined round trip for all that are queued), sends
+//! the answers of copies and polls Redis for the copies it holds. No lock of ours is
+//! held across a round trip.
 //!
 //! While Redis cannot be reached, uplinks are de-duplicated in the process (an in-process
 //! layer beside this one, logged and counted in `DedupStats::store_failures`); the store
@@ -42,6 +44,14 @@ struct Claimed {
     token: ClaimToken,
 }
 
+/// Whose copy a released copy is: it becomes that side's first copy as it is taken.
+enum Released {
+    /// Held through Redis: its claim is a first copy's now.
+    Shared(Claimed),
+    /// Held by the in-process layer (while Redis was away), which must see it again.
+    Local,
+}
+
 /// A copy waiting for its first copy's answer in another connection or process.
 struct Waiting {
     message: UpstreamMessage,
@@ -63,7 +73,7 @@ struct Shared {
     firsts: Mutex<HashMap<u64, Claimed>>,
     /// Held copies that became first (their first copy was rejected), on their way to
     /// the application through the receiving methods.
-    released: Mutex<HashMap<u64, Claimed>>,
+    released: Mutex<HashMap<u64, Released>>,
     held: Mutex<Vec<Waiting>>,
     /// When Redis last failed, while uplinks go to the in-process layer.
     outage: Mutex<Option<Instant>>,
@@ -137,51 +147,89 @@ impl SharedDedup {
     }
 }
 
+impl SharedDedup {
+    /// While Redis is away: the in-process layer takes the batch's copies.
+    fn screen_locally(&self, batch: &mut Vec<(UpstreamMessage, Instant)>) {
+        let passed = std::mem::take(batch)
+            .into_iter()
+            .filter_map(|(message, at)| Some((self.local.incoming(message, at)?, at)));
+        batch.extend(passed);
+    }
+}
+
 impl Hook<UpstreamMessage, UpstreamReply> for SharedDedup {
-    fn incoming(&self, message: UpstreamMessage, read_at: Instant) -> Option<UpstreamMessage> {
+    /// Claims a read pass's uplinks in one pipelined round trip on the reader thread
+    /// (bounded by the store's timeout): first copies stay in the batch, copies are
+    /// answered or held by the worker.
+    fn screen(&self, batch: &mut Vec<(UpstreamMessage, Instant)>) {
         let shared = &self.shared;
-        if let Some(claimed) = lock(&shared.released).remove(&message.transaction_id) {
-            lock(&shared.firsts).insert(message.transaction_id, claimed);
-            return Some(message);
-        }
+        let Some(&(_, read_at)) = batch.first() else {
+            return;
+        };
         if shared.in_outage(read_at) {
-            return self.local.incoming(message, read_at);
+            return self.screen_locally(batch);
         }
-        let payload = message.phy_payload_no_mic.as_slice();
-        let claim = match shared.store.claim(&[payload], shared.config.window()) {
-            Ok(mut claims) => claims.pop(),
+        let payloads: Vec<&[u8]> = batch
+            .iter()
+            .map(|(message, _)| message.phy_payload_no_mic.as_slice())
+            .collect();
+        let claims = match shared.store.claim(&payloads, shared.config.window()) {
+            Ok(claims) => claims,
             Err(e) => {
                 shared.failed("claim", &e);
-                return self.local.incoming(message, read_at);
+                return self.screen_locally(batch);
             }
         };
-        match claim {
-            Some(Claim::First(token)) => {
-                let claimed = Claimed {
-                    payload: payload.to_vec(),
-                    token,
-                };
+        let mut claims = claims.into_iter();
+        let mut firsts = Vec::new();
+        let mut held = Vec::new();
+        for (message, at) in std::mem::take(batch) {
+            match claims.next() {
+                Some(Claim::First(token)) => {
+                    let claimed = Claimed {
+                        payload: message.phy_payload_no_mic.clone(),
+                        token,
+                    };
+                    firsts.push((message.transaction_id, claimed));
+                    batch.push((message, at));
+                }
+                Some(Claim::Acked { dev_eui, mic }) => {
+                    shared.duplicates.fetch_add(1, Ordering::Relaxed);
+                    shared.answered.fetch_add(1, Ordering::Relaxed);
+                    let _ = self
+                        .jobs
+                        .send(Job::Send(answer_copy(&message, (dev_eui, mic))));
+                }
+                Some(Claim::Pending) | None => {
+                    shared.duplicates.fetch_add(1, Ordering::Relaxed);
+                    let give_up_at = at + shared.config.answer_within_bound();
+                    held.push(Waiting {
+                        message,
+                        give_up_at,
+                    });
+                }
+            }
+        }
+        // First copies are known before the application can answer them.
+        lock(&shared.firsts).extend(firsts);
+        if !held.is_empty() {
+            lock(&shared.held).extend(held);
+            let _ = self.jobs.send(Job::Wake);
+        }
+    }
+
+    /// Screened on the reader thread: only a copy released after a rejected first copy
+    /// has something to do here (its claim becomes a first copy's).
+    fn incoming(&self, message: UpstreamMessage, read_at: Instant) -> Option<UpstreamMessage> {
+        let shared = &self.shared;
+        let released = lock(&shared.released).remove(&message.transaction_id);
+        match released {
+            Some(Released::Shared(claimed)) => {
                 lock(&shared.firsts).insert(message.transaction_id, claimed);
                 Some(message)
             }
-            Some(Claim::Acked { dev_eui, mic }) => {
-                shared.duplicates.fetch_add(1, Ordering::Relaxed);
-                shared.answered.fetch_add(1, Ordering::Relaxed);
-                let _ = self
-                    .jobs
-                    .send(Job::Send(answer_copy(&message, (dev_eui, mic))));
-                None
-            }
-            Some(Claim::Pending) | None => {
-                shared.duplicates.fetch_add(1, Ordering::Relaxed);
-                let give_up_at = read_at + shared.config.answer_within_bound();
-                lock(&shared.held).push(Waiting {
-                    message,
-                    give_up_at,
-                });
-                let _ = self.jobs.send(Job::Wake);
-                None
-            }
+            Some(Released::Local) => self.local.incoming(message, read_at),
+            None => Some(message),
         }
     }
 
@@ -206,6 +254,7 @@ impl Hook<UpstreamMessage, UpstreamReply> for SharedDedup {
     }
 
     fn start(&self, send: HookSend<UpstreamReply>, deliver: HookDeliver<UpstreamMessage>) {
+        let deliver = Arc::new(deliver);
         self.local.start(
             Box::new({
                 let jobs = self.jobs.clone();
@@ -214,7 +263,13 @@ impl Hook<UpstreamMessage, UpstreamReply> for SharedDedup {
                     Ok(())
                 }
             }),
-            Box::new(|_| {}),
+            Box::new({
+                let (shared, deliver) = (self.shared.clone(), deliver.clone());
+                move |copy: UpstreamMessage| {
+                    lock(&shared.released).insert(copy.transaction_id, Released::Local);
+                    deliver(copy);
+                }
+            }),
         );
         let Some(rx) = self.worker.get().cloned() else {
             return;
@@ -322,7 +377,8 @@ fn poll(shared: &Shared, send_one: &dyn Fn(UpstreamReply), deliver: &HookDeliver
                     payload: waiting.message.phy_payload_no_mic.clone(),
                     token,
                 };
-                lock(&shared.released).insert(waiting.message.transaction_id, claimed);
+                lock(&shared.released)
+                    .insert(waiting.message.transaction_id, Released::Shared(claimed));
                 deliver(waiting.message);
             }
             Some(Claim::Pending) | None if now >= waiting.give_up_at => {
@@ -345,9 +401,10 @@ impl crate::UpstreamBuilder<'_> {
     /// Exactly one copy of an uplink reaches an application; every other copy, in
     /// whichever process it lands, is answered as the first was (an ack where its MIC
     /// fits the copy, else `MICFailed`; a reject is never copied: the next copy goes to
-    /// an application), within [`Dedup::answer_within`]'s default bound. Each uplink
-    /// costs one Redis round trip when a receiving method takes it, and its answer one
-    /// more; copies held for an answer are polled every few milliseconds.
+    /// an application), within [`Dedup::answer_within`]'s default bound. The reader
+    /// thread claims what each read of the socket brought in one pipelined Redis round
+    /// trip, before the uplinks enter the channel; answers are recorded in batches by a
+    /// worker thread; copies held for an answer are polled every few milliseconds.
     ///
     /// If Redis fails while running, uplinks are de-duplicated in this process instead
     /// (logged, counted in [`DedupStats::store_failures`]), and Redis is tried again

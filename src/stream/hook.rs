@@ -8,11 +8,17 @@ use crate::error::Result;
 
 /// A layer that sees a connection's traffic: each incoming message as the receiving
 /// methods take it off the channel, and each outgoing message after it was written.
-/// Optional: a connection without one pays a single branch. It runs on the consumer's
-/// thread, not the reader's: the one that answers also takes the next message, so the
-/// hook's state is not fought over by two threads per message (measured: on the reader
-/// thread, de-duplication halved the ack throughput).
+/// Optional: a connection without one pays a single branch. `incoming` runs on the
+/// consumer's thread, not the reader's: the one that answers also takes the next
+/// message, so in-process state is not fought over by two threads per message. Work
+/// that waits on the network per message instead belongs in `screen`, paid once per
+/// read pass on the reader thread.
 pub(crate) trait Hook<In, Out>: Send + Sync + 'static {
+    /// On the reader thread, before a read pass's messages are delivered: the hook may
+    /// take some of them (those left go to the channel, in their order). For work that
+    /// is a network round trip better paid once per pass than once per message (shared
+    /// de-duplication); it delays reading, so it must be bounded in time.
+    fn screen(&self, _batch: &mut Vec<(In, Instant)>) {}
     /// `Some` goes to the application; `None` was taken care of by the hook. `read_at`:
     /// when the message's read pass was (one clock reading per pass, not per message).
     fn incoming(&self, message: In, read_at: Instant) -> Option<In>;

@@ -61,7 +61,7 @@ use inbox::{Inbox, Taken};
 use link::LinkOptions;
 use outlet::send_counted;
 pub(crate) use outlet::Outlet;
-use read::{Outbox, Room};
+use read::{Outbox, Room, Screen};
 use session::{EventHandler, Opener, Session};
 use stats::StreamCounters;
 pub use stats::{DedupStats, RejectCounts, ResultCounts, StreamStats};
@@ -151,11 +151,22 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
     ) -> Result<Self> {
         let (tx, rx) = crossbeam_channel::bounded::<Taken<In>>(options.capacity.max(1));
         let stash = Arc::new(Mutex::new(VecDeque::new()));
+        let stats = Arc::new(StreamCounters::new(name));
         let room = Arc::new(Room::default());
         let outbox = Outbox {
             tx,
             stash: stash.clone(),
             room: room.clone(),
+            screen: hook.clone().map(|hook| -> Screen<Taken<In>> {
+                let stats = stats.clone();
+                Arc::new(move |batch: &mut Vec<Taken<In>>| {
+                    let before = batch.len();
+                    hook.screen(batch);
+                    for _ in batch.len()..before {
+                        stats.taken_by_connection();
+                    }
+                })
+            }),
         };
         let link_options = LinkOptions {
             name: name.to_owned(),
@@ -168,7 +179,6 @@ impl<In: StreamFrame, Out: StreamFrame> Connection<In, Out> {
         let log_name = name.to_owned();
         let correlator = correlate::Correlator::new();
         let link_correlator = correlator.clone();
-        let stats = Arc::new(StreamCounters::new(name));
         let link_stats = stats.clone();
         let open: Opener = Box::new(move || {
             let log_name = log_name.clone();

@@ -115,7 +115,13 @@ pub(crate) struct Outbox<T> {
     pub(crate) stash: Arc<Mutex<VecDeque<T>>>,
     /// Where the reader waits for room in a full channel.
     pub(crate) room: Arc<Room>,
+    /// Sees each read pass's messages before they are delivered, and may take some
+    /// (a hook's [`screen`](super::Hook::screen)).
+    pub(crate) screen: Option<Screen<T>>,
 }
+
+/// What a hook does with a read pass's messages on the reader thread.
+pub(crate) type Screen<T> = Arc<dyn Fn(&mut Vec<T>) + Send + Sync>;
 
 impl<T> Clone for Outbox<T> {
     fn clone(&self) -> Self {
@@ -123,6 +129,7 @@ impl<T> Clone for Outbox<T> {
             tx: self.tx.clone(),
             stash: self.stash.clone(),
             room: self.room.clone(),
+            screen: self.screen.clone(),
         }
     }
 }
@@ -322,6 +329,7 @@ impl<S: Socket, T, D: Fn(Bytes) -> Option<T>> Reader<S, T, D> {
     pub(crate) fn run(self) {
         let shared = &*self.shared;
         let mut batch: Vec<Bytes> = Vec::with_capacity(READ_BATCH);
+        let mut decoded: Vec<Stamped<T>> = Vec::with_capacity(READ_BATCH);
         // The handshake may have read frames past its response: look before waiting.
         let mut more = true;
         let mut stopped = false;
@@ -357,18 +365,25 @@ impl<S: Socket, T, D: Fn(Bytes) -> Option<T>> Reader<S, T, D> {
                 shared.want_flush(&self.cmd);
             }
             shared.delivering.store(true, Ordering::SeqCst);
-            for frame in batch.drain(..) {
-                if let Some(item) = (self.decode)(frame) {
-                    if !self
-                        .outbox
-                        .deliver((item, read_at), &self.stop, &mut stopped)
-                    {
-                        log::debug!("{}: receiver gone; dropping the connection", shared.name);
-                        end = end.or(Some(CloseReason::Local));
-                        break;
-                    }
+            decoded.extend(
+                batch
+                    .drain(..)
+                    .filter_map(|frame| Some(((self.decode)(frame)?, read_at))),
+            );
+            if let Some(screen) = &self.outbox.screen {
+                if !decoded.is_empty() {
+                    screen(&mut decoded);
                 }
             }
+            for item in decoded.drain(..) {
+                if !self.outbox.deliver(item, &self.stop, &mut stopped) {
+                    log::debug!("{}: receiver gone; dropping the connection", shared.name);
+                    end = end.or(Some(CloseReason::Local));
+                    break;
+                }
+            }
+            // Not delivered: the receiving side is gone, nobody may take them.
+            decoded.clear();
             // Whatever the peer sent while we waited for room counts from now.
             shared.seen_at(Instant::now());
             shared.delivering.store(false, Ordering::SeqCst);

@@ -1642,7 +1642,12 @@ mod delivery_model {
             let room = Arc::new(Room::default());
             let inbox = Inbox { rx, stash: stash.clone(), room: room.clone(), released: None, _release: None };
             // The session's opener holds one sender, each link's reader another.
-            let mut opener = Some(Outbox { tx, stash, room });
+            let mut opener = Some(Outbox {
+                tx,
+                stash,
+                room,
+                screen: None,
+            });
             let mut reader = opener.clone();
             let (stop_tx, stop) = crossbeam_channel::bounded::<()>(0);
             let mut stop_tx = Some(stop_tx);
