@@ -13,6 +13,7 @@ use crate::common::{self};
 
 use ran_routing::{
     ApiError, CloseReason, Closed, Core, Error, Select, StreamError, StreamErrorKind, UpstreamAck,
+    UpstreamBuilder, UpstreamConnection,
 };
 use ran_routing_emulator::{Emulator, RawFrame};
 
@@ -25,6 +26,13 @@ fn failure(reason: &CloseReason) -> &StreamError {
     reason
         .error()
         .unwrap_or_else(|| panic!("not a failure: {reason:?}"))
+}
+
+/// Connects and waits until the emulator has the connection.
+fn open(emu: &Emulator, builder: UpstreamBuilder<'_>) -> UpstreamConnection {
+    let up = builder.connect().unwrap();
+    assert!(emu.wait_upstream_connections(1, WAIT));
+    up
 }
 
 /// A loopback port nothing listens on.
@@ -53,8 +61,7 @@ fn a_refused_port_is_an_io_error_of_that_kind() {
 fn a_server_close_is_remote_and_later_sends_say_so() {
     let emu = common::emulator();
     let core = common::core(&emu);
-    let up = core.upstream().no_reconnect().connect().unwrap();
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = open(&emu, core.upstream().no_reconnect());
     emu.close_stream_connections();
     let reason = up
         .wait_closed_timeout(WAIT)
@@ -75,8 +82,7 @@ fn a_server_close_is_remote_and_later_sends_say_so() {
 fn a_dropped_connection_is_an_io_failure_and_sends_meanwhile_are_not_connected() {
     let emu = common::emulator();
     let core = common::core(&emu);
-    let up = core.upstream().no_reconnect().connect().unwrap();
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = open(&emu, core.upstream().no_reconnect());
     emu.drop_stream_connections();
     let reason = up.wait_closed_timeout(WAIT).expect("the drop was not seen");
     let failure = failure(&reason);
@@ -85,12 +91,8 @@ fn a_dropped_connection_is_an_io_failure_and_sends_meanwhile_are_not_connected()
     assert!(io.is_some(), "the io::Error is not the source: {failure:?}");
 
     // With reconnection on, a send while the connection is down names why it went down.
-    let up = core
-        .upstream()
-        .reconnect(fast_reconnect().initial_delay(Duration::from_secs(60)))
-        .connect()
-        .unwrap();
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let slow = fast_reconnect().initial_delay(Duration::from_secs(60));
+    let up = open(&emu, core.upstream().reconnect(slow));
     emu.drop_stream_connections();
     let err = loop {
         match up.send(ack()) {
@@ -140,8 +142,7 @@ fn hostile_frames_end_the_connection_with_their_kind() {
     let emu = common::emulator();
     let core = common::core(&emu);
     // A text frame that is not UTF-8 breaks the protocol.
-    let up = core.upstream().no_reconnect().connect().unwrap();
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = open(&emu, core.upstream().no_reconnect());
     emu.send_upstream_frame(RawFrame::Text(vec![0xff, 0xfe]))
         .unwrap();
     let reason = up
@@ -151,13 +152,7 @@ fn hostile_frames_end_the_connection_with_their_kind() {
     drop(up);
 
     // A frame larger than the connection takes.
-    let up = core
-        .upstream()
-        .no_reconnect()
-        .max_frame_size(1024)
-        .connect()
-        .unwrap();
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = open(&emu, core.upstream().no_reconnect().max_frame_size(1024));
     emu.send_upstream_frame(RawFrame::Binary(vec![b' '; 4096]))
         .unwrap();
     let reason = up
@@ -174,12 +169,11 @@ fn hostile_frames_end_the_connection_with_their_kind() {
 fn reconnection_gives_up_with_the_last_attempts_error_as_source() {
     let emu = Emulator::start().unwrap();
     let core = core_at(emu.token(), &emu.base_url());
-    let up = core
-        .upstream()
-        .reconnect(fast_reconnect().max_attempts(Some(2)))
-        .connect()
-        .unwrap();
-    assert!(emu.wait_upstream_connections(1, WAIT));
+    let up = open(
+        &emu,
+        core.upstream()
+            .reconnect(fast_reconnect().max_attempts(Some(2))),
+    );
     emu.send_upstream(&uplink(1)).unwrap();
     assert_eq!(up.recv_timeout(WAIT).unwrap().transaction_id, 1);
     drop(emu);
