@@ -146,12 +146,14 @@ impl Core {
     /// Closes the client: idle and in-flight HTTP connections and every stream opened
     /// from it, and a `connect()` still retrying its first connection
     /// ([`StreamBuilder::retry_first_connect`](crate::StreamBuilder::retry_first_connect)).
-    /// Calls made afterwards fail with [`Error::Closed`] without touching the network.
-    /// Closing again does nothing. Call it from a signal handler's thread to shut a
-    /// program down: its stream loops end once what was received is handed out.
+    /// Calls made afterwards fail with [`Error::Closed`] holding
+    /// [`Closed::Core`](crate::Closed::Core), without touching the network: a program
+    /// that means to go on builds a new `Core`. Closing again does nothing. Call it from
+    /// a signal handler's thread to shut a program down: its stream loops end once what
+    /// was received is handed out.
     ///
     /// ```
-    /// use ran_routing::{Core, Error};
+    /// use ran_routing::{Closed, Core, Error};
     ///
     /// let ran = Core::new("access-token", "https://eu.cloud.everynet.io/api/v1")?;
     /// ran.close();
@@ -159,7 +161,7 @@ impl Core {
     /// assert!(ran.is_closed());
     /// assert!(matches!(
     ///     ran.routing_table().select(ran_routing::Select::all()),
-    ///     Err(Error::Closed(_))
+    ///     Err(Error::Closed(Closed::Core))
     /// ));
     /// # Ok::<(), ran_routing::Error>(())
     /// ```
