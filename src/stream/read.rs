@@ -46,19 +46,11 @@ const READ_BATCH_BYTES: usize = 256 * 1024;
 /// The socket as the WebSocket sees it: reads stop at a budget the reader sets before
 /// each pass (tungstenite reads continuation and control frames in loops of its own, so
 /// counting messages alone cannot bound a pass).
-///
-/// Drained-read detection: a read that got less than it asked for found the socket
-/// empty, so the next read of the same pass answers "would block" without asking the
-/// kernel again. tungstenite asks for more only when it holds no complete frame, so
-/// nothing above the socket waits unseen; the readiness wait comes next and finds data
-/// that came meanwhile at once.
 pub(crate) struct Metered<S> {
     pub(crate) inner: S,
     read_left: usize,
     /// The last read stopped at the budget, not for want of data.
     exhausted: bool,
-    /// The last read found the socket drained.
-    drained: bool,
 }
 
 impl<S> Metered<S> {
@@ -67,14 +59,12 @@ impl<S> Metered<S> {
             inner,
             read_left: READ_BATCH_BYTES,
             exhausted: false,
-            drained: false,
         }
     }
 
     fn start_pass(&mut self, budget: usize) {
         self.read_left = budget;
         self.exhausted = false;
-        self.drained = false;
     }
 }
 
@@ -84,13 +74,9 @@ impl<S: Socket> Read for Metered<S> {
             self.exhausted = true;
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        if self.drained && !self.inner.has_buffered_input() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
         let n = buf.len().min(self.read_left);
         let got = self.inner.read(&mut buf[..n])?;
         self.read_left -= got;
-        self.drained = got < n;
         Ok(got)
     }
 }
