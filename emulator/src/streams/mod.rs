@@ -62,6 +62,27 @@ pub(crate) struct Heard {
     pub(crate) transaction_id: u64,
 }
 
+/// Most devices whose last acknowledged uplink the hub keeps. Acks name any DevEUI a
+/// client likes, but only acks of remembered uplinks count, so the newest
+/// [`SENT_LOG`] entries cover every uplink the hub can still judge a downlink against.
+const LAST_ACKED: usize = 2 * SENT_LOG;
+
+/// Records that `dev_eui`'s uplink heard at `heard.at` was acked, keeping the map
+/// within [`LAST_ACKED`]: past it, the older half is forgotten (amortized, one pass per
+/// `LAST_ACKED / 2` new devices).
+fn record_ack(last_acked: &mut HashMap<DevEui, Heard>, dev_eui: DevEui, heard: Heard) {
+    let last = last_acked.entry(dev_eui).or_insert(heard);
+    if heard.at >= last.at {
+        *last = heard;
+    }
+    if last_acked.len() > LAST_ACKED {
+        let mut ats: Vec<Instant> = last_acked.values().map(|h| h.at).collect();
+        let middle = ats.len() / 2;
+        let cutoff = *ats.select_nth_unstable(middle).1;
+        last_acked.retain(|_, h| h.at >= cutoff);
+    }
+}
+
 /// An upstream the hub sent.
 #[derive(Debug, Clone, Copy)]
 struct SentUpstream {
@@ -342,10 +363,7 @@ impl Hub {
                         at: sent.heard_at,
                         transaction_id: reply.transaction_id(),
                     };
-                    let last = s.last_acked.entry(ack.dev_eui).or_insert(heard);
-                    if heard.at >= last.at {
-                        *last = heard;
-                    }
+                    record_ack(&mut s.last_acked, ack.dev_eui, heard);
                 }
                 (UpstreamReply::Reject(_), Some(_)) => {}
             }
@@ -764,4 +782,34 @@ fn answer_downstream(shared: &Shared, request: DownstreamRequest, size: usize) -
             ),
         },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acks_naming_ever_new_devices_keep_the_last_acked_map_bounded() {
+        let mut last_acked = HashMap::new();
+        let start = Instant::now();
+        let n = 3 * LAST_ACKED as u64;
+        for i in 0..n {
+            let heard = Heard {
+                at: start + Duration::from_micros(i),
+                transaction_id: i,
+            };
+            record_ack(&mut last_acked, DevEui::new(i), heard);
+            assert!(last_acked.len() <= LAST_ACKED);
+        }
+        // The newest acks are the ones kept.
+        assert_eq!(last_acked[&DevEui::new(n - 1)].transaction_id, n - 1);
+        assert!(last_acked.len() > LAST_ACKED / 2);
+        // A device acked again keeps its newest uplink.
+        let old = Heard {
+            at: start,
+            transaction_id: 0,
+        };
+        record_ack(&mut last_acked, DevEui::new(n - 1), old);
+        assert_eq!(last_acked[&DevEui::new(n - 1)].transaction_id, n - 1);
+    }
 }
