@@ -1,5 +1,6 @@
 //! Multicast groups: addresses many devices listen on, for multicast downlinks.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::client::Core;
@@ -212,11 +213,7 @@ impl<'a> MulticastGroups<'a> {
         addr: impl Into<MulticastAddr>,
         dev_eui: impl Into<DevEui>,
     ) -> Result<bool> {
-        let body = DeviceBody {
-            addr: addr.into(),
-            dev_eui: dev_eui.into(),
-        };
-        let added: Added = rest::post(self.core, ADD_DEVICE, Some(&body))?;
+        let added: Added = self.membership(ADD_DEVICE, addr.into(), dev_eui.into())?;
         Ok(added.is_added)
     }
 
@@ -244,12 +241,18 @@ impl<'a> MulticastGroups<'a> {
         addr: impl Into<MulticastAddr>,
         dev_eui: impl Into<DevEui>,
     ) -> Result<bool> {
-        let body = DeviceBody {
-            addr: addr.into(),
-            dev_eui: dev_eui.into(),
-        };
-        let removed: Removed = rest::post(self.core, REMOVE_DEVICE, Some(&body))?;
+        let removed: Removed = self.membership(REMOVE_DEVICE, addr.into(), dev_eui.into())?;
         Ok(removed.is_removed)
+    }
+
+    /// Adds a device to a group or removes it (`route` says which): one body, two answers.
+    fn membership<T: DeserializeOwned>(
+        &self,
+        route: Route,
+        addr: MulticastAddr,
+        dev_eui: DevEui,
+    ) -> Result<T> {
+        rest::post(self.core, route, Some(&DeviceBody { addr, dev_eui }))
     }
 }
 
