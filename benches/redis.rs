@@ -138,15 +138,7 @@ fn acker(port: u16, n: usize, store: Option<RedisStore>) {
         None => builder.dedup(Duration::from_secs(60)),
     };
     let up = builder.connect().unwrap();
-    let mut seen = 0;
-    for m in up.iter() {
-        up.send_upstream_ack(m.transaction_id, m.dev_euis[0], m.mic_challenge[0])
-            .unwrap();
-        seen += 1;
-        if seen == n {
-            break;
-        }
-    }
+    let seen = support::ack_each(&up, n);
     assert_eq!(seen, n, "the connection ended: {:?}", up.close_reason());
     up.close();
 }

@@ -214,15 +214,7 @@ fn ours_acker_then<R>(port: u16, n: usize, dedup: bool, then: impl FnOnce() -> R
         builder
     };
     let up = builder.connect().unwrap();
-    let mut seen = 0;
-    for m in up.iter() {
-        up.send_upstream_ack(m.transaction_id, m.dev_euis[0], m.mic_challenge[0])
-            .unwrap();
-        seen += 1;
-        if seen == n {
-            break;
-        }
-    }
+    support::ack_each(&up, n);
     let result = then();
     up.close();
     up.wait_closed();

@@ -297,15 +297,7 @@ fn serve_count(
 fn ours_acker(tls: &Tls, port: u16, n: usize) {
     let core = core(tls, port);
     let up = core.upstream().connect().unwrap();
-    let mut seen = 0;
-    for m in up.iter() {
-        up.send_upstream_ack(m.transaction_id, m.dev_euis[0], m.mic_challenge[0])
-            .unwrap();
-        seen += 1;
-        if seen == n {
-            break;
-        }
-    }
+    support::ack_each(&up, n);
     up.close();
     up.wait_closed();
 }

@@ -8,6 +8,21 @@ use std::time::Duration;
 pub mod frames;
 pub mod rest;
 
+/// The user loop of the crate's documentation: acks each uplink `up` hands out until
+/// `n` are acked or the connection ends; how many were acked.
+pub fn ack_each(up: &ran_routing::UpstreamConnection, n: usize) -> usize {
+    let mut seen = 0;
+    for m in up.iter() {
+        up.send_upstream_ack(m.transaction_id, m.dev_euis[0], m.mic_challenge[0])
+            .unwrap();
+        seen += 1;
+        if seen == n {
+            break;
+        }
+    }
+    seen
+}
+
 /// `RAN_BENCH_QUICK=1`: a short smoke run (CI), with figures too noisy to compare.
 pub fn quick() -> bool {
     std::env::var_os("RAN_BENCH_QUICK").is_some_and(|v| v != "0" && !v.is_empty())
